@@ -1,0 +1,2 @@
+"""Scaling-law workbench engine: trains and measures dense retrievers, fits the
+paper's laws and plans budgets. Never imports Streamlit."""
