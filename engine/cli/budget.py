@@ -1,0 +1,62 @@
+"""`python -m engine budget`: optimal model and data size for a budget (Section 5)."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+FLAG_HELP = {
+    "price_per_pair": "$ per annotated pair (Z_data)",
+    "gpu_price_per_hour": "$ per GPU hour",
+    "peak_flops": "peak FLOP/s of one GPU",
+    "utilisation": "achieved fraction of peak",
+    "steps": "training steps",
+    "batch_size": "queries per step",
+    "query_tokens": "tokens per query",
+    "passage_tokens": "tokens per passage",
+    "passages_per_query": "passages encoded per query in training",
+    "train_flops_per_token": "training FLOPs per parameter per token",
+    "infer_flops_per_token": "inference FLOPs per parameter per token",
+    "corpus_pages": "pages encoded at inference",
+    "tokens_per_page": "tokens per page",
+}
+
+
+def register(subparsers) -> None:
+    from engine.budget import CostAssumptions
+
+    parser = subparsers.add_parser("budget", help="optimal N and D for a budget (Eq. 11-14)")
+    parser.add_argument("--budget", type=float, required=True, help="dollars")
+    parser.add_argument("--with-inference", action="store_true", help="include the cost of encoding the corpus")
+    parser.add_argument("--law", default="paper-joint", help="a preset name or a fit JSON from `laws fit`")
+    parser.add_argument("--n-min", type=float, default=1e3, help="smallest model size considered")
+    parser.add_argument("--band-tolerance", type=float, default=0.01,
+                        help="near-optimal band: loss within this fraction of the optimum")
+    for field in fields(CostAssumptions):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
+                            default=field.default, help=f"{FLAG_HELP[field.name]} (default {field.default:g})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    parser.set_defaults(handler=run_budget)
+
+
+def run_budget(args) -> int:
+    from engine.budget import BudgetQuestion, CostAssumptions, optimise
+    from engine.laws import load_law
+
+    costs = CostAssumptions(**{f.name: getattr(args, f.name) for f in fields(CostAssumptions)})
+    question = BudgetQuestion(args.budget, args.with_inference, costs, args.n_min, args.band_tolerance)
+    answer = optimise(load_law(args.law), question)
+    result = {"law": args.law, **answer.to_dict()}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    interval = answer.loss_interval
+    print(f"budget ${args.budget:,.0f} {'with' if args.with_inference else 'without'} inference cost, law {args.law}")
+    print(f"Z_data = {costs.z_data:.4g} $/pair, Z_train = {costs.z_train:.4g} $/param, Z_infer = {costs.z_infer:.4g} $/param")
+    print(f"optimal model size N* = {answer.n_opt:.4g} non-embedding parameters")
+    print(f"data size D* = {answer.d_opt:,.0f} annotated pairs")
+    print(f"predicted contrastive entropy = {answer.loss:.4f}"
+          + (f"  (prediction interval [{interval[0]:.4f}, {interval[1]:.4f}])" if interval else ""))
+    print(f"within {100 * question.band_tolerance:g}% of the optimum for N in "
+          f"[{answer.band[0]:.4g}, {answer.band[1]:.4g}]")
+    print("spend: " + ", ".join(f"{k} ${v:,.0f}" for k, v in answer.spend.items()))
+    return 0

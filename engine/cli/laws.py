@@ -1,0 +1,81 @@
+"""`python -m engine laws fit|presets`: fit Eq. 6, 7 or 8 to a CSV of runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.errors import InputError
+
+
+def register(subparsers) -> None:
+    laws = subparsers.add_parser("laws", help="fit and inspect scaling laws (Eq. 6-8)")
+    actions = laws.add_subparsers(dest="laws_command", required=True)
+    fit = actions.add_parser("fit", help="fit a law to a CSV with columns n, d, loss [, label]")
+    fit.add_argument("--csv", required=True, type=Path, help="columns n (non-embedding params), d (pairs), loss")
+    fit.add_argument("--law", required=True, choices=["model", "data", "joint"])
+    fit.add_argument("--holdout-largest", type=int, default=0, metavar="K",
+                     help="fit without the K largest model sizes (data law: data sizes) and report their error")
+    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits for the intervals")
+    fit.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", type=Path, help="where to write the fit as JSON (default: next to the CSV)")
+    fit.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    fit.set_defaults(handler=run_fit)
+    presets = actions.add_parser("presets", help="list the paper's published fits")
+    presets.add_argument("--json", action="store_true")
+    presets.set_defaults(handler=run_presets)
+
+
+def run_fit(args) -> int:
+    import pandas as pd
+
+    from engine.laws import FitConfig, fit_law
+
+    if not args.csv.is_file():
+        raise InputError(f"{args.csv}: no such file")
+    try:
+        points = pd.read_csv(args.csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{args.csv}: cannot read as CSV ({err})") from err
+    config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed,
+                       holdout_largest=args.holdout_largest)
+    fit = fit_law(points, args.law, config)
+    out = args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json")
+    out.write_text(json.dumps(fit.to_dict(), indent=1))
+    if args.json:
+        print(json.dumps({**fit.to_dict(include_bootstrap=False), "saved_to": str(out)}))
+    else:
+        print(format_fit(fit))
+        print(f"saved to {out}")
+    return 0
+
+
+def format_fit(fit) -> str:
+    level = int(round(fit.config.level * 100))
+    lines = [fit.law.describe(), f"R^2 = {fit.r2:.4f} on {int((fit.points['role'] == 'fit').sum())} points",
+             f"{'param':>6}  {'value':>11}  {level}% interval"]
+    for name, value in fit.law.params.items():
+        lo, hi = fit.intervals.get(name, (float("nan"), float("nan")))
+        lines.append(f"{name:>6}  {value:11.4g}  [{lo:.4g}, {hi:.4g}]")
+    held = fit.heldout
+    if len(held):
+        lines.append("held-out points (fit without them):")
+        for row in held.itertuples():
+            size = f"n={row.n:.4g}" if "n" in held else ""
+            size += f" d={row.d:.4g}" if "d" in held else ""
+            lines.append(f"  {size}: observed {row.loss:.4f}, predicted {row.predicted:.4f} "
+                         f"({100 * row.rel_error:+.1f}%), {level}% PI [{row.pi_lo:.4f}, {row.pi_hi:.4f}]")
+    return "\n".join(lines)
+
+
+def run_presets(args) -> int:
+    from engine.laws import PRESETS
+
+    rows = [{"name": name, "law": p.law.kind, "params": p.law.params, "source": p.source, "r2": p.r2}
+            for name, p in PRESETS.items()]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['name']:<24} {row['source']:<22} {PRESETS[row['name']].law.describe()}")
+    return 0

@@ -1,0 +1,16 @@
+"""Shared test set-up: the project root on sys.path and a private store per test."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def private_workbench_dirs(tmp_path, monkeypatch):
+    """No test touches the user's store, runs or cache folders."""
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "store" / "workbench.duckdb"))
+    monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,140 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.errors import InputError
+from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, fit_law, joint_law, model_size_law,
+                         preset)
+
+N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
+D_GRID = np.geomspace(1e3, 5e5, 10)
+
+
+def noisy(values, rng, sigma=0.01):
+    return values * np.exp(rng.normal(0, sigma, np.shape(values)))
+
+
+def model_points(rng, law_name="paper-msmarco-model"):
+    return pd.DataFrame({"n": N_GRID, "loss": noisy(preset(law_name).predict(N_GRID), rng)})
+
+
+def data_points(rng, law_name="paper-msmarco-data"):
+    return pd.DataFrame({"d": D_GRID, "loss": noisy(preset(law_name).predict(d=D_GRID), rng)})
+
+
+def joint_points(rng):
+    n, d = np.meshgrid(np.geomspace(5e5, 9e7, 10), np.geomspace(1e3, 5e5, 5))
+    n, d = n.ravel(), d.ravel()
+    return pd.DataFrame({"n": n, "d": d, "loss": noisy(preset("paper-joint").predict(n, d), rng)})
+
+
+def test_equations_match_the_paper():
+    assert model_size_law(1e6, 1e6, 0.5, 0.1) == pytest.approx(1.1)
+    assert model_size_law(4e6, 1e6, 0.5, 0.0) == pytest.approx(0.5)
+    # Eq. 8 with B/D -> 0 reduces to Eq. 6 with the same A and alpha
+    assert joint_law(2e6, 1e30, 3.6e4, 7.1e3, 0.56, 1.31, 0.03) == pytest.approx(
+        model_size_law(2e6, 3.6e4, 0.56, 0.03), rel=1e-9)
+
+
+@pytest.mark.parametrize("points, kind, name", [
+    (model_points, "model", "paper-msmarco-model"), (model_points, "model", "paper-t2ranking-model"),
+    (data_points, "data", "paper-msmarco-data"), (data_points, "data", "paper-t2ranking-data"),
+])
+def test_one_variable_laws_recover_exponents(points, kind, name):
+    rng = np.random.default_rng(7)
+    fit = fit_law(points(rng, name), kind, FitConfig(bootstrap=0))
+    truth = preset(name).params
+    exponent = "alpha" if kind == "model" else "beta"
+    assert fit.law.params[exponent] == pytest.approx(truth[exponent], abs=0.02)
+    assert fit.r2 > 0.99
+
+
+def test_joint_law_recovers_exponents():
+    fit = fit_law(joint_points(np.random.default_rng(3)), "joint", FitConfig(bootstrap=0))
+    truth = preset("paper-joint").params
+    assert fit.law.params["alpha"] == pytest.approx(truth["alpha"], abs=0.02)
+    assert fit.law.params["beta"] == pytest.approx(truth["beta"], abs=0.02)
+
+
+def test_fit_is_deterministic():
+    points = model_points(np.random.default_rng(1))
+    first = fit_law(points, "model", FitConfig(bootstrap=20)).law.params
+    assert fit_law(points, "model", FitConfig(bootstrap=20)).law.params == first
+
+
+def test_huber_fit_resists_one_bad_run():
+    points = model_points(np.random.default_rng(2))
+    points.loc[5, "loss"] *= 1.6                 # one diverged run
+    fit = fit_law(points, "model", FitConfig(bootstrap=0))
+    assert fit.law.params["alpha"] == pytest.approx(0.53, abs=0.03)
+
+
+@pytest.mark.parametrize("kind", ["model", "data", "joint"])
+def test_bootstrap_intervals_cover_truth_in_most_trials(kind):
+    make = {"model": model_points, "data": data_points, "joint": joint_points}[kind]
+    truth = {"model": preset("paper-msmarco-model"), "data": preset("paper-msmarco-data"),
+             "joint": preset("paper-joint")}[kind].params
+    trials, covered = 12, {name: 0 for name in truth}
+    for seed in range(trials):
+        fit = fit_law(make(np.random.default_rng(100 + seed)), kind, FitConfig(bootstrap=150, seed=seed))
+        for name, (lo, hi) in fit.intervals.items():
+            covered[name] += lo <= truth[name] <= hi
+    for name, hits in covered.items():
+        assert hits / trials >= 0.6, f"{name} covered in {hits}/{trials} trials"
+
+
+def test_prediction_interval_contains_prediction_and_widens_with_extrapolation():
+    fit = fit_law(model_points(np.random.default_rng(4)), "model", FitConfig(bootstrap=200))
+    band = fit.predict_interval(n=[1e7, 1e10])
+    assert np.all(band["pi_lo"] <= band["pred"]) and np.all(band["pred"] <= band["pi_hi"])
+    width = (band["ci_hi"] - band["ci_lo"]) / band["pred"]
+    assert width[1] > width[0]
+
+
+def test_holdout_largest_reports_heldout_error():
+    fit = fit_law(model_points(np.random.default_rng(5)), "model", FitConfig(bootstrap=50, holdout_largest=2))
+    held = fit.heldout
+    assert sorted(held["n"]) == sorted(N_GRID[-2:])
+    assert (fit.points["role"] == "fit").sum() == len(N_GRID) - 2
+    assert np.all(np.abs(held["rel_error"]) < 0.05)
+    assert np.all(held["pi_lo"] < held["pi_hi"])
+
+
+def test_json_round_trip_keeps_law_and_intervals():
+    fit = fit_law(data_points(np.random.default_rng(6)), "data", FitConfig(bootstrap=30))
+    again = LawFit.from_dict(fit.to_dict())
+    assert again.law.params == fit.law.params
+    assert again.intervals == fit.intervals
+    assert again.bootstrap_params.shape == fit.bootstrap_params.shape
+
+
+def test_presets_are_the_papers_tables():
+    assert PRESETS["paper-msmarco-model"].law.params == {"A": 3.22e4, "alpha": 0.53, "delta": 0.04}
+    assert PRESETS["paper-t2ranking-data"].law.params == {"B": 6.04e4, "beta": 0.50, "delta": 0.15}
+    assert PRESETS["paper-joint"].law.params["beta"] == 1.31
+
+
+@pytest.mark.parametrize("points, kind, message", [
+    (pd.DataFrame({"n": [1e6, 2e6, 3e6], "loss": [1, 0.9, 0.8]}), "model", "at least 4 points"),
+    (pd.DataFrame({"n": [1e6, -2e6, 3e6, 4e6], "loss": [1, 0.9, 0.8, 0.7]}), "model", "positive and finite"),
+    (pd.DataFrame({"n": [1e6, 2e6, 3e6, 4e6], "loss": [1, np.nan, 0.8, 0.7]}), "model", "positive and finite"),
+    (pd.DataFrame({"n": [1e6, 2e6, np.inf, 4e6], "loss": [1, 0.9, 0.8, 0.7]}), "model", "positive and finite"),
+    (pd.DataFrame({"n": [1e6] * 5, "loss": [1, 0.9, 0.8, 0.7, 0.6]}), "model", "2 distinct model sizes"),
+    (pd.DataFrame({"d": [1e3] * 5, "loss": [1, 0.9, 0.8, 0.7, 0.6]}), "data", "2 distinct data sizes"),
+    (pd.DataFrame({"n": [1e6, 2e6, 3e6, 4e6], "loss": [1, 0.9, 0.8, 0.7]}), "data", "missing ['d']"),
+    (pd.DataFrame({"n": [1e6, 2e6, 3e6, 4e6], "loss": [1, 0.9, 0, 0.7]}), "model", "positive and finite"),
+    (pd.DataFrame({"n": [1e6, 2e6, 3e6, 4e6], "loss": [1, 0.9, 0.8, 0.7]}), "quadratic", "unknown law"),
+])
+def test_bad_points_get_clear_errors(points, kind, message):
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        fit_law(points, kind, FitConfig(bootstrap=0))
+
+
+def test_holding_out_everything_is_refused():
+    with pytest.raises(InputError, match="cannot hold out"):
+        fit_law(model_points(np.random.default_rng(0)), "model", FitConfig(holdout_largest=12))
+
+
+def test_law_needs_its_parameters():
+    with pytest.raises(InputError, match="needs parameters"):
+        ScalingLaw("joint", {"A": 1.0})
