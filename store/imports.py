@@ -1,0 +1,272 @@
+"""Reading and checking result tables from other tools (CSV or Parquet).
+
+A file must have the columns `n` (the paper's non-embedding parameter count), `d`
+(annotated query-passage pairs) and `loss` (contrastive entropy); it may have `label`,
+`dataset`, `annotation`, `model` and the ranking metrics `mrr@10`, `ndcg@10`, `map@10`,
+`recall@1000`. Other columns are ignored and named in the report.
+
+Two kinds of problem are told apart. A problem with the file as a whole (missing
+column, empty, wrong delimiter, unreadable, over the size or row limit) raises
+`InputError` and nothing is imported. A problem with one row (text in a numeric column,
+a value that is not positive, NaN) rejects that row with its line number and reason,
+and the good rows are imported. CSV is parsed with the `csv` module rather than a
+DataFrame reader so that reported line numbers are the lines a user sees in an editor.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.errors import InputError
+
+REQUIRED_COLUMNS = ("n", "d", "loss")
+TEXT_COLUMNS = ("label", "dataset", "annotation", "model")
+METRIC_COLUMNS = ("mrr@10", "ndcg@10", "map@10", "recall@1000")
+MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
+MAX_IMPORT_ROWS = 100_000
+_BIGINT_LIMIT = 2**63
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows imported, rows rejected as (line, reason), columns ignored.
+
+    For CSV the line is the file's line number (the header is line 1); for Parquet and
+    DataFrames it is the 1-based row number.
+    """
+
+    path: Path
+    imported: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckedRows:
+    """The rows that passed (each with its line number) and those that did not."""
+
+    good: list[tuple[int, dict[str, Any]]]
+    rejected: list[tuple[int, str]]
+    ignored_columns: list[str]
+
+
+def _positive_number(column: str, value: Any, *, whole: bool) -> float:
+    """`value` as a finite number > 0, else ValueError naming the column and the value."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{column} is empty")
+    if isinstance(value, bool):
+        raise ValueError(f"{column}: {value!r} is not a number")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{column}: {value!r} is not a number") from None
+    if math.isnan(number):
+        raise ValueError(f"{column} is NaN")
+    if math.isinf(number):
+        raise ValueError(f"{column} is infinite")
+    if number <= 0:
+        raise ValueError(f"{column} must be greater than 0 (got {value!r})")
+    if whole and not number.is_integer():
+        raise ValueError(f"{column} must be a whole number (got {value!r})")
+    if whole and number >= _BIGINT_LIMIT:
+        raise ValueError(f"{column} is too large (got {value!r})")
+    return number
+
+
+def _metric(column: str, value: Any) -> float | None:
+    """An optional ranking metric: empty is fine, otherwise a number in [0, 1]."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None  # a DataFrame's missing value
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{column}: {value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{column} must be between 0 and 1 (got {value!r})")
+    return number
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def check_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One result row, cleaned; ValueError lists every problem found in it."""
+    problems: list[str] = []
+    row: dict[str, Any] = {}
+    for column in REQUIRED_COLUMNS:
+        try:
+            row[column] = _positive_number(column, raw.get(column), whole=column != "loss")
+        except ValueError as err:
+            problems.append(str(err))
+    metrics = {}
+    for column in METRIC_COLUMNS:
+        try:
+            if (value := _metric(column, raw.get(column))) is not None:
+                metrics[column] = value
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise ValueError("; ".join(problems))
+    row["n"], row["d"] = int(row["n"]), int(row["d"])
+    row.update({column: _text(raw.get(column)) for column in TEXT_COLUMNS})
+    row["metrics"] = metrics or None
+    return row
+
+
+def _check_columns(path: Path, columns: list[str]) -> list[str]:
+    """Refuse a header without n, d, loss (guessing a wrong delimiter); return the
+    columns that will be ignored."""
+    seen = set()
+    for column in columns:
+        if column in seen:
+            raise InputError(f"{path} has the column {column!r} more than once")
+        seen.add(column)
+    missing = [column for column in REQUIRED_COLUMNS if column not in seen]
+    if missing and len(columns) == 1:
+        for delimiter, name in _OTHER_DELIMITERS.items():
+            if delimiter in columns[0]:
+                raise InputError(
+                    f"{path} looks {name}-separated (header {columns[0]!r}); "
+                    "save it with commas between the columns n, d, loss"
+                )
+    if missing:
+        raise InputError(
+            f"{path} is missing the required column(s) {', '.join(missing)}; "
+            f"found {', '.join(repr(c) for c in columns) or 'no columns'}; "
+            f"expected {', '.join(REQUIRED_COLUMNS)} (optional: "
+            f"{', '.join(TEXT_COLUMNS + METRIC_COLUMNS)})"
+        )
+    known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS)
+    return [column for column in columns if column not in known]
+
+
+def check_rows(
+    numbered: Iterable[tuple[int, Mapping[str, Any]]],
+) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Split (line, raw row) pairs into good (line, row) and rejected (line, reason)."""
+    good, rejected = [], []
+    for line, raw in numbered:
+        try:
+            good.append((line, check_row(raw)))
+        except ValueError as err:
+            rejected.append((line, str(err)))
+    return good, rejected
+
+
+def _too_many_rows(path: Path, rows: int) -> InputError:
+    return InputError(
+        f"{path} has {rows:,} rows, over the import limit of {MAX_IMPORT_ROWS:,}; "
+        "split it into smaller files"
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text ({err}); save it as UTF-8 CSV") from None
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The normalised header and (line number, fields) pairs; blank lines skipped."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for fields in reader:
+            if not any(value.strip() for value in fields):
+                continue
+            if header is None:
+                header = [value.strip().lower() for value in fields]
+                continue
+            rows.append((reader.line_num, fields))
+            if len(rows) > MAX_IMPORT_ROWS:
+                raise _too_many_rows(path, len(rows))
+    except csv.Error as err:
+        raise InputError(f"{path} could not be read as CSV at line {reader.line_num}: {err}") from None
+    if header is None:
+        raise InputError(f"{path} is empty: expected a header line with the columns n, d, loss")
+    return header, rows
+
+
+def _check_csv(path: Path) -> CheckedRows:
+    header, rows = _csv_rows(path)
+    ignored = _check_columns(path, header)
+    if not rows:
+        raise InputError(f"{path} has a header but no data rows")
+    misshapen = [
+        (line, f"has {len(fields)} fields but the header has {len(header)}")
+        for line, fields in rows
+        if len(fields) != len(header)
+    ]
+    good, bad = check_rows(
+        (line, dict(zip(header, fields, strict=True)))
+        for line, fields in rows
+        if len(fields) == len(header)
+    )
+    return CheckedRows(good, sorted(misshapen + bad), ignored)
+
+
+def _check_parquet(path: Path) -> CheckedRows:
+    try:
+        parquet = pq.ParquetFile(path)
+        if parquet.metadata.num_rows > MAX_IMPORT_ROWS:
+            raise _too_many_rows(path, parquet.metadata.num_rows)
+        table = parquet.read()
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path} could not be read as Parquet: {err}") from None
+    columns = [name.strip().lower() for name in table.column_names]
+    ignored = _check_columns(path, columns)
+    if table.num_rows == 0:
+        raise InputError(f"{path} has no rows")
+    table = table.rename_columns(columns)
+    good, rejected = check_rows(enumerate(table.to_pylist(), start=1))
+    return CheckedRows(good, rejected, ignored)
+
+
+def check_file(path: Path) -> CheckedRows:
+    """Read and check an import file; InputError for a problem with the whole file."""
+    if not path.is_file():
+        raise InputError(f"import file {path} does not exist or is not a file")
+    readers = {".csv": _check_csv, ".parquet": _check_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise InputError(
+            f"{path} has the unsupported type {path.suffix or '(none)'!r}; "
+            "import a .csv or .parquet file"
+        )
+    size = path.stat().st_size
+    if size > MAX_IMPORT_BYTES:
+        raise InputError(
+            f"{path} is {size / 2**20:.1f} MiB, over the import limit of "
+            f"{MAX_IMPORT_BYTES / 2**20:.0f} MiB; split it into smaller files"
+        )
+    if size == 0:
+        raise InputError(f"{path} is empty: expected a header line with the columns n, d, loss")
+    return reader(path)
+
+
+def check_frame(records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Every row of an in-memory table, or InputError naming the first bad rows."""
+    good, rejected = check_rows(enumerate(records, start=1))
+    if rejected:
+        shown = "; ".join(f"row {line}: {reason}" for line, reason in rejected[:5])
+        more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        raise InputError(f"{len(rejected)} of {len(records)} rows are invalid: {shown}{more}")
+    return good
+
