@@ -55,9 +55,9 @@ def to_json(value: Any) -> str | None:
     return None if value is None else json.dumps(_plain(value), allow_nan=False)
 
 
-def from_json(text: str | None) -> Any:
-    """The Python value of a JSON column (None stays None)."""
-    return None if text is None else json.loads(text)
+def from_json(text: str | float | None) -> Any:
+    """The Python value of a JSON column; NULL (None, or NaN in a DataFrame) is None."""
+    return json.loads(text) if isinstance(text, str) else None
 
 
 def finite_or_none(value: float | None) -> float | None:
