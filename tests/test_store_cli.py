@@ -1,0 +1,53 @@
+"""`python -m store` as a user runs it: info, import with rejected lines, export, errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "store", *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_import_info_export_round_trip(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    results = tmp_path / "results.csv"
+    results.write_text("n,d,loss\n1000,100,2.0\n-1,100,2.0\n4000,100,1.5\n")
+
+    imported = cli("import", results, "--store", db, "--label", "paper", "--dataset", "msmarco")
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 2 row(s)" in imported.stdout
+    assert "rejected line 3: n must be greater than 0 (got '-1')" in imported.stdout
+
+    info = cli("--store", db, "info")  # --store before the command works too
+    assert info.returncode == 0, info.stderr
+    facts = json.loads(info.stdout)
+    assert facts["path"] == str(db) and facts["counts"]["runs"] == 2
+
+    out = tmp_path / "runs.json"
+    exported = cli("export", "--what", "runs", "--format", "json", "--out", out, "--store", db)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.strip() == str(out)
+    rows = json.loads(out.read_text())
+    assert sorted(row["n_params"] for row in rows) == [1000, 4000]
+    assert {row["label"] for row in rows} == {"paper"} and {row["dataset"] for row in rows} == {"msmarco"}
+
+
+def test_bad_input_is_one_error_line_and_status_2(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("n;d;loss\n1;2;3\n")
+    result = cli("import", semicolons, "--store", db)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "semicolon-separated" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert json.loads(cli("info", "--store", db).stdout)["counts"]["runs"] == 0

@@ -1,0 +1,145 @@
+"""Importing results from other tools: every malformed file gets a clear message and
+imports nothing; in a partly bad file the good rows go in and the bad lines are named."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.errors import InputError
+from store import Store
+from store.imports import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "import.duckdb")
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_csv_is_imported_with_defaults_and_metrics(store, tmp_path):
+    path = write(tmp_path, "paper-table.csv",
+                 "N,d,Loss,model,ndcg@10,notes\n"
+                 "500000,500000,0.55,bert-tiny,0.21,x\n"
+                 "\n"
+                 "82000000,500000,0.36,bert-base,,y\n")  # fmt: skip
+    report = store.import_file(path, dataset="msmarco", annotation="human")
+    assert (report.imported, report.rejected, report.ignored_columns) == (2, [], ["notes"])
+
+    points = store.law_points()
+    assert list(points["n"]) == [500_000, 82_000_000]
+    assert list(points["loss"]) == [0.55, 0.36]
+    assert set(points["source"]) == {"import"} and set(points["label"]) == {"paper-table"}
+    assert set(points["dataset"]) == {"msmarco"} and list(points["model"]) == ["bert-tiny", "bert-base"]
+    runs = store.runs()
+    assert runs.set_index("model_name").loc["bert-tiny", "ndcg@10"] == 0.21
+    assert runs.loc[0, "config"]["imported_from"] == str(path)
+
+
+def test_partly_bad_file_imports_good_rows_and_reports_bad_lines(store, tmp_path):
+    path = write(tmp_path, "mixed.csv",
+                 "n,d,loss,label\n"
+                 "1000,100,2.5,a\n"          # line 2: good
+                 "abc,100,2.5,b\n"           # line 3: text in a numeric column
+                 "1000,-4,2.5,c\n"           # line 4: negative
+                 "1000,100,0,d\n"            # line 5: zero loss
+                 "1000,100,NaN,e\n"          # line 6: NaN
+                 "1000.5,100,2.0,f\n"        # line 7: fractional parameter count
+                 "1000,100\n"                # line 8: a field short
+                 "2000,200,1.5,\n"           # line 9: good, label from the option
+                 ",100,inf,h\n")             # line 10: empty and infinite  # fmt: skip
+    report = store.import_file(path, label="batch-1")
+    assert report.imported == 2
+    assert report.rejected == [
+        (3, "n: 'abc' is not a number"),
+        (4, "d must be greater than 0 (got '-4')"),
+        (5, "loss must be greater than 0 (got '0')"),
+        (6, "loss is NaN"),
+        (7, "n must be a whole number (got '1000.5')"),
+        (8, "has 2 fields but the header has 4"),
+        (10, "n is empty; loss is infinite"),
+    ]
+    points = store.law_points()
+    assert sorted(zip(points["n"], points["label"], strict=True)) == [(1000, "a"), (2000, "batch-1")]
+
+
+def test_file_with_only_bad_rows_imports_nothing_and_says_why(store, tmp_path):
+    report = store.import_file(write(tmp_path, "bad.csv", "n,d,loss\nten,100,1.0\n"))
+    assert report.imported == 0 and report.rejected == [(2, "n: 'ten' is not a number")]
+    assert store.runs().empty
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", "n,d,x\n1,2,3\n", r"missing the required column\(s\) loss; found 'n', 'd', 'x'"),
+        ("empty.csv", "", r"is empty: expected a header line with the columns n, d, loss"),
+        ("blank.csv", "\n\n  \n", r"is empty"),
+        ("header.csv", "n,d,loss\n", r"has a header but no data rows"),
+        ("semi.csv", "n;d;loss\n1;2;3\n", r"looks semicolon-separated \(header 'n;d;loss'\); save it with commas"),
+        ("tabs.csv", "n\td\tloss\n1\t2\t3\n", r"looks tab-separated"),
+        ("twice.csv", "n,d,loss,n\n1,2,3,4\n", r"has the column 'n' more than once"),
+        ("table.xlsx", "n,d,loss\n1,2,3\n", r"unsupported type '.xlsx'; import a .csv or .parquet file"),
+    ],
+)
+def test_malformed_files_are_refused_whole(store, tmp_path, name, content, message):
+    with pytest.raises(InputError, match=message):
+        store.import_file(write(tmp_path, name, content))
+    assert store.runs().empty
+
+
+def test_missing_and_undecodable_files(store, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        store.import_file(tmp_path / "nowhere.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("n,d,loss,label\n1,2,3,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="is not UTF-8 text"):
+        store.import_file(latin)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError, match="could not be read as Parquet"):
+        store.import_file(broken)
+    assert store.runs().empty
+
+
+def test_huge_file_is_refused_before_reading(store, tmp_path):
+    row = b"1000,1000,0.5\n"
+    path = tmp_path / "huge.csv"
+    path.write_bytes(b"n,d,loss\n" + row * (MAX_IMPORT_BYTES // len(row) + 1))
+    with pytest.raises(InputError, match=r"is 10\.0 MiB, over the import limit of 10 MiB; split it"):
+        store.import_file(path)
+    assert store.runs().empty
+
+
+def test_too_many_rows_are_refused(store, tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("n,d,loss\n" + "1,1,1\n" * (MAX_IMPORT_ROWS + 1))
+    with pytest.raises(InputError, match=r"has 100,001 rows, over the import limit of 100,000"):
+        store.import_file(path)
+    assert store.runs().empty
+
+
+def test_parquet_import_reports_bad_rows_by_row_number(store, tmp_path):
+    path = tmp_path / "results.parquet"
+    pq.write_table(pa.table({
+        "n": ["1000", "oops", "3000"], "d": [10, 20, 30], "loss": [1.0, 1.0, float("nan")],
+        "Annotation": ["ict", "ict", "ict"],
+    }), path)  # fmt: skip
+    report = store.import_file(path, dataset="toy")
+    assert report.imported == 1
+    assert report.rejected == [(2, "n: 'oops' is not a number"), (3, "loss is NaN")]
+    points = store.law_points()
+    assert (points.loc[0, "n"], points.loc[0, "annotation"], points.loc[0, "dataset"]) == (1000, "ict", "toy")
+
+
+def test_parquet_without_required_columns_is_refused(store, tmp_path):
+    path = tmp_path / "short.parquet"
+    pq.write_table(pa.table({"n": [1], "loss": [1.0]}), path)
+    with pytest.raises(InputError, match=r"missing the required column\(s\) d"):
+        store.import_file(path)
+    assert store.runs().empty
