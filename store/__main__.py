@@ -43,17 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help=store_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    info = commands.add_parser("info", parents=[common], help="where the store is and what it holds")
+    info = commands.add_parser(
+        "info", parents=[common], help="where the store is and what it holds"
+    )
     info.set_defaults(handler=_info)
 
-    load = commands.add_parser("import", parents=[common], help="import n, d, loss rows from a CSV or Parquet file")
+    load = commands.add_parser(
+        "import", parents=[common], help="import n, d, loss rows from a CSV or Parquet file"
+    )
     load.add_argument("file")
     load.add_argument("--label", help="label for rows without one (default: the file's name)")
     load.add_argument("--dataset", help="data set for rows without one")
     load.add_argument("--annotation", help="annotation type for rows without one")
     load.set_defaults(handler=_import)
 
-    export = commands.add_parser("export", parents=[common], help="write runs, points or fits to a file")
+    export = commands.add_parser(
+        "export", parents=[common], help="write runs, points or fits to a file"
+    )
     export.add_argument("--what", required=True, choices=sorted(EXPORT_QUERIES))
     export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS))
     export.add_argument("--out", help="file or folder (default: exports/ beside the store)")

@@ -40,8 +40,9 @@ RUN_COLUMNS = (
     "n_params", "n_params_strict", "train_pairs", "seed", "device", "code_version",
     "started_at", "ended_at", "wall_time_s", "best_contrastive_entropy", "metrics", "config",
 )  # fmt: skip
+_SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 EXPORT_QUERIES = {
-    "runs": f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at, run_id",
+    "runs": f"{_SELECT_RUNS} ORDER BY started_at, run_id",
     "points": "SELECT * FROM points ORDER BY run_id, step",
     "fits": "SELECT * FROM fits ORDER BY created_at, fit_id",
 }
@@ -103,15 +104,19 @@ def _where(filters: dict[str, str | Sequence[str] | None]) -> tuple[str, list[An
     return "".join(clauses), params
 
 
-def _decoded(frame: pd.DataFrame, json_columns: Sequence[str], flatten: str | None = None) -> pd.DataFrame:
+def _decoded(
+    frame: pd.DataFrame, json_columns: Sequence[str], flatten: str | None = None
+) -> pd.DataFrame:
     """Parse JSON columns into Python objects; spread the dict in `flatten` into
     columns of its own (a key that clashes with an existing column stays in the dict)."""
     for column in json_columns:
-        frame[column] = pd.Series([from_json(text) for text in frame[column]], index=frame.index, dtype=object)
+        decoded = [from_json(text) for text in frame[column]]
+        frame[column] = pd.Series(decoded, index=frame.index, dtype=object)
     if flatten:
         dicts = [value if isinstance(value, dict) else {} for value in frame[flatten]]
         for key in sorted({key for value in dicts for key in value} - set(frame.columns)):
-            frame[key] = pd.Series([value.get(key) for value in dicts], index=frame.index, dtype="float64")
+            values = [value.get(key) for value in dicts]
+            frame[key] = pd.Series(values, index=frame.index, dtype="float64")
     return frame
 
 
@@ -172,8 +177,8 @@ class Store:
         """Record a data set; registering the same name again updates it."""
         self._spool.append("register_dataset", {
             "name": _name("dataset name", name),
-            "language": language,
-            "format": format,
+            "language": str(language),
+            "format": str(format),
             "path": str(path),
             "n_passages": _count("n_passages", n_passages),
             "n_queries": _count("n_queries", n_queries),
@@ -219,7 +224,7 @@ class Store:
             "device": str(device),
             "code_version": str(code_version),
             "source": _name("source", source),
-            "label": label,
+            "label": None if label is None else str(label),
         })  # fmt: skip
         return run_id
 
@@ -262,6 +267,7 @@ class Store:
     # -- readers: ingest the spool first, so they see every finished write ---------
 
     def datasets(self) -> pd.DataFrame:
+        """The registered data sets, `generator` decoded (None for human annotations)."""
         with self._session() as con:
             frame = con.execute("SELECT * FROM datasets ORDER BY name").df()
         return _decoded(frame, ["generator"])
@@ -277,7 +283,7 @@ class Store:
         for wanted in [status] if isinstance(status, str) else status or []:
             _choice("status", wanted, RUN_STATUSES)
         where, params = _where({"dataset": dataset, "annotation": annotation, "status": status})
-        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE true{where} ORDER BY started_at, run_id"
+        query = f"{_SELECT_RUNS} WHERE true{where} ORDER BY started_at, run_id"
         with self._session() as con:
             frame = con.execute(query, params).df()
         return _decoded(frame, ["metrics", "config"], flatten="metrics")
@@ -285,9 +291,7 @@ class Store:
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run as a dict (config and metrics decoded), or None if unknown."""
         with self._session() as con:
-            row = _row_dict(
-                con.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
-            )
+            row = _row_dict(con.execute(f"{_SELECT_RUNS} WHERE run_id = ?", [run_id]))
         if row is not None:
             row["config"], row["metrics"] = from_json(row["config"]), from_json(row["metrics"])
         return row
@@ -344,7 +348,9 @@ class Store:
         """Delete every run loaded as the demo study; return how many."""
         with self._session() as con, transaction(con):
             (count,) = con.execute("SELECT count(*) FROM runs WHERE source = 'demo'").fetchone()
-            con.execute("DELETE FROM points WHERE run_id IN (SELECT run_id FROM runs WHERE source = 'demo')")
+            con.execute(
+                "DELETE FROM points WHERE run_id IN (SELECT run_id FROM runs WHERE source = 'demo')"
+            )
             con.execute("DELETE FROM runs WHERE source = 'demo'")
         return int(count)
 
@@ -374,11 +380,13 @@ class Store:
         return fit_id
 
     def fits(self) -> pd.DataFrame:
+        """Saved fits, oldest first, with params, intervals, points and config decoded."""
         with self._session() as con:
             frame = con.execute(EXPORT_QUERIES["fits"]).df()
         return _decoded(frame, ["params", "intervals", "points", "config"])
 
     def fit(self, fit_id: str) -> dict[str, Any] | None:
+        """One saved fit as a dict, or None if unknown."""
         with self._session() as con:
             row = _row_dict(con.execute("SELECT * FROM fits WHERE fit_id = ?", [fit_id]))
         if row is not None:
@@ -387,6 +395,7 @@ class Store:
         return row
 
     def delete_fit(self, fit_id: str) -> None:
+        """Forget a saved fit (the runs it was fitted on stay)."""
         with self._session() as con:
             con.execute("DELETE FROM fits WHERE fit_id = ?", [fit_id])
 
@@ -404,8 +413,8 @@ class Store:
         missing = [column for column in imports.REQUIRED_COLUMNS if column not in rows.columns]
         if missing:
             raise InputError(f"rows lack the column(s) {', '.join(missing)}")
-        records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-        return self._insert_results(imports.check_frame(records), _name("source", source), label, origin)
+        good = imports.check_frame(rows.to_dict("records"))  # NaN reads as missing
+        return self._insert_results(good, _name("source", source), label, origin)
 
     def _insert_results(
         self,
@@ -424,7 +433,8 @@ class Store:
                 "status": "completed", "dataset": row["dataset"], "annotation": row["annotation"],
                 "model_name": row["model"], "n_params": row["n"], "train_pairs": row["d"],
                 "started_at": now, "ended_at": now, "best_contrastive_entropy": row["loss"],
-                "metrics": to_json(row["metrics"]), "config": to_json({**(origin or {}), "row": line}),
+                "metrics": to_json(row["metrics"]),
+                "config": to_json({**(origin or {}), "row": line}),
             }
             for line, row in good
         ], schema=_RESULT_SCHEMA)  # fmt: skip
@@ -449,7 +459,9 @@ class Store:
 
         Good rows are imported and bad rows reported by line; a problem with the file
         as a whole raises InputError and imports nothing. `dataset` and `annotation`
-        fill rows that lack them; `label` too, else the file's name.
+        fill rows that lack them; `label` too, else the file's name. Files over
+        `imports.MAX_IMPORT_BYTES` (10 MiB) or `imports.MAX_IMPORT_ROWS` (100,000 rows)
+        are refused.
         """
         path = Path(path).expanduser()
         checked = imports.check_file(path)

@@ -132,7 +132,7 @@ def _check_columns(path: Path, columns: list[str]) -> list[str]:
     """Refuse a header without n, d, loss (guessing a wrong delimiter); return the
     columns that will be ignored."""
     seen = set()
-    for column in columns:
+    for column in filter(None, columns):  # unnamed columns (a trailing comma) are ignored
         if column in seen:
             raise InputError(f"{path} has the column {column!r} more than once")
         seen.add(column)
@@ -152,7 +152,7 @@ def _check_columns(path: Path, columns: list[str]) -> list[str]:
             f"{', '.join(TEXT_COLUMNS + METRIC_COLUMNS)})"
         )
     known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS)
-    return [column for column in columns if column not in known]
+    return [column for column in columns if column and column not in known]
 
 
 def check_rows(
@@ -198,7 +198,9 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             if len(rows) > MAX_IMPORT_ROWS:
                 raise _too_many_rows(path, len(rows))
     except csv.Error as err:
-        raise InputError(f"{path} could not be read as CSV at line {reader.line_num}: {err}") from None
+        raise InputError(
+            f"{path} could not be read as CSV at line {reader.line_num}: {err}"
+        ) from None
     if header is None:
         raise InputError(f"{path} is empty: expected a header line with the columns n, d, loss")
     return header, rows
@@ -224,10 +226,10 @@ def _check_csv(path: Path) -> CheckedRows:
 
 def _check_parquet(path: Path) -> CheckedRows:
     try:
-        parquet = pq.ParquetFile(path)
-        if parquet.metadata.num_rows > MAX_IMPORT_ROWS:
-            raise _too_many_rows(path, parquet.metadata.num_rows)
-        table = parquet.read()
+        with pq.ParquetFile(path) as parquet:
+            if parquet.metadata.num_rows > MAX_IMPORT_ROWS:
+                raise _too_many_rows(path, parquet.metadata.num_rows)
+            table = parquet.read()
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path} could not be read as Parquet: {err}") from None
     columns = [name.strip().lower() for name in table.column_names]

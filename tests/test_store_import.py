@@ -68,6 +68,11 @@ def test_partly_bad_file_imports_good_rows_and_reports_bad_lines(store, tmp_path
     assert sorted(zip(points["n"], points["label"], strict=True)) == [(1000, "a"), (2000, "batch-1")]
 
 
+def test_unnamed_trailing_column_is_ignored(store, tmp_path):
+    report = store.import_file(write(tmp_path, "trailing.csv", "n,d,loss,,\n1000,10,1.0,,\n"))
+    assert (report.imported, report.rejected, report.ignored_columns) == (1, [], [])
+
+
 def test_file_with_only_bad_rows_imports_nothing_and_says_why(store, tmp_path):
     report = store.import_file(write(tmp_path, "bad.csv", "n,d,loss\nten,100,1.0\n"))
     assert report.imported == 0 and report.rejected == [(2, "n: 'ten' is not a number")]
