@@ -172,7 +172,7 @@ def test_writers_do_not_wait_for_a_held_database_and_readers_wait_then_proceed(t
     path = tmp_path / "h.duckdb"
     store = Store(path, timeout_s=0.3)
     store.info()  # create the file
-    holder = python(HOLDER, path, 1.5, stdout=subprocess.PIPE)
+    holder = python(HOLDER, path, 2.5, stdout=subprocess.PIPE)
     assert holder.stdout.readline().strip() == "held"
 
     began = time.monotonic()
@@ -180,7 +180,7 @@ def test_writers_do_not_wait_for_a_held_database_and_readers_wait_then_proceed(t
                              train_pairs=1, annotation="human", dataset="toy", seed=0,
                              device="cpu", code_version="t")  # fmt: skip
     store.add_point(run_id, step=1, contrastive_entropy=1.0, wall_time_s=0.0)
-    assert time.monotonic() - began < 0.5  # spooled, no database lock needed
+    assert time.monotonic() - began < 1.0  # spooled: no wait for the 2.5 s hold
 
     with pytest.raises(StoreBusyError, match="stayed locked by another process"):
         store.runs()
