@@ -1,0 +1,101 @@
+"""Overview: what the workbench does, what the store holds, the paper's laws and
+budget answer at a glance, and where to go next. `streamlit run app.py`."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from engine.budget import BudgetQuestion, optimise
+from engine.charts import format_count, law_chart, law_curves
+from engine.errors import InputError
+from engine.laws import LAW_EQUATIONS, PRESETS, preset
+from store import Store, StoreBusyError
+
+PAGES = (
+    ("pages/1_Runs.py", "Runs", "Train models of the ladder on a data set, watch them learn, manage results."),
+    ("pages/2_Fit_laws.py", "Fit laws", "Fit Eq. 6, 7 or 8 to your runs or a CSV, with intervals and a held-out check."),
+    ("pages/3_Budget_planner.py", "Budget planner", "Split a budget between annotation and model size."),
+    ("pages/4_Analysis.py", "Analysis", "Contrastive entropy against ranking metrics; annotation types compared."),
+)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def store_counts(store_path: str) -> dict[str, int]:
+    return Store(store_path).info()["counts"]
+
+
+def preset_table() -> pd.DataFrame:
+    return pd.DataFrame([{
+        "preset": name, "law": p.law.kind, "source": p.source,
+        "coefficients": ", ".join(f"{k} = {v:.3g}" for k, v in p.law.params.items()),
+        "R²": p.r2,
+    } for name, p in PRESETS.items()])
+
+
+def show_store(store_path: str) -> None:
+    st.subheader("Your store")
+    try:
+        counts = store_counts(store_path)
+    except (InputError, StoreBusyError) as err:
+        st.error(f"Cannot read the store at {store_path}: {err}")
+        return
+    cols = st.columns(3)
+    for col, table, label in zip(cols, ("datasets", "runs", "fits"), ("Data sets", "Runs", "Saved fits")):
+        col.metric(label, counts.get(table, 0))
+    st.caption(f"Store: `{store_path}` (set `WORKBENCH_STORE` to use another file).")
+    if counts.get("runs", 0) == 0:
+        st.info("The store holds no runs yet. Everything below works from the paper's published fits. "
+                "To add your own results: train on the **Runs** page (or `python -m engine train ...`), "
+                "import a CSV with columns `n, d, loss` (`python -m store import results.csv`), "
+                "or upload one on the **Fit laws** page.")
+
+
+def show_laws() -> None:
+    st.subheader("The paper's laws at a glance")
+    for kind in ("model", "data", "joint"):
+        st.markdown(f"- **{kind}-size**: `{LAW_EQUATIONS[kind]}`" if kind != "joint"
+                    else f"- **joint**: `{LAW_EQUATIONS[kind]}`")
+    st.dataframe(preset_table(), hide_index=True, width="stretch")
+    curves = pd.concat([law_curves(preset(name), "n", (3e5, 1e9)).assign(series=PRESETS[name].source)
+                        for name in ("paper-msmarco-model", "paper-t2ranking-model")])
+    st.altair_chart(law_chart(pd.DataFrame(), curves, "n", "Model-size law, Table 1 (Figure 1)"),
+                    width="stretch")
+
+
+def show_budget_example() -> None:
+    st.subheader("What $20,000 buys (Section 5, the paper's costs)")
+    law = preset("paper-joint")
+    answers = [optimise(law, BudgetQuestion(20_000, with_inference)) for with_inference in (False, True)]
+    for col, answer in zip(st.columns(2), answers):
+        with col:
+            st.markdown("**with inference cost** (Figure 8)" if answer.question.with_inference
+                        else "**without inference cost** (Figure 7)")
+            st.metric("N*", format_count(answer.n_opt), help=f"{answer.n_opt:,.0f} parameters")
+            st.metric("D*", format_count(answer.d_opt), help=f"{answer.d_opt:,.0f} annotated pairs")
+            st.caption(f"predicted loss {answer.loss:.3f}; within 1 % of it for N in "
+                       f"{format_count(answer.band[0])} – {format_count(answer.band[1])}")
+    lo, hi = answers[0].band
+    st.caption(f"The paper states 13B parameters for this budget without inference. Its own Eq. 9-14 give "
+               f"{format_count(answers[0].n_opt)}; 13B lies {'inside' if lo <= 13e9 <= hi else 'outside'} "
+               "the 1 % band, so the curve is flat there (see the README). Move any assumption on the "
+               "Budget planner.")
+
+
+def show_next_steps() -> None:
+    st.subheader("Where to go next")
+    for path, label, what in PAGES:
+        st.page_link(path, label=f"**{label}** — {what}")
+
+
+st.set_page_config(page_title="Scaling-law workbench", layout="wide")
+st.title("Scaling-law workbench for dense retrieval")
+st.markdown(
+    "Train dense retrievers of several sizes on several amounts of annotated data, "
+    "measure their contrastive entropy, and fit the scaling laws of Fang et al. (SIGIR 2024).  \n"
+    "Fitted laws come with bootstrap intervals and a held-out check, so you can see how far to trust them.  \n"
+    "Then plan: given a budget, how large a model and how many annotations?"
+)
+show_store(str(Store().path))
+show_budget_example()
+show_laws()
+show_next_steps()

@@ -1,0 +1,221 @@
+"""Altair charts of the app and the small pure conversions its pages share.
+
+Every chart plots contrastive entropy on a log axis against N or D on a log axis, as
+the paper's Figures 1-8 do. Nothing here imports Streamlit: the pages draw what these
+functions return, and tests can check the tables behind a chart without a browser.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from engine.budget import BudgetAnswer
+from engine.laws import FitConfig, LawFit, ScalingLaw
+
+LOSS_TITLE = "contrastive entropy (nats)"
+AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
+FIT_ROLE_COLORS = alt.Scale(domain=["fit", "heldout"], range=["#1f77b4", "#d62728"])
+CURVE_POINTS = 120
+
+
+def format_count(value: float) -> str:
+    """6.77e9 -> '6.77B', 32969 -> '33.0k': sizes as people say them."""
+    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+# --- the tables behind the law charts ------------------------------------------
+
+def law_curves(law: LawFit | ScalingLaw, x: str, x_range: tuple[float, float],
+               fixed: list[float] | None = None) -> pd.DataFrame:
+    """Predicted loss along `x` ('n' or 'd') over `x_range`, one curve per value of
+    the other variable in `fixed` (joint law only): columns x, series, pred and, for a
+    fit with a bootstrap, ci_lo / ci_hi (the confidence band of the curve)."""
+    grid = np.geomspace(*x_range, CURVE_POINTS)
+    base = law.law if isinstance(law, LawFit) else law
+    frames = []
+    for other in fixed if base.kind == "joint" and fixed else [None]:
+        n, d = (grid, other) if x == "n" else (other, grid)
+        args = {"n": n if base.uses_n else None, "d": d if base.uses_d else None}
+        if isinstance(law, LawFit) and len(law.bootstrap_params):
+            band = law.predict_interval(**args)
+            frame = pd.DataFrame({"pred": band["pred"], "ci_lo": band["ci_lo"], "ci_hi": band["ci_hi"]})
+        else:
+            frame = pd.DataFrame({"pred": np.broadcast_to(base.predict(**args), grid.shape)})
+        frame["x"] = grid
+        frame["series"] = series_name(x, other)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def series_name(x: str, other: float | None) -> str:
+    if other is None:
+        return "law"
+    return f"D = {format_count(other)}" if x == "n" else f"N = {format_count(other)}"
+
+
+def padded_range(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
+    """The range of `values` widened by `factor` on a log scale each way."""
+    return float(values.min()) / factor, float(values.max()) * factor
+
+
+# --- law charts (Figures 1, 3, 4, 6) --------------------------------------------
+
+def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "") -> alt.LayerChart:
+    """Observed points (held-out ones as red stars with their prediction interval),
+    the fitted curve(s) dashed as in the paper, and the curve's confidence band."""
+    x_enc = alt.X("x:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES[x])
+    y_scale = alt.Scale(type="log", zero=False)
+    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="top-right") if
+                      curves["series"].nunique() > 1 else None)
+    layers = []
+    if "ci_lo" in curves:
+        layers.append(alt.Chart(curves).mark_area(opacity=0.18).encode(
+            x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color))
+    layers.append(alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
+        x=x_enc, y=alt.Y("pred:Q", scale=y_scale, title=LOSS_TITLE), color=color))
+    if len(points):
+        layers.extend(_point_layers(points.assign(x=points[x]), x_enc, y_scale))
+    return alt.layer(*layers).properties(title=title, height=380).interactive()
+
+
+def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale) -> list[alt.Chart]:
+    tooltip = [c for c in ("label", "n", "d", "loss", "predicted", "role") if c in points]
+    shape = alt.Shape("role:N", scale=alt.Scale(domain=["fit", "heldout"], range=["circle", "triangle-up"]),
+                      title="point")
+    color = (alt.Color("series:N", title=None) if "series" in points
+             else alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"))
+    dots = alt.Chart(points).mark_point(filled=True, size=70).encode(
+        x=x_enc, y=alt.Y("loss:Q", scale=y_scale), shape=shape, color=color, tooltip=tooltip)
+    layers = [dots]
+    if {"pi_lo", "pi_hi"} <= set(points.columns):
+        heldout = points[points["role"] == "heldout"]
+        layers.append(alt.Chart(heldout).mark_rule(color="#d62728").encode(
+            x=x_enc, y=alt.Y("pi_lo:Q", scale=y_scale), y2="pi_hi:Q"))
+    return layers
+
+
+def residual_chart(points: pd.DataFrame, x: str) -> alt.LayerChart:
+    """Relative error of the law at every point, in percent, against N or D."""
+    frame = points.assign(x=points[x], error_pct=100 * points["rel_error"])
+    base = alt.Chart(frame).mark_point(filled=True, size=60).encode(
+        x=alt.X("x:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES[x]),
+        y=alt.Y("error_pct:Q", title="predicted / observed - 1 (%)"),
+        color=alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"),
+        tooltip=[c for c in ("label", "n", "d", "loss", "predicted", "error_pct") if c in frame])
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")
+    return alt.layer(zero, base).properties(height=220)
+
+
+# --- budget charts (Figures 7, 8) ------------------------------------------------
+
+def budget_label(budget: float) -> str:
+    return f"${budget:,.0f}"
+
+
+def optima_table(answers: list[BudgetAnswer], tolerance: float) -> pd.DataFrame:
+    """One row per budget: the optimum and the edges of its near-optimal band."""
+    return pd.DataFrame([{
+        "budget": budget_label(a.question.budget), "n_opt": a.n_opt, "d_opt": a.d_opt, "loss": a.loss,
+        "band_lo": a.band[0], "band_hi": a.band[1], "band_loss": a.loss * (1 + tolerance),
+    } for a in answers])
+
+
+def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -> alt.LayerChart:
+    """Predicted loss against N for each budget; a dot at the optimum and a bar
+    spanning the near-optimal band at the band's loss level."""
+    curves = curves.assign(budget_label=curves["budget"].map(budget_label),
+                           width=np.where(curves["budget"] == highlight, 3.5, 1.5))
+    order = [budget_label(b) for b in sorted(curves["budget"].unique())]
+    color = alt.Color("budget_label:N", sort=order, title="budget")
+    x_scale, y_scale = alt.Scale(type="log"), alt.Scale(type="log", zero=False)
+    lines = alt.Chart(curves).mark_line().encode(
+        x=alt.X("n:Q", scale=x_scale, title=AXIS_TITLES["n"]),
+        y=alt.Y("loss:Q", scale=y_scale, title=f"predicted {LOSS_TITLE}"),
+        color=color, strokeWidth=alt.StrokeWidth("width:Q", legend=None),
+        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n:Q", format=".3s"),
+                 alt.Tooltip("d:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
+    optimum_color = alt.Color("budget:N", sort=order, title="budget")
+    bands = alt.Chart(optima).mark_rule(strokeWidth=5, opacity=0.45).encode(
+        x="band_lo:Q", x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=optimum_color)
+    dots = alt.Chart(optima).mark_point(filled=True, size=110, shape="diamond", stroke="black").encode(
+        x="n_opt:Q", y=alt.Y("loss:Q", scale=y_scale), color=optimum_color,
+        tooltip=[alt.Tooltip("budget:N"), alt.Tooltip("n_opt:Q", title="N*", format=".3s"),
+                 alt.Tooltip("d_opt:Q", title="D*", format=".3s"), alt.Tooltip("loss:Q", format=".4f"),
+                 alt.Tooltip("band_lo:Q", title="band from", format=".3s"),
+                 alt.Tooltip("band_hi:Q", title="band to", format=".3s")])
+    return alt.layer(lines, bands, dots).properties(height=420)
+
+
+def spend_chart(spend: dict[str, float]) -> alt.Chart:
+    """One stacked bar: dollars on annotation, training and inference."""
+    frame = pd.DataFrame({"part": list(spend), "dollars": list(spend.values()), "row": "spend"})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("dollars:Q", stack="zero", title="$"), y=alt.Y("row:N", title=None, axis=None),
+        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["part:N", alt.Tooltip("dollars:Q", format=",.2f")]).properties(height=70)
+
+
+# --- analysis charts (Figures 2, 5) ---------------------------------------------
+
+def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> alt.LayerChart:
+    """A ranking metric against contrastive entropy with a least-squares line."""
+    base = alt.Chart(frame).encode(
+        x=alt.X("contrastive_entropy:Q", scale=alt.Scale(zero=False), title=LOSS_TITLE),
+        y=alt.Y(f"{metric}:Q", title=metric))
+    dots = base.mark_point(filled=True, size=60).encode(
+        color=alt.Color(f"{color}:N") if color else alt.value("#1f77b4"),
+        tooltip=[c for c in ("label", "model", "run_id", "step", "contrastive_entropy", metric) if c in frame])
+    trend = base.transform_regression("contrastive_entropy", metric).mark_line(color="gray", strokeDash=[6, 4])
+    return alt.layer(dots, trend).properties(height=320)
+
+
+def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerChart:
+    """Data-size law per annotation type (Figure 5): observed points, the fitted
+    curves dashed, and each curve's confidence band (`engine.analysis.annotation_curves`)."""
+    color = alt.Color("annotation:N", title="annotation")
+    x = alt.X("d:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES["d"])
+    y_scale = alt.Scale(type="log", zero=False)
+    band = alt.Chart(curves).mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color)
+    lines = alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE), color=color)
+    dots = alt.Chart(points).mark_point(filled=True, size=60).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale), color=color,
+        tooltip=[c for c in ("annotation", "label", "n", "d", "loss") if c in points])
+    return alt.layer(band, lines, dots).properties(height=380).interactive()
+
+
+# --- saved fits: LawFit <-> the store's fit record --------------------------------
+
+def fit_record(fit: LawFit, name: str | None, origin: dict) -> dict:
+    """Keyword arguments of `Store.save_fit` for `fit`; the bootstrap and residuals
+    travel in `config` so a loaded fit still gives prediction intervals."""
+    data = fit.to_dict(include_bootstrap=True)
+    return {
+        "law": data["law"], "params": data["params"], "intervals": data["intervals"],
+        "r2": data["r2"] if math.isfinite(data["r2"]) else None, "points": data["points"],
+        "config": {"fit": asdict(fit.config), "bootstrap": data["bootstrap"],
+                   "log_residuals": data["log_residuals"], "origin": origin},
+        "name": name,
+    }
+
+
+def law_fit_from_record(record: dict) -> LawFit:
+    """The LawFit behind a saved fit record (`Store.fit` / a row of `Store.fits`)."""
+    config = record.get("config") or {}
+    fit_config = config.get("fit") or {}
+    r2 = record.get("r2")
+    return LawFit.from_dict({
+        "law": record["law"], "params": record["params"],
+        "r2": math.nan if r2 is None or not math.isfinite(r2) else float(r2),
+        "intervals": record.get("intervals") or {}, "points": record.get("points") or [],
+        "config": {k: v for k, v in fit_config.items() if k in FitConfig.__dataclass_fields__},
+        "bootstrap": config.get("bootstrap") or [], "log_residuals": config.get("log_residuals") or [0.0],
+    })

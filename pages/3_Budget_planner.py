@@ -1,0 +1,197 @@
+"""Budget planner (the paper's Section 5): the model size N* and data size D* that a
+budget buys, with the near-optimal band, under cost assumptions the user can move.
+Every control is bound to the URL, so a scenario is shared by sharing the link."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import streamlit as st
+
+from engine.budget import BudgetAnswer, BudgetQuestion, CostAssumptions, budget_curves, optimise
+from engine.charts import (budget_chart, format_count, law_fit_from_record, optima_table,
+                           spend_chart)
+from engine.errors import InputError
+from engine.laws import PRESETS, LawFit, ScalingLaw
+from store import Store
+
+PAPER = CostAssumptions()
+BUDGETS = [m * 10 ** e for e in range(2, 8) for m in (1, 2, 5)]   # $100 ... $50M, 1-2-5 steps
+COMPARE_DEFAULT = [1_000, 10_000, 100_000, 1_000_000]
+JOINT_PRESETS = [name for name, p in PRESETS.items() if p.law.kind == "joint"]
+
+
+@dataclass(frozen=True)
+class CostControl:
+    """One cost assumption as a widget; widget value x `scale` = the field's value."""
+
+    field: str
+    label: str
+    maximum: float
+    step: float
+    scale: float = 1.0
+    slider: bool = True
+    help: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.field if self.scale == 1.0 else f"{self.field}_scaled"
+
+    @property
+    def default(self) -> float:
+        value = getattr(PAPER, self.field) / self.scale
+        return int(value) if isinstance(self.step, int) else float(value)
+
+
+COST_CONTROLS = (
+    CostControl("price_per_pair", "Price per annotated pair ($)", 5.0, 0.01,
+                help="Z_data (Eq. 12): the paper assumes $0.6 per human-annotated pair"),
+    CostControl("gpu_price_per_hour", "GPU price ($ per hour)", 20.0, 0.01,
+                help="The paper: an A100 80G in the cloud at $3.93/h"),
+    CostControl("peak_flops", "Peak TFLOP/s per GPU", 2000.0, 1.0, scale=1e12,
+                help="The paper: A100 bf16 peak, 312 TFLOP/s"),
+    CostControl("utilisation", "Utilisation (achieved / peak)", 1.0, 0.01,
+                help="The paper assumes 25 % of peak"),
+    CostControl("steps", "Training steps", 1_000_000, 100, slider=False),
+    CostControl("batch_size", "Batch size (queries per step)", 65_536, 1, slider=False),
+    CostControl("query_tokens", "Tokens per query", 2_048, 1, slider=False),
+    CostControl("passage_tokens", "Tokens per passage", 8_192, 1, slider=False),
+    CostControl("passages_per_query", "Passages per query (positive + negatives)", 1_024, 1, slider=False),
+    CostControl("train_flops_per_token", "Training FLOPs per parameter and token", 100.0, 1.0, slider=False,
+                help="6 N per token: forward and backward"),
+    CostControl("infer_flops_per_token", "Inference FLOPs per parameter and token", 100.0, 1.0, slider=False,
+                help="2 N per token: forward only"),
+    CostControl("corpus_pages", "Corpus size (billion pages)", 1e6, 1.0, scale=1e9, slider=False,
+                help="Pages encoded once at inference; the paper: Google's index, 30 trillion"),
+    CostControl("tokens_per_page", "Tokens per page", 100_000, 1, slider=False),
+)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def saved_joint_fits(store_path: str) -> dict[str, str]:
+    """fit_id -> display name of every saved joint-law fit."""
+    fits = Store(store_path).fits()
+    joint = fits[fits["law"] == "joint"] if len(fits) else fits
+    return {row.fit_id: f"{row.name or 'unnamed fit'} ({row.fit_id[:6]})" for row in joint.itertuples()}
+
+
+@st.cache_data(show_spinner=False)
+def saved_fit(store_path: str, fit_id: str) -> LawFit:
+    record = Store(store_path).fit(fit_id)
+    if record is None:
+        raise InputError(f"the saved fit {fit_id} is no longer in the store")
+    return law_fit_from_record(record)
+
+
+def reset_costs() -> None:
+    for control in COST_CONTROLS:
+        st.session_state.pop(control.key, None)
+
+
+def cost_widget(control: CostControl) -> float:
+    common = dict(key=control.key, help=control.help, bind="query-params")
+    if control.slider:
+        value = st.slider(control.label, 0.0, control.maximum, control.default, control.step, **common)
+    else:
+        value = st.number_input(control.label, 0 * control.step, control.maximum, control.default,
+                                control.step, **common)
+    return value * control.scale
+
+
+def cost_controls() -> dict[str, float]:
+    """The sidebar: every assumption of Eq. 12-14, the paper's values by default."""
+    with st.sidebar:
+        st.header("Cost assumptions")
+        st.button("Reset to the paper's values", on_click=reset_costs, width="stretch")
+        values = {c.field: cost_widget(c) for c in COST_CONTROLS}
+    return values
+
+
+def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
+    fits = saved_joint_fits(store_path)
+    options = JOINT_PRESETS + list(fits)
+    names = {**{p: f"{p} ({PRESETS[p].source})" for p in JOINT_PRESETS}, **fits}
+    choice = st.selectbox("Law L(N, D)", options, format_func=names.__getitem__, key="law",
+                          bind="query-params",
+                          help="A preset with the paper's coefficients or a joint fit saved on the Fit laws page")
+    if not fits:
+        st.caption("Fit and save a joint law on the **Fit laws** page to plan with your own data.")
+    law = PRESETS[choice].law if choice in PRESETS else saved_fit(store_path, choice)
+    return names[choice], law
+
+
+def show_answer(answer: BudgetAnswer) -> None:
+    q = answer.question
+    cols = st.columns(4)
+    cols[0].metric("N* (optimal model size)", format_count(answer.n_opt),
+                   help=f"{answer.n_opt:,.0f} non-embedding parameters")
+    cols[1].metric("D* (annotated pairs)", format_count(answer.d_opt), help=f"{answer.d_opt:,.0f} pairs")
+    cols[2].metric("Predicted contrastive entropy", f"{answer.loss:.4f}")
+    cols[3].metric(f"Near-optimal N (loss within {q.band_tolerance:.1%})",
+                   f"{format_count(answer.band[0])} – {format_count(answer.band[1])}")
+    if answer.loss_interval:
+        lo, hi = answer.loss_interval
+        st.caption(f"Prediction interval of the loss at the optimum: {lo:.4f} – {hi:.4f} "
+                   "(bootstrap of the fit, times its residual spread).")
+    else:
+        st.caption("No interval for the loss: a published law comes without its uncertainty. "
+                   "Plan with a saved fit to see one.")
+    st.altair_chart(spend_chart(answer.spend), width="stretch")
+    parts = " · ".join(f"{part} ${dollars:,.0f} ({dollars / q.budget:.1%})"
+                       for part, dollars in answer.spend.items())
+    st.caption(f"Spend: {parts}")
+
+
+def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[int]) -> None:
+    """Loss against N for the chosen budget and the comparison budgets (Figures 7, 8)."""
+    q = answer.question
+    answers, skipped = [answer], []
+    for budget in sorted(set(compare) - {q.budget}):
+        try:
+            answers.append(optimise(law, replace(q, budget=float(budget))))
+        except InputError:
+            skipped.append(format_count(budget))
+    budgets = [a.question.budget for a in answers]
+    curves = budget_curves(law, budgets, q.with_inference, q.costs, q.n_min)
+    st.altair_chart(budget_chart(curves, optima_table(answers, q.band_tolerance), q.budget),
+                    width="stretch")
+    st.caption("Diamonds mark N* for each budget; the bar under each is the near-optimal band. "
+               + (f"Too small for the smallest model: ${', $'.join(skipped)}." if skipped else ""))
+
+
+def main() -> None:
+    st.title("Budget planner")
+    st.caption("Split a budget between annotation and model size with the joint law (Eq. 8) and the "
+               "cost model Z = Z_data·D + Z_train·N + Z_infer·N (Eq. 11). The URL keeps the scenario: "
+               "copy it to share.")
+    store_path = str(Store().path)
+    raw_costs = cost_controls()
+    top = st.columns([2, 1, 1])
+    with top[0]:
+        budget = st.select_slider("Budget ($)", BUDGETS, value=20_000, format_func=format_count,
+                                  key="budget", bind="query-params")
+    with top[1]:
+        with_inference = st.toggle("Include inference cost", key="inference", bind="query-params",
+                                   help="Encoding the whole corpus once (Eq. 14); the paper's Figure 8")
+    with top[2]:
+        tolerance = st.slider("Band tolerance (%)", 0.1, 10.0, 1.0, 0.1, key="tolerance",
+                              bind="query-params", help="N whose loss is within this of the optimum")
+    law_name, law = law_choice(store_path)
+    compare = st.multiselect("Also draw budgets", BUDGETS, default=COMPARE_DEFAULT, format_func=format_count,
+                             key="compare", bind="query-params")
+    try:
+        costs = CostAssumptions(**raw_costs)
+        st.sidebar.caption(f"Z_data = ${costs.z_data:.3g}/pair · Z_train = ${costs.z_train:.3g}/param · "
+                           f"Z_infer = ${costs.z_infer:.3g}/param (Eq. 12-14)")
+        answer = optimise(law, BudgetQuestion(float(budget), with_inference, costs,
+                                              band_tolerance=tolerance / 100))
+    except InputError as err:
+        st.error(f"Cannot plan this scenario: {err}")
+        return
+    show_answer(answer)
+    show_curves(law, answer, compare)
+    st.download_button("Download this plan (JSON)", json.dumps({"law": law_name, **answer.to_dict()}, indent=2),
+                       file_name="budget-plan.json", mime="application/json", on_click="ignore")
+
+
+main()
