@@ -109,6 +109,19 @@ def test_ict_can_keep_the_sentence(synthetic, tmp_path):
     assert Counter(p for _, p in qrels)["p1"] == 1
 
 
+def test_the_training_engine_reads_the_set(synthetic, tmp_path):
+    from engine.data import training_pairs
+
+    out = tmp_path / "ict"
+    generate_ict(ICTConfig(str(synthetic), str(out)))
+    source = load_retrieval_data(synthetic)
+    pairs = training_pairs(source, out)
+    assert len(pairs.pairs) == pairs.n_available == len(TRAIN) - 2
+    passages = source.passages + pairs.extra_passages
+    queries, corpus, qrels = read_set(out)
+    assert sorted(passages[p] for _, p in pairs.pairs) == sorted(corpus[p]["text"] for _, p in qrels)
+
+
 def test_ict_refuses_bad_input(synthetic, tmp_path):
     with pytest.raises(InputError, match="keep_sentence_prob"):
         ICTConfig(str(synthetic), str(tmp_path / "x"), keep_sentence_prob=1.5)

@@ -3,6 +3,8 @@
 that it is counted and skipped, that the files are valid BEIR, and that a rerun
 resumes from the cache."""
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -16,6 +18,7 @@ from engine.annotate.doc2query import Doc2QueryConfig, generate_doc2query
 from engine.annotate.llm import LLMConfig, LocalChatModel, generate_llm
 from engine.data import load_retrieval_data, nested_subset
 from engine.paths import SHARED_VOCAB
+from tests.conftest import ROOT
 from tests.test_annotate_ict import PASSAGES, TRAIN, read_set, write_beir
 
 WORDS = ("the a of passage query what who when where why how is was river city war king music science "
@@ -155,3 +158,15 @@ def test_local_llm_uses_the_chat_template_when_there_is_one(gpt2_folder, tmp_pat
     assert chat.render("hi there") == "<|user|> hi there <|assistant|>"
     chat.tokenizer.chat_template = None
     assert chat.render("hi there") == "hi there"
+
+
+def test_annotate_doc2query_cli(dataset, tmp_path, t5_folder):
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "annotate", "doc2query", "--dataset", str(dataset), "--out", str(out),
+         "--model", t5_folder, "--passages", "2", "--queries-per-passage", "2", "--max-new-tokens", "4",
+         "--top-k", "5", "--top-p", "0.9", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "doc2query (doc2query):" in result.stdout and "4 outputs" in result.stdout
+    settings = json.loads((out / "generation.json").read_text())["settings"]
+    assert (settings["n_passages"], settings["top_k"], settings["top_p"]) == (2, 5, 0.9)
