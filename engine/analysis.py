@@ -33,6 +33,9 @@ def fit_annotation_laws(points: pd.DataFrame, config: FitConfig = FitConfig()) -
     missing = [c for c in ("d", "loss", "annotation") if c not in points.columns]
     if missing:
         raise InputError(f"annotation laws need columns d, loss, annotation; missing {missing}")
+    unlabelled = points.index[points["annotation"].isna()]
+    if len(unlabelled):
+        raise InputError(f"rows {list(unlabelled[:5])} have no annotation type; label or drop them")
     fits = {}
     for annotation, rows in points.groupby("annotation", sort=True):
         try:

@@ -107,6 +107,8 @@ def test_fit_annotation_laws_says_which_type_is_short_of_points():
                            "loss": [3.0, 0.5, 0.1, 0.06, 0.055, 4.0, 1.0]})
     with pytest.raises(InputError, match="annotation 'llm'"):
         fit_annotation_laws(points, FitConfig(bootstrap=0))
+    with pytest.raises(InputError, match="no annotation type"):
+        fit_annotation_laws(points.assign(annotation=["human"] * 6 + [None]))
     with pytest.raises(InputError, match="missing \\['annotation'\\]"):
         fit_annotation_laws(points.drop(columns="annotation"))
 

@@ -194,6 +194,13 @@ def test_an_unreachable_endpoint_fails_after_max_tries():
     assert time.monotonic() - started >= 0.01 + 0.02
 
 
+def test_a_base_url_without_http_is_refused(dataset, tmp_path):
+    from engine.errors import InputError
+
+    with pytest.raises(InputError, match="http:// or https://"):
+        config(dataset, tmp_path / "x", "127.0.0.1:8000/v1")
+
+
 def build_request(marker):
     return f"Passage: {marker} text"
 

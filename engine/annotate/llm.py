@@ -56,6 +56,8 @@ class LLMConfig:
         for name in ("max_new_tokens", "max_passage_chars", "batch_size", "max_tries"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise InputError(f"--base-url must start with http:// or https://; got {self.base_url!r}")
         if self.temperature < 0 or not 0.0 < self.top_p <= 1.0:
             raise InputError(f"need temperature >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}")
 

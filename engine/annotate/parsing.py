@@ -42,14 +42,14 @@ class Tally:
 
     def as_dict(self) -> dict:
         return {"outputs": self.outputs, "queries": self.queries,
-                "skipped": dict(self.skipped), "notes": dict(self.notes),
+                "skipped": dict(+self.skipped), "notes": dict(+self.notes),   # unary +: zero counts dropped
                 "legend": {k: v for k, v in {**SKIP_REASONS, **NOTES}.items()
-                           if k in self.skipped or k in self.notes}}
+                           if self.skipped[k] or self.notes[k]}}
 
     def describe(self) -> str:
         parts = [f"{self.outputs} outputs, {self.queries} candidate queries"]
-        parts += [f"skipped {n} {reason}" for reason, n in sorted(self.skipped.items())]
-        parts += [f"{n} {note}" for note, n in sorted(self.notes.items())]
+        parts += [f"skipped {n} {reason}" for reason, n in sorted((+self.skipped).items())]
+        parts += [f"{n} {note}" for note, n in sorted((+self.notes).items())]
         return "; ".join(parts)
 
 

@@ -89,10 +89,12 @@ def _finish(args, result: dict) -> int:
     if args.json:
         print(json.dumps({**result, "registered_as": registered}))
         return 0
+    from collections import Counter
+
     from engine.annotate.parsing import Tally
 
     counts = result["counts"]
-    tally = Tally(counts["outputs"], counts["queries"], counts["skipped"], counts["notes"])
+    tally = Tally(counts["outputs"], counts["queries"], Counter(counts["skipped"]), Counter(counts["notes"]))
     print(f"{result['annotation']} ({result['generator']}): {result['n_pairs']} pairs, "
           f"{result['n_queries']} queries, {result['n_passages']} passages in {result['seconds']:.1f} s")
     print(tally.describe())
