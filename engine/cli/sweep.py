@@ -1,0 +1,52 @@
+"""`python -m engine sweep FILE`: run a whole scaling study (engine/sweep.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="run models x data sizes x annotations x seeds from a TOML file")
+    parser.add_argument("file", type=Path, help="sweep file (TOML), see engine/sweep.py")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs with estimated FLOPs and time")
+    parser.add_argument("--shard", help="i/n: run every n-th run starting at i (several machines or GPUs)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs sharing this device at once")
+    parser.add_argument("--launcher", choices=("python", "accelerate"), default="python",
+                        help="accelerate: each run via `accelerate launch` (multi-GPU, multi-node)")
+    parser.add_argument("--assumed-mfu", type=float, default=0.3,
+                        help="fraction of the measured matmul peak a run achieves, for --dry-run times")
+    parser.add_argument("--store", type=Path, help="results store (default: $WORKBENCH_STORE or .store/)")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from engine.errors import InputError
+    from engine.sweep import load_sweep, parse_shard, run_sweep, shard
+    from store import Store
+
+    if args.parallel < 1:
+        raise InputError(f"--parallel must be at least 1, got {args.parallel}")
+    sweep = load_sweep(args.file)
+    runs = shard(sweep.runs, *parse_shard(args.shard))
+    if args.dry_run:
+        return dry_run(runs, args.assumed_mfu)
+    outcome = run_sweep(runs, Store(args.store), args.launcher, args.parallel)
+    print(f"sweep {sweep.name}: {outcome['completed']} of {len(runs)} runs complete, {outcome['failed']} failed")
+    return 1 if outcome["failed"] else 0
+
+
+def dry_run(runs, assumed_mfu: float) -> int:
+    from engine.flops import measure_matmul_peak
+    from engine.sweep import estimate
+
+    peak = measure_matmul_peak()
+    print(f"measured matmul peak {peak / 1e9:.0f} GFLOP/s; assuming {100 * assumed_mfu:.0f}% of it")
+    total = 0.0
+    for run in runs:
+        guess = estimate(run.config, peak, assumed_mfu)
+        seconds = guess["seconds"]
+        total += seconds or 0.0
+        flops = f"{guess['flops']:.3g} FLOP" if guess["flops"] else "unknown FLOPs (not a ladder model)"
+        time_text = f"~{seconds / 60:.1f} min" if seconds else "?"
+        print(f"{run.run_id:<60} {flops:>16}  {time_text}")
+    print(f"{len(runs)} runs, ~{total / 3600:.2f} h of training on this device")
+    return 0

@@ -1,0 +1,44 @@
+"""FLOP accounting and model FLOPs utilisation (MFU), as nanoGPT reports it.
+
+Training FLOPs per step = 6 * N * tokens (forward + backward through the
+non-embedding weights) + the attention score and mix matmuls, 12 * layers * seq^2 *
+hidden per sequence (2 matmuls of 2*seq^2*hidden FLOPs forward, times 3 for
+backward). MFU = achieved FLOP/s over the device's peak; on a CPU the peak is
+measured (`measure_matmul_peak`), not taken from a data sheet.
+"""
+from __future__ import annotations
+
+import time
+
+
+def attention_flops(layers: int, hidden: int, seq_len: int, sequences: int, backward: bool = True) -> float:
+    """Q K^T and attention x V: 2 matmuls of 2 * seq^2 * hidden FLOPs per layer."""
+    forward = 4.0 * layers * hidden * seq_len ** 2 * sequences
+    return forward * (3 if backward else 1)
+
+
+def train_step_flops(n_params: float, layers: int, hidden: int, seq_lens: list[tuple[int, int]]) -> float:
+    """FLOPs of one training step. `seq_lens`: (sequences, padded length) per
+    encoder call in the step, e.g. [(batch, q_len), (batch + k, p_len)]."""
+    tokens = sum(count * length for count, length in seq_lens)
+    return 6.0 * n_params * tokens + sum(attention_flops(layers, hidden, length, count)
+                                         for count, length in seq_lens)
+
+
+def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+    """Best FLOP/s of a square matmul on the current torch device/thread setting."""
+    import torch
+
+    a = torch.randn(size, size, dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, dtype=getattr(torch, dtype))
+    torch.mm(a, b)                                             # warm-up: thread pool, caches
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size ** 3 / best
+
+
+def mfu(step_flops: float, step_seconds: float, peak_flops: float) -> float:
+    return step_flops / step_seconds / peak_flops

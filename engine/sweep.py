@@ -1,0 +1,218 @@
+"""A scaling study in one command: models x data sizes x annotation types x seeds.
+
+A sweep file (TOML) names the grid and the training settings every run shares:
+
+    name = "squad-scratch"
+
+    [grid]
+    models = ["scratch-L1-H32", "scratch-L2-H64"]
+    train_pairs = [500, 1000, "all"]
+    annotations = ["human", "ict"]
+    seeds = [0]
+
+    [annotation_data]            # training pairs of each non-human annotation type
+    ict = "annotations/squad-ict" # a BEIR folder written by `python -m engine annotate`
+
+    [train]                      # TrainConfig fields shared by every run
+    dataset = "../../shared/data/squad-dev"
+    steps = 300
+
+Relative paths are relative to the sweep file. Every run gets a deterministic id
+from its full config, so a restarted sweep skips runs that completed (the store
+says so) and resumes interrupted ones from their last checkpoint (the training
+loop finds it in the run's folder). `--shard i/n` takes every n-th run, so n
+machines or GPUs share a sweep without overlap; results meet in the store.
+Each run is an ordinary `python -m engine train --config FILE` process, or
+`accelerate launch -m engine train ...` with `--launcher accelerate`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from engine.errors import InputError
+from engine.flops import train_step_flops
+from engine.paths import runs_dir
+from engine.train import TrainConfig
+
+GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
+PATH_FIELDS = ("dataset", "train_data", "tokenizer")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    config: TrainConfig
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    runs: tuple[SweepRun, ...]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read a sweep file and expand its grid into runs, in a stable order."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such sweep file")
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid TOML ({err})") from err
+    name = spec.get("name") or path.stem
+    grid, shared = spec.get("grid", {}), dict(spec.get("train", {}))
+    missing = [key for key in ("models",) if not grid.get(key)]
+    if missing:
+        raise InputError(f"{path}: [grid] needs {missing}")
+    unknown = set(grid) - set(GRID_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown [grid] keys {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+    allowed = {f.name for f in fields(TrainConfig)} - {"model", "train_pairs", "seed", "run_id", "annotation"}
+    bad = set(shared) - allowed
+    if bad:
+        raise InputError(f"{path}: unknown [train] settings {sorted(bad)}")
+    if "dataset" not in shared:
+        raise InputError(f"{path}: [train] needs dataset = \"PATH\"")
+    base = path.parent
+    shared = {k: _resolve_path(base, v) if k in PATH_FIELDS and v else v for k, v in shared.items()}
+    annotation_data = {k: _resolve_path(base, v) for k, v in spec.get("annotation_data", {}).items()}
+    runs = [SweepRun(config) for config in _expand(name, grid, shared, annotation_data, path)]
+    return Sweep(name, path, tuple(runs))
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    candidate = Path(value).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def _expand(name, grid, shared, annotation_data, path) -> list[TrainConfig]:
+    configs = []
+    for annotation in grid.get("annotations", ["human"]):
+        if annotation != "human" and annotation not in annotation_data:
+            raise InputError(f"{path}: annotation {annotation!r} needs a training set in [annotation_data]")
+        for model in grid["models"]:
+            for pairs in grid.get("train_pairs", ["all"]):
+                for seed in grid.get("seeds", [0]):
+                    configs.append(_run_config(name, shared, model, pairs, annotation, seed,
+                                               annotation_data.get(annotation), path))
+    return configs
+
+
+def _run_config(name, shared, model, pairs, annotation, seed, train_data, path) -> TrainConfig:
+    if pairs != "all" and (not isinstance(pairs, int) or pairs <= 0):
+        raise InputError(f"{path}: train_pairs entries are positive integers or \"all\", got {pairs!r}")
+    values = {**shared, "model": model, "train_pairs": None if pairs == "all" else pairs, "seed": seed,
+              "annotation": annotation, "train_data": train_data}
+    try:
+        config = TrainConfig.from_dict(values)
+    except TypeError as err:
+        raise InputError(f"{path}: {err}") from err
+    digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{digest}"
+    return replace(config, run_id=run_id)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as err:
+        raise InputError(f"--shard takes i/n, e.g. 0/2; got {text!r}") from err
+    if count <= 0 or not 0 <= index < count:
+        raise InputError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def shard(runs, index: int, count: int) -> list[SweepRun]:
+    """Every `count`-th run starting at `index`: disjoint shards that cover the sweep."""
+    return list(runs)[index::count]
+
+
+def completed_run_ids(store) -> set[str]:
+    runs = store.runs(status="completed")
+    return set(runs["run_id"]) if len(runs) else set()
+
+
+# --- estimates ----------------------------------------------------------------
+
+def estimate(config: TrainConfig, peak_flops: float, assumed_mfu: float) -> dict:
+    """FLOPs and seconds of a run from its shape alone (nothing is loaded)."""
+    from engine.ladder import ladder_model
+
+    rung = ladder_model(config.model)
+    if rung is None:
+        return {"flops": None, "seconds": None}
+    n_params = rung.describe()["n_params"]
+    step = train_step_flops(n_params, rung.layers, rung.hidden,
+                            [(config.batch_size, config.max_query_length),
+                             (config.batch_size + config.negatives, config.max_passage_length)])
+    flops = step * config.steps
+    return {"flops": flops, "seconds": flops / (peak_flops * assumed_mfu), "n_params": n_params}
+
+
+# --- running ------------------------------------------------------------------
+
+def config_file(config: TrainConfig) -> Path:
+    """Where a run's config is written for its training process."""
+    path = runs_dir() / config.run_id / "sweep_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(config), indent=1))
+    return path
+
+
+def train_command(config: TrainConfig, store_path: Path, launcher: str) -> list[str]:
+    args = ["-m", "engine", "train", "--config", str(config_file(config)), "--store", str(store_path)]
+    if launcher == "accelerate":
+        return ["accelerate", "launch", *args]
+    return [sys.executable, *args]
+
+
+def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: int = 1,
+              log=print) -> dict[str, int]:
+    """Run the runs not yet completed, `parallel` at a time; returns counts by outcome."""
+    done = completed_run_ids(store)
+    pending = [run for run in runs if run.run_id not in done]
+    log(f"{len(runs) - len(pending)} of {len(runs)} runs already complete; {len(pending)} to run")
+    env = _thread_env(parallel)
+    outcome = {"completed": len(runs) - len(pending), "failed": 0}
+    active: list[tuple[SweepRun, subprocess.Popen]] = []
+    queue = list(pending)
+    while queue or active:
+        while queue and len(active) < parallel:
+            run = queue.pop(0)
+            log_path = runs_dir() / run.run_id / "train.log"
+            command = train_command(run.config, store.path, launcher)
+            with open(log_path, "ab") as log_file:
+                active.append((run, subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)))
+            log(f"started {run.run_id} (log: {log_path})")
+        time.sleep(0.2)
+        for run, process in list(active):
+            if process.poll() is None:
+                continue
+            active.remove((run, process))
+            ok = process.returncode == 0
+            outcome["completed" if ok else "failed"] += 1
+            log(f"{'finished' if ok else f'FAILED (exit {process.returncode})'} {run.run_id}")
+    return outcome
+
+
+def _thread_env(parallel: int) -> dict[str, str]:
+    """Split the machine's cores between parallel runs."""
+    env = dict(os.environ)
+    if parallel > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
