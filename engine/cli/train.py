@@ -1,0 +1,121 @@
+"""`python -m engine train`: one training run from the command line. Every field of
+`TrainConfig` is a flag (`--eval-negatives` for `TrainConfig.eval.negatives`); with
+`--json` stdout carries exactly one JSON object, progress bars and logs go to stderr."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import types
+import typing
+from pathlib import Path
+
+from engine.errors import InputError
+
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    """A `--flag` per field of the dataclass `cls` (a nested dataclass's fields get its
+    name as a prefix), with the field's help and choices. Flags not given stay out of
+    the namespace, so they can be laid over a config file's values."""
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        kind = hints[item.name]
+        dest = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(kind):
+            add_dataclass_arguments(parser, kind, prefix=f"{dest}_")
+            continue
+        flag = "--" + dest.replace("_", "-")
+        default = "required" if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING \
+            else f"default: {item.default}"
+        options = {"help": f"{item.metadata.get('help', '')} ({default})", "dest": dest, "default": argparse.SUPPRESS}
+        base = _base_type(kind)
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        else:
+            parser.add_argument(flag, type=base, choices=item.metadata.get("choices"), **options)
+
+
+def _base_type(kind):
+    """`int | None` -> int."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return kind
+
+
+def given_values(cls, args: argparse.Namespace, prefix: str = "") -> dict:
+    """The fields of `cls` given as flags, nested dataclasses as nested dicts."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for item in dataclasses.fields(cls):
+        dest = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(hints[item.name]):
+            nested = given_values(hints[item.name], args, prefix=f"{dest}_")
+            if nested:
+                values[item.name] = nested
+        elif hasattr(args, dest):
+            values[item.name] = getattr(args, dest)
+    return values
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """`--config FILE` (a TrainConfig as JSON, e.g. a run's train_config.json) with
+    the flags given laid over it."""
+    from engine.train import TrainConfig
+
+    values: dict = {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{args.config}: not a readable JSON config ({err})") from None
+    given = given_values(TrainConfig, args)
+    values = {**values, **given, "eval": {**values.get("eval", {}), **given.get("eval", {})}}
+    if "dataset" not in values:
+        raise InputError("--dataset is required (or a --config file that names it)")
+    return TrainConfig.from_dict(values)
+
+
+def register(subparsers) -> None:
+    from engine.train import TrainConfig
+
+    parser = subparsers.add_parser("train", help="train and evaluate one dense retriever (Sections 3.4-3.5)",
+                                   description=__doc__)
+    parser.add_argument("--config", help="a TrainConfig as JSON; flags given override its values")
+    add_dataclass_arguments(parser, TrainConfig)
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    parser.add_argument("--store", default=None, help="results store (default: $WORKBENCH_STORE or .store/)")
+    parser.add_argument("--no-store", action="store_true", help="write nothing to the store")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    from engine.train import train
+
+    cfg = train_config_from_args(args)
+    store = None
+    if not args.no_store:
+        from store import Store
+
+        store = Store(args.store)
+    # `kill` (the app's cancel button) ends the run as cancelled, not failed
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        result = train(cfg, store=store)
+    except KeyboardInterrupt:
+        print("error: run cancelled", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)))
+    else:
+        print(f"run {result.run_id}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "
+              f"entropy {result.best_contrastive_entropy} at step {result.best_step}; model in {result.run_dir}/model")
+    return 0
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

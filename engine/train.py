@@ -1,0 +1,605 @@
+"""Training a dense retriever as the paper does (Section 3.4) and measuring it along
+the way (Section 3.5): a fixed number of steps of the contrastive loss of Eq. 3 with k
+random negatives shared by the batch (plus in-batch negatives unless turned off), the
+test contrastive entropy every `eval_every` steps, and the best value kept (Section
+4.1 reports the best test loss over training, no early stopping).
+
+Built on accelerate, so the same code runs on a CPU, one GPU, or under `accelerate
+launch` on several GPUs or nodes (passage vectors gathered across processes, so every
+query sees every process's negatives). Resumable: a checkpoint every
+`checkpoint_every` steps (accelerate's `save_state`: weights, optimizer, scheduler, RNG
+states; plus step, best value and curve), and a run started again with the same
+`run_id` continues from the latest one. The batches of step s are a pure function of
+(seed, s), so a resumed run sees exactly what an uninterrupted one would have.
+
+Files per run, in `runs_dir()/<run_id>/`: `progress.json` (rewritten atomically:
+step, loss, latest evaluation, best, ETA, status), `checkpoints/step-*/`, and at the
+end `model/` (`BiEncoder.load` reads it). Results go to the store from the main process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
+from engine.errors import InputError
+from engine.evaluate import EvalConfig, EvalSet, build_eval_set, evaluate
+from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
+from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
+from engine.paths import PROJECT_ROOT, runs_dir
+from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+INITS = ("auto", "pretrained", "scratch")
+PROGRESS_INTERVAL_S = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """One training run; stored with the run, its checkpoints and its model."""
+
+    # what is trained, on what
+    dataset: str = field(metadata={"help": "data set folder (BEIR, MS MARCO or T2Ranking layout); its test split "
+                                           "is the evaluation"})
+    model: str = field(default="scratch-L2-H64", metadata={"help": "ladder name (python -m engine models), local "
+                                                                    "folder or hub name"})
+    init: str = field(default="auto", metadata={"help": "pretrained weights or a random init from the config "
+                                                         "(auto: scratch for scratch-* rungs)", "choices": INITS})
+    tokenizer: str | None = field(default=None, metadata={"help": "scratch only: vocab.txt, folder or hub name "
+                                                                  "(default: WordPiece trained on the corpus)"})
+    tokenizer_vocab_size: int = field(default=8192, metadata={"help": "vocabulary of a tokenizer trained on the corpus"})
+    pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
+                                                   "choices": ("mean", "cls")})
+    train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
+                                                                   "pairs instead of the data set's train split"})
+    annotation: str | None = field(default=None, metadata={"help": "annotation label stored with the run "
+                                                                   "(default: human, or pseudo with --train-data)"})
+    train_pairs: int | None = field(default=None, metadata={"help": "D: training pairs, a seeded nested subset "
+                                                                    "(default: all)"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the D-pair subset (same seed: nested subsets)"})
+    lenient_qrels: bool = field(default=False, metadata={"help": "drop judgments with unknown ids (counted) "
+                                                                 "instead of failing"})
+    # optimisation (defaults: the paper and its released code)
+    steps: int = field(default=10_000, metadata={"help": "optimizer steps (paper: 10,000)"})
+    batch_size: int = field(default=128, metadata={"help": "queries per step, per process"})
+    negatives: int = field(default=256, metadata={"help": "k random negatives per step shared by the batch "
+                                                          "(paper: 256), split over processes"})
+    in_batch_negatives: bool = field(default=True, metadata={"help": "other queries' positives are negatives too"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rung's, 5e-6 "
+                                                              "for pretrained BERT)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
+    weight_decay: float = field(default=0.001, metadata={"help": "AdamW weight decay (not on biases, LayerNorm)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
+    max_query_length: int = field(default=32, metadata={"help": "query tokens kept"})
+    max_passage_length: int = field(default=180, metadata={"help": "passage tokens kept"})
+    seed: int = field(default=0, metadata={"help": "seed of the initialisation, batches and negatives"})
+    # evaluation
+    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (and at the end)"})
+    eval_at_start: bool = field(default=False, metadata={"help": "also evaluate before the first step"})
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # infrastructure
+    precision: str = field(default="auto", metadata={"help": "mixed precision (auto: bf16 on a GPU that has it)",
+                                                      "choices": PRECISIONS})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
+    keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
+    cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present"})
+    run_id: str | None = field(default=None, metadata={"help": "run id; an existing run's id resumes it"})
+    label: str | None = field(default=None, metadata={"help": "free label stored with the run"})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """From `asdict` output (a stored config, a sweep file's values)."""
+        for kind, given in ((cls, values), (EvalConfig, values.get("eval", {}))):
+            unknown = set(given) - {f.name for f in fields(kind)}
+            if unknown:
+                raise InputError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**{**values, "eval": EvalConfig(**values.get("eval", {}))})
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    run_dir: str
+    status: str
+    n_params: int
+    n_params_strict: int
+    train_pairs: int
+    steps: int
+    resumed_from_step: int | None
+    best_contrastive_entropy: float | None
+    best_step: int | None
+    final_metrics: dict
+    wall_time_s: float
+
+
+@dataclass
+class TrainerState:
+    """What a checkpoint adds to accelerate's state: where the run stands."""
+
+    step: int = 0
+    best_contrastive_entropy: float | None = None
+    best_step: int | None = None
+    curve: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def record(self, step: int, metrics: dict) -> None:
+        self.curve = [p for p in self.curve if p["step"] != step] + [{"step": step, **metrics}]
+        ce = metrics.get("contrastive_entropy")
+        if ce is not None and (self.best_contrastive_entropy is None or ce < self.best_contrastive_entropy):
+            self.best_contrastive_entropy, self.best_step = ce, step
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill the defaults that depend on other fields, check the rest."""
+    rung = ladder_model(cfg.model)
+    lr = cfg.lr if cfg.lr is not None else (rung.lr if rung else 5e-6)
+    init = cfg.init
+    if init == "auto":
+        init = "scratch" if rung is not None and rung.scratch else "pretrained"
+    if init == "scratch" and rung is None and not Path(cfg.model).expanduser().exists():
+        raise InputError(f"--init scratch needs a ladder name or a local config folder, not '{cfg.model}'")
+    annotation = cfg.annotation or ("human" if cfg.train_data is None else "pseudo")
+    run_id = cfg.run_id or _new_run_id(cfg.model, cfg.train_pairs, cfg.seed)
+    for name in ("steps", "batch_size", "negatives", "grad_accum", "eval_every", "max_query_length",
+                 "max_passage_length"):
+        if getattr(cfg, name) <= 0:
+            raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
+    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id)
+
+
+def _new_run_id(model: str, train_pairs: int | None, seed: int) -> str:
+    short = Path(model).name.replace("bert_uncased_", "bert-")
+    return f"{short}-D{train_pairs or 'all'}-s{seed}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _precision(requested: str, cpu: bool) -> str:
+    if requested != "auto":
+        return requested
+    if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+# ---------------------------------------------------------------- model and data
+
+
+@dataclass
+class Prepared:
+    """Model, tokens and evaluation set of a run, ready for the loop."""
+
+    model: BiEncoder
+    tokenizer: object
+    n_params: int
+    n_params_strict: int
+    data: RetrievalData
+    pairs: TrainingPairs
+    query_tokens: TokenizedTexts  # training queries
+    passage_tokens: TokenizedTexts  # corpus, then the training set's own passages
+    eval_set: EvalSet
+
+
+def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object, int, int]:
+    """(bi-encoder, tokenizer, N, strict N) for a resolved config."""
+    if cfg.init == "pretrained":
+        encoder, tokenizer = pretrained_encoder(cfg.model)
+        config = encoder.config
+    else:
+        tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else trained_wordpiece(corpus, cfg.tokenizer_vocab_size)
+        config = _scratch_config(cfg.model, len(tokenizer))
+        encoder = scratch_encoder(config, cfg.seed)
+    if cfg.gradient_checkpointing:
+        encoder.gradient_checkpointing_enable()
+    return BiEncoder(encoder, cfg.pooling), tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
+
+
+def _scratch_config(model: str, vocab_size: int):
+    from transformers import AutoConfig
+
+    rung = ladder_model(model)
+    if rung is not None:
+        return rung.config(vocab_size=vocab_size)
+    config = AutoConfig.from_pretrained(model)
+    config.vocab_size = vocab_size
+    return config
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels)
+    pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels)
+    n_negative_pool = len(data.passages) - len(np.unique(data.pairs(data.test_split)[:, 1]))
+    if cfg.negatives > n_negative_pool:
+        raise InputError(f"negatives = {cfg.negatives} but only {n_negative_pool} passages are relevant to no "
+                         "test query; lower --negatives")
+    model, tokenizer, n_params, n_params_strict = build_model(cfg, data.passages)
+    corpus_tokens = tokenize_cached(data.passages, tokenizer, cfg.max_passage_length)
+    test_query_tokens = tokenize_cached(data.queries, tokenizer, cfg.max_query_length)
+    passage_tokens = corpus_tokens
+    if pairs.extra_passages:
+        extra = tokenize_cached(pairs.extra_passages, tokenizer, cfg.max_passage_length)
+        passage_tokens = TokenizedTexts.concat([corpus_tokens, extra])
+    query_tokens = test_query_tokens
+    if cfg.train_data is not None:
+        query_tokens = tokenize_cached(pairs.query_texts, tokenizer, cfg.max_query_length)
+    eval_set = build_eval_set(data, test_query_tokens, corpus_tokens, cfg.eval)
+    if eval_set.negatives is None:
+        raise InputError(f"{data.path}: too few passages relevant to no test query for k = {cfg.eval.negatives} "
+                         "evaluation negatives; lower --eval-negatives")
+    return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set)
+
+
+class TrainingBatches:
+    """The batch of micro-step m on process r, a pure function of (seed, m, r): pairs
+    are read in seeded epoch permutations, each process taking its slice of the global
+    batch, and k / processes negatives are drawn from the corpus.
+
+    Negatives never include a passage relevant to a test query: one that is always a
+    negative and never a positive is a label, and the model learns to push it down
+    (on squad-dev, where test paragraphs are a fifth of the corpus, test contrastive
+    entropy then rises above log(257) while the training loss falls). On a corpus of
+    millions the exclusion changes almost nothing."""
+
+    def __init__(self, prepared: Prepared, cfg: TrainConfig, process_index: int, num_processes: int):
+        self.pairs = prepared.pairs
+        self.query_tokens = prepared.query_tokens
+        self.passage_tokens = prepared.passage_tokens
+        test_positives = prepared.data.pairs(prepared.data.test_split)[:, 1]
+        self.negative_pool = np.setdiff1d(np.arange(len(prepared.data.passages)), test_positives)
+        self.batch_size = cfg.batch_size
+        self.negatives = math.ceil(cfg.negatives / num_processes)
+        self.seed = cfg.seed
+        self.process_index = process_index
+        self.num_processes = num_processes
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def _pair_rows(self, micro_step: int) -> np.ndarray:
+        n = len(self.pairs.pairs)
+        start = (micro_step * self.num_processes + self.process_index) * self.batch_size
+        positions = np.arange(start, start + self.batch_size)
+        rows = np.empty(self.batch_size, dtype=np.int64)
+        for epoch in np.unique(positions // n):
+            if epoch not in self._permutations:
+                self._permutations = {epoch: np.random.default_rng([self.seed, 3, epoch]).permutation(n)}
+            here = positions // n == epoch
+            rows[here] = self._permutations[epoch][positions[here] % n]
+        return rows
+
+    def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
+        chosen = self.pairs.pairs[self._pair_rows(micro_step)]  # (batch, 2) query row, passage row
+        rng = np.random.default_rng([self.seed, 4, micro_step, self.process_index])
+        negatives = self.negative_pool[rng.choice(len(self.negative_pool), self.negatives, replace=False)]  # (k,)
+        passages = np.concatenate([chosen[:, 1], negatives])  # (batch + k,) positives first
+        query_input_ids, query_attention_mask = self.query_tokens.batch(chosen[:, 0])
+        passage_input_ids, passage_attention_mask = self.passage_tokens.batch(passages)
+        return {
+            "query_input_ids": query_input_ids,  # (batch, q_len)
+            "query_attention_mask": query_attention_mask,
+            "passage_input_ids": passage_input_ids,  # (batch + k, p_len)
+            "passage_attention_mask": passage_attention_mask,
+            "passage_identity": torch.from_numpy(self.pairs.identity[passages]),  # (batch + k,)
+            "query_positives": _padded([self.pairs.positives[q] for q in chosen[:, 0]]),  # (batch, max_pos)
+        }
+
+
+def _padded(rows: list[np.ndarray]) -> torch.Tensor:
+    out = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return torch.from_numpy(out)
+
+
+def batch_loss(accelerator, q_reps: torch.Tensor, p_reps: torch.Tensor, batch: dict, in_batch_negatives: bool):
+    """Eq. 3 for this process's queries against the passages of every process."""
+    per_process = p_reps.shape[0]
+    n_queries = q_reps.shape[0]
+    all_reps, identity = _gather_passages(accelerator, p_reps, batch["passage_identity"])  # (P, dim), (P,)
+    offset = accelerator.process_index * per_process
+    labels = torch.arange(offset, offset + n_queries, device=q_reps.device)  # (queries,)
+    positive_columns = None
+    if not in_batch_negatives:
+        starts = torch.arange(accelerator.num_processes, device=q_reps.device) * per_process
+        positive_columns = (starts[:, None] + torch.arange(n_queries, device=q_reps.device)).flatten()
+    mask = false_negative_mask(identity, batch["query_positives"], labels, positive_columns)  # (queries, P)
+    scores = q_reps @ all_reps.T  # (queries, P), Eq. 4
+    return contrastive_loss(scores, labels, mask)
+
+
+def _gather_passages(accelerator, p_reps: torch.Tensor, identity: torch.Tensor):
+    """Every process's passage vectors, this process's slice keeping its gradient
+    (all_gather itself carries none)."""
+    if accelerator.num_processes == 1:
+        return p_reps, identity
+    gathered = accelerator.gather(p_reps.detach())  # (processes * per_process, dim)
+    n, rank = p_reps.shape[0], accelerator.process_index
+    gathered = torch.cat([gathered[: rank * n], p_reps, gathered[(rank + 1) * n :]])
+    return gathered, accelerator.gather(identity)
+
+
+# ---------------------------------------------------------------- progress and checkpoints
+
+
+class ProgressFile:
+    """`progress.json` of a run, rewritten atomically (temp file + os.replace) so a
+    reader such as the app never sees half a file."""
+
+    def __init__(self, path: Path, **fixed):
+        self.path = path
+        self.state = dict(fixed)
+        self._written = 0.0
+
+    def update(self, force: bool = False, **fields) -> None:
+        self.state.update(fields, updated_at=time.time())
+        if not force and time.monotonic() - self._written < PROGRESS_INTERVAL_S:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as handle:
+            json.dump(self.state, handle, indent=1)
+        os.replace(handle.name, self.path)
+        self._written = time.monotonic()
+
+
+def read_progress(run_id: str) -> dict | None:
+    path = runs_dir() / run_id / "progress.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint (its trainer_state.json is written last)."""
+    folders = sorted((run_dir / "checkpoints").glob("step-[0-9]*"))
+    complete = [f for f in folders if f.name[5:].isdigit() and (f / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def save_checkpoint(accelerator, run_dir: Path, state: TrainerState, cfg: TrainConfig) -> None:
+    final = run_dir / "checkpoints" / f"step-{state.step:08d}"
+    partial = final.with_name(final.name + ".partial")
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (partial / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (partial / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        older = sorted(p for p in final.parent.glob("step-*") if p != final)
+        for old in older[: max(0, len(older) - cfg.keep_checkpoints + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> TrainerState:
+    accelerator.load_state(str(checkpoint))
+    return TrainerState(**json.loads((checkpoint / "trainer_state.json").read_text()))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _optimizer(model: BiEncoder, cfg: TrainConfig):
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    warmup = cfg.warmup_steps
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0 at `steps`
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def train(cfg: TrainConfig, store=None) -> TrainResult:
+    """Run (or resume) one training run; results to `store` when given."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg = resolve(cfg)
+    accelerator = Accelerator(
+        mixed_precision=_precision(cfg.precision, cfg.cpu), gradient_accumulation_steps=cfg.grad_accum,
+        cpu=cfg.cpu, step_scheduler_with_optimizer=False,
+    )
+    set_seed(cfg.seed)
+    prepared = prepare(cfg)
+    run_dir = runs_dir() / cfg.run_id
+    optimizer, scheduler = _optimizer(prepared.model, cfg)
+    model, optimizer = accelerator.prepare(prepared.model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    state, resumed_from = TrainerState(), None
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        resumed_from = state.step
+        log.info("%s: resuming from step %d (%s)", cfg.run_id, state.step, checkpoint)
+    run = _RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from)
+    try:
+        _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, run_dir)
+    except BaseException as err:
+        status = "cancelled" if isinstance(err, KeyboardInterrupt) else "failed"
+        run.finish(state, status, error=f"{type(err).__name__}: {err}")
+        raise
+    result = TrainResult(
+        run_id=cfg.run_id, run_dir=str(run_dir), status="completed", n_params=prepared.n_params,
+        n_params_strict=prepared.n_params_strict, train_pairs=len(prepared.pairs.pairs), steps=state.step,
+        resumed_from_step=resumed_from, best_contrastive_entropy=state.best_contrastive_entropy,
+        best_step=state.best_step, final_metrics=state.curve[-1] if state.curve else {},
+        wall_time_s=state.wall_time_s,
+    )
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save(run_dir / "model", prepared.tokenizer)
+        (run_dir / "model" / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (run_dir / "model" / "result.json").write_text(json.dumps(asdict(result), indent=1))
+    run.finish(state, "completed")
+    return result
+
+
+def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, run_dir) -> None:
+    from tqdm import tqdm
+
+    batches = TrainingBatches(prepared, cfg, accelerator.process_index, accelerator.num_processes)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.run_id, disable=not accelerator.is_main_process,
+               mininterval=1.0, dynamic_ncols=True)
+    if cfg.eval_at_start and state.step == 0 and not state.curve:
+        run.evaluate(model, state, final=False)
+    session_start, session_first_step = time.monotonic(), state.step
+    wall_before = state.wall_time_s
+    model.train()
+    while state.step < cfg.steps:
+        loss = _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, state.step)
+        state.step += 1
+        state.wall_time_s = wall_before + time.monotonic() - session_start
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", best=state.best_contrastive_entropy, refresh=False)
+        run.progress(state, loss, (time.monotonic() - session_start) / (state.step - session_first_step))
+        final = state.step == cfg.steps
+        if final or state.step % cfg.eval_every == 0:
+            run.evaluate(model, state, final=final)
+        if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0) and not final:
+            save_checkpoint(accelerator, run_dir, state, cfg)
+    bar.close()
+
+
+def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step: int) -> float:
+    """One optimizer step of `grad_accum` micro-batches; returns the mean loss."""
+    total = 0.0
+    for micro in range(cfg.grad_accum):
+        batch = {k: v.to(accelerator.device) for k, v in batches(step * cfg.grad_accum + micro).items()}
+        with accelerator.accumulate(model):  # prepare() wrapped forward in autocast for mixed precision
+            out = model(batch["query_input_ids"], batch["query_attention_mask"],
+                        batch["passage_input_ids"], batch["passage_attention_mask"])
+            loss = batch_loss(accelerator, out.q_reps.float(), out.p_reps.float(), batch, cfg.in_batch_negatives)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        total += loss.detach().float().item()
+    scheduler.step()
+    return total / cfg.grad_accum
+
+
+class _RunRecorder:
+    """Where a run reports: progress file, log, and store (main process only)."""
+
+    def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from):
+        self.cfg, self.prepared, self.accelerator, self.store = cfg, prepared, accelerator, store
+        self.main = accelerator.is_main_process
+        self.progress_file = ProgressFile(
+            run_dir / "progress.json", run_id=cfg.run_id, total_steps=cfg.steps, pid=os.getpid(),
+            resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
+        )
+        if not self.main:
+            return
+        self.progress_file.update(force=True, status="running", step=resumed_from or 0)
+        if store is not None:
+            self._start_in_store()
+
+    def _start_in_store(self) -> None:
+        cfg, data, pairs = self.cfg, self.prepared.data, self.prepared.pairs
+        self.store.register_dataset(
+            data.name, language=data.language(), format=data.format, path=str(data.path),
+            n_passages=len(data.passages), n_queries=len(data.queries),
+            n_train_pairs=len(data.pairs("train")) if "train" in data.qrels else 0,
+            n_test_pairs=len(data.pairs(data.test_split)),
+        )
+        if cfg.train_data is not None:
+            self.store.register_dataset(
+                pairs.source.name, language=data.language(), format="beir", path=str(pairs.source),
+                n_passages=len(pairs.extra_passages), n_queries=len(pairs.query_texts),
+                n_train_pairs=pairs.n_available, n_test_pairs=0, annotation=cfg.annotation,
+            )
+        self.store.start_run(
+            config=asdict(cfg), model_name=cfg.model, n_params=self.prepared.n_params,
+            n_params_strict=self.prepared.n_params_strict, train_pairs=len(pairs.pairs),
+            annotation=cfg.annotation, dataset=data.name, seed=cfg.seed, device=_device_name(self.accelerator),
+            code_version=code_version(), run_id=cfg.run_id, source="engine", label=cfg.label,
+        )
+
+    def progress(self, state: TrainerState, loss: float, seconds_per_step: float) -> None:
+        if self.main:
+            self.progress_file.update(
+                step=state.step, loss=loss, seconds_per_step=seconds_per_step,
+                eta_s=seconds_per_step * (self.cfg.steps - state.step), wall_time_s=state.wall_time_s,
+                best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
+            )
+
+    def evaluate(self, model, state: TrainerState, final: bool) -> None:
+        """Evaluate on the main process while the others wait."""
+        if self.main:
+            ranking = self.cfg.eval.ranking == "every" or (final and self.cfg.eval.ranking == "final")
+            metrics = evaluate(
+                self.accelerator.unwrap_model(model), self.prepared.eval_set, device=self.accelerator.device,
+                batch_size=self.cfg.eval.batch_size, ranking=ranking, autocast_dtype=_autocast_dtype(self.accelerator),
+            )
+            state.record(state.step, metrics)
+            log.info("%s step %d: %s", self.cfg.run_id, state.step,
+                     {k: round(v, 4) for k, v in metrics.items()})
+            self.progress_file.update(force=True, latest_eval={"step": state.step, **metrics},
+                                      best_contrastive_entropy=state.best_contrastive_entropy,
+                                      best_step=state.best_step)
+            if self.store is not None:
+                self.store.add_point(
+                    self.cfg.run_id, step=state.step, contrastive_entropy=metrics["contrastive_entropy"],
+                    metrics={k: v for k, v in metrics.items() if k != "contrastive_entropy"},
+                    wall_time_s=state.wall_time_s,
+                )
+        self.accelerator.wait_for_everyone()
+
+    def finish(self, state: TrainerState, status: str, error: str | None = None) -> None:
+        if not self.main:
+            return
+        self.progress_file.update(force=True, status=status, step=state.step, error=error,
+                                  best_contrastive_entropy=state.best_contrastive_entropy)
+        if self.store is not None:
+            final = state.curve[-1] if state.curve else {}
+            self.store.finish_run(
+                self.cfg.run_id, status=status, best_contrastive_entropy=state.best_contrastive_entropy,
+                metrics={k: v for k, v in final.items() if k not in ("step", "contrastive_entropy")} or None,
+                wall_time_s=state.wall_time_s,
+            )
+
+
+def _autocast_dtype(accelerator) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+
+
+def _device_name(accelerator) -> str:
+    device = accelerator.device
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} x{accelerator.num_processes}"
+    return f"{device.type} x{accelerator.num_processes} ({os.cpu_count()} cores)"
