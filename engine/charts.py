@@ -14,12 +14,16 @@ import numpy as np
 import pandas as pd
 
 from engine.budget import BudgetAnswer
-from engine.laws import FitConfig, LawFit, ScalingLaw
+from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
 
 LOSS_TITLE = "contrastive entropy (nats)"
 AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
-FIT_ROLE_COLORS = alt.Scale(domain=["fit", "heldout"], range=["#1f77b4", "#d62728"])
+FIT_COLOR, HELDOUT_COLOR = "#1f77b4", "#d62728"
+FIT_ROLE_COLORS = alt.Scale(domain=["fit", "heldout"], range=[FIT_COLOR, HELDOUT_COLOR])
 CURVE_POINTS = 120
+LOSS_AXIS_CAP = 3.0
+CATEGORY_SCHEME = "tableau10"      # distinct hues; the default theme's blues are hard to tell apart
+CATEGORIES = alt.Scale(scheme=CATEGORY_SCHEME)
 
 
 def format_count(value: float) -> str:
@@ -67,17 +71,24 @@ def padded_range(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
 
 # --- law charts (Figures 1, 3, 4, 6) --------------------------------------------
 
+def log_axis(field: str, title: str) -> alt.X:
+    """A log-scale size axis labelled 1k, 10M, 1G ... rather than long numbers."""
+    return alt.X(field, scale=alt.Scale(type="log", nice=False), title=title, axis=alt.Axis(format="~s"))
+
+
 def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "") -> alt.LayerChart:
-    """Observed points (held-out ones as red stars with their prediction interval),
-    the fitted curve(s) dashed as in the paper, and the curve's confidence band."""
-    x_enc = alt.X("x:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES[x])
-    y_scale = alt.Scale(type="log", zero=False)
-    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="top-right") if
+    """Observed points, the fitted curve(s) dashed as in the paper with the curve's
+    confidence band, and held-out points as red triangles with their prediction
+    interval (Figure 6's stars). Joint-law points share the colour of their curve."""
+    x_enc = log_axis("x:Q", AXIS_TITLES[x])
+    y_scale = alt.Scale(type="log", zero=False, nice=False)
+    color = alt.Color("series:N", title=None, scale=CATEGORIES, legend=alt.Legend(orient="top-right") if
                       curves["series"].nunique() > 1 else None)
     layers = []
     if "ci_lo" in curves:
         layers.append(alt.Chart(curves).mark_area(opacity=0.18).encode(
-            x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color))
+            x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q",
+            color=alt.Color("series:N", scale=CATEGORIES, legend=None)))
     layers.append(alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
         x=x_enc, y=alt.Y("pred:Q", scale=y_scale, title=LOSS_TITLE), color=color))
     if len(points):
@@ -87,17 +98,16 @@ def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "
 
 def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale) -> list[alt.Chart]:
     tooltip = [c for c in ("label", "n", "d", "loss", "predicted", "role") if c in points]
-    shape = alt.Shape("role:N", scale=alt.Scale(domain=["fit", "heldout"], range=["circle", "triangle-up"]),
-                      title="point")
-    color = (alt.Color("series:N", title=None) if "series" in points
-             else alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"))
-    dots = alt.Chart(points).mark_point(filled=True, size=70).encode(
-        x=x_enc, y=alt.Y("loss:Q", scale=y_scale), shape=shape, color=color, tooltip=tooltip)
-    layers = [dots]
-    if {"pi_lo", "pi_hi"} <= set(points.columns):
-        heldout = points[points["role"] == "heldout"]
-        layers.append(alt.Chart(heldout).mark_rule(color="#d62728").encode(
+    y_enc = alt.Y("loss:Q", scale=y_scale)
+    fitted, heldout = points[points["role"] == "fit"], points[points["role"] == "heldout"]
+    color = alt.Color("series:N", scale=CATEGORIES) if "series" in points else alt.value(FIT_COLOR)
+    layers = [alt.Chart(fitted).mark_point(filled=True, size=70, opacity=0.9).encode(
+        x=x_enc, y=y_enc, color=color, tooltip=tooltip)]
+    if len(heldout):
+        layers.append(alt.Chart(heldout).mark_rule(color=HELDOUT_COLOR).encode(
             x=x_enc, y=alt.Y("pi_lo:Q", scale=y_scale), y2="pi_hi:Q"))
+        layers.append(alt.Chart(heldout).mark_point(filled=True, size=120, shape="triangle-up",
+                                                    color=HELDOUT_COLOR).encode(x=x_enc, y=y_enc, tooltip=tooltip))
     return layers
 
 
@@ -105,7 +115,7 @@ def residual_chart(points: pd.DataFrame, x: str) -> alt.LayerChart:
     """Relative error of the law at every point, in percent, against N or D."""
     frame = points.assign(x=points[x], error_pct=100 * points["rel_error"])
     base = alt.Chart(frame).mark_point(filled=True, size=60).encode(
-        x=alt.X("x:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES[x]),
+        x=log_axis("x:Q", AXIS_TITLES[x]),
         y=alt.Y("error_pct:Q", title="predicted / observed - 1 (%)"),
         color=alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"),
         tooltip=[c for c in ("label", "n", "d", "loss", "predicted", "error_pct") if c in frame])
@@ -122,44 +132,39 @@ def budget_label(budget: float) -> str:
 def optima_table(answers: list[BudgetAnswer], tolerance: float) -> pd.DataFrame:
     """One row per budget: the optimum and the edges of its near-optimal band."""
     return pd.DataFrame([{
-        "budget": budget_label(a.question.budget), "n_opt": a.n_opt, "d_opt": a.d_opt, "loss": a.loss,
+        "budget_label": budget_label(a.question.budget), "n_opt": a.n_opt, "d_opt": a.d_opt, "loss": a.loss,
         "band_lo": a.band[0], "band_hi": a.band[1], "band_loss": a.loss * (1 + tolerance),
     } for a in answers])
 
 
 def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -> alt.LayerChart:
-    """Predicted loss against N for each budget; a dot at the optimum and a bar
-    spanning the near-optimal band at the band's loss level."""
+    """Predicted loss against N for each budget; a diamond at the optimum and a bar
+    spanning the near-optimal band at the band's loss level. The loss axis stops at
+    LOSS_AXIS_CAP times the worst optimum: where a budget runs out of data the loss
+    explodes, and drawing that would flatten everything else."""
+    top, bottom = LOSS_AXIS_CAP * optima["loss"].max(), 0.9 * optima["loss"].min()
+    curves = curves[curves["loss"] <= top]
     curves = curves.assign(budget_label=curves["budget"].map(budget_label),
                            width=np.where(curves["budget"] == highlight, 3.5, 1.5))
     order = [budget_label(b) for b in sorted(curves["budget"].unique())]
-    color = alt.Color("budget_label:N", sort=order, title="budget")
-    x_scale, y_scale = alt.Scale(type="log"), alt.Scale(type="log", zero=False)
+    color = alt.Color("budget_label:N", scale=alt.Scale(domain=order, scheme=CATEGORY_SCHEME), title="budget")
+    y_scale = alt.Scale(type="log", domain=[bottom, top])
     lines = alt.Chart(curves).mark_line().encode(
-        x=alt.X("n:Q", scale=x_scale, title=AXIS_TITLES["n"]),
+        x=log_axis("n:Q", AXIS_TITLES["n"]),
         y=alt.Y("loss:Q", scale=y_scale, title=f"predicted {LOSS_TITLE}"),
         color=color, strokeWidth=alt.StrokeWidth("width:Q", legend=None),
         tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n:Q", format=".3s"),
                  alt.Tooltip("d:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
-    optimum_color = alt.Color("budget:N", sort=order, title="budget")
-    bands = alt.Chart(optima).mark_rule(strokeWidth=5, opacity=0.45).encode(
-        x="band_lo:Q", x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=optimum_color)
-    dots = alt.Chart(optima).mark_point(filled=True, size=110, shape="diamond", stroke="black").encode(
-        x="n_opt:Q", y=alt.Y("loss:Q", scale=y_scale), color=optimum_color,
-        tooltip=[alt.Tooltip("budget:N"), alt.Tooltip("n_opt:Q", title="N*", format=".3s"),
+    bands = alt.Chart(optima).mark_rule(strokeWidth=6, opacity=0.5).encode(
+        x="band_lo:Q", x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=color)
+    dots = alt.Chart(optima).mark_point(filled=True, size=120, shape="diamond", stroke="black",
+                                        strokeWidth=0.8, opacity=1).encode(
+        x="n_opt:Q", y=alt.Y("loss:Q", scale=y_scale), color=color,
+        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_opt:Q", title="N*", format=".3s"),
                  alt.Tooltip("d_opt:Q", title="D*", format=".3s"), alt.Tooltip("loss:Q", format=".4f"),
                  alt.Tooltip("band_lo:Q", title="band from", format=".3s"),
                  alt.Tooltip("band_hi:Q", title="band to", format=".3s")])
-    return alt.layer(lines, bands, dots).properties(height=420)
-
-
-def spend_chart(spend: dict[str, float]) -> alt.Chart:
-    """One stacked bar: dollars on annotation, training and inference."""
-    frame = pd.DataFrame({"part": list(spend), "dollars": list(spend.values()), "row": "spend"})
-    return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("dollars:Q", stack="zero", title="$"), y=alt.Y("row:N", title=None, axis=None),
-        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=["part:N", alt.Tooltip("dollars:Q", format=",.2f")]).properties(height=70)
+    return alt.layer(lines, bands, dots).properties(height=440)
 
 
 # --- analysis charts (Figures 2, 5) ---------------------------------------------
@@ -170,7 +175,7 @@ def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> 
         x=alt.X("contrastive_entropy:Q", scale=alt.Scale(zero=False), title=LOSS_TITLE),
         y=alt.Y(f"{metric}:Q", title=metric))
     dots = base.mark_point(filled=True, size=60).encode(
-        color=alt.Color(f"{color}:N") if color else alt.value("#1f77b4"),
+        color=alt.Color(f"{color}:N", scale=CATEGORIES) if color else alt.value(FIT_COLOR),
         tooltip=[c for c in ("label", "model", "run_id", "step", "contrastive_entropy", metric) if c in frame])
     trend = base.transform_regression("contrastive_entropy", metric).mark_line(color="gray", strokeDash=[6, 4])
     return alt.layer(dots, trend).properties(height=320)
@@ -179,11 +184,12 @@ def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> 
 def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerChart:
     """Data-size law per annotation type (Figure 5): observed points, the fitted
     curves dashed, and each curve's confidence band (`engine.analysis.annotation_curves`)."""
-    color = alt.Color("annotation:N", title="annotation")
-    x = alt.X("d:Q", scale=alt.Scale(type="log"), title=AXIS_TITLES["d"])
+    color = alt.Color("annotation:N", scale=CATEGORIES, title="annotation")
+    x = log_axis("d:Q", AXIS_TITLES["d"])
     y_scale = alt.Scale(type="log", zero=False)
     band = alt.Chart(curves).mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color)
+        x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q",
+        color=alt.Color("annotation:N", scale=CATEGORIES, legend=None))
     lines = alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE), color=color)
     dots = alt.Chart(points).mark_point(filled=True, size=60).encode(
@@ -192,7 +198,20 @@ def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerCha
     return alt.layer(band, lines, dots).properties(height=380).interactive()
 
 
-# --- saved fits: LawFit <-> the store's fit record --------------------------------
+# --- exports and saved fits (LawFit <-> the store's fit record) -------------------
+
+def law_snippet(law: ScalingLaw) -> str:
+    """A few lines of Python that evaluate `law`, for a notebook or a paper."""
+    formula = {"model": "(A / n) ** alpha + delta", "data": "(B / d) ** beta + delta",
+               "joint": "((A / n) ** (alpha / beta) + B / d) ** beta + delta"}[law.kind]
+    args = {"model": "n", "data": "d", "joint": "n, d"}[law.kind]
+    example = {"model": "1e8", "data": "1e5", "joint": "1e8, 1e5"}[law.kind]
+    constants = "\n".join(f"{name} = {value!r}" for name, value in law.params.items())
+    return (f'"""{LAW_EQUATIONS[law.kind]}: contrastive entropy (nats) of a dense retriever\n'
+            f'with n non-embedding parameters trained on d annotated pairs."""\n{constants}\n\n\n'
+            f"def contrastive_entropy({args}):\n    return {formula}\n\n\n"
+            f"print(contrastive_entropy({example}))\n")
+
 
 def fit_record(fit: LawFit, name: str | None, origin: dict) -> dict:
     """Keyword arguments of `Store.save_fit` for `fit`; the bootstrap and residuals

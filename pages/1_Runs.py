@@ -25,8 +25,12 @@ from store import Store
 from store.core import RUN_STATUSES
 
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
-TABLE_COLUMNS = ["run_id", "label", "status", "dataset", "annotation", "model_name", "n_params",
-                 "train_pairs", "best_contrastive_entropy", "started_at", "wall_time_s", "source"]
+TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
+                 "best_contrastive_entropy", "wall_time_s", "started_at", "source", "run_id"]
+TABLE_FORMAT = {"n_params": st.column_config.NumberColumn("N", format="compact"),
+                "train_pairs": st.column_config.NumberColumn("D", format="compact"),
+                "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
+                "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f")}
 POLL_SECONDS = 2.0
 
 
@@ -327,7 +331,7 @@ def run_form(store: Store) -> None:
         st.error(str(err))
         return
     table = estimate(plan, throughput)
-    st.dataframe(table, hide_index=True, key="run_estimate")
+    st.dataframe(table, hide_index=True)
     if table["PFLOP"].notna().any():
         st.caption(f"{len(table)} run(s), {table['PFLOP'].sum():.3g} PFLOP, at most about "
                    f"{table['minutes'].sum():.0f} minutes one after another at {throughput:g} TFLOP/s "
@@ -360,7 +364,7 @@ def runs_in_store(store: Store) -> None:
                                      key="runs_annotation")
     status = cols[2].multiselect("Status", list(RUN_STATUSES), key="runs_status")
     runs = runs_table(str(store.path), tuple(dataset), tuple(annotation), tuple(status))
-    st.dataframe(runs[[c for c in TABLE_COLUMNS if c in runs]], hide_index=True, key="runs_table")
+    st.dataframe(runs[[c for c in TABLE_COLUMNS if c in runs]], hide_index=True, column_config=TABLE_FORMAT)
     st.caption(f"{len(runs)} of {len(everything)} runs.")
     with st.expander("Delete runs"):
         doomed = st.multiselect("Runs to delete", list(runs["run_id"]), key="runs_delete")
@@ -371,6 +375,7 @@ def runs_in_store(store: Store) -> None:
 
 
 def main() -> None:
+    st.set_page_config(page_title="Runs · Scaling-law workbench", layout="wide")
     st.title("Runs")
     st.caption("Every run trains in its own process (`python -m engine train`), writes its progress to "
                f"`{runs_dir()}` and its results to the store; this page only watches.")

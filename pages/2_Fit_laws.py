@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.charts import (fit_record, format_count, law_chart, law_curves, padded_range,
+from engine.charts import (fit_record, format_count, law_chart, law_curves, law_snippet, padded_range,
                            residual_chart, series_name)
 from engine.errors import InputError
 from engine.laws import (LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
@@ -24,6 +24,8 @@ KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joi
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
+NUMBERS = {column: st.column_config.NumberColumn(format="%.4g")
+           for column in ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")}
 
 
 # --- data -------------------------------------------------------------------------
@@ -71,8 +73,10 @@ def store_source(store_path: str) -> pd.DataFrame | None:
         return None
     cols = st.columns(2)
     for col, column, label in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type")):
-        values = sorted(points[column].dropna().unique())
-        chosen = col.selectbox(label, [ALL, *values], key=f"fit_{column}")
+        counts = points[column].value_counts()   # default: the most common value, not a mix
+        options = [ALL, *sorted(counts.index)]
+        chosen = col.selectbox(label, options, index=options.index(counts.idxmax()) if len(counts) else 0,
+                               key=f"fit_{column}")
         if chosen != ALL:
             points = points[points[column] == chosen]
     return points
@@ -157,7 +161,8 @@ def joint_series(points: pd.DataFrame, x: str) -> list[float]:
     return [other[i] for i in np.linspace(0, len(other) - 1, MAX_JOINT_CURVES).round().astype(int)]
 
 
-def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: ScalingLaw | None) -> None:
+def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: ScalingLaw | None) -> pd.DataFrame:
+    """Chart the law (and `compare`) over the points; return the curves drawn."""
     kind = (law.law if isinstance(law, LawFit) else law).kind
     x_range = padded_range(points[x]) if len(points) else ((3e5, 1e9) if x == "n" else (1e3, 1e7))
     fixed = joint_series(points, x) if kind == "joint" and len(points) else None
@@ -172,27 +177,14 @@ def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: Sc
         points = points[points[other].isin(fixed)].assign(
             series=lambda p: [series_name(x, v) for v in p[other]])
     st.altair_chart(law_chart(points, curves, x), width="stretch")
+    return curves
 
 
-def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]], level: float) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "parameter": name, "value": law.params[name],
-        f"{level:.0%} low": intervals.get(name, (np.nan, np.nan))[0],
-        f"{level:.0%} high": intervals.get(name, (np.nan, np.nan))[1],
-    } for name in PARAM_NAMES[law.kind]])
-
-
-def law_snippet(law: ScalingLaw) -> str:
-    """A few lines of Python that evaluate `law`, for a notebook or a paper."""
-    formula = {"model": "(A / n) ** alpha + delta", "data": "(B / d) ** beta + delta",
-               "joint": "((A / n) ** (alpha / beta) + B / d) ** beta + delta"}[law.kind]
-    args = {"model": "n", "data": "d", "joint": "n, d"}[law.kind]
-    example = {"model": "1e8", "data": "1e5", "joint": "1e8, 1e5"}[law.kind]
-    constants = "\n".join(f"{name} = {value!r}" for name, value in law.params.items())
-    return (f'"""{LAW_EQUATIONS[law.kind]}: contrastive entropy (nats) of a dense retriever\n'
-            f'with n non-embedding parameters trained on d annotated pairs."""\n{constants}\n\n\n'
-            f"def contrastive_entropy({args}):\n    return {formula}\n\n\n"
-            f"print(contrastive_entropy({example}))\n")
+def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"parameter": name, "value": law.params[name],
+                          "low": intervals.get(name, (np.nan, np.nan))[0],
+                          "high": intervals.get(name, (np.nan, np.nan))[1]}
+                         for name in PARAM_NAMES[law.kind]])
 
 
 def export_buttons(payload: dict, table: pd.DataFrame, law: ScalingLaw, stem: str) -> None:
@@ -212,6 +204,9 @@ def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
     compare = st.selectbox("Compare with a published fit", compare_options, key=f"fit_compare_{kind}",
                            format_func=lambda n: "none" if n is None else f"{n} ({PRESETS[n].source})")
     draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None)
+    if len(fit.heldout):
+        st.caption("Red triangles: held-out points, predicted from the fit on the rest, with the "
+                   "prediction interval for a new run.")
     st.altair_chart(residual_chart(fit.points, x), width="stretch")
     cols = st.columns(3)
     cols[0].metric("R² (fitted points)", f"{fit.r2:.4f}")
@@ -219,18 +214,20 @@ def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
     if len(fit.heldout):
         cols[2].metric("Held-out mean |error|", f"{fit.heldout['rel_error'].abs().mean():.2%}")
     st.markdown(f"`{LAW_EQUATIONS[kind]}`")
-    st.dataframe(parameter_table(fit.law, fit.intervals, fit.config.level), hide_index=True,
-                 key="fit_params")
+    st.dataframe(parameter_table(fit.law, fit.intervals), hide_index=True, column_config=NUMBERS)
+    st.caption(f"low – high: {fit.config.level:.0%} bootstrap interval ({len(fit.bootstrap_params)} refits "
+               "resampling whole configurations).")
     if len(fit.heldout):
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
-        st.dataframe(fit.heldout.drop(columns=["role"]), hide_index=True)
+        st.dataframe(fit.heldout.drop(columns=["role"]), hide_index=True, column_config=NUMBERS)
     save_form(fit, store, origin)
     export_buttons(fit.to_dict(include_bootstrap=True), fit.points, fit.law, f"fit-{kind}")
 
 
 def save_form(fit: LawFit, store: Store, origin: dict) -> None:
     with st.form("fit_save"):
-        name = st.text_input("Name of this fit", placeholder="e.g. msmarco human, scratch ladder")
+        name = st.text_input("Name of this fit", placeholder="e.g. msmarco human, scratch ladder",
+                             key="fit_save_name")
         if st.form_submit_button("Save the fit to the store"):
             fit_id = store.save_fit(**fit_record(fit, name.strip() or None, origin))
             st.cache_data.clear()
@@ -244,9 +241,8 @@ def show_preset() -> None:
     st.markdown(f"`{LAW_EQUATIONS[law.kind]}` · R² as published: "
                 f"{PRESETS[name].r2 if PRESETS[name].r2 is not None else 'not reported'}")
     x = chart_axis(law.kind)
-    draw_law(law, pd.DataFrame(), x, None)
-    st.dataframe(parameter_table(law, {}, 0.95).iloc[:, :2], hide_index=True)
-    curve = law_curves(law, x, (3e5, 1e9) if x == "n" else (1e3, 1e7))
+    curve = draw_law(law, pd.DataFrame(), x, None)
+    st.dataframe(parameter_table(law, {})[["parameter", "value"]], hide_index=True, column_config=NUMBERS)
     export_buttons({"law": law.kind, "params": law.params, "r2": PRESETS[name].r2,
                     "source": PRESETS[name].source, "equation": LAW_EQUATIONS[law.kind]},
                    curve, law, name)
@@ -278,6 +274,7 @@ def manage_saved_fits(store: Store) -> None:
 
 
 def main() -> None:
+    st.set_page_config(page_title="Fit laws · Scaling-law workbench", layout="wide")
     st.title("Fit laws")
     st.caption("Fit the paper's laws with a robust loss and bootstrap intervals; hold out the largest "
                "sizes to see how well a law extrapolates.")

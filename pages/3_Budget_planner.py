@@ -9,15 +9,14 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from engine.budget import BudgetAnswer, BudgetQuestion, CostAssumptions, budget_curves, optimise
-from engine.charts import (budget_chart, format_count, law_fit_from_record, optima_table,
-                           spend_chart)
+from engine.charts import budget_chart, format_count, law_fit_from_record, optima_table
 from engine.errors import InputError
 from engine.laws import PRESETS, LawFit, ScalingLaw
 from store import Store
 
 PAPER = CostAssumptions()
 BUDGETS = [m * 10 ** e for e in range(2, 8) for m in (1, 2, 5)]   # $100 ... $50M, 1-2-5 steps
-COMPARE_DEFAULT = [1_000, 10_000, 100_000, 1_000_000]
+COMPARE_DEFAULT = [5_000, 50_000, 500_000]
 JOINT_PRESETS = [name for name, p in PRESETS.items() if p.law.kind == "joint"]
 
 
@@ -102,7 +101,7 @@ def cost_controls() -> dict[str, float]:
     """The sidebar: every assumption of Eq. 12-14, the paper's values by default."""
     with st.sidebar:
         st.header("Cost assumptions")
-        st.button("Reset to the paper's values", on_click=reset_costs, width="stretch")
+        st.button("Reset to the paper's values", on_click=reset_costs, width="stretch", key="reset_costs")
         values = {c.field: cost_widget(c) for c in COST_CONTROLS}
     return values
 
@@ -136,10 +135,8 @@ def show_answer(answer: BudgetAnswer) -> None:
     else:
         st.caption("No interval for the loss: a published law comes without its uncertainty. "
                    "Plan with a saved fit to see one.")
-    st.altair_chart(spend_chart(answer.spend), width="stretch")
-    parts = " · ".join(f"{part} ${dollars:,.0f} ({dollars / q.budget:.1%})"
-                       for part, dollars in answer.spend.items())
-    st.caption(f"Spend: {parts}")
+    for col, (part, dollars) in zip(st.columns(3), answer.spend.items()):
+        col.metric(f"{part.capitalize()} ({dollars / q.budget:.1%} of the budget)", f"${dollars:,.0f}")
 
 
 def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[int]) -> None:
@@ -160,6 +157,7 @@ def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[in
 
 
 def main() -> None:
+    st.set_page_config(page_title="Budget planner · Scaling-law workbench", layout="wide")
     st.title("Budget planner")
     st.caption("Split a budget between annotation and model size with the joint law (Eq. 8) and the "
                "cost model Z = Z_data·D + Z_train·N + Z_infer·N (Eq. 11). The URL keeps the scenario: "
@@ -171,7 +169,7 @@ def main() -> None:
         budget = st.select_slider("Budget ($)", BUDGETS, value=20_000, format_func=format_count,
                                   key="budget", bind="query-params")
     with top[1]:
-        with_inference = st.toggle("Include inference cost", key="inference", bind="query-params",
+        with_inference = st.toggle("With inference cost", key="inference", bind="query-params",
                                    help="Encoding the whole corpus once (Eq. 14); the paper's Figure 8")
     with top[2]:
         tolerance = st.slider("Band tolerance (%)", 0.1, 10.0, 1.0, 0.1, key="tolerance",

@@ -16,6 +16,8 @@ from store import Store
 DOTS = {"runs": "one run (its best contrastive entropy, final metrics)",
         "points": "one evaluation during training"}
 ANNOTATION_CONFIG = FitConfig(bootstrap=200)
+CORRELATION_FORMAT = {**{c: st.column_config.NumberColumn(format="%.3f") for c in ("pearson", "spearman")},
+                      **{c: st.column_config.NumberColumn(format="%.2g") for c in ("pearson_p", "spearman_p")}}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -60,7 +62,7 @@ def entropy_vs_metrics(store_path: str) -> None:
     metric = st.selectbox("Ranking metric", list(table["metric"]), key="analysis_metric")
     st.altair_chart(metric_chart(frame.dropna(subset=["contrastive_entropy", metric]), metric, "model"),
                     width="stretch")
-    st.dataframe(table, hide_index=True, key="analysis_correlations")
+    st.dataframe(table, hide_index=True, column_config=CORRELATION_FORMAT)
     st.caption("Lower entropy is better and higher metrics are, so agreement shows as a strong *negative* "
                "correlation (the paper's 'strong positive correlation'). The paper sees ranking quality "
                "jump near a contrastive entropy of 0.25.")
@@ -112,7 +114,7 @@ def annotation_types(store_path: str) -> None:
     d_grid = np.geomspace(*padded_range(at_n["d"]), CURVE_POINTS)
     st.altair_chart(annotation_chart(at_n[at_n["annotation"].isin(list(fits))], annotation_curves(fits, d_grid)),
                     width="stretch")
-    st.dataframe(annotation_table(fits), hide_index=True, key="analysis_annotation_table")
+    st.dataframe(annotation_table(fits), hide_index=True)
     if len(fits) > 1:
         exchange_rates(fits, at_n)
     else:
@@ -127,22 +129,29 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
     cols = st.columns(2)
     reference = cols[0].selectbox("Reference type", types, index=types.index("human") if "human" in types else 0,
                                   key="analysis_reference")
-    largest = float(points.loc[points["annotation"] == reference, "d"].max())
-    n_reference = cols[1].number_input(f"{reference} pairs", 1.0, 1e12, largest, key="analysis_reference_pairs")
+    largest = points.loc[points["annotation"] == reference, "d"].max()
+    n_reference = cols[1].number_input(f"{reference} pairs", 1, 10**12, int(largest), step=1000,
+                                       key="analysis_reference_pairs")
     d_min, d_max = padded_range(points["d"], factor=10)
     rows = []
     for other in (t for t in types if t != reference):
-        rate = exchange_rate(fits, other, n_reference, reference)
+        rate = exchange_rate(fits, other, float(n_reference), reference)
         crossings = crossing_points(fits[reference], fits[other], d_min, d_max)
-        rows.append({"type": other, f"pairs = {n_reference:,.0f} {reference} pairs": rate.pairs,
-                     "per reference pair": rate.ratio, f"{rate.level:.0%} low": rate.interval[0],
-                     f"{rate.level:.0%} high": rate.interval[1], "never reached (share of draws)": rate.p_unreachable,
+        rows.append({"type": other, "pairs needed": rate.pairs, "per reference pair": rate.ratio,
+                     "low": rate.interval[0], "high": rate.interval[1],
+                     "never reached (share of draws)": rate.p_unreachable,
                      "curves cross at D": ", ".join(format_count(c) for c in crossings) or "–"})
         st.caption(rate.describe())
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="analysis_exchange")
+    pairs = st.column_config.NumberColumn(format="compact")
+    st.caption(f"Pairs of each type that reach the loss of {n_reference:,} {reference} pairs; low – high: "
+               f"{ANNOTATION_CONFIG.level:.0%} interval over the bootstrap laws of both types.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "pairs needed": pairs, "per reference pair": st.column_config.NumberColumn(format="%.2f"),
+        "low": pairs, "high": pairs, "never reached (share of draws)": st.column_config.NumberColumn(format="percent")})
 
 
 def main() -> None:
+    st.set_page_config(page_title="Analysis · Scaling-law workbench", layout="wide")
     st.title("Analysis")
     store_path = str(Store().path)
     entropy_vs_metrics(store_path)

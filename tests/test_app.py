@@ -1,0 +1,324 @@
+"""The app through Streamlit's AppTest: every page with an empty and a seeded store,
+the budget planner's controls, fitting and saving, bad input, and launching runs
+through an injected launcher. tests/conftest.py points the store, runs and cache
+folders at a fresh tmp path for every test."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.charts import fit_record, law_snippet
+from engine.laws import FitConfig, fit_law, preset
+from engine.paths import runs_dir
+from store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py", "pages/4_Analysis.py")
+N_LABEL = "N* (optimal model size)"
+TIMEOUT_S = 60
+
+
+def seeded_rows() -> pd.DataFrame:
+    """A small study drawn from the paper's joint law with 1 % noise: 5 model sizes x
+    6 data sizes of human pairs with ranking metrics, and at the largest model two
+    generated annotation types worth 1/2 and 1/5 of a human pair."""
+    rng = np.random.default_rng(0)
+    law = preset("paper-joint")
+    n = np.repeat([1e5, 3e5, 1e6, 3e6, 1e7], 6)
+    d = np.tile(np.geomspace(1e4, 1e6, 6).round(), 5)
+    frames = [pd.DataFrame({"n": n.astype(int), "d": d.astype(int), "annotation": "human",
+                            "loss": law.predict(n, d) * np.exp(rng.normal(0, 0.01, n.size))})]
+    for kind, worth in (("doct5query", 0.5), ("ict", 0.2)):
+        frames.append(pd.DataFrame({"n": int(n.max()), "d": d[:6].astype(int), "annotation": kind,
+                                    "loss": law.predict(n.max(), d[:6] * worth) * np.exp(rng.normal(0, 0.01, 6))}))
+    rows = pd.concat(frames, ignore_index=True)
+    for metric, top in (("ndcg@10", 0.8), ("mrr@10", 0.7)):
+        rows[metric] = np.clip(top * np.exp(-2 * rows["loss"]) + rng.normal(0, 0.01, len(rows)), 0, 1)
+    rows["label"] = [f"{a}-N{n:.0e}-D{d:.0e}" for a, n, d in zip(rows["annotation"], rows["n"], rows["d"])]
+    return rows.assign(dataset="msmarco", model=[f"N={n:.0e}" for n in rows["n"]])
+
+
+@pytest.fixture
+def seeded_store() -> Store:
+    store = Store()
+    store.load_rows(seeded_rows(), source="test")
+    return store
+
+
+def open_page(page: str | None = None, query: dict | None = None, state: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT_S)
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.query_params.update(query or {})
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table on the page that has `column`."""
+    return next(t.value for t in at.dataframe if column in t.value.columns)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+# --- every page ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_page_works_with_an_empty_store(page):
+    at = open_page(page)
+    assert_clean(at)
+    if page not in (None, "pages/3_Budget_planner.py"):
+        assert at.info, "an empty store must point to how to get data"
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_page_works_with_a_seeded_store(seeded_store, page):
+    at = open_page(page)
+    assert_clean(at)
+
+
+def test_overview_shows_the_store_and_the_paper_answer(seeded_store):
+    at = open_page()
+    assert metric(at, "Runs") == str(len(seeded_rows()))
+    assert [m.value for m in at.metric if m.label == "N*"] == ["6.77B", "24.5k"]
+
+
+# --- budget planner -----------------------------------------------------------------
+
+def test_moving_a_cost_slider_changes_n_star():
+    at = open_page("pages/3_Budget_planner.py")
+    paper = metric(at, N_LABEL)
+    assert paper == "6.77B"
+    at.slider(key="price_per_pair").set_value(2.0).run()
+    assert_clean(at)
+    assert metric(at, N_LABEL) != paper
+    at.slider(key="gpu_price_per_hour").set_value(10.0).run()
+    assert metric(at, N_LABEL) not in (paper, "")
+
+
+def test_reset_restores_the_papers_costs():
+    at = open_page("pages/3_Budget_planner.py")
+    at.slider(key="price_per_pair").set_value(2.0).run()
+    at.button(key="reset_costs").click().run()
+    assert at.slider(key="price_per_pair").value == pytest.approx(0.6)
+    assert metric(at, N_LABEL) == "6.77B"
+
+
+def test_the_scenario_comes_from_the_url():
+    at = open_page("pages/3_Budget_planner.py", query={"budget": "1M", "inference": "true"})
+    assert_clean(at)
+    assert at.select_slider(key="budget").value == 1_000_000
+    assert at.toggle(key="inference").value is True
+    assert metric(at, N_LABEL) == "1.85M"          # the README's "million-scale" check
+
+
+def test_impossible_budget_and_zero_price_show_messages():
+    at = open_page("pages/3_Budget_planner.py")
+    at.toggle(key="inference").set_value(True)
+    at.select_slider(key="budget").set_value(100).run()
+    assert not at.exception
+    assert "cannot pay for the smallest model" in at.error[0].value
+    at.select_slider(key="budget").set_value(20_000)
+    at.slider(key="price_per_pair").set_value(0.0).run()
+    assert not at.exception
+    assert "price_per_pair must be positive" in at.error[0].value
+
+
+def test_a_saved_joint_fit_plans_with_an_interval(seeded_store):
+    points = Store().law_points(annotation="human")
+    fit = fit_law(points, "joint", FitConfig(bootstrap=50))
+    fit_id = seeded_store.save_fit(**fit_record(fit, "seeded joint", {"source": "test"}))
+    at = open_page("pages/3_Budget_planner.py")
+    at.selectbox(key="law").set_value(fit_id).run()
+    assert_clean(at)
+    assert any("Prediction interval" in c.value for c in at.caption)
+
+
+# --- fit laws -----------------------------------------------------------------------
+
+def test_a_fit_on_seeded_runs_shows_parameters(seeded_store):
+    at = open_page("pages/2_Fit_laws.py")
+    at.selectbox(key="fit_annotation").set_value("human")
+    at.radio(key="fit_kind").set_value("joint").run()
+    assert_clean(at)
+    params = table_with(at, "parameter")
+    assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "delta"]
+    assert params.set_index("parameter").at["alpha", "value"] == pytest.approx(0.56, abs=0.05)
+    assert float(metric(at, "R² (fitted points)")) > 0.99
+    assert {b.label for b in at.download_button} == {"Export JSON", "Export CSV", "Export Python"}
+
+
+def test_holding_out_the_largest_model_reports_its_error(seeded_store):
+    at = open_page("pages/2_Fit_laws.py")
+    at.selectbox(key="fit_annotation").set_value("human")
+    at.radio(key="fit_kind").set_value("joint").run()
+    at.number_input(key="fit_holdout_joint").set_value(1).run()
+    assert_clean(at)
+    assert float(metric(at, "Held-out mean |error|").rstrip("%")) < 10
+
+
+def test_saving_a_fit_puts_it_in_the_store(seeded_store):
+    at = open_page("pages/2_Fit_laws.py")
+    at.text_input(key="fit_save_name").input("model law, human")
+    at.form_submit_button[0].click().run()
+    assert_clean(at)
+    fits = seeded_store.fits()
+    assert list(fits["name"]) == ["model law, human"]
+    assert fits["config"][0]["bootstrap"], "the bootstrap travels with the fit"
+
+
+BAD_UPLOADS = {
+    "empty": (b"", "is empty"),
+    "semicolons": (b"n;d;loss\n1;2;3\n", "missing"),
+    "binary": (b"\x00\xff\xfe\x00garbage", "not a readable CSV"),
+    "too few points": (b"n,d,loss\n100000,1000,2.0\n1000000,1000,1.5\n", "needs at least 4 points"),
+    "negative loss": (b"n,d,loss\n1e5,1,2\n1e6,1,-1\n1e7,1,1\n1e8,1,1\n", "must be positive"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_UPLOADS))
+def test_bad_upload_shows_a_message_not_a_traceback(name):
+    data, message = BAD_UPLOADS[name]
+    at = open_page("pages/2_Fit_laws.py")
+    at.radio(key="fit_source").set_value("Upload a CSV").run()
+    at.file_uploader(key="fit_upload").set_value((f"{name}.csv", data, "text/csv")).run()
+    assert not at.exception
+    assert message in at.error[0].value
+
+
+def test_an_uploaded_csv_is_fitted():
+    rows = seeded_rows()
+    data = rows[rows["annotation"] == "human"][["n", "d", "loss"]].to_csv(index=False).encode()
+    at = open_page("pages/2_Fit_laws.py")
+    at.radio(key="fit_source").set_value("Upload a CSV")
+    at.radio(key="fit_kind").set_value("data").run()
+    at.file_uploader(key="fit_upload").set_value(("study.csv", data, "text/csv")).run()
+    assert_clean(at)
+    assert list(table_with(at, "parameter")["parameter"]) == ["B", "beta", "delta"]
+
+
+def test_presets_need_no_data():
+    at = open_page("pages/2_Fit_laws.py")
+    at.radio(key="fit_source").set_value("Paper presets").run()
+    at.selectbox(key="fit_preset").set_value("paper-joint").run()
+    assert_clean(at)
+
+
+def test_the_python_export_evaluates_the_law():
+    law = preset("paper-joint")
+    printed = subprocess.run([sys.executable, "-c", law_snippet(law)], capture_output=True, text=True, check=True)
+    assert float(printed.stdout) == pytest.approx(float(law.predict(1e8, 1e5)))
+
+
+# --- runs ---------------------------------------------------------------------------
+
+class FakeProcess:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return 0
+
+
+def test_launching_runs_goes_through_the_injected_launcher(tmp_path):
+    calls = []
+
+    def launcher(argv: list[str], log_path: Path) -> FakeProcess:
+        calls.append((argv, log_path))
+        return FakeProcess(pid=-1)
+
+    dataset = tmp_path / "my-data"
+    dataset.mkdir()
+    at = open_page("pages/1_Runs.py", state={"run_launcher": launcher})
+    at.text_input(key="run_dataset_path").input(str(dataset))
+    at.multiselect(key="run_models").set_value(["scratch-L1-H32"])
+    at.text_input(key="run_sizes").input("100, 2k")
+    next(b for b in at.form_submit_button if b.label == "Launch").click().run()
+    assert_clean(at)
+    assert len(calls) == 2
+    argv = calls[0][0]
+    assert argv[:4] == [sys.executable, "-m", "engine", "train"]
+    assert argv[argv.index("--dataset") + 1] == str(dataset)
+    assert argv[argv.index("--store") + 1] == str(Store().path)
+    assert sorted(a[a.index("--train-pairs") + 1] for a, _ in calls) == ["100", "2000"]
+    assert all(log.parent.parent == runs_dir() for _, log in calls)
+    assert "Launched 2 run(s)" in at.success[0].value
+
+
+def test_a_bad_run_form_shows_a_message(tmp_path):
+    at = open_page("pages/1_Runs.py", state={"run_launcher": pytest.fail})
+    at.text_input(key="run_dataset_path").input(str(tmp_path))
+    at.text_input(key="run_sizes").input("100, lots")
+    next(b for b in at.form_submit_button if b.label == "Launch").click().run()
+    assert not at.exception
+    assert "'lots' is not a number" in at.error[0].value
+
+
+def test_a_running_run_shows_progress_and_cancel_stops_it(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+
+    def launcher(argv: list[str], log_path: Path) -> subprocess.Popen:
+        run_id = argv[argv.index("--run-id") + 1]
+        progress = runs_dir() / run_id / "progress.json"
+        progress.parent.mkdir(parents=True)
+        progress.write_text(json.dumps({"run_id": run_id, "status": "running", "step": 40, "total_steps": 100,
+                                        "loss": 1.25, "eta_s": 90, "pid": sleeper.pid,
+                                        "best_contrastive_entropy": 2.5}))
+        return sleeper
+
+    try:
+        at = open_page("pages/1_Runs.py", state={"run_launcher": launcher})
+        at.text_input(key="run_dataset_path").input(str(tmp_path))
+        at.multiselect(key="run_models").set_value(["scratch-L1-H32"])
+        at.text_input(key="run_sizes").input("100")
+        next(b for b in at.form_submit_button if b.label == "Launch").click().run()
+        at.run()
+        assert_clean(at)
+        assert metric(at, "loss") == "1.2500"
+        assert at.progress[0].value == 40
+        next(b for b in at.button if b.label == "Cancel").click().run()
+        assert sleeper.wait(timeout=10) == -15            # SIGTERM to its process group
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_deleting_a_run_needs_confirmation(seeded_store):
+    at = open_page("pages/1_Runs.py")
+    doomed = seeded_store.runs()["run_id"][0]
+    at.multiselect(key="runs_delete").set_value([doomed]).run()
+    assert at.button(key="runs_delete_button").disabled
+    at.checkbox(key="runs_delete_sure").check().run()
+    at.button(key="runs_delete_button").click().run()
+    assert_clean(at)
+    assert doomed not in set(seeded_store.runs()["run_id"])
+
+
+# --- analysis -----------------------------------------------------------------------
+
+def test_analysis_correlates_metrics_and_compares_annotation_types(seeded_store):
+    at = open_page("pages/4_Analysis.py")
+    assert_clean(at)
+    correlations = table_with(at, "pearson").set_index("metric")
+    assert correlations.at["ndcg@10", "spearman"] < -0.9
+    laws = table_with(at, "beta")
+    assert set(laws["annotation"]) == {"human", "ict", "doct5query"}
+    at.number_input(key="analysis_reference_pairs").set_value(100_000).run()
+    rates = table_with(at, "type").set_index("type")
+    assert rates["per reference pair"].to_dict() == pytest.approx({"doct5query": 2, "ict": 5}, rel=0.25)

@@ -1,0 +1,149 @@
+"""The app in a real browser: `streamlit run app.py` on a free port, driven through
+Debian's Chromium by Playwright. Every page loads without an error box, a budget
+slider moved in the browser moves the optimum, and the JSON export downloads and
+parses. Screenshots of every page go to the test's folder and to test-output/.
+
+Skips when /usr/bin/chromium or Playwright is missing (`.ci/run` installs Chromium).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from test_app import seeded_rows
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT_COPIES = ROOT / "test-output"
+PAGES = {"overview": "", "runs": "Runs", "fit-laws": "Fit_laws", "budget-planner": "Budget_planner",
+         "analysis": "Analysis"}
+START_TIMEOUT_S = 60
+SCREENSHOT_HEIGHT = 2600
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> str:
+    """A server on a seeded store of its own."""
+    folder = tmp_path_factory.mktemp("browser-app")
+    env = {**os.environ, "WORKBENCH_STORE": str(folder / "store" / "workbench.duckdb"),
+           "WORKBENCH_RUNS": str(folder / "runs"), "WORKBENCH_CACHE": str(folder / "cache")}
+    Store(env["WORKBENCH_STORE"]).load_rows(seeded_rows(), source="test")
+    port, log = free_port(), folder / "streamlit.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--headless", "--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+def wait_for_app_run(page, timeout_ms: int = 60_000) -> None:
+    """As Streamlit's e2e conftest: connected, and the script not running."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']",
+                           state="attached", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           state="attached", timeout=timeout_ms)
+    page.wait_for_timeout(300)      # let charts and late elements settle
+
+
+def open_page(page, url: str, path: str) -> None:
+    page.goto(f"{url}/{path}")
+    wait_for_app_run(page)
+
+
+def metric_value(page, label: str) -> str:
+    metric = page.locator("[data-testid='stMetric']").filter(has_text=label).first
+    return metric.locator("[data-testid='stMetricValue']").inner_text()
+
+
+def test_every_page_loads_without_an_error_box(page, app_url, tmp_path):
+    SCREENSHOT_COPIES.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": SCREENSHOT_HEIGHT})   # the app scrolls inside itself
+    for name, path in PAGES.items():
+        open_page(page, app_url, path)
+        shot = tmp_path / f"{name}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shutil.copy(shot, SCREENSHOT_COPIES / shot.name)
+        assert page.locator("[data-testid='stException']").count() == 0, name
+        assert page.locator("[data-testid='stAlertContentError']").count() == 0, name
+        assert page.locator("[data-testid='stMainBlockContainer'] h1").count() == 1, name
+
+
+def test_budget_slider_moves_the_optimum(page, app_url):
+    open_page(page, app_url, "Budget_planner")
+    before = metric_value(page, "N* (optimal model size)")
+    budget = page.locator("[data-testid='stSlider']").filter(has_text="Budget ($)")
+    budget.get_by_role("slider").press("ArrowRight")       # $20k -> $50k
+    sync_api.expect(page.locator("[data-testid='stMetric']").filter(has_text="N* (optimal model size)")
+                    .locator("[data-testid='stMetricValue']")).not_to_have_text(before, timeout=20_000)
+    wait_for_app_run(page)
+    assert "budget=50k" in page.url
+
+
+def test_json_export_downloads_and_parses(page, app_url, tmp_path):
+    open_page(page, app_url, "Fit_laws")
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Export JSON").click()
+    target = tmp_path / "fit.json"
+    download.value.save_as(target)
+    fit = json.loads(target.read_text())
+    assert fit["law"] == "model"
+    assert set(fit["params"]) == {"A", "alpha", "delta"}
+    assert set(fit["intervals"]) == {"A", "alpha", "delta"}
+    assert 0.9 < fit["r2"] <= 1
