@@ -167,6 +167,16 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -
     return alt.layer(lines, bands, dots).properties(height=440)
 
 
+# --- training progress ----------------------------------------------------------
+
+def training_curve(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """`column` against step, with a dot per value so that one evaluation shows."""
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="step", axis=alt.Axis(format="~s")),
+        y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)),
+        tooltip=["step:Q", alt.Tooltip(f"{column}:Q", format=".4f")]).properties(height=180)
+
+
 # --- analysis charts (Figures 2, 5) ---------------------------------------------
 
 def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> alt.LayerChart:
