@@ -122,14 +122,27 @@ def pretrained_encoder(name_or_path: str):
     return encoder, tokenizer
 
 
-def scratch_encoder(config, seed: int):
-    """A randomly initialised encoder of `config`, seeded; no pooler (never used)."""
+def scratch_encoder(config, seed: int, embedding_std: float | None = None):
+    """A randomly initialised encoder of `config`, seeded; no pooler (never used).
+
+    `embedding_std` re-draws the word embeddings with that standard deviation (T5
+    draws its embeddings with std 1). With BERT's 0.02 for every embedding, a token's
+    identity is a third of what enters the embedding LayerNorm and an untrained
+    bi-encoder barely matches words; with std 1 it matches them from the start, the
+    head start that pretraining gives a pretrained model."""
     from transformers import AutoModel
 
     torch.manual_seed(seed)
     model_class = AutoModel._model_mapping[config.__class__]
     kwargs = {"add_pooling_layer": False} if _accepts(model_class, "add_pooling_layer") else {}
-    return model_class(config, **kwargs)
+    model = model_class(config, **kwargs)
+    if embedding_std is not None:
+        words = model.get_input_embeddings()
+        with torch.no_grad():
+            words.weight.normal_(0.0, embedding_std)
+            if words.padding_idx is not None:
+                words.weight[words.padding_idx] = 0.0
+    return model
 
 
 def _config(name_or_path: str):

@@ -6,6 +6,7 @@ none is given (so a from-scratch run needs no internet and no `../shared`)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -66,7 +67,12 @@ def texts_fingerprint(texts: list[str]) -> str:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:20]
+    """Hash of the tokenizer's definition, without the truncation and padding state
+    that calling it leaves behind."""
+    definition = json.loads(tokenizer.backend_tokenizer.to_str())
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode("utf-8")).hexdigest()[:20]
 
 
 def tokenize_cached(texts: list[str], tokenizer, max_length: int, *, texts_key: str | None = None) -> TokenizedTexts:

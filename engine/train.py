@@ -62,6 +62,8 @@ class TrainConfig:
     tokenizer: str | None = field(default=None, metadata={"help": "scratch only: vocab.txt, folder or hub name "
                                                                   "(default: WordPiece trained on the corpus)"})
     tokenizer_vocab_size: int = field(default=8192, metadata={"help": "vocabulary of a tokenizer trained on the corpus"})
+    scratch_embedding_std: float = field(default=1.0, metadata={"help": "scratch only: std of the word-embedding "
+                                                                        "init (T5's 1; BERT's 0.02 hides token identity)"})
     pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
                                                    "choices": ("mean", "cls")})
     train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
@@ -216,7 +218,7 @@ def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object,
     else:
         tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else trained_wordpiece(corpus, cfg.tokenizer_vocab_size)
         config = _scratch_config(cfg.model, len(tokenizer))
-        encoder = scratch_encoder(config, cfg.seed)
+        encoder = scratch_encoder(config, cfg.seed, cfg.scratch_embedding_std)
     if cfg.gradient_checkpointing:
         encoder.gradient_checkpointing_enable()
     return BiEncoder(encoder, cfg.pooling), tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
