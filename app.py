@@ -13,7 +13,7 @@ from store import Store, StoreBusyError
 
 PAGES = (
     ("pages/1_Runs.py", "Runs", "Train models of the ladder on a data set, watch them learn, manage results."),
-    ("pages/2_Fit_laws.py", "Fit laws", "Fit Eq. 6, 7 or 8 to your runs or a CSV, with intervals and a held-out check."),
+    ("pages/2_Fit_laws.py", "Fit laws", "Fit Eq. 6, 7 or 8 to runs or a CSV, with intervals and a held-out check."),
     ("pages/3_Budget_planner.py", "Budget planner", "Split a budget between annotation and model size."),
     ("pages/4_Analysis.py", "Analysis", "Contrastive entropy against ranking metrics; annotation types compared."),
 )

@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         os.environ["WORKBENCH_STORE"] = str(Path(folder) / "bench.duckdb")
         fit_id = saved_joint_fit(Store())
-        print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"{'law':<28}{'median ms':>10}{'p90 ms':>8}{'max ms':>8}   target <= {TARGET_MS} ms")
         for label, law in (("paper-joint (preset)", "paper-joint"), ("saved fit, 1,000 bootstraps", fit_id)):
             times = slider_moves(law, args.moves)

@@ -82,27 +82,26 @@ def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "
     interval (Figure 6's stars). Joint-law points share the colour of their curve."""
     x_enc = log_axis("x:Q", AXIS_TITLES[x])
     y_scale = alt.Scale(type="log", zero=False, nice=False)
-    color = alt.Color("series:N", title=None, scale=CATEGORIES, legend=alt.Legend(orient="top-right") if
-                      curves["series"].nunique() > 1 else None)
+    series = list(curves["series"].unique())           # in the order drawn: by size, not alphabet
+    legend = alt.Legend(title=None, symbolType="stroke", symbolOpacity=1) if len(series) > 1 else None
+    color = alt.Color("series:N", scale=alt.Scale(domain=series, scheme=CATEGORY_SCHEME), legend=legend)
     layers = []
     if "ci_lo" in curves:
         layers.append(alt.Chart(curves).mark_area(opacity=0.18).encode(
-            x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q",
-            color=alt.Color("series:N", scale=CATEGORIES, legend=None)))
+            x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color))
     layers.append(alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
         x=x_enc, y=alt.Y("pred:Q", scale=y_scale, title=LOSS_TITLE), color=color))
     if len(points):
-        layers.extend(_point_layers(points.assign(x=points[x]), x_enc, y_scale))
+        layers.extend(_point_layers(points.assign(x=points[x]), x_enc, y_scale, color))
     return alt.layer(*layers).properties(title=title, height=380).interactive()
 
 
-def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale) -> list[alt.Chart]:
+def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale, color: alt.Color) -> list[alt.Chart]:
     tooltip = [c for c in ("label", "n", "d", "loss", "predicted", "role") if c in points]
     y_enc = alt.Y("loss:Q", scale=y_scale)
     fitted, heldout = points[points["role"] == "fit"], points[points["role"] == "heldout"]
-    color = alt.Color("series:N", scale=CATEGORIES) if "series" in points else alt.value(FIT_COLOR)
     layers = [alt.Chart(fitted).mark_point(filled=True, size=70, opacity=0.9).encode(
-        x=x_enc, y=y_enc, color=color, tooltip=tooltip)]
+        x=x_enc, y=y_enc, color=color if "series" in points else alt.value(FIT_COLOR), tooltip=tooltip)]
     if len(heldout):
         layers.append(alt.Chart(heldout).mark_rule(color=HELDOUT_COLOR).encode(
             x=x_enc, y=alt.Y("pi_lo:Q", scale=y_scale), y2="pi_hi:Q"))
@@ -194,12 +193,12 @@ def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> 
 def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerChart:
     """Data-size law per annotation type (Figure 5): observed points, the fitted
     curves dashed, and each curve's confidence band (`engine.analysis.annotation_curves`)."""
-    color = alt.Color("annotation:N", scale=CATEGORIES, title="annotation")
+    color = alt.Color("annotation:N", scale=CATEGORIES,
+                      legend=alt.Legend(title="annotation", symbolType="stroke", symbolOpacity=1))
     x = log_axis("d:Q", AXIS_TITLES["d"])
     y_scale = alt.Scale(type="log", zero=False)
     band = alt.Chart(curves).mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q",
-        color=alt.Color("annotation:N", scale=CATEGORIES, legend=None))
+        x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color)
     lines = alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE), color=color)
     dots = alt.Chart(points).mark_point(filled=True, size=60).encode(

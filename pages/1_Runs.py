@@ -358,7 +358,8 @@ def study_form(store: Store) -> None:
             raise InputError("choose at least one model")
         study = Study(study_name(name), str(Path(folder).expanduser().resolve()), tuple(models),
                       parse_counts(sizes, "data size", ("all",), 1), parse_annotation_folders(generated), with_human,
-                      parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives), int(eval_every))
+                      parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives),
+                      int(eval_every))
         if study.runs == 0:
             raise InputError("no annotation type chosen: tick human annotations or add a generated one")
     except InputError as err:

@@ -24,8 +24,9 @@ KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joi
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
+HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")
 NUMBERS = {column: st.column_config.NumberColumn(format="%.4g")
-           for column in ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")}
+           for column in ("value", "low", "high", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")}
 
 
 # --- data -------------------------------------------------------------------------
@@ -219,7 +220,8 @@ def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
                "resampling whole configurations).")
     if len(fit.heldout):
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
-        st.dataframe(fit.heldout.drop(columns=["role"]), hide_index=True, column_config=NUMBERS)
+        columns = [c for c in HELDOUT_COLUMNS if c in fit.heldout]
+        st.dataframe(fit.heldout[columns], hide_index=True, column_config=NUMBERS)
     save_form(fit, store, origin)
     export_buttons(fit.to_dict(include_bootstrap=True), fit.points, fit.law, f"fit-{kind}")
 

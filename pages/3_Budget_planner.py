@@ -68,10 +68,10 @@ COST_CONTROLS = (
 
 @st.cache_data(ttl=5, show_spinner=False)
 def saved_joint_fits(store_path: str) -> dict[str, str]:
-    """fit_id -> display name of every saved joint-law fit."""
+    """fit_id -> how the law selector (and so the URL) names every saved joint fit."""
     fits = Store(store_path).fits()
     joint = fits[fits["law"] == "joint"] if len(fits) else fits
-    return {row.fit_id: f"{row.name or 'unnamed fit'} ({row.fit_id[:6]})" for row in joint.itertuples()}
+    return {row.fit_id: f"{row.name or 'fit'} [{row.fit_id[:6]}]" for row in joint.itertuples()}
 
 
 @st.cache_data(show_spinner=False)
@@ -108,14 +108,17 @@ def cost_controls() -> dict[str, float]:
 
 def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
     fits = saved_joint_fits(store_path)
-    options = JOINT_PRESETS + list(fits)
-    names = {**{p: f"{p} ({PRESETS[p].source})" for p in JOINT_PRESETS}, **fits}
-    choice = st.selectbox("Law L(N, D)", options, format_func=names.__getitem__, key="law",
+    names = {**{p: p for p in JOINT_PRESETS}, **fits}
+    choice = st.selectbox("Law L(N, D)", list(names), format_func=names.__getitem__, key="law",
                           bind="query-params",
                           help="A preset with the paper's coefficients or a joint fit saved on the Fit laws page")
-    if not fits:
-        st.caption("Fit and save a joint law on the **Fit laws** page to plan with your own data.")
-    law = PRESETS[choice].law if choice in PRESETS else saved_fit(store_path, choice)
+    if choice in PRESETS:
+        st.caption(f"{PRESETS[choice].source}. Fit and save a joint law on the **Fit laws** page to plan "
+                   "with your own data.")
+        return choice, PRESETS[choice].law
+    law = saved_fit(store_path, choice)
+    st.caption(f"Saved fit: R² {law.r2:.4f} on {len(law.points)} points, {len(law.bootstrap_params)} "
+               "bootstrap refits.")
     return names[choice], law
 
 
@@ -174,7 +177,11 @@ def main() -> None:
     with top[2]:
         tolerance = st.slider("Band tolerance (%)", 0.1, 10.0, 1.0, 0.1, key="tolerance",
                               bind="query-params", help="N whose loss is within this of the optimum")
-    law_name, law = law_choice(store_path)
+    try:
+        law_name, law = law_choice(store_path)
+    except InputError as err:
+        st.error(str(err))
+        return
     compare = st.multiselect("Also draw budgets", BUDGETS, default=COMPARE_DEFAULT, format_func=format_count,
                              key="compare", bind="query-params")
     try:

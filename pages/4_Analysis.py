@@ -129,8 +129,8 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
     cols = st.columns(2)
     reference = cols[0].selectbox("Reference type", types, index=types.index("human") if "human" in types else 0,
                                   key="analysis_reference")
-    largest = points.loc[points["annotation"] == reference, "d"].max()
-    n_reference = cols[1].number_input(f"{reference} pairs", 1, 10**12, int(largest), step=1000,
+    typical = points.loc[points["annotation"] == reference, "d"].median()   # inside the measured range
+    n_reference = cols[1].number_input(f"{reference} pairs", 1, 10**12, int(typical), step=1000,
                                        key="analysis_reference_pairs")
     d_min, d_max = padded_range(points["d"], factor=10)
     rows = []
