@@ -215,6 +215,17 @@ def test_an_uploaded_csv_is_fitted():
     assert list(table_with(at, "parameter")["parameter"]) == ["B", "beta", "delta"]
 
 
+def test_an_uploaded_csv_can_be_imported_into_the_store():
+    data = b"n,d,loss,label\n100000,1000,2.0,a\n1000000,1000,1.5,b\n10000000,1000,1.2,c\n100000000,1000,1.1,d\n"
+    at = open_page("pages/2_Fit_laws.py")
+    at.radio(key="fit_source").set_value("Upload a CSV").run()
+    at.file_uploader(key="fit_upload").set_value(("mine.csv", data, "text/csv")).run()
+    at.button(key="fit_import").click().run()
+    assert_clean(at)
+    assert "Imported 4 row(s)" in at.success[0].value
+    assert sorted(Store().runs()["label"]) == ["a", "b", "c", "d"]
+
+
 def test_presets_need_no_data():
     at = open_page("pages/2_Fit_laws.py")
     at.radio(key="fit_source").set_value("Paper presets").run()
