@@ -19,7 +19,7 @@ MEBI = 2**20  # the paper's "million" for N
 
 BERT_LAYERS = (2, 4, 6, 8, 10, 12)
 BERT_HIDDEN = (128, 256, 512, 768)
-SCRATCH_SHAPES = ((1, 32), (1, 64), (2, 64), (1, 128), (2, 128), (4, 128), (2, 256), (4, 256))
+SCRATCH_SHAPES = ((1, 32), (2, 32), (1, 64), (2, 64), (1, 128), (2, 128), (4, 128), (2, 256), (4, 256))
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ def test_equal_scores_give_exactly_log_257(synthetic):
 
 def test_untrained_encoder_is_near_log_257(synthetic):
     data, tokenizer, queries, passages = synthetic
-    model = BiEncoder(scratch_encoder(LADDER["scratch-L2-H32"].config(vocab_size=len(tokenizer)), seed=0))
+    model = BiEncoder(scratch_encoder(LADDER["scratch-L1-H64"].config(vocab_size=len(tokenizer)), seed=0))
     metrics = evaluate(model, build_eval_set(data, queries, passages, EvalConfig(repeats=2)), ranking=False)
     assert abs(metrics["contrastive_entropy"] - LOG_257) < 0.3
 

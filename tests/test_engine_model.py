@@ -85,14 +85,14 @@ def test_false_negative_mask():
 
 def test_from_pretrained_folder_and_round_trip(tmp_path, tokenizer):
     """The real from_pretrained path, on a tiny model saved to a folder."""
-    encoder = scratch_encoder(LADDER["scratch-L2-H32"].config(vocab_size=len(tokenizer)), seed=1)
+    encoder = scratch_encoder(LADDER["scratch-L1-H64"].config(vocab_size=len(tokenizer)), seed=1)
     encoder.save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
     loaded, loaded_tokenizer = pretrained_encoder(str(tmp_path / "tiny"))
     assert len(loaded_tokenizer) == len(tokenizer)
     for (name, a), (_, b) in zip(encoder.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
-    assert non_embedding_params(loaded.config) == non_embedding_params(LADDER["scratch-L2-H32"].config())
+    assert non_embedding_params(loaded.config) == non_embedding_params(LADDER["scratch-L1-H64"].config())
 
     model = BiEncoder(loaded).eval()
     model.save(tmp_path / "bi", loaded_tokenizer)

@@ -56,7 +56,7 @@ def test_ernie_series_and_scratch_ladder():
     assert {m.name for m in ernie} >= {f"nghuyong/ernie-3.0-{s}-zh" for s in ("nano", "micro", "mini", "base", "xbase")}
     assert all(m.language == "zh" and m.config().model_type == "ernie" for m in ernie)
     scratch = [m for m in LADDER.values() if m.family == "scratch"]
-    assert 6 <= len(scratch) <= 8 and all(m.scratch for m in scratch)
+    assert len(scratch) >= 6 and all(m.scratch for m in scratch)
     sizes = [non_embedding_params(m.config()) for m in scratch]
     assert math.log10(max(sizes) / min(sizes)) >= 1.5
     assert sizes == sorted(sizes)
