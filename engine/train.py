@@ -320,30 +320,30 @@ def _padded(rows: list[np.ndarray]) -> torch.Tensor:
 
 
 def batch_loss(accelerator, q_reps: torch.Tensor, p_reps: torch.Tensor, batch: dict, in_batch_negatives: bool):
-    """Eq. 3 for this process's queries against the passages of every process."""
-    per_process = p_reps.shape[0]
-    n_queries = q_reps.shape[0]
-    all_reps, identity = _gather_passages(accelerator, p_reps, batch["passage_identity"])  # (P, dim), (P,)
-    offset = accelerator.process_index * per_process
-    labels = torch.arange(offset, offset + n_queries, device=q_reps.device)  # (queries,)
-    positive_columns = None
-    if not in_batch_negatives:
-        starts = torch.arange(accelerator.num_processes, device=q_reps.device) * per_process
-        positive_columns = (starts[:, None] + torch.arange(n_queries, device=q_reps.device)).flatten()
-    mask = false_negative_mask(identity, batch["query_positives"], labels, positive_columns)  # (queries, P)
-    scores = q_reps @ all_reps.T  # (queries, P), Eq. 4
-    return contrastive_loss(scores, labels, mask)
+    """Eq. 3 over the global batch: every process's queries against every process's
+    passages. Each process computes the same global loss, with gradient through its
+    own vectors only; multiplied by the number of processes before `backward`, the
+    average DistributedDataParallel takes is the exact gradient."""
+    n_queries, per_process = q_reps.shape[0], p_reps.shape[0]
+    all_q = _gather_with_grad(accelerator, q_reps)  # (processes * queries, dim)
+    all_p = _gather_with_grad(accelerator, p_reps)  # (processes * per_process, dim)
+    identity = accelerator.gather(batch["passage_identity"])  # (processes * per_process,)
+    positives = accelerator.gather(accelerator.pad_across_processes(batch["query_positives"], dim=1, pad_index=-1))
+    starts = torch.arange(accelerator.num_processes, device=q_reps.device) * per_process  # positives lead each block
+    positive_columns = (starts[:, None] + torch.arange(n_queries, device=q_reps.device)).flatten()  # (all queries,)
+    mask = false_negative_mask(identity, positives, positive_columns,
+                               None if in_batch_negatives else positive_columns)  # (all queries, all passages)
+    scores = all_q @ all_p.T  # (all queries, all passages), Eq. 4
+    return contrastive_loss(scores, positive_columns, mask)
 
 
-def _gather_passages(accelerator, p_reps: torch.Tensor, identity: torch.Tensor):
-    """Every process's passage vectors, this process's slice keeping its gradient
-    (all_gather itself carries none)."""
+def _gather_with_grad(accelerator, local: torch.Tensor) -> torch.Tensor:
+    """All processes' rows; this process's keep their gradient (all_gather carries none)."""
     if accelerator.num_processes == 1:
-        return p_reps, identity
-    gathered = accelerator.gather(p_reps.detach())  # (processes * per_process, dim)
-    n, rank = p_reps.shape[0], accelerator.process_index
-    gathered = torch.cat([gathered[: rank * n], p_reps, gathered[(rank + 1) * n :]])
-    return gathered, accelerator.gather(identity)
+        return local
+    gathered = accelerator.gather(local.detach())
+    n, rank = local.shape[0], accelerator.process_index
+    return torch.cat([gathered[: rank * n], local, gathered[(rank + 1) * n :]])
 
 
 # ---------------------------------------------------------------- progress and checkpoints
@@ -467,6 +467,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         (run_dir / "model" / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
         (run_dir / "model" / "result.json").write_text(json.dumps(asdict(result), indent=1))
     run.finish(state, "completed")
+    accelerator.end_training()  # under torchrun: leave the process group before exit
     return result
 
 
@@ -505,7 +506,7 @@ def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step
             out = model(batch["query_input_ids"], batch["query_attention_mask"],
                         batch["passage_input_ids"], batch["passage_attention_mask"])
             loss = batch_loss(accelerator, out.q_reps.float(), out.p_reps.float(), batch, cfg.in_batch_negatives)
-            accelerator.backward(loss)
+            accelerator.backward(loss * accelerator.num_processes)  # DDP averages: see batch_loss
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()

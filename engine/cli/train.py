@@ -109,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: run cancelled", file=sys.stderr)
         return 130
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0  # under `accelerate launch` one process reports
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
     else:
