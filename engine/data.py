@@ -75,13 +75,6 @@ class RetrievalData:
         ]
         return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
-    def positives(self, split: str) -> dict[int, set[int]]:
-        """Query row -> passage rows judged relevant in `split`."""
-        out: dict[int, set[int]] = {}
-        for q, p in self.pairs(split):
-            out.setdefault(int(q), set()).add(int(p))
-        return out
-
     def language(self) -> str:
         """`zh` when the corpus is mostly CJK characters, else `en`."""
         sample = "".join(self.passages[:200])

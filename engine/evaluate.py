@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -216,11 +215,6 @@ def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, r
         metrics.update(ranking_metrics(q_reps, p_reps, eval_set))
     metrics["eval_seconds"] = time.perf_counter() - started
     return metrics
-
-
-def random_contrastive_entropy(k: int) -> float:
-    """What a model that scores every passage the same gets: log(1 + k)."""
-    return math.log(1 + k)
 
 
 def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *, max_query_length: int = 32,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from torch import nn
 from engine.errors import InputError
 from engine.ladder import PROJECTION_DIM
 
-log = logging.getLogger(__name__)
 
 POOLING = ("mean", "cls")
 CONFIG_FILE = "bi_encoder.json"

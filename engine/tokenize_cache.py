@@ -75,11 +75,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode("utf-8")).hexdigest()[:20]
 
 
-def tokenize_cached(texts: list[str], tokenizer, max_length: int, *, texts_key: str | None = None) -> TokenizedTexts:
+def tokenize_cached(texts: list[str], tokenizer, max_length: int) -> TokenizedTexts:
     """Token ids of `texts`, read from the cache or computed once and written there
     (atomically: parallel runs may both compute, neither sees half a file)."""
-    texts_key = texts_key or texts_fingerprint(texts)
-    key = f"{texts_key}-{tokenizer_fingerprint(tokenizer)}-{max_length}-v{CACHE_VERSION}"
+    key = f"{texts_fingerprint(texts)}-{tokenizer_fingerprint(tokenizer)}-{max_length}-v{CACHE_VERSION}"
     path = cache_dir() / "tokens" / f"{key}.npz"
     if path.is_file():
         with np.load(path) as stored:

@@ -59,7 +59,6 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
     """One store run holding this evaluation as its only point (step 0)."""
     import dataclasses
 
-    from engine.data import load_retrieval_data
     from engine.ladder import non_embedding_params, strict_non_embedding_params
     from engine.train import code_version
     from store import Store
@@ -69,7 +68,6 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
     train_config = json.loads(trained.read_text()) if trained.is_file() else {}
     result_file = Path(args.checkpoint) / "result.json"
     train_pairs = json.loads(result_file.read_text())["train_pairs"] if result_file.is_file() else 0
-    data = load_retrieval_data(args.dataset, strict=not args.lenient_qrels)
     dim = model.projection_dim
     run_id = store.start_run(
         config={"checkpoint": str(args.checkpoint), "eval": dataclasses.asdict(config), "train": train_config},
@@ -77,7 +75,7 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
         n_params=non_embedding_params(model.encoder.config, dim),
         n_params_strict=strict_non_embedding_params(model.encoder.config, dim),
         train_pairs=train_pairs, annotation=train_config.get("annotation") or "none",
-        dataset=data.name, seed=train_config.get("seed", 0), device=device, code_version=code_version(),
+        dataset=Path(args.dataset).expanduser().resolve().name, seed=train_config.get("seed", 0), device=device, code_version=code_version(),
         source="evaluate", label=args.label,
     )
     ce = metrics.get("contrastive_entropy")
