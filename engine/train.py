@@ -36,6 +36,7 @@ import torch
 from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
 from engine.errors import InputError
 from engine.evaluate import EvalConfig, EvalSet, build_eval_set, evaluate
+from engine.flops import train_step_flops
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir
@@ -526,6 +527,12 @@ class _RunRecorder:
             run_dir / "progress.json", run_id=cfg.run_id, total_steps=cfg.steps, pid=os.getpid(),
             resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
         )
+        config = prepared.model.encoder.config
+        # nominal FLOPs of a step (sequences at their max lengths, this process), as nanoGPT logs them
+        self.step_flops = train_step_flops(
+            prepared.n_params, config.num_hidden_layers, config.hidden_size,
+            [(cfg.batch_size, cfg.max_query_length), (cfg.batch_size + cfg.negatives, cfg.max_passage_length)],
+        ) * cfg.grad_accum
         if not self.main:
             return
         self.progress_file.update(force=True, status="running", step=resumed_from or 0)
@@ -557,6 +564,7 @@ class _RunRecorder:
         if self.main:
             self.progress_file.update(
                 step=state.step, loss=loss, seconds_per_step=seconds_per_step,
+                flops_per_s=self.step_flops / seconds_per_step,
                 eta_s=seconds_per_step * (self.cfg.steps - state.step), wall_time_s=state.wall_time_s,
                 best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
             )

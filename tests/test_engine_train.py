@@ -61,6 +61,7 @@ def test_train_evaluate_store(synthetic, tmp_path):
     progress = read_progress("tiny")
     assert progress["status"] == "completed" and progress["step"] == 40 and progress["total_steps"] == 40
     assert progress["latest_eval"]["step"] == 40 and progress["best_contrastive_entropy"] == result.best_contrastive_entropy
+    assert progress["seconds_per_step"] > 0 and progress["flops_per_s"] > 0 and progress["eta_s"] == 0
     model, _ = BiEncoder.load(runs_dir() / "tiny" / "model")
     assert model.projection_dim == 768
 
