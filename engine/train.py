@@ -5,8 +5,10 @@ test contrastive entropy every `eval_every` steps, and the best value kept (Sect
 4.1 reports the best test loss over training, no early stopping).
 
 Built on accelerate, so the same code runs on a CPU, one GPU, or under `accelerate
-launch` on several GPUs or nodes (passage vectors gathered across processes, so every
-query sees every process's negatives). Resumable: a checkpoint every
+launch` on several GPUs or nodes (query and passage vectors gathered across
+processes: every query sees every process's negatives, and the gradient is that of
+one process holding the global batch). Several CPU processes: `torchrun
+--nproc_per_node P -m engine train --cpu ...`. Resumable: a checkpoint every
 `checkpoint_every` steps (accelerate's `save_state`: weights, optimizer, scheduler, RNG
 states; plus step, best value and curve), and a run started again with the same
 `run_id` continues from the latest one. The batches of step s are a pure function of
@@ -101,7 +103,8 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
     keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
-    cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present"})
+    cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present (and for "
+                                                        "several CPU processes under torchrun)"})
     run_id: str | None = field(default=None, metadata={"help": "run id; an existing run's id resumes it"})
     label: str | None = field(default=None, metadata={"help": "free label stored with the run"})
 
@@ -245,15 +248,15 @@ def prepare(cfg: TrainConfig) -> Prepared:
                          "test query; lower --negatives")
     model, tokenizer, n_params, n_params_strict = build_model(cfg, data.passages)
     corpus_tokens = tokenize_cached(data.passages, tokenizer, cfg.max_passage_length)
-    test_query_tokens = tokenize_cached(data.queries, tokenizer, cfg.max_query_length)
+    data_query_tokens = tokenize_cached(data.queries, tokenizer, cfg.max_query_length)
     passage_tokens = corpus_tokens
     if pairs.extra_passages:
         extra = tokenize_cached(pairs.extra_passages, tokenizer, cfg.max_passage_length)
         passage_tokens = TokenizedTexts.concat([corpus_tokens, extra])
-    query_tokens = test_query_tokens
+    query_tokens = data_query_tokens
     if cfg.train_data is not None:
         query_tokens = tokenize_cached(pairs.query_texts, tokenizer, cfg.max_query_length)
-    eval_set = build_eval_set(data, test_query_tokens, corpus_tokens, cfg.eval)
+    eval_set = build_eval_set(data, data_query_tokens, corpus_tokens, cfg.eval)
     if eval_set.negatives is None:
         raise InputError(f"{data.path}: too few passages relevant to no test query for k = {cfg.eval.negatives} "
                          "evaluation negatives; lower --eval-negatives")
