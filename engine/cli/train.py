@@ -16,7 +16,6 @@ from pathlib import Path
 from engine.errors import InputError
 
 
-
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     """A `--flag` per field of the dataclass `cls` (a nested dataclass's fields get its
     name as a prefix), with the field's help and choices. Flags not given stay out of
