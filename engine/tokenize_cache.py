@@ -41,10 +41,12 @@ class TokenizedTexts:
         lengths = np.diff(self.offsets)
         return lengths if rows is None else lengths[rows]
 
-    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input ids and attention mask of `rows`, padded to the longest of them."""
+    def batch(self, rows: np.ndarray, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input ids and attention mask of `rows`, padded to the longest of them, or
+        to `pad_to` tokens (fixed shapes, so a compiled model never recompiles)."""
         lengths = self.lengths(rows)
-        input_ids = np.full((len(rows), max(int(lengths.max(initial=1)), 1)), self.pad_id, dtype=np.int64)
+        width = pad_to or max(int(lengths.max(initial=1)), 1)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         for i, row in enumerate(rows):
             input_ids[i, : lengths[i]] = self.ids[self.offsets[row] : self.offsets[row + 1]]
         attention_mask = np.arange(input_ids.shape[1])[None, :] < lengths[:, None]  # (batch, length)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 INITS = ("auto", "pretrained", "scratch")
+COMPILE_CHOICES = ("auto", "yes", "no")
+COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -101,6 +103,10 @@ class TrainConfig:
                                                       "choices": PRECISIONS})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    compile: str = field(default="auto", metadata={
+        "help": "torch.compile the training forward; batches are then padded to the max lengths so shapes never "
+                "change (auto: runs of >= 500 steps, where the ~1 min compilation pays off)",
+        "choices": COMPILE_CHOICES})
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
     keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
     cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present (and for "
@@ -171,7 +177,17 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
     if cfg.precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
-    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id)
+    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg))
+
+
+def _compile(cfg: TrainConfig) -> str:
+    """'yes' or 'no'. On a CPU, torch.compile writes C++ and needs a compiler."""
+    if cfg.compile not in COMPILE_CHOICES:
+        raise InputError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got '{cfg.compile}'")
+    if cfg.compile != "auto":
+        return cfg.compile
+    has_compiler = (torch.cuda.is_available() and not cfg.cpu) or shutil.which(os.environ.get("CXX", "g++"))
+    return "yes" if cfg.steps >= COMPILE_MIN_STEPS and has_compiler else "no"
 
 
 def _new_run_id(model: str, train_pairs: int | None, seed: int) -> str:
@@ -286,6 +302,9 @@ class TrainingBatches:
         self.process_index = process_index
         self.num_processes = num_processes
         self._permutations: dict[int, np.ndarray] = {}
+        fixed = cfg.compile == "yes"
+        self.query_pad_to = cfg.max_query_length if fixed else None
+        self.passage_pad_to = cfg.max_passage_length if fixed else None
 
     def _pair_rows(self, micro_step: int) -> np.ndarray:
         n = len(self.pairs.pairs)
@@ -304,8 +323,8 @@ class TrainingBatches:
         rng = np.random.default_rng([self.seed, 4, micro_step, self.process_index])
         negatives = self.negative_pool[rng.choice(len(self.negative_pool), self.negatives, replace=False)]  # (k,)
         passages = np.concatenate([chosen[:, 1], negatives])  # (batch + k,) positives first
-        query_input_ids, query_attention_mask = self.query_tokens.batch(chosen[:, 0])
-        passage_input_ids, passage_attention_mask = self.passage_tokens.batch(passages)
+        query_input_ids, query_attention_mask = self.query_tokens.batch(chosen[:, 0], self.query_pad_to)
+        passage_input_ids, passage_attention_mask = self.passage_tokens.batch(passages, self.passage_pad_to)
         return {
             "query_input_ids": query_input_ids,  # (batch, q_len)
             "query_attention_mask": query_attention_mask,
@@ -445,6 +464,8 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     run_dir = runs_dir() / cfg.run_id
     optimizer, scheduler = _optimizer(prepared.model, cfg)
     model, optimizer = accelerator.prepare(prepared.model, optimizer)
+    if cfg.compile == "yes":  # in place: parameter names, and so checkpoints, stay as they are
+        accelerator.unwrap_model(model).compile()
     accelerator.register_for_checkpointing(scheduler)
     state, resumed_from = TrainerState(), None
     checkpoint = latest_checkpoint(run_dir)

@@ -1,0 +1,98 @@
+"""Train-step throughput: the engine against the baseline loop (bench/baseline_loop.py)
+on the same model shape, batch, negatives and data (squad-dev), plus MFU against
+this machine's measured matmul peak.
+
+    .venv/bin/python bench/bench_train.py [--steps 8] [--models L2-H128 L4-H512]
+
+Targets (issue 5, 2-core CPU): >= 2x the baseline for L2/H128, >= 1.3x for L4/H512,
+MFU >= 50% for an L4/H512-class model.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from baseline_loop import SHARED, time_baseline  # noqa: E402
+from engine.evaluate import EvalConfig  # noqa: E402
+from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
+from engine.train import TrainConfig, TrainingBatches, _optimizer, _optimizer_step, prepare, resolve  # noqa: E402
+
+SHAPES = {"L2-H128": (2, 128), "L4-H512": (4, 512), "L4-H256": (4, 256), "L2-H64": (2, 64)}
+BATCH, NEGATIVES, Q_LEN, P_LEN = 32, 64, 32, 128
+
+
+def engine_config(layers: int, hidden: int, **changes) -> TrainConfig:
+    return TrainConfig(
+        dataset=str(SHARED / "data" / "squad-dev"), model=f"google/bert_uncased_L-{layers}_H-{hidden}_A-{max(hidden // 64, 1)}",
+        init="scratch", tokenizer=str(SHARED / "vocab" / "bert-base-uncased-vocab.txt"), batch_size=BATCH,
+        negatives=NEGATIVES, max_query_length=Q_LEN, max_passage_length=P_LEN, steps=1000, lr=1e-4,
+        eval=EvalConfig(max_test_pairs=64, repeats=1), **changes,
+    )
+
+
+def time_engine(layers: int, hidden: int, steps: int, compile: str) -> dict:
+    """The engine's own step (engine.train._optimizer_step) on its own batches."""
+    from accelerate import Accelerator
+
+    cfg = resolve(engine_config(layers, hidden, compile=compile))
+    accelerator = Accelerator(cpu=True)
+    prepared = prepare(cfg)
+    optimizer, scheduler = _optimizer(prepared.model, cfg)
+    model, optimizer = accelerator.prepare(prepared.model, optimizer)
+    if cfg.compile == "yes":
+        model.compile()
+    batches = TrainingBatches(prepared, cfg, 0, 1)
+    model.train()
+    times = []
+    for step in range(steps + 2):
+        start = time.perf_counter()
+        _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step)
+        times.append(time.perf_counter() - start)
+    sample = batches(0)
+    return {"seconds_per_step": statistics.median(times[2:]), "first_step_s": times[0], "n_params": prepared.n_params,
+            "q_padded": sample["query_input_ids"].shape[1], "p_padded": sample["passage_input_ids"].shape[1]}
+
+
+def time_engine_n_params(layers: int, hidden: int) -> int:
+    from engine.ladder import ladder_model
+
+    return ladder_model(engine_config(layers, hidden).model).describe()["n_params"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--models", nargs="+", default=["L2-H128", "L4-H512"])
+    parser.add_argument("--compile", nargs="+", default=["no", "yes"], choices=["no", "yes"])
+    args = parser.parse_args()
+    peak = measure_matmul_peak()
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"batch {BATCH} queries + {NEGATIVES} shared negatives, max lengths {Q_LEN}/{P_LEN}, squad-dev")
+    for name in args.models:
+        layers, hidden = SHAPES[name]
+        base = time_baseline(layers, hidden, BATCH, NEGATIVES, Q_LEN, P_LEN, args.steps)
+        # useful work: the baseline's tokens (padded to the longest in its batch), whatever the engine pads
+        flops = train_step_flops(time_engine_n_params(layers, hidden), layers, hidden,
+                                 [(BATCH, base["q_padded"]), (BATCH + NEGATIVES, base["p_padded"])])
+        print(f"{name}: baseline {base['seconds_per_step']:.3f} s/step, MFU {100 * flops / base['seconds_per_step'] / peak:.0f}%")
+        for compile in args.compile:
+            engine = time_engine(layers, hidden, args.steps, compile)
+            speedup = base["seconds_per_step"] / engine["seconds_per_step"]
+            print(f"  engine compile={compile}: {engine['seconds_per_step']:.3f} s/step (first step "
+                  f"{engine['first_step_s']:.1f} s) -> {speedup:.2f}x baseline; "
+                  f"MFU {100 * flops / engine['seconds_per_step'] / peak:.0f}% ({flops / 1e9:.1f} GFLOP/step)")
+
+
+if __name__ == "__main__":
+    main()
