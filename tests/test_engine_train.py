@@ -24,6 +24,16 @@ from test_data import write_synthetic
 LOG_257 = math.log(257)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine
+    two spinning threads per process slow everything down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def synthetic(tmp_path):
     return write_synthetic(tmp_path / "syn")
