@@ -417,6 +417,13 @@ def training_pairs(
     )
 
 
+def _source_ids(corpus_file: Path) -> list[str]:
+    """Per passage of a generated set's own corpus, the corpus passage it stands for:
+    `source_id` where the generator changed the text (ICT without its sentence), else
+    its own id. Two ICT variants of one paragraph are then never each other's negatives."""
+    return [str(row.get("source_id") or row["_id"]) for _, row in _jsonl(corpus_file, ("_id",))]
+
+
 def _pseudo_pairs(data: RetrievalData, folder: Path, strict: bool):
     if not (folder / "queries.jsonl").is_file():
         raise InputError(f"{folder}: --train-data needs a BEIR folder with queries.jsonl and qrels/train.tsv")
@@ -436,7 +443,8 @@ def _pseudo_pairs(data: RetrievalData, folder: Path, strict: bool):
         dtype=np.int64,
     ).reshape(-1, 2)
     identity = np.arange(len(data.passages) + len(extra))
-    for i, pid in enumerate(own_ids):  # an own passage with a corpus id stands for that corpus passage
-        identity[len(data.passages) + i] = data.passage_row.get(pid, len(data.passages) + i)
+    own_sources = _source_ids(folder / "corpus.jsonl") if own_ids else []
+    for i, source in enumerate(own_sources):  # an own passage made from a corpus passage stands for it
+        identity[len(data.passages) + i] = data.passage_row.get(source, len(data.passages) + i)
     log.info("%s: %d pseudo-annotated pairs, %d own passages", folder, len(pairs), len(extra))
     return query_texts, extra, pairs, identity, folder
