@@ -103,9 +103,9 @@ class TrainConfig:
                                                       "choices": PRECISIONS})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
-    compile: str = field(default="auto", metadata={
+    compile: str = field(default="no", metadata={
         "help": "torch.compile the training forward; batches are then padded to the max lengths so shapes never "
-                "change (auto: runs of >= 500 steps, where the ~1 min compilation pays off)",
+                "change (auto: runs of >= 500 steps). On a 2-core CPU it was no faster (bench/RESULTS.md)",
         "choices": COMPILE_CHOICES})
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
     keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
