@@ -18,8 +18,9 @@ def config(dataset, **changes) -> TrainConfig:
 
 def test_auto_compiles_long_runs_only(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.train.shutil.which", lambda name: "/usr/bin/g++")
-    assert resolve(config(tmp_path, steps=COMPILE_MIN_STEPS - 1)).compile == "no"
-    assert resolve(config(tmp_path, steps=COMPILE_MIN_STEPS)).compile == "yes"
+    assert resolve(config(tmp_path, steps=10_000)).compile == "no"                 # off unless asked
+    assert resolve(config(tmp_path, steps=COMPILE_MIN_STEPS - 1, compile="auto")).compile == "no"
+    assert resolve(config(tmp_path, steps=COMPILE_MIN_STEPS, compile="auto")).compile == "yes"
     assert resolve(config(tmp_path, steps=10, compile="yes")).compile == "yes"
     assert resolve(config(tmp_path, steps=10_000, compile="no")).compile == "no"
 
@@ -27,7 +28,7 @@ def test_auto_compiles_long_runs_only(tmp_path, monkeypatch):
 def test_auto_does_not_compile_without_a_cpu_compiler(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.train.shutil.which", lambda name: None)
     monkeypatch.setattr("engine.train.torch.cuda.is_available", lambda: False)
-    assert resolve(config(tmp_path, steps=10_000)).compile == "no"
+    assert resolve(config(tmp_path, steps=10_000, compile="auto")).compile == "no"
 
 
 def test_unknown_compile_choice_is_refused(tmp_path):
