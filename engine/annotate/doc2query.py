@@ -59,6 +59,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def load_generator(model_class, name: str, device: str, what: str):
+    """(tokenizer, model in eval mode on `device`) of a local folder or hub name."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        return tokenizer, model_class.from_pretrained(name).to(device).eval()
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load {what} {name!r}: {err}") from err
+
+
 class Seq2SeqSampler:
     """Called with a batch of (passage id, text), yields (passage id, samples). The
     model loads on the first call, so a fully cached run never loads it."""
@@ -68,14 +79,11 @@ class Seq2SeqSampler:
         self.model = None
 
     def _load(self) -> None:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
 
         self.device = resolve_device(self.config.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.config.model)
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(self.config.model).to(self.device).eval()
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot load seq2seq generator {self.config.model!r}: {err}") from err
+        self.tokenizer, self.model = load_generator(AutoModelForSeq2SeqLM, self.config.model, self.device,
+                                                    "seq2seq generator")
 
     def __call__(self, batch: list[tuple[str, str]]):
         import torch

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from engine.annotate.cache import OutputCache, cache_file, cached_outputs, text_hash
-from engine.annotate.doc2query import resolve_device
+from engine.annotate.doc2query import load_generator, resolve_device
 from engine.annotate.endpoint import ChatEndpoint, EndpointConfig
 from engine.annotate.output import TrainingSet, check_out_dir, manifest, write_training_set
 from engine.annotate.parsing import Tally, parse_llm_answer
@@ -85,14 +85,11 @@ class LocalChatModel:
         self.model = None
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.device = resolve_device(self.config.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.config.model)
-            self.model = AutoModelForCausalLM.from_pretrained(self.config.model).to(self.device).eval()
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot load causal LM {self.config.model!r}: {err}") from err
+        self.tokenizer, self.model = load_generator(AutoModelForCausalLM, self.config.model, self.device,
+                                                    "causal LM")
         self.tokenizer.padding_side = "left"   # generation continues the right end
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
