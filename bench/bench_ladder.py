@@ -15,14 +15,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+
+from bench_train import engine_steps  # noqa: E402
 
 from engine.evaluate import EvalConfig, evaluate  # noqa: E402
 from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
 from engine.ladder import LADDER  # noqa: E402
 from engine.paths import SHARED_DATA  # noqa: E402
-from engine.train import TrainConfig, TrainingBatches, _optimizer, _optimizer_step, prepare, resolve  # noqa: E402
+from engine.train import TrainConfig  # noqa: E402
 
 STUDY = TrainConfig(dataset=str(SHARED_DATA / "squad-dev"), steps=300, batch_size=32, negatives=64,
                     max_query_length=32, max_passage_length=96, eval=EvalConfig(repeats=10))
@@ -30,22 +33,8 @@ EVAL_SIZES = ("scratch-L1-H32", "scratch-L2-H128", "scratch-L2-H256")
 
 
 def measure(name: str, steps: int, peak: float, with_eval: bool) -> str:
-    from accelerate import Accelerator
-
-    cfg = resolve(replace(STUDY, model=name))
-    accelerator = Accelerator(cpu=True)
-    prepared = prepare(cfg)
-    optimizer, scheduler = _optimizer(prepared.model, cfg)
-    model, optimizer = accelerator.prepare(prepared.model, optimizer)
-    batches = TrainingBatches(prepared, cfg, 0, 1)
-    model.train()
-    times = []
-    for step in range(steps + 1):
-        start = time.perf_counter()
-        _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step)
-        times.append(time.perf_counter() - start)
+    times, prepared, model, sample = engine_steps(replace(STUDY, model=name), steps, warm_up=1)
     seconds = statistics.median(times[1:])
-    sample = batches(0)
     rung = LADDER[name]
     flops = train_step_flops(prepared.n_params, rung.layers, rung.hidden,
                              [tuple(sample["query_input_ids"].shape), tuple(sample["passage_input_ids"].shape)])

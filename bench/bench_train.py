@@ -27,7 +27,7 @@ from engine.evaluate import EvalConfig  # noqa: E402
 from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
 from engine.train import TrainConfig, TrainingBatches, _optimizer, _optimizer_step, prepare, resolve  # noqa: E402
 
-SHAPES = {"L2-H128": (2, 128), "L4-H512": (4, 512), "L4-H256": (4, 256), "L2-H64": (2, 64)}
+SHAPES = {"L2-H128": (2, 128), "L4-H256": (4, 256), "L4-H512": (4, 512)}
 BATCH, NEGATIVES, Q_LEN, P_LEN = 32, 64, 32, 128
 
 
@@ -40,11 +40,12 @@ def engine_config(layers: int, hidden: int, **changes) -> TrainConfig:
     )
 
 
-def time_engine(layers: int, hidden: int, steps: int, compile: str) -> dict:
-    """The engine's own step (engine.train._optimizer_step) on its own batches."""
+def engine_steps(cfg: TrainConfig, steps: int, warm_up: int = 2):
+    """Time the engine's own step (engine.train._optimizer_step) on its own batches:
+    (seconds of each step, warm-up included; the prepared run; the trained model; a batch)."""
     from accelerate import Accelerator
 
-    cfg = resolve(engine_config(layers, hidden, compile=compile))
+    cfg = resolve(cfg)
     accelerator = Accelerator(cpu=True)
     prepared = prepare(cfg)
     optimizer, scheduler = _optimizer(prepared.model, cfg)
@@ -54,11 +55,15 @@ def time_engine(layers: int, hidden: int, steps: int, compile: str) -> dict:
     batches = TrainingBatches(prepared, cfg, 0, 1)
     model.train()
     times = []
-    for step in range(steps + 2):
+    for step in range(steps + warm_up):
         start = time.perf_counter()
         _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step)
         times.append(time.perf_counter() - start)
-    sample = batches(0)
+    return times, prepared, model, batches(0)
+
+
+def time_engine(layers: int, hidden: int, steps: int, compile: str) -> dict:
+    times, prepared, _, sample = engine_steps(engine_config(layers, hidden, compile=compile), steps)
     return {"seconds_per_step": statistics.median(times[2:]), "first_step_s": times[0], "n_params": prepared.n_params,
             "q_padded": sample["query_input_ids"].shape[1], "p_padded": sample["passage_input_ids"].shape[1]}
 
