@@ -46,7 +46,7 @@ def engine_steps(cfg: TrainConfig, steps: int, warm_up: int = 2):
     from accelerate import Accelerator
 
     cfg = resolve(cfg)
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, mixed_precision=cfg.precision)
     prepared = prepare(cfg)
     optimizer, scheduler = _optimizer(prepared.model, cfg)
     model, optimizer = accelerator.prepare(prepared.model, optimizer)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
+from engine.dropout import use_fast_dropout
 from engine.errors import InputError
 from engine.evaluate import EvalConfig, EvalSet, build_eval_set, evaluate
 from engine.flops import train_step_flops
@@ -47,6 +48,7 @@ from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cache
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+DROPOUT_MASKS = ("auto", "fast", "torch")
 INITS = ("auto", "pretrained", "scratch")
 COMPILE_CHOICES = ("auto", "yes", "no")
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
@@ -99,8 +101,12 @@ class TrainConfig:
     eval_at_start: bool = field(default=False, metadata={"help": "also evaluate before the first step"})
     eval: EvalConfig = field(default_factory=EvalConfig)
     # infrastructure
-    precision: str = field(default="auto", metadata={"help": "mixed precision (auto: bf16 on a GPU that has it)",
-                                                      "choices": PRECISIONS})
+    precision: str = field(default="auto", metadata={
+        "help": "mixed precision (auto: bf16 on a GPU or CPU that computes it natively, e.g. AVX512-BF16 or AMX; "
+                "2.2x the fp32 matmul rate on the development CPU, bench/RESULTS.md)", "choices": PRECISIONS})
+    dropout_masks: str = field(default="auto", metadata={
+        "help": "how dropout masks are drawn: fast (16-bit masks, engine/dropout.py), torch (bernoulli); "
+                "auto: fast on a CPU, where torch's masks took a fifth of a small model's step", "choices": DROPOUT_MASKS})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
     compile: str = field(default="no", metadata={
@@ -177,7 +183,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
     if cfg.precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
-    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg))
+    if cfg.dropout_masks not in DROPOUT_MASKS:
+        raise InputError(f"dropout_masks must be one of {', '.join(DROPOUT_MASKS)}, got '{cfg.dropout_masks}'")
+    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg),
+                   precision=_precision(cfg.precision, cfg.cpu), dropout_masks=_dropout_masks(cfg))
 
 
 def _compile(cfg: TrainConfig) -> str:
@@ -195,12 +204,22 @@ def _new_run_id(model: str, train_pairs: int | None, seed: int) -> str:
     return f"{short}-D{train_pairs or 'all'}-s{seed}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def _on_cpu(cpu: bool) -> bool:
+    return cpu or not torch.cuda.is_available()
+
+
 def _precision(requested: str, cpu: bool) -> str:
     if requested != "auto":
         return requested
-    if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+    if _on_cpu(cpu):
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "no"
+
+
+def _dropout_masks(cfg: TrainConfig) -> str:
+    if cfg.dropout_masks != "auto":
+        return cfg.dropout_masks
+    return "fast" if _on_cpu(cfg.cpu) else "torch"
 
 
 def code_version() -> str:
@@ -241,6 +260,8 @@ def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object,
         encoder = scratch_encoder(config, cfg.seed, cfg.scratch_embedding_std)
     if cfg.gradient_checkpointing:
         encoder.gradient_checkpointing_enable()
+    if cfg.dropout_masks == "fast":
+        use_fast_dropout(encoder)
     return BiEncoder(encoder, cfg.pooling), tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
 
 
@@ -456,7 +477,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
 
     cfg = resolve(cfg)
     accelerator = Accelerator(
-        mixed_precision=_precision(cfg.precision, cfg.cpu), gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.precision, gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu, step_scheduler_with_optimizer=False,
     )
     set_seed(cfg.seed)
