@@ -44,8 +44,10 @@ def engine_steps(cfg: TrainConfig, steps: int, warm_up: int = 2):
     """Time the engine's own step (engine.train._optimizer_step) on its own batches:
     (seconds of each step, warm-up included; the prepared run; the trained model; a batch)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     cfg = resolve(cfg)
+    AcceleratorState._reset_state(reset_partial_state=True)  # each variant its own precision, in one process
     accelerator = Accelerator(cpu=True, mixed_precision=cfg.precision)
     prepared = prepare(cfg)
     optimizer, scheduler = _optimizer(prepared.model, cfg)
@@ -62,9 +64,20 @@ def engine_steps(cfg: TrainConfig, steps: int, warm_up: int = 2):
     return times, prepared, model, batches(0)
 
 
-def time_engine(layers: int, hidden: int, steps: int, compile: str) -> dict:
-    times, prepared, _, sample = engine_steps(engine_config(layers, hidden, compile=compile), steps)
+# engine variants: its defaults on this machine, then each speed-up taken away
+VARIANTS = {
+    "defaults": {},
+    "fp32, fast masks": {"precision": "no"},
+    "fp32, torch masks": {"precision": "no", "dropout_masks": "torch"},
+    "defaults + compile": {"compile": "yes"},
+}
+
+
+def time_engine(layers: int, hidden: int, steps: int, changes: dict) -> dict:
+    cfg = resolve(engine_config(layers, hidden, **changes))
+    times, prepared, _, sample = engine_steps(cfg, steps)
     return {"seconds_per_step": statistics.median(times[2:]), "first_step_s": times[0], "n_params": prepared.n_params,
+            "precision": cfg.precision, "dropout_masks": cfg.dropout_masks,
             "q_padded": sample["query_input_ids"].shape[1], "p_padded": sample["passage_input_ids"].shape[1]}
 
 
@@ -78,11 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--models", nargs="+", default=["L2-H128", "L4-H512"])
-    parser.add_argument("--compile", nargs="+", default=["no", "yes"], choices=["no", "yes"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    peak = measure_matmul_peak()
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    peaks = {"no": measure_matmul_peak(), "bf16": measure_matmul_peak(dtype="bfloat16")}
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; measured "
+          f"matmul peak fp32 {peaks['no'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     print(f"batch {BATCH} queries + {NEGATIVES} shared negatives, max lengths {Q_LEN}/{P_LEN}, squad-dev")
     for name in args.models:
         layers, hidden = SHAPES[name]
@@ -90,13 +103,16 @@ def main() -> None:
         # useful work: the baseline's tokens (padded to the longest in its batch), whatever the engine pads
         flops = train_step_flops(time_engine_n_params(layers, hidden), layers, hidden,
                                  [(BATCH, base["q_padded"]), (BATCH + NEGATIVES, base["p_padded"])])
-        print(f"{name}: baseline {base['seconds_per_step']:.3f} s/step, MFU {100 * flops / base['seconds_per_step'] / peak:.0f}%")
-        for compile in args.compile:
-            engine = time_engine(layers, hidden, args.steps, compile)
+        print(f"{name}: baseline {base['seconds_per_step']:.3f} s/step, "
+              f"MFU {100 * flops / base['seconds_per_step'] / peaks['no']:.0f}% of the fp32 peak")
+        for variant in args.variants:
+            engine = time_engine(layers, hidden, args.steps, VARIANTS[variant])
             speedup = base["seconds_per_step"] / engine["seconds_per_step"]
-            print(f"  engine compile={compile}: {engine['seconds_per_step']:.3f} s/step (first step "
-                  f"{engine['first_step_s']:.1f} s) -> {speedup:.2f}x baseline; "
-                  f"MFU {100 * flops / engine['seconds_per_step'] / peak:.0f}% ({flops / 1e9:.1f} GFLOP/step)")
+            peak = peaks.get(engine["precision"], peaks["no"])
+            print(f"  engine {variant} (precision {engine['precision']}, {engine['dropout_masks']} masks): "
+                  f"{engine['seconds_per_step']:.3f} s/step (first step {engine['first_step_s']:.1f} s) -> "
+                  f"{speedup:.2f}x baseline; MFU {100 * flops / engine['seconds_per_step'] / peak:.0f}% of the "
+                  f"{'bf16' if engine['precision'] == 'bf16' else 'fp32'} peak ({flops / 1e9:.1f} GFLOP/step)", flush=True)
 
 
 if __name__ == "__main__":
