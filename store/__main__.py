@@ -1,4 +1,4 @@
-"""`python -m store info | import FILE | export --what W --format F`: a thin driver over
+"""`python -m store info | import FILE | export --what W --format F | demo ACTION`: a thin driver over
 `store.Store`. Bad input prints one `error: ...` line and exits with status 2; an
 import that rejects every row exits with status 1."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from engine.errors import InputError
 from store import Store, StoreBusyError
@@ -31,6 +32,24 @@ def _import(store: Store, args: argparse.Namespace) -> int:
 
 def _export(store: Store, args: argparse.Namespace) -> int:
     print(store.export(args.what, args.format, args.out))
+    return 0
+
+
+def _demo(store: Store, args: argparse.Namespace) -> int:
+    from store import demo
+
+    if args.action == "load":
+        print(f"loaded {demo.load_demo(store, args.file)} demo run(s) from {args.file} into {store.path}")
+    elif args.action == "remove":
+        print(f"removed {demo.remove_demo(store)} demo run(s) from {store.path}")
+    elif args.action == "status":
+        print(demo.demo_state(store))
+    else:
+        if not args.meta:
+            raise InputError("demo write needs --meta FILE: a JSON object with the study's title, data sets, "
+                             "hardware, date and commands")
+        study = json.loads(Path(args.meta).read_text(encoding="utf-8"))
+        print(demo.write_demo(store, study, args.file))
     return 0
 
 
@@ -64,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS))
     export.add_argument("--out", help="file or folder (default: exports/ beside the store)")
     export.set_defaults(handler=_export)
+
+    from store.demo import DEMO_FILE
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="the demo study: load it, remove it, its status, or write one from a store"
+    )
+    demo.add_argument("action", choices=["load", "remove", "status", "write"])
+    demo.add_argument("--file", type=Path, default=DEMO_FILE, help="demo study file (default: %(default)s)")
+    demo.add_argument("--meta", help="write: JSON file describing the study (title, data sets, hardware, date, "
+                                     "commands)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

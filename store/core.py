@@ -354,6 +354,17 @@ class Store:
             con.execute("DELETE FROM runs WHERE source = 'demo'")
         return int(count)
 
+    def setting(self, key: str) -> Any:
+        """A named setting of this store (JSON value), or None."""
+        with self._session() as con:
+            row = con.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return from_json(row[0]) if row else None
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._session() as con, transaction(con):
+            con.execute("DELETE FROM settings WHERE key = ?", [key])
+            con.execute("INSERT INTO settings VALUES (?, ?, ?)", [_name("key", key), to_json(value), utc_now()])
+
     def save_fit(
         self,
         *,

@@ -100,7 +100,17 @@ _V3_RUN_SOURCE = (
     "ALTER TABLE runs ADD COLUMN label VARCHAR",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE)
+# Step 4: small named settings of the store itself (whether the demo study was loaded
+# or removed, so a removed demo stays removed).
+_V4_SETTINGS = (
+    """CREATE TABLE settings (
+        key VARCHAR NOT NULL,
+        value JSON,
+        updated_at TIMESTAMP
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS)
 LATEST_VERSION = len(MIGRATIONS)
 
 

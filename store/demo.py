@@ -1,0 +1,105 @@
+"""The demo study: results of a real scaling study on CPU (demo/cpu-study.json), loaded
+into a fresh store on its first launch so the app opens on real fitted laws, labelled
+as a demo (data sets, hardware, date, command), and removable in one action. A
+removed demo stays removed; `load_demo` brings it back.
+
+The file holds numbers only (one row per run: N, D, best contrastive entropy, ranking
+metrics), never the data sets. `write_demo` makes it from the store the study's sweeps
+wrote to:
+
+    python -m store demo write --from-store STUDY.duckdb --meta META.json
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.errors import InputError
+from engine.paths import PROJECT_ROOT
+from store.core import Store
+from store.imports import METRIC_COLUMNS
+from store.values import utc_now
+
+DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
+SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
+ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *METRIC_COLUMNS, "wall_time_s")
+
+
+def read_demo(path: Path = DEMO_FILE) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(what the study was: data sets, hardware, date, commands; its rows)."""
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+        study, rows = content["study"], pd.DataFrame(content["runs"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not a demo study file ({err})") from err
+    return study, rows
+
+
+def demo_label(study: dict[str, Any]) -> str:
+    return f"demo: {study['title']}"
+
+
+def load_demo(store: Store, path: Path = DEMO_FILE) -> int:
+    """Replace any demo rows in `store` by the file's; return how many were loaded."""
+    study, rows = read_demo(path)
+    store.remove_demo()
+    loaded = store.load_rows(rows.rename(columns={"run_id": "label"}).assign(
+        label=lambda r: demo_label(study) + " / " + r["label"]), source="demo", label=demo_label(study),
+        origin={"demo_study": study})
+    store.set_setting(SETTING, {"state": "loaded", "at": utc_now().isoformat(), "rows": loaded})
+    return loaded
+
+
+def ensure_demo(store: Store, path: Path = DEMO_FILE) -> int:
+    """On a store's first launch, load the demo; afterwards (loaded or removed) do
+    nothing. Returns the rows loaded now."""
+    if store.setting(SETTING) is not None or not Path(path).exists():
+        return 0
+    return load_demo(store, path)
+
+
+def remove_demo(store: Store) -> int:
+    """Delete the demo's rows and remember that it was removed."""
+    removed = store.remove_demo()
+    store.set_setting(SETTING, {"state": "removed", "at": utc_now().isoformat(), "rows": removed})
+    return removed
+
+
+def demo_state(store: Store) -> str:
+    """'loaded', 'removed' or 'never' (a store that has not been launched by the app)."""
+    return (store.setting(SETTING) or {}).get("state", "never")
+
+
+def study_rows(store: Store, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per completed engine run of `store`: what the demo file keeps."""
+    runs = store.runs(status="completed")
+    runs = runs[runs["source"] == "engine"]
+    if run_ids is not None:
+        runs = runs[runs["run_id"].isin(run_ids)]
+    if runs.empty:
+        raise InputError(f"{store.path}: no completed runs to write as a study")
+    metrics = pd.DataFrame([m or {} for m in runs["metrics"]], index=runs.index)
+    rows = pd.DataFrame({
+        "run_id": runs["run_id"], "model": runs["model_name"], "n": runs["n_params"], "d": runs["train_pairs"],
+        "loss": runs["best_contrastive_entropy"], "dataset": runs["dataset"], "annotation": runs["annotation"],
+        "wall_time_s": runs["wall_time_s"],
+    })
+    for column in METRIC_COLUMNS:
+        rows[column] = metrics[column] if column in metrics else None
+    return rows[list(ROW_COLUMNS)].sort_values(["dataset", "annotation", "n", "d"]).reset_index(drop=True)
+
+
+def write_demo(store: Store, study: dict[str, Any], out: Path = DEMO_FILE) -> Path:
+    """Write the completed runs of `store` with `study` (title, data sets, hardware,
+    date, commands) as a demo file."""
+    if "title" not in study:
+        raise InputError("the study description needs a 'title'")
+    rows = study_rows(store)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = json.loads(rows.to_json(orient="records", double_precision=6))
+    out.write_text(json.dumps({"study": study, "runs": records}, indent=1) + "\n", encoding="utf-8")
+    return out

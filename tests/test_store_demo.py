@@ -1,0 +1,90 @@
+"""The demo study (store/demo.py): written from a study's store, loaded into a fresh
+store once, labelled, removable in one action and not reloaded after removal; the
+committed demo file itself is a real study of the size issue 8 asks for."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.errors import InputError
+from store import Store
+from store.__main__ import main as store_cli
+from store.demo import DEMO_FILE, demo_state, ensure_demo, load_demo, read_demo, remove_demo, write_demo
+
+STUDY = {"title": "toy study", "datasets": ["toy"], "hardware": "test", "date": "2026-11-24",
+         "commands": ["python -m engine sweep sweeps/toy.toml"]}
+
+
+def _study_store(tmp_path) -> Store:
+    store = Store(tmp_path / "study.duckdb")
+    for i, (n, d) in enumerate([(1000, 10), (2000, 10), (1000, 20), (2000, 20)]):
+        run_id = store.start_run(config={"steps": 1}, model_name=f"m{n}", n_params=n, n_params_strict=n,
+                                 train_pairs=d, annotation="human", dataset="toy", seed=0, device="cpu",
+                                 code_version="test", run_id=f"run{i}")
+        store.finish_run(run_id, status="completed", best_contrastive_entropy=5.0 - i / 10,
+                         metrics={"mrr@10": 0.01 * (i + 1), "recall@1000": 0.5}, wall_time_s=1.0)
+    failed = store.start_run(config={}, model_name="m", n_params=5, n_params_strict=5, train_pairs=5,
+                             annotation="human", dataset="toy", seed=0, device="cpu", code_version="t")
+    store.finish_run(failed, status="failed", best_contrastive_entropy=None)
+    return store
+
+
+def test_write_then_first_launch_loads_once_and_removal_sticks(tmp_path):
+    demo_file = write_demo(_study_store(tmp_path), STUDY, tmp_path / "demo.json")
+    study, rows = read_demo(demo_file)
+    assert study == STUDY and len(rows) == 4  # the failed run is not a result
+    assert list(rows.sort_values("run_id")["loss"]) == pytest.approx([5.0, 4.9, 4.8, 4.7])
+
+    store = Store(tmp_path / "fresh.duckdb")
+    assert demo_state(store) == "never"
+    assert ensure_demo(store, demo_file) == 4
+    assert ensure_demo(store, demo_file) == 0  # second launch: nothing added
+    runs = store.runs()
+    assert set(runs["source"]) == {"demo"} and runs["label"].str.startswith("demo: toy study").all()
+    assert runs["config"].iloc[0]["demo_study"] == STUDY  # where the numbers came from, with each run
+    assert sorted(store.law_points(dataset="toy")["loss"]) == pytest.approx([4.7, 4.8, 4.9, 5.0])
+    assert set(runs["mrr@10"].round(2)) == {0.01, 0.02, 0.03, 0.04}
+
+    assert remove_demo(store) == 4 and store.runs().empty
+    assert ensure_demo(store, demo_file) == 0 and demo_state(store) == "removed"
+    assert load_demo(store, demo_file) == 4 and load_demo(store, demo_file) == 4  # replaces, never doubles
+    assert len(store.runs()) == 4 and demo_state(store) == "loaded"
+
+
+def test_bad_demo_files_and_empty_study_stores_are_refused(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"runs\": []}")
+    with pytest.raises(InputError, match="not a demo study file"):
+        read_demo(bad)
+    with pytest.raises(InputError, match="no completed runs"):
+        write_demo(Store(tmp_path / "empty.duckdb"), STUDY, tmp_path / "x.json")
+    with pytest.raises(InputError, match="title"):
+        write_demo(_study_store(tmp_path), {"datasets": []}, tmp_path / "x.json")
+    assert ensure_demo(Store(tmp_path / "s.duckdb"), tmp_path / "missing.json") == 0
+
+
+def test_cli_load_status_remove(tmp_path, capsys):
+    demo_file = write_demo(_study_store(tmp_path), STUDY, tmp_path / "demo.json")
+    db = str(tmp_path / "cli.duckdb")
+    assert store_cli(["demo", "load", "--file", str(demo_file), "--store", db]) == 0
+    assert store_cli(["demo", "status", "--store", db]) == 0
+    assert store_cli(["demo", "remove", "--store", db]) == 0
+    out = capsys.readouterr().out
+    assert "loaded 4 demo run(s)" in out and "loaded\n" in out and "removed 4 demo run(s)" in out
+    assert store_cli(["demo", "write", "--store", db]) == 2  # --meta is required to write
+
+
+@pytest.mark.skipif(not DEMO_FILE.exists(), reason="no demo study committed yet")
+def test_committed_demo_is_a_study_of_the_promised_size():
+    study, rows = read_demo(DEMO_FILE)
+    for key in ("title", "datasets", "hardware", "date", "commands"):
+        assert study.get(key), key
+    squad = rows[(rows["dataset"] == "squad-dev") & (rows["annotation"] == "human")]
+    assert squad["n"].nunique() >= 6 and np.log10(squad["n"].max() / squad["n"].min()) >= 1.5
+    assert squad["d"].nunique() >= 5 and np.log10(squad["d"].max() / squad["d"].min()) >= 1.0
+    assert squad["d"].max() == 7719
+    assert {"ict"} <= set(rows["annotation"]) and "cmrc2018" in set(rows["dataset"])
+    assert rows["loss"].between(0, 20).all() and rows["mrr@10"].notna().all()
+    json.dumps(study)  # plain JSON, shown as is in the app
