@@ -10,6 +10,7 @@ from engine.charts import format_count, law_chart, law_curves
 from engine.errors import InputError
 from engine.laws import LAW_EQUATIONS, PRESETS, preset
 from store import Store, StoreBusyError
+from store.demo import demo_state, ensure_demo, load_demo, read_demo, remove_demo
 
 PAGES = (
     ("pages/1_Runs.py", "Runs", "Train models of the ladder on a data set, watch them learn, manage results."),
@@ -48,6 +49,37 @@ def show_store(store_path: str) -> None:
                 "To add your own results: train on the **Runs** page (or `python -m engine train ...`), "
                 "import a CSV with columns `n, d, loss` (`python -m store import results.csv`), "
                 "or upload one on the **Fit laws** page.")
+
+
+@st.cache_resource(show_spinner=False)
+def first_launch(store_path: str) -> int:
+    """Load the demo study into a store the app has never opened (once per server)."""
+    try:
+        return ensure_demo(Store(store_path))
+    except (InputError, StoreBusyError):
+        return 0  # the store section says what is wrong with the store
+
+
+def show_demo(store_path: str) -> None:
+    try:
+        state = demo_state(Store(store_path))
+        study, rows = read_demo()
+    except (InputError, StoreBusyError):
+        return
+    if state == "loaded":
+        with st.container(border=True):
+            st.markdown(f"**Demo study loaded: {study['title']}.** {study.get('summary', '')}")
+            st.caption(f"Data sets: {', '.join(study['datasets'])} · hardware: {study['hardware']} · "
+                       f"date: {study['date']} · {len(rows)} runs. Reproduce with: "
+                       + " then ".join(f"`{command}`" for command in study["commands"]))
+            if st.button("Remove the demo study", help="Deletes its runs from the store; your own runs stay."):
+                remove_demo(Store(store_path))
+                st.cache_data.clear()
+                st.rerun()
+    elif st.button(f"Load the demo study ({study['title']})"):
+        load_demo(Store(store_path))
+        st.cache_data.clear()
+        st.rerun()
 
 
 def show_laws() -> None:
@@ -95,7 +127,9 @@ st.markdown(
     "Fitted laws come with bootstrap intervals and a held-out check, so you can see how far to trust them.  \n"
     "Then plan: given a budget, how large a model and how many annotations?"
 )
+first_launch(str(Store().path))
 show_store(str(Store().path))
+show_demo(str(Store().path))
 show_budget_example()
 show_laws()
 show_next_steps()

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[common], help="the demo study: load it, remove it, its status, or write one from a store"
     )
     demo.add_argument("action", choices=["load", "remove", "status", "write"])
-    demo.add_argument("--file", type=Path, default=DEMO_FILE, help="demo study file (default: %(default)s)")
+    demo.add_argument("--file", type=Path, help=f"demo study file (default: {DEMO_FILE.relative_to(DEMO_FILE.parents[1])})")
     demo.add_argument("--meta", help="write: JSON file describing the study (title, data sets, hardware, date, "
                                      "commands)")
     demo.set_defaults(handler=_demo)

@@ -28,8 +28,9 @@ SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
 ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *METRIC_COLUMNS, "wall_time_s")
 
 
-def read_demo(path: Path = DEMO_FILE) -> tuple[dict[str, Any], pd.DataFrame]:
+def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """(what the study was: data sets, hardware, date, commands; its rows)."""
+    path = path or DEMO_FILE
     try:
         content = json.loads(Path(path).read_text(encoding="utf-8"))
         study, rows = content["study"], pd.DataFrame(content["runs"])
@@ -42,7 +43,7 @@ def demo_label(study: dict[str, Any]) -> str:
     return f"demo: {study['title']}"
 
 
-def load_demo(store: Store, path: Path = DEMO_FILE) -> int:
+def load_demo(store: Store, path: Path | None = None) -> int:
     """Replace any demo rows in `store` by the file's; return how many were loaded."""
     study, rows = read_demo(path)
     store.remove_demo()
@@ -53,10 +54,10 @@ def load_demo(store: Store, path: Path = DEMO_FILE) -> int:
     return loaded
 
 
-def ensure_demo(store: Store, path: Path = DEMO_FILE) -> int:
+def ensure_demo(store: Store, path: Path | None = None) -> int:
     """On a store's first launch, load the demo; afterwards (loaded or removed) do
     nothing. Returns the rows loaded now."""
-    if store.setting(SETTING) is not None or not Path(path).exists():
+    if store.setting(SETTING) is not None or not Path(path or DEMO_FILE).exists():
         return 0
     return load_demo(store, path)
 
@@ -92,13 +93,13 @@ def study_rows(store: Store, run_ids: list[str] | None = None) -> pd.DataFrame:
     return rows[list(ROW_COLUMNS)].sort_values(["dataset", "annotation", "n", "d"]).reset_index(drop=True)
 
 
-def write_demo(store: Store, study: dict[str, Any], out: Path = DEMO_FILE) -> Path:
+def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:
     """Write the completed runs of `store` with `study` (title, data sets, hardware,
     date, commands) as a demo file."""
     if "title" not in study:
         raise InputError("the study description needs a 'title'")
     rows = study_rows(store)
-    out = Path(out)
+    out = Path(out or DEMO_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(rows.to_json(orient="records", double_precision=6))
     out.write_text(json.dumps({"study": study, "runs": records}, indent=1) + "\n", encoding="utf-8")

@@ -14,3 +14,11 @@ def private_workbench_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "store" / "workbench.duckdb"))
     monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def no_demo_study(tmp_path, monkeypatch):
+    """The app loads no demo study unless a test gives it one (store.demo.DEMO_FILE)."""
+    import store.demo
+
+    monkeypatch.setattr(store.demo, "DEMO_FILE", tmp_path / "no-demo.json")

@@ -348,3 +348,21 @@ def test_analysis_correlates_metrics_and_compares_annotation_types(seeded_store)
     at.number_input(key="analysis_reference_pairs").set_value(100_000).run()
     rates = table_with(at, "type").set_index("type")
     assert rates["per reference pair"].to_dict() == pytest.approx({"doct5query": 2, "ict": 5}, rel=0.25)
+
+
+# --- the demo study -----------------------------------------------------------------
+
+def test_first_launch_loads_the_demo_and_one_click_removes_it(tmp_path, monkeypatch):
+    import store.demo
+    from tests.test_store_demo import STUDY, _study_store
+
+    monkeypatch.setattr(store.demo, "DEMO_FILE", store.demo.write_demo(_study_store(tmp_path), STUDY,
+                                                                       tmp_path / "demo.json"))
+    at = open_page()
+    assert_clean(at)
+    assert metric(at, "Runs") == "4"
+    assert any("Demo study loaded: toy study" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Remove the demo study").click().run()
+    assert metric(at, "Runs") == "0"
+    assert any(b.label.startswith("Load the demo study") for b in at.button)
+    assert metric(open_page(), "Runs") == "0"  # a later launch leaves it removed
