@@ -170,7 +170,8 @@ class FitConfig:
     bootstrap: int = 1000          # refits on resampled configurations
     level: float = 0.95            # confidence level of every interval
     seed: int = 0
-    holdout_largest: int = 0       # hold out the k largest model sizes (data law: data sizes)
+    holdout_largest: int = 0       # hold out the k largest sizes along holdout_axis
+    holdout_axis: str = "auto"     # n, d, or auto: d for the data law, n otherwise
 
 
 @dataclass
@@ -257,7 +258,7 @@ def load_law(spec: str) -> LawFit | ScalingLaw:
 def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig()) -> LawFit:
     """Fit Eq. 6, 7 or 8 to points with columns n and/or d, loss (and optional label)."""
     points = validate_points(points, kind).reset_index(drop=True)
-    points["role"] = _roles(points, kind, config.holdout_largest)
+    points["role"] = _roles(points, kind, config.holdout_largest, config.holdout_axis)
     train = validate_points(points[points["role"] == "fit"], kind)
     x, loss = _design(train, kind), train["loss"].to_numpy()
     theta = _fit_theta(kind, x, loss, config.huber_scale)
@@ -276,10 +277,14 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig()) ->
     return fit
 
 
-def _roles(points: pd.DataFrame, kind: str, k: int) -> list[str]:
+def _roles(points: pd.DataFrame, kind: str, k: int, axis: str = "auto") -> list[str]:
+    if axis not in ("auto", "n", "d"):
+        raise InputError(f"holdout_axis must be n, d or auto, got {axis!r}")
     if k <= 0:
         return ["fit"] * len(points)
-    column = "d" if kind == "data" else "n"
+    column = ("d" if kind == "data" else "n") if axis == "auto" else axis
+    if column not in points.columns:
+        raise InputError(f"cannot hold out the largest {column}: the {kind}-size law has no {column}")
     sizes = np.sort(points[column].unique())
     if k >= len(sizes):
         raise InputError(f"cannot hold out the {k} largest of only {len(sizes)} distinct {column} values")

@@ -138,3 +138,15 @@ def test_holding_out_everything_is_refused():
 def test_law_needs_its_parameters():
     with pytest.raises(InputError, match="needs parameters"):
         ScalingLaw("joint", {"A": 1.0})
+
+
+def test_joint_law_can_hold_out_the_largest_data_size():
+    law = preset("paper-joint")
+    n, d = np.meshgrid([1e5, 1e6, 1e7, 1e8], [1e3, 1e4, 1e5, 1e6])
+    points = pd.DataFrame({"n": n.ravel(), "d": d.ravel()}).assign(loss=lambda p: law.predict(p["n"], p["d"]))
+    fit = fit_law(points, "joint", FitConfig(bootstrap=20, holdout_largest=1, holdout_axis="d"))
+    held = fit.heldout
+    assert set(held["d"]) == {1e6} and len(held) == 4
+    assert np.abs(held["rel_error"]).max() < 0.01  # exact points: the law extrapolates itself
+    with pytest.raises(InputError, match="has no n"):
+        fit_law(points[["d", "loss"]], "data", FitConfig(holdout_largest=1, holdout_axis="n"))

@@ -15,6 +15,8 @@ def register(subparsers) -> None:
     fit.add_argument("--law", required=True, choices=["model", "data", "joint"])
     fit.add_argument("--holdout-largest", type=int, default=0, metavar="K",
                      help="fit without the K largest model sizes (data law: data sizes) and report their error")
+    fit.add_argument("--holdout-axis", choices=["auto", "n", "d"], default="auto",
+                     help="which sizes --holdout-largest takes: n, d, or auto (d for the data law, n otherwise)")
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits for the intervals")
     fit.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
     fit.add_argument("--seed", type=int, default=0)
@@ -38,7 +40,7 @@ def run_fit(args) -> int:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{args.csv}: cannot read as CSV ({err})") from err
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-                       holdout_largest=args.holdout_largest)
+                       holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
     fit = fit_law(points, args.law, config)
     out = args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json")
     out.write_text(json.dumps(fit.to_dict(), indent=1))
