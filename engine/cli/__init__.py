@@ -10,7 +10,7 @@ import sys
 from engine.errors import InputError
 
 # (module under engine.cli, in the order `--help` lists them)
-COMMAND_MODULES = ("laws", "budget", "paper", "models", "train", "evaluate", "sweep", "annotate")
+COMMAND_MODULES = ("laws", "budget", "paper", "models", "train", "evaluate", "sweep", "annotate", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,275 @@
+"""A scaling study's report: Eq. 6, 7 and 8 fitted to its runs, how well each law
+extrapolates to what it did not see (the largest model, the largest data size), the
+data-size law of each annotation type, and how contrastive entropy tracks the ranking
+metrics (the paper's Section 3.5). Figures are the app's charts, saved as SVG.
+
+    python -m engine study [--source demo] [--out docs/study]
+
+Input is one row per completed run: n, d, loss (best contrastive entropy), dataset,
+annotation, model and the ranking-metric columns, as `Store.runs` or the demo file
+give them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.analysis import RANKING_METRICS, exchange_rate, fit_annotation_laws, metric_correlations
+from engine.budget import BudgetQuestion, CostAssumptions, budget_curves, optimise
+from engine.errors import InputError
+from engine.laws import PARAM_NAMES, FitConfig, LawFit, fit_law
+
+REFERENCE_ANNOTATION = "human"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Which rows make the main study and how laws are fitted; stored with a report."""
+
+    dataset: str = "squad-dev"
+    bootstrap: int = 500
+    seed: int = 0
+    budgets: tuple[float, ...] = (1_000.0, 3_000.0, 10_000.0)  # $, for the budget figure
+    budget_with_inference: bool = True
+    budget_corpus_pages: float = 1e8  # the budget figure's inference corpus (the paper's: 3e13 pages)
+
+
+@dataclass
+class Extrapolation:
+    """A law fitted without the largest sizes along `axis`, judged on what it left out."""
+
+    name: str
+    axis: str
+    fit: LawFit
+
+    @property
+    def heldout(self) -> pd.DataFrame:
+        return self.fit.heldout
+
+    def summary(self) -> dict:
+        held = self.heldout
+        inside = (held["loss"] >= held["pi_lo"]) & (held["loss"] <= held["pi_hi"])
+        return {"law": self.name, "held out": f"largest {self.axis} = {held[self.axis].iloc[0]:,.0f}",
+                "points": len(held), "mean |error| %": 100 * held["rel_error"].abs().mean(),
+                "max |error| %": 100 * held["rel_error"].abs().max(),
+                "inside 95% prediction interval": f"{int(inside.sum())} of {len(held)}"}
+
+
+@dataclass
+class StudyReport:
+    config: StudyConfig
+    points: pd.DataFrame                 # the main study's rows (dataset, reference annotation)
+    model_law: LawFit                    # Eq. 6 at the largest D
+    data_law: LawFit                     # Eq. 7 at the largest N
+    joint_law: LawFit                    # Eq. 8 on every point
+    extrapolations: dict[str, Extrapolation]  # model, data, joint-n, joint-d (those with enough points)
+    annotation_laws: dict[str, LawFit]   # Eq. 7 per annotation type, at the largest model all types share
+    annotation_model: str | None
+    other_model_laws: dict[str, LawFit]  # Eq. 6 of every other data set
+    correlations: pd.DataFrame           # per data set and metric
+    all_rows: pd.DataFrame = field(repr=False)
+
+
+def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """`Store.runs()` rows (or demo rows) -> n, d, loss, dataset, annotation, model, metrics."""
+    renames = {"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss", "model_name": "model"}
+    rows = runs.rename(columns={k: v for k, v in renames.items() if k in runs and v not in runs})
+    missing = [c for c in ("n", "d", "loss", "dataset", "annotation") if c not in rows]
+    if missing:
+        raise InputError(f"study rows need columns n, d, loss, dataset, annotation; missing {missing}")
+    keep = ["n", "d", "loss", "dataset", "annotation"] + [c for c in ("model", "label", *RANKING_METRICS) if c in rows]
+    return rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
+
+
+def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> StudyReport:
+    rows = study_rows(runs)
+    fit_config = FitConfig(bootstrap=config.bootstrap, seed=config.seed)
+    main = rows[(rows["dataset"] == config.dataset) & (rows["annotation"] == REFERENCE_ANNOTATION)]
+    if main["n"].nunique() < 3 or main["d"].nunique() < 3:
+        raise InputError(f"{config.dataset}: a study needs >= 3 model sizes and >= 3 data sizes of "
+                         f"{REFERENCE_ANNOTATION} pairs; have {main['n'].nunique()} and {main['d'].nunique()}")
+    at_max_d = main[main["d"] == main["d"].max()]
+    at_max_n = main[main["n"] == main["n"].max()]
+
+    extrapolations = {}
+    for key, name, subset, kind, axis in (("model", "Eq. 6, L(N) at the largest D", at_max_d, "model", "n"),
+                                          ("data", "Eq. 7, L(D) at the largest N", at_max_n, "data", "d"),
+                                          ("joint-n", "Eq. 8, L(N, D)", main, "joint", "n"),
+                                          ("joint-d", "Eq. 8, L(N, D)", main, "joint", "d")):
+        try:
+            extrapolations[key] = Extrapolation(name, axis, fit_law(subset, kind, FitConfig(
+                bootstrap=config.bootstrap, seed=config.seed, holdout_largest=1, holdout_axis=axis)))
+        except InputError:
+            continue  # too few sizes left to fit without the largest
+    annotation_laws, annotation_model = _annotation_laws(rows[rows["dataset"] == config.dataset], fit_config)
+    others = {name: fit_law(group[group["d"] == group["d"].max()], "model", fit_config)
+              for name, group in rows[rows["dataset"] != config.dataset].groupby("dataset")
+              if group[group["d"] == group["d"].max()]["n"].nunique() >= 3}
+    return StudyReport(config, main.reset_index(drop=True), fit_law(at_max_d, "model", fit_config),
+                       fit_law(at_max_n, "data", fit_config), fit_law(main, "joint", fit_config), extrapolations,
+                       annotation_laws, annotation_model, others, _correlations(rows), rows)
+
+
+def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, LawFit], str | None]:
+    """Eq. 7 per annotation type on the largest model that every type was trained on."""
+    if rows["annotation"].nunique() < 2:
+        return {}, None
+    shared = set.intersection(*(set(g["n"]) for _, g in rows.groupby("annotation")))
+    if not shared:
+        return {}, None
+    at = rows[rows["n"] == max(shared)]
+    model = at["model"].iloc[0] if "model" in at else f"N = {max(shared):,}"
+    return fit_annotation_laws(at[["d", "loss", "annotation"]], config), model
+
+
+def _correlations(rows: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for name, group in rows.groupby("dataset"):
+        present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
+        if present:
+            frames.append(metric_correlations(group.rename(columns={"loss": "contrastive_entropy"}), present)
+                          .assign(dataset=name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- the report as Markdown -----------------------------------------------------------
+
+def _law_row(name: str, fit: LawFit) -> dict:
+    row = {"law": name, "points": int((fit.points["role"] == "fit").sum()), "R²": fit.r2}
+    for param in PARAM_NAMES[fit.law.kind]:
+        lo, hi = fit.intervals.get(param, (np.nan, np.nan))
+        row[param] = f"{fit.law.params[param]:.3g} [{lo:.3g}, {hi:.3g}]"
+    return row
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """A Markdown table; numbers to 3 significant digits."""
+    def cell(value) -> str:
+        return f"{value:.3g}" if isinstance(value, (float, np.floating)) else str(value)
+
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def report_markdown(report: StudyReport) -> str:
+    main, c = report.points, report.config
+    lines = [
+        f"### {c.dataset}: {main['n'].nunique()} model sizes x {main['d'].nunique()} data sizes, "
+        f"{REFERENCE_ANNOTATION} pairs",
+        "",
+        f"N from {main['n'].min():,} to {main['n'].max():,} ({np.log10(main['n'].max() / main['n'].min()):.2f} "
+        f"decades), D from {main['d'].min():,} to {main['d'].max():,} "
+        f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); contrastive entropy from "
+        f"{main['loss'].min():.3f} to {main['loss'].max():.3f} (log 257 = {np.log(257):.3f} is a random scorer).",
+        "",
+        "Fitted laws, with 95% bootstrap intervals over configurations:",
+        "",
+        _table(pd.DataFrame([_law_row("Eq. 6, L(N) at the largest D", report.model_law)])),
+        "",
+        _table(pd.DataFrame([_law_row("Eq. 7, L(D) at the largest N", report.data_law)])),
+        "",
+        _table(pd.DataFrame([_law_row("Eq. 8, L(N, D)", report.joint_law)])),
+        "",
+        "Extrapolation: each law fitted without the largest size along one axis, then asked for the points "
+        "it did not see:",
+        "",
+        _table(pd.DataFrame([e.summary() for e in report.extrapolations.values()])),
+    ]
+    if report.annotation_laws:
+        lines += ["", f"Data-size law per annotation type ({report.annotation_model}):", "",
+                  _table(pd.DataFrame([_law_row(f"Eq. 7, {a}", f) for a, f in report.annotation_laws.items()]))]
+        lines += _exchange_lines(report)
+    for name, fit in report.other_model_laws.items():
+        lines += ["", f"{name}: Eq. 6 at its largest D:", "", _table(pd.DataFrame([_law_row("Eq. 6", fit)]))]
+    if len(report.correlations):
+        table = report.correlations[["dataset", "metric", "n_runs", "pearson", "spearman"]]
+        lines += ["", "Contrastive entropy against the ranking metrics, over runs (negative: lower entropy, "
+                  "better ranking):", "", _table(table)]
+    return "\n".join(lines) + "\n"
+
+
+def _exchange_lines(report: StudyReport) -> list[str]:
+    d = float(report.points["d"].max())
+    lines = []
+    for other in report.annotation_laws:
+        if other == REFERENCE_ANNOTATION or REFERENCE_ANNOTATION not in report.annotation_laws:
+            continue
+        lines += ["", exchange_rate(report.annotation_laws, other, d).describe() + "."]
+    return lines
+
+
+# --- figures --------------------------------------------------------------------------
+
+def figures(report: StudyReport) -> dict[str, object]:
+    """name -> Altair chart: the fitted laws, the extrapolations, annotation types,
+    budget curves of the fitted joint law and entropy against MRR@10."""
+    from engine import charts
+
+    main = report.points
+    out = {
+        "model-law": _joint_chart(report.joint_law, main, "n", "Eq. 8 along N, one curve per D"),
+        "data-law": _joint_chart(report.joint_law, main, "d", "Eq. 8 along D, one curve per N"),
+    }
+    for key, x, what in (("joint-n", "n", "model"), ("joint-d", "d", "data size")):
+        if key in report.extrapolations:
+            out[f"holdout-largest-{x}"] = _joint_chart(report.extrapolations[key].fit, main, x,
+                                                       f"Eq. 8 fitted without the largest {what} (red: held out)")
+    if report.annotation_laws:
+        d = np.geomspace(main["d"].min() / 1.5, main["d"].max() * 1.5, 60)
+        points = report.all_rows[(report.all_rows["dataset"] == report.config.dataset)
+                                 & (report.all_rows.get("model") == report.annotation_model)]
+        out["annotations"] = charts.annotation_chart(points, _annotation_curves(report, d)).properties(
+            title=f"Eq. 7 per annotation type, {report.annotation_model}")
+    out["budget"] = _budget_chart(report)
+    if "mrr@10" in report.all_rows:
+        frame = report.all_rows.rename(columns={"loss": "contrastive_entropy"}).dropna(subset=["mrr@10"])
+        out["entropy-vs-mrr"] = charts.metric_chart(frame, "mrr@10", color="dataset").properties(
+            title="Ranking quality against contrastive entropy, one dot per run")
+    return out
+
+
+def _annotation_curves(report: StudyReport, d: np.ndarray) -> pd.DataFrame:
+    from engine.analysis import annotation_curves
+
+    return annotation_curves(report.annotation_laws, d)
+
+
+def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str):
+    from engine import charts
+
+    other = "d" if x == "n" else "n"
+    fixed = sorted(points[other].unique())
+    curves = charts.law_curves(fit, x, charts.padded_range(points[x]), fixed)
+    roles = fit.points[["n", "d", "role"] + [c for c in ("pi_lo", "pi_hi") if c in fit.points]]
+    shown = points.merge(roles, on=["n", "d"], how="left").assign(
+        series=lambda p: [charts.series_name(x, v) for v in p[other]])
+    return charts.law_chart(shown, curves, x, title)
+
+
+def _budget_chart(report: StudyReport):
+    from engine import charts
+
+    c = report.config
+    costs = replace(CostAssumptions(), corpus_pages=c.budget_corpus_pages)
+    questions = [BudgetQuestion(b, c.budget_with_inference, costs) for b in c.budgets]
+    answers = [optimise(report.joint_law, q) for q in questions]
+    curves = budget_curves(report.joint_law, c.budgets, c.budget_with_inference, costs)
+    return charts.budget_chart(curves, charts.optima_table(answers, questions[0].band_tolerance),
+                               report.config.budgets[len(report.config.budgets) // 2]).properties(
+        title=f"Fitted Eq. 8 under the paper's prices (Eq. 11-14), inference over {c.budget_corpus_pages:.0e} pages")
+
+
+def save_figures(report: StudyReport, out: Path) -> list[Path]:
+    """Every figure as an SVG file in `out` (rendered by vl-convert)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, chart in figures(report).items():
+        path = out / f"{name}.svg"
+        chart.properties(width=560).save(str(path))
+        written.append(path)
+    return written

@@ -1,0 +1,100 @@
+"""engine/study.py: the study report on rows drawn from a known joint law. The fits
+must recover the law, the extrapolations must predict what they left out, the
+correlation must come out negative, and every figure must render."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.cli import main as engine_cli
+from engine.errors import InputError
+from engine.laws import ScalingLaw
+from engine.study import StudyConfig, build_report, report_markdown, save_figures
+
+TRUE = ScalingLaw("joint", {"A": 2e4, "B": 300.0, "alpha": 0.5, "beta": 0.6, "delta": 4.0})
+NOISE = 0.003
+
+
+def study_runs(seed: int = 0) -> pd.DataFrame:
+    """The shape of the CPU study: 6 N x 5 D human runs, ICT (worth a third of a human
+    pair) on 3 models, 5 sizes on a second data set; MRR falls as the entropy rises."""
+    rng = np.random.default_rng(seed)
+    sizes = [39_104, 104_064, 154_048, 313_856, 512_128, 1_842_688]
+    data = [500, 1000, 2000, 4000, 7719]
+    frames = []
+    for n in sizes:
+        for d in data:
+            frames.append({"n_params": n, "train_pairs": d, "annotation": "human", "dataset": "squad-dev",
+                           "best_contrastive_entropy": TRUE.predict(n, d)})
+    for n in sizes[:5:2]:
+        for d in data[:4] + [6501]:
+            frames.append({"n_params": n, "train_pairs": d, "annotation": "ict", "dataset": "squad-dev",
+                           "best_contrastive_entropy": TRUE.predict(n, d / 3)})
+    for n in sizes[:5]:
+        frames.append({"n_params": n, "train_pairs": 10_000, "annotation": "human", "dataset": "cmrc2018",
+                       "best_contrastive_entropy": TRUE.predict(n, 10_000) + 0.1})
+    runs = pd.DataFrame(frames)
+    runs["best_contrastive_entropy"] *= np.exp(rng.normal(0, NOISE, len(runs)))
+    runs["model_name"] = [f"m{n}" for n in runs["n_params"]]
+    runs["mrr@10"] = np.exp(-(runs["best_contrastive_entropy"] - 3.5)) / 10 + rng.normal(0, 0.002, len(runs))
+    runs["recall@1000"] = 0.9 - 0.05 * runs["best_contrastive_entropy"]
+    return runs
+
+
+@pytest.fixture(scope="module")
+def report():
+    return build_report(study_runs(), StudyConfig(bootstrap=100))
+
+
+def test_fits_recover_the_law_and_extrapolate(report):
+    assert report.joint_law.r2 > 0.95
+    for name in ("alpha", "beta", "delta"):
+        lo, hi = report.joint_law.intervals[name]
+        assert lo <= TRUE.params[name] <= hi, name
+    assert set(report.extrapolations) == {"model", "data", "joint-n", "joint-d"}
+    for key, extrapolation in report.extrapolations.items():
+        summary = extrapolation.summary()
+        assert summary["mean |error| %"] < 2.0, (key, summary)  # noise is 0.3 %
+    assert set(report.extrapolations["joint-d"].heldout["d"]) == {7719}
+    assert set(report.extrapolations["joint-n"].heldout["n"]) == {1_842_688}
+
+
+def test_annotations_other_data_sets_and_correlations(report):
+    assert set(report.annotation_laws) == {"human", "ict"} and report.annotation_model == "m512128"
+    assert set(report.other_model_laws) == {"cmrc2018"}
+    corr = report.correlations.set_index(["dataset", "metric"])
+    assert corr.loc[("squad-dev", "mrr@10"), "spearman"] < -0.8
+    text = report_markdown(report)
+    for needle in ("Eq. 6", "Eq. 7", "Eq. 8", "largest n = 1,842,688", "ict needs", "cmrc2018", "recall@1000"):
+        assert needle in text, needle
+
+
+def test_every_figure_renders_to_svg(report, tmp_path):
+    written = save_figures(report, tmp_path)
+    assert {p.stem for p in written} == {"model-law", "data-law", "holdout-largest-n", "holdout-largest-d",
+                                         "annotations", "budget", "entropy-vs-mrr"}
+    for path in written:
+        assert path.read_text().startswith("<svg") and path.stat().st_size > 5_000
+
+
+def test_too_small_a_study_is_refused():
+    runs = study_runs()
+    with pytest.raises(InputError, match="needs >= 3 model sizes"):
+        build_report(runs[runs["n_params"] <= 104_064])
+    with pytest.raises(InputError, match="missing"):
+        build_report(runs.drop(columns="dataset"))
+
+
+def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
+    from store import Store
+
+    runs = study_runs()
+    rows = runs.rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
+                                "model_name": "model"})
+    Store().load_rows(rows, source="demo")
+    assert engine_cli(["study", "--source", "demo", "--bootstrap", "50", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.md").read_text().startswith("### squad-dev")
+    assert (tmp_path / "out" / "figures" / "model-law.svg").exists()
+    assert "Eq. 8" in capsys.readouterr().out
+    assert engine_cli(["study", "--source", "engine", "--out", str(tmp_path / "x")]) == 2  # no such runs
