@@ -37,12 +37,17 @@ def run(args) -> int:
 def dry_run(runs, assumed_mfu: float) -> int:
     from engine.flops import measure_matmul_peak
     from engine.sweep import estimate
+    from engine.train import _precision
 
-    peak = measure_matmul_peak()
-    print(f"measured matmul peak {peak / 1e9:.0f} GFLOP/s; assuming {100 * assumed_mfu:.0f}% of it")
+    peaks = {}  # the matmul peak of each precision the runs use (bf16 where the device computes it)
     total = 0.0
     for run in runs:
-        guess = estimate(run.config, peak, assumed_mfu)
+        dtype = "bfloat16" if _precision(run.config.precision, run.config.cpu) == "bf16" else "float32"
+        if dtype not in peaks:
+            peaks[dtype] = measure_matmul_peak(dtype=dtype)
+            print(f"measured {dtype} matmul peak {peaks[dtype] / 1e9:.0f} GFLOP/s; assuming "
+                  f"{100 * assumed_mfu:.0f}% of it")
+        guess = estimate(run.config, peaks[dtype], assumed_mfu)
         seconds = guess["seconds"]
         total += seconds or 0.0
         flops = f"{guess['flops']:.3g} FLOP" if guess["flops"] else "unknown FLOPs (not a ladder model)"
