@@ -38,9 +38,9 @@ def store_law_points(store_path: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Fitting the law and its bootstrap ...")
 def cached_fit(points: pd.DataFrame, kind: str, bootstrap: int, level: float, seed: int,
-               holdout: int) -> LawFit:
+               holdout: int, holdout_axis: str = "auto") -> LawFit:
     return fit_law(points, kind, FitConfig(bootstrap=bootstrap, level=level, seed=seed,
-                                           holdout_largest=holdout))
+                                           holdout_largest=holdout, holdout_axis=holdout_axis))
 
 
 def read_csv_upload(data: bytes) -> pd.DataFrame:
@@ -134,15 +134,20 @@ def choose_points(points: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, FitCon
                               help="e.g. a run that diverged; left-out points are not drawn")
     chosen = points[~names.isin(left_out)]
     size_column = "d" if kind == "data" else "n"
-    distinct = chosen[size_column].nunique() if size_column in chosen else 0
     with st.expander("Held-out check and fit settings"):
-        holdout = st.number_input(f"Hold out the k largest {'data sizes' if kind == 'data' else 'models'}",
+        axis = "auto"
+        if kind == "joint":
+            size_column = axis = st.radio("Hold out along", ["n", "d"], horizontal=True, key="fit_holdout_axis",
+                                          format_func={"n": "model size", "d": "data size"}.get)
+        distinct = chosen[size_column].nunique() if size_column in chosen else 0
+        holdout = st.number_input(f"Hold out the k largest {'data sizes' if size_column == 'd' else 'models'}",
                                   0, max(distinct - 1, 0), 0, key=f"fit_holdout_{kind}",
                                   help="Fit on the rest and predict these, as the paper's Figure 6 does")
         bootstrap = st.number_input("Bootstrap refits", 0, 2000, 500, 100, key="fit_bootstrap")
         level = st.slider("Interval level", 0.80, 0.99, 0.95, 0.01, key="fit_level")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="fit_seed")
-    return chosen, FitConfig(bootstrap=int(bootstrap), level=level, seed=int(seed), holdout_largest=int(holdout))
+    return chosen, FitConfig(bootstrap=int(bootstrap), level=level, seed=int(seed), holdout_largest=int(holdout),
+                             holdout_axis=axis)
 
 
 # --- showing a law ----------------------------------------------------------------
@@ -290,7 +295,8 @@ def main() -> None:
     if points is not None:
         try:
             chosen, config = choose_points(points, kind)
-            fit = cached_fit(chosen, kind, config.bootstrap, config.level, config.seed, config.holdout_largest)
+            fit = cached_fit(chosen, kind, config.bootstrap, config.level, config.seed, config.holdout_largest,
+                             config.holdout_axis)
         except InputError as err:
             st.error(f"Cannot fit the {kind} law: {err}")
         else:

@@ -173,6 +173,11 @@ def test_holding_out_the_largest_model_reports_its_error(seeded_store):
     at.number_input(key="fit_holdout_joint").set_value(1).run()
     assert_clean(at)
     assert float(metric(at, "Held-out mean |error|").rstrip("%")) < 10
+    assert metric(at, "Points fitted") == "24"  # 5 models x 6 data sizes, the largest model's 6 held out
+    at.radio(key="fit_holdout_axis").set_value("d").run()  # now the largest data size: 5 held out
+    assert_clean(at)
+    assert metric(at, "Points fitted") == "25"
+    assert float(metric(at, "Held-out mean |error|").rstrip("%")) < 10
 
 
 def test_saving_a_fit_puts_it_in_the_store(seeded_store):
