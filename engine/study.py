@@ -80,7 +80,10 @@ def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("n", "d", "loss", "dataset", "annotation") if c not in rows]
     if missing:
         raise InputError(f"study rows need columns n, d, loss, dataset, annotation; missing {missing}")
-    keep = ["n", "d", "loss", "dataset", "annotation"] + [c for c in ("model", "label", *RANKING_METRICS) if c in rows]
+    if "contrastive_entropy" in rows:  # the entropy of the evaluation the ranking metrics come from
+        rows = rows.assign(metrics_loss=rows["contrastive_entropy"])
+    keep = ["n", "d", "loss", "dataset", "annotation"] + [
+        c for c in ("model", "label", *RANKING_METRICS, "metrics_loss") if c in rows]
     return rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
 
 
@@ -125,13 +128,19 @@ def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, L
     return fit_annotation_laws(at[["d", "loss", "annotation"]], config), model
 
 
+def _at_metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with `contrastive_entropy` = the entropy measured with the ranking metrics
+    (the best entropy where a row does not say), so each pair is one evaluation."""
+    at_metrics = rows["metrics_loss"] if "metrics_loss" in rows else pd.Series(np.nan, index=rows.index)
+    return rows.assign(contrastive_entropy=at_metrics.fillna(rows["loss"]))
+
+
 def _correlations(rows: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for name, group in rows.groupby("dataset"):
         present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
         if present:
-            frames.append(metric_correlations(group.rename(columns={"loss": "contrastive_entropy"}), present)
-                          .assign(dataset=name))
+            frames.append(metric_correlations(_at_metrics(group), present).assign(dataset=name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -188,8 +197,8 @@ def report_markdown(report: StudyReport) -> str:
         lines += ["", f"{name}: Eq. 6 at its largest D:", "", _table(pd.DataFrame([_law_row("Eq. 6", fit)]))]
     if len(report.correlations):
         table = report.correlations[["dataset", "metric", "n_runs", "pearson", "spearman"]]
-        lines += ["", "Contrastive entropy against the ranking metrics, over runs (negative: lower entropy, "
-                  "better ranking):", "", _table(table)]
+        lines += ["", "Contrastive entropy against the ranking metrics, one pair per run from the same "
+                  "evaluation (negative: lower entropy, better ranking):", "", _table(table)]
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +236,7 @@ def figures(report: StudyReport) -> dict[str, object]:
             title=f"Eq. 7 per annotation type, {report.annotation_model}")
     out["budget"] = _budget_chart(report)
     if "mrr@10" in report.all_rows:
-        frame = report.all_rows.rename(columns={"loss": "contrastive_entropy"}).dropna(subset=["mrr@10"])
+        frame = _at_metrics(report.all_rows).dropna(subset=["mrr@10"])
         out["entropy-vs-mrr"] = charts.metric_chart(frame, "mrr@10", color="dataset").properties(
             title="Ranking quality against contrastive entropy, one dot per run")
     return out

@@ -645,7 +645,7 @@ class _RunRecorder:
             final = state.curve[-1] if state.curve else {}
             self.store.finish_run(
                 self.cfg.run_id, status=status, best_contrastive_entropy=state.best_contrastive_entropy,
-                metrics={k: v for k, v in final.items() if k not in ("step", "contrastive_entropy")} or None,
+                metrics={k: v for k, v in final.items() if k != "step"} or None,  # with the entropy they go with
                 wall_time_s=state.wall_time_s,
             )
 

@@ -22,8 +22,12 @@ CORRELATION_FORMAT = {**{c: st.column_config.NumberColumn(format="%.3f") for c i
 
 @st.cache_data(ttl=5, show_spinner=False)
 def runs_with_metrics(store_path: str) -> pd.DataFrame:
-    runs = Store(store_path).runs()
-    return runs.rename(columns={"best_contrastive_entropy": "contrastive_entropy", "model_name": "model"})
+    """One row per run; contrastive_entropy is that of the evaluation its ranking metrics
+    come from (the best value for rows that do not say)."""
+    runs = Store(store_path).runs().rename(columns={"model_name": "model"})
+    at_metrics = runs["contrastive_entropy"] if "contrastive_entropy" in runs else float("nan")
+    return runs.assign(contrastive_entropy=pd.Series(at_metrics, index=runs.index).fillna(
+        runs["best_contrastive_entropy"]))
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -20,12 +20,13 @@ import pandas as pd
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store.core import Store
-from store.imports import METRIC_COLUMNS
+from store.imports import METRIC_COLUMNS, METRICS_LOSS_COLUMN
 from store.values import utc_now
 
 DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
 SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
-ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *METRIC_COLUMNS, "wall_time_s")
+ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *METRIC_COLUMNS, METRICS_LOSS_COLUMN,
+               "wall_time_s")
 
 
 def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -90,7 +91,17 @@ def study_rows(store: Store, run_ids: list[str] | None = None) -> pd.DataFrame:
     })
     for column in METRIC_COLUMNS:
         rows[column] = metrics[column] if column in metrics else None
+    rows[METRICS_LOSS_COLUMN] = [_metrics_loss(store, run_id, m or {}) for run_id, m in zip(runs["run_id"], runs["metrics"])]
     return rows[list(ROW_COLUMNS)].sort_values(["dataset", "annotation", "n", "d"]).reset_index(drop=True)
+
+
+def _metrics_loss(store: Store, run_id: str, metrics: dict) -> float | None:
+    """The entropy of the evaluation the run's ranking metrics come from: kept with
+    them, or (runs recorded before it was) the run's last evaluation point."""
+    if "contrastive_entropy" in metrics:
+        return metrics["contrastive_entropy"]
+    points = store.points(run_id).dropna(subset=["contrastive_entropy"])
+    return float(points.sort_values("step")["contrastive_entropy"].iloc[-1]) if len(points) else None
 
 
 def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:

@@ -3,7 +3,7 @@
 #   bash sweeps/run-cpu-study.sh [STUDY_DIR]
 # ICT pairs for squad-dev, the three sweeps (squad-dev human 6 x 5, squad-dev ICT
 # 3 x 5, cmrc2018 5 sizes) into a fresh store in STUDY_DIR (default: study/), then the
-# demo file (demo/cpu-study.json) and the report with its figures (docs/study/).
+# demo file (demo/cpu-study.json) and, from it, the report and figures (docs/study/).
 # Runs already complete in STUDY_DIR's store are skipped, so a rerun resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +34,7 @@ print(json.dumps({
 }, indent=1))
 PY
 $python -m store demo write --store "$WORKBENCH_STORE" --meta "$study_dir/study.json"
-$python -m engine study --store "$WORKBENCH_STORE" --source engine --out docs/study
+# the report and figures come from the demo file as a fresh store loads it: the same numbers the app shows
+rm -f "$study_dir/demo.duckdb"
+$python -m store demo load --store "$study_dir/demo.duckdb"
+$python -m engine study --store "$study_dir/demo.duckdb" --source demo --out docs/study

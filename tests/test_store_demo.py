@@ -23,8 +23,12 @@ def _study_store(tmp_path) -> Store:
         run_id = store.start_run(config={"steps": 1}, model_name=f"m{n}", n_params=n, n_params_strict=n,
                                  train_pairs=d, annotation="human", dataset="toy", seed=0, device="cpu",
                                  code_version="test", run_id=f"run{i}")
+        store.add_point(run_id, step=10, contrastive_entropy=5.5 - i / 10, metrics=None, wall_time_s=1.0)
+        metrics = {"mrr@10": 0.01 * (i + 1), "recall@1000": 0.5}
+        if i == 0:
+            metrics["contrastive_entropy"] = 5.25  # recorded with the metrics, as the engine now does
         store.finish_run(run_id, status="completed", best_contrastive_entropy=5.0 - i / 10,
-                         metrics={"mrr@10": 0.01 * (i + 1), "recall@1000": 0.5}, wall_time_s=1.0)
+                         metrics=metrics, wall_time_s=1.0)
     failed = store.start_run(config={}, model_name="m", n_params=5, n_params_strict=5, train_pairs=5,
                              annotation="human", dataset="toy", seed=0, device="cpu", code_version="t")
     store.finish_run(failed, status="failed", best_contrastive_entropy=None)
@@ -36,6 +40,8 @@ def test_write_then_first_launch_loads_once_and_removal_sticks(tmp_path):
     study, rows = read_demo(demo_file)
     assert study == STUDY and len(rows) == 4  # the failed run is not a result
     assert list(rows.sort_values("run_id")["loss"]) == pytest.approx([5.0, 4.9, 4.8, 4.7])
+    # the entropy that goes with the ranking metrics: kept with them, else the last evaluation point
+    assert list(rows.sort_values("run_id")["metrics_loss"]) == pytest.approx([5.25, 5.4, 5.3, 5.2])
 
     store = Store(tmp_path / "fresh.duckdb")
     assert demo_state(store) == "never"
@@ -46,6 +52,7 @@ def test_write_then_first_launch_loads_once_and_removal_sticks(tmp_path):
     assert runs["config"].iloc[0]["demo_study"] == STUDY  # where the numbers came from, with each run
     assert sorted(store.law_points(dataset="toy")["loss"]) == pytest.approx([4.7, 4.8, 4.9, 5.0])
     assert set(runs["mrr@10"].round(2)) == {0.01, 0.02, 0.03, 0.04}
+    assert sorted(runs["contrastive_entropy"]) == pytest.approx([5.2, 5.25, 5.3, 5.4])
 
     assert remove_demo(store) == 4 and store.runs().empty
     assert ensure_demo(store, demo_file) == 0 and demo_state(store) == "removed"

@@ -41,6 +41,16 @@ def test_good_csv_is_imported_with_defaults_and_metrics(store, tmp_path):
     assert runs.loc[0, "config"]["imported_from"] == str(path)
 
 
+def test_metrics_loss_is_kept_with_the_metrics(store, tmp_path):
+    path = write(tmp_path, "t.csv", "n,d,loss,mrr@10,metrics_loss\n1000,10,5.0,0.02,5.3\n2000,10,4.9,0.03,\n"
+                                    "3000,10,4.8,0.04,-1\n")
+    report = store.import_file(path)
+    assert report.imported == 2 and report.rejected == [(4, "metrics_loss must be greater than 0 (got '-1')")]
+    runs = store.runs().set_index("n_params")
+    assert runs.loc[1000, "contrastive_entropy"] == 5.3 and runs.loc[1000, "metrics"]["mrr@10"] == 0.02
+    assert runs["contrastive_entropy"].isna().sum() == 1  # none given: the page falls back to the best loss
+
+
 def test_partly_bad_file_imports_good_rows_and_reports_bad_lines(store, tmp_path):
     path = write(tmp_path, "mixed.csv",
                  "n,d,loss,label\n"
