@@ -23,6 +23,7 @@ from engine.errors import InputError
 from engine.laws import PARAM_NAMES, FitConfig, LawFit, fit_law
 
 REFERENCE_ANNOTATION = "human"
+RANDOM_SCORER_LOSS = float(np.log(1 + 256))  # Eq. 5 with k = 256 for a model that scores at random
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class StudyConfig:
     budgets: tuple[float, ...] = (1_000.0, 3_000.0, 10_000.0)  # $, for the budget figure
     budget_with_inference: bool = True
     budget_corpus_pages: float = 1e8  # the budget figure's inference corpus (the paper's: 3e13 pages)
+    # a run whose best entropy is no better than a random scorer's has learnt nothing the
+    # laws describe (it diverged or overfit before its first evaluation): left out of the fits
+    diverged_at: float = RANDOM_SCORER_LOSS
 
 
 @dataclass
@@ -61,7 +65,8 @@ class Extrapolation:
 @dataclass
 class StudyReport:
     config: StudyConfig
-    points: pd.DataFrame                 # the main study's rows (dataset, reference annotation)
+    points: pd.DataFrame                 # the main study's rows (dataset, reference annotation) fitted
+    diverged: pd.DataFrame               # rows of every data set left out as no better than random
     model_law: LawFit                    # Eq. 6 at the largest D
     data_law: LawFit                     # Eq. 7 at the largest N
     joint_law: LawFit                    # Eq. 8 on every point
@@ -89,6 +94,8 @@ def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> StudyReport:
     rows = study_rows(runs)
+    diverged = rows[rows["loss"] >= config.diverged_at]
+    rows = rows.drop(diverged.index).reset_index(drop=True)
     fit_config = FitConfig(bootstrap=config.bootstrap, seed=config.seed)
     main = rows[(rows["dataset"] == config.dataset) & (rows["annotation"] == REFERENCE_ANNOTATION)]
     if main["n"].nunique() < 3 or main["d"].nunique() < 3:
@@ -111,7 +118,8 @@ def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> Stu
     others = {name: fit_law(group[group["d"] == group["d"].max()], "model", fit_config)
               for name, group in rows[rows["dataset"] != config.dataset].groupby("dataset")
               if group[group["d"] == group["d"].max()]["n"].nunique() >= 3}
-    return StudyReport(config, main.reset_index(drop=True), fit_law(at_max_d, "model", fit_config),
+    return StudyReport(config, main.reset_index(drop=True), diverged.reset_index(drop=True),
+                       fit_law(at_max_d, "model", fit_config),
                        fit_law(at_max_n, "data", fit_config), fit_law(main, "joint", fit_config), extrapolations,
                        annotation_laws, annotation_model, others, _correlations(rows), rows)
 
@@ -176,6 +184,7 @@ def report_markdown(report: StudyReport) -> str:
         f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); contrastive entropy from "
         f"{main['loss'].min():.3f} to {main['loss'].max():.3f} (log 257 = {np.log(257):.3f} is a random scorer).",
         "",
+        *_diverged_lines(report),
         "Fitted laws, with 95% bootstrap intervals over configurations:",
         "",
         _table(pd.DataFrame([_law_row("Eq. 6, L(N) at the largest D", report.model_law)])),
@@ -200,6 +209,15 @@ def report_markdown(report: StudyReport) -> str:
         lines += ["", "Contrastive entropy against the ranking metrics, one pair per run from the same "
                   "evaluation (negative: lower entropy, better ranking):", "", _table(table)]
     return "\n".join(lines) + "\n"
+
+
+def _diverged_lines(report: StudyReport) -> list[str]:
+    if report.diverged.empty:
+        return []
+    runs = "; ".join(f"{r.get('model', 'N = %d' % r['n'])} ({r['dataset']}, {r['annotation']}, D = {int(r['d']):,}): "
+                     f"{r['loss']:.3f}" for _, r in report.diverged.iterrows())
+    return [f"Left out of every fit as no better than a random scorer (best entropy >= "
+            f"{report.config.diverged_at:.3f}): {runs}.", ""]
 
 
 def _exchange_lines(report: StudyReport) -> list[str]:

@@ -15,6 +15,7 @@ import streamlit as st
 from engine.charts import (fit_record, format_count, law_chart, law_curves, law_snippet, padded_range,
                            residual_chart, series_name)
 from engine.errors import InputError
+from engine.study import RANDOM_SCORER_LOSS
 from engine.laws import (LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
                          fit_law, validate_points)
 from store import Store
@@ -130,8 +131,12 @@ def point_names(points: pd.DataFrame) -> pd.Series:
 def choose_points(points: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, FitConfig]:
     points = slice_for_kind(points, kind).reset_index(drop=True)
     names = point_names(points)
-    left_out = st.multiselect("Leave points out of the fit", list(names), key=f"fit_leave_out_{kind}",
-                              help="e.g. a run that diverged; left-out points are not drawn")
+    random_level = names[points["loss"] >= RANDOM_SCORER_LOSS]  # no better than a random scorer (k = 256)
+    left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
+                              key=f"fit_leave_out_{kind}",
+                              help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy is "
+                                   f"no better than a random scorer's (>= log 257 = {RANDOM_SCORER_LOSS:.3f}) start "
+                                   "left out.")
     chosen = points[~names.isin(left_out)]
     size_column = "d" if kind == "data" else "n"
     with st.expander("Held-out check and fit settings"):
