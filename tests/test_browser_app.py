@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from store.demo import DEMO_FILE, read_demo
 from test_app import seeded_rows
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -147,3 +148,10 @@ def test_json_export_downloads_and_parses(page, app_url, tmp_path):
     assert set(fit["params"]) == {"A", "alpha", "delta"}
     assert set(fit["intervals"]) == {"A", "alpha", "delta"}
     assert 0.9 < fit["r2"] <= 1
+
+
+@pytest.mark.skipif(not DEMO_FILE.exists(), reason="no demo study committed")
+def test_first_launch_shows_the_demo_study_beside_the_users_runs(page, app_url):
+    open_page(page, app_url, "")
+    sync_api.expect(page.get_by_text("Demo study loaded", exact=False)).to_be_visible()
+    assert int(metric_value(page, "Runs")) == len(seeded_rows()) + len(read_demo(DEMO_FILE)[1])
