@@ -25,7 +25,7 @@ from engine.evaluate import EvalConfig, evaluate  # noqa: E402
 from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
 from engine.ladder import LADDER  # noqa: E402
 from engine.paths import SHARED_DATA  # noqa: E402
-from engine.train import TrainConfig  # noqa: E402
+from engine.train import TrainConfig, resolve  # noqa: E402
 
 STUDY = TrainConfig(dataset=str(SHARED_DATA / "squad-dev"), steps=300, batch_size=32, negatives=64,
                     max_query_length=32, max_passage_length=96, eval=EvalConfig(repeats=10))
@@ -41,7 +41,8 @@ def measure(name: str, steps: int, peak: float, with_eval: bool) -> str:
     line = f"| {name} | {prepared.n_params:,} | {seconds:.3f} | {100 * flops / seconds / peak:.0f}% | {300 * seconds / 60:.1f} |"
     if with_eval:
         start = time.perf_counter()
-        evaluate(model, prepared.eval_set, batch_size=128, ranking=True)
+        evaluate(model, prepared.eval_set, batch_size=128, ranking=True,  # as a run evaluates: its precision
+                 autocast_dtype=torch.bfloat16 if resolve(STUDY).precision == "bf16" else None)
         line += f" {time.perf_counter() - start:.1f} |"
     return line + ("" if with_eval else " |")
 
@@ -50,8 +51,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    peak = measure_matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    precision = resolve(STUDY).precision  # the engine's default on this machine
+    dtype = "bfloat16" if precision == "bf16" else "float32"
+    peak = measure_matmul_peak(dtype=dtype)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {precision}, "
+          f"{resolve(STUDY).dropout_masks} dropout masks; measured {dtype} matmul peak {peak / 1e9:.0f} GFLOP/s")
     print("batch 32 + 64 negatives, max lengths 32/96, squad-dev\n")
     print("| rung | N | s/step | MFU | min per 300 steps | s per evaluation |")
     print("|---|---|---|---|---|---|")

@@ -309,7 +309,8 @@ def _natural(kind: str, theta: np.ndarray) -> dict[str, float]:
                 "beta": float(beta), "delta": float(delta)}
     log_k, exponent, delta = theta
     scale, power = ("A", "alpha") if kind == "model" else ("B", "beta")
-    return {scale: float(np.exp(log_k)), power: float(exponent), "delta": float(delta)}
+    with np.errstate(over="ignore"):  # a degenerate bootstrap draw may put its scale at infinity
+        return {scale: float(np.exp(log_k)), power: float(exponent), "delta": float(delta)}
 
 
 def _r2(observed: np.ndarray, predicted: np.ndarray) -> float:

@@ -144,11 +144,13 @@ def _at_metrics(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _correlations(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per data set and annotation type: entropy against each ranking metric."""
     frames = []
-    for name, group in rows.groupby("dataset"):
+    for (name, annotation), group in rows.groupby(["dataset", "annotation"]):
         present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
         if present:
-            frames.append(metric_correlations(_at_metrics(group), present).assign(dataset=name))
+            frames.append(metric_correlations(_at_metrics(group), present).assign(dataset=name,
+                                                                                   annotation=annotation))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -205,7 +207,7 @@ def report_markdown(report: StudyReport) -> str:
     for name, fit in report.other_model_laws.items():
         lines += ["", f"{name}: Eq. 6 at its largest D:", "", _table(pd.DataFrame([_law_row("Eq. 6", fit)]))]
     if len(report.correlations):
-        table = report.correlations[["dataset", "metric", "n_runs", "pearson", "spearman"]]
+        table = report.correlations[["dataset", "annotation", "metric", "n_runs", "pearson", "spearman"]]
         lines += ["", "Contrastive entropy against the ranking metrics, one pair per run from the same "
                   "evaluation (negative: lower entropy, better ranking):", "", _table(table)]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ def _demo(store: Store, args: argparse.Namespace) -> int:
     from store import demo
 
     if args.action == "load":
-        print(f"loaded {demo.load_demo(store, args.file)} demo run(s) from {args.file} into {store.path}")
+        print(f"loaded {demo.load_demo(store, args.file)} demo run(s) from {args.file or demo.DEMO_FILE} into {store.path}")
     elif args.action == "remove":
         print(f"removed {demo.remove_demo(store)} demo run(s) from {store.path}")
     elif args.action == "status":
