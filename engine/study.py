@@ -143,14 +143,22 @@ def _at_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(contrastive_entropy=at_metrics.fillna(rows["loss"]))
 
 
+OVERFIT_GAP = 0.05  # nats: a run whose last evaluation is this far above its best has overfit
+
+
 def _correlations(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per data set and annotation type: entropy against each ranking metric."""
+    """Per data set and annotation type: entropy against each ranking metric, over all
+    runs and over the runs that had not overfit by the evaluation of the metrics (an
+    overfit model's entropy climbs, its scores overconfident, while its ranking holds)."""
     frames = []
-    for (name, annotation), group in rows.groupby(["dataset", "annotation"]):
-        present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
-        if present:
-            frames.append(metric_correlations(_at_metrics(group), present).assign(dataset=name,
-                                                                                   annotation=annotation))
+    at_metrics = _at_metrics(rows)
+    not_overfit = at_metrics["contrastive_entropy"] - at_metrics["loss"] < OVERFIT_GAP
+    for runs, subset in (("all", at_metrics), ("not overfit", at_metrics[not_overfit])):
+        for (name, annotation), group in subset.groupby(["dataset", "annotation"]):
+            present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
+            if present:
+                frames.append(metric_correlations(group, present).assign(dataset=name, annotation=annotation,
+                                                                         runs=runs))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -207,9 +215,10 @@ def report_markdown(report: StudyReport) -> str:
     for name, fit in report.other_model_laws.items():
         lines += ["", f"{name}: Eq. 6 at its largest D:", "", _table(pd.DataFrame([_law_row("Eq. 6", fit)]))]
     if len(report.correlations):
-        table = report.correlations[["dataset", "annotation", "metric", "n_runs", "pearson", "spearman"]]
-        lines += ["", "Contrastive entropy against the ranking metrics, one pair per run from the same "
-                  "evaluation (negative: lower entropy, better ranking):", "", _table(table)]
+        table = report.correlations[["dataset", "annotation", "runs", "metric", "n_runs", "pearson", "spearman"]]
+        lines += ["", "Contrastive entropy against the ranking metrics, one pair per run from the same (final) "
+                  "evaluation; negative: lower entropy, better ranking. 'not overfit': runs whose final entropy is "
+                  f"within {OVERFIT_GAP} of their best:", "", _table(table)]
     return "\n".join(lines) + "\n"
 
 
