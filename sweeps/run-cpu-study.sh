@@ -23,8 +23,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 print(json.dumps({
     "title": "from-scratch retrievers on squad-dev and cmrc2018, 2-core CPU",
     "summary": "Six from-scratch models (39k to 1.8M non-embedding parameters) trained on 500 to 7,719 "
-               "squad-dev pairs, human and ICT annotations, plus five sizes on cmrc2018; 400 steps each.",
-    "datasets": ["squad-dev (../shared/data)", "cmrc2018 (../shared/data)"],
+               "squad-dev pairs with human annotations, three of them on ICT pairs, and five sizes on "
+               "cmrc2018; 400 steps each, bf16 autocast.",
+    "datasets": ["squad-dev", "cmrc2018"],
     "hardware": f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}",
     "date": time.strftime("%Y-%m-%d"),
     "commands": ["bash sweeps/run-cpu-study.sh"],
