@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from store.demo import DEMO_FILE, read_demo
+from store.demo import DEMO_FILE, read_demo, remove_demo
 from test_app import seeded_rows
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,7 +62,9 @@ def app_url(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("browser-app")
     env = {**os.environ, "WORKBENCH_STORE": str(folder / "store" / "workbench.duckdb"),
            "WORKBENCH_RUNS": str(folder / "runs"), "WORKBENCH_CACHE": str(folder / "cache")}
-    Store(env["WORKBENCH_STORE"]).load_rows(seeded_rows(), source="test")
+    store = Store(env["WORKBENCH_STORE"])
+    store.load_rows(seeded_rows(), source="test")
+    remove_demo(store)  # a store whose user removed the demo: the pages show the seeded runs only
     port, log = free_port(), folder / "streamlit.log"
     with open(log, "wb") as output:
         server = subprocess.Popen(
@@ -151,7 +153,15 @@ def test_json_export_downloads_and_parses(page, app_url, tmp_path):
 
 
 @pytest.mark.skipif(not DEMO_FILE.exists(), reason="no demo study committed")
-def test_first_launch_shows_the_demo_study_beside_the_users_runs(page, app_url):
+def test_the_demo_study_loads_beside_the_users_runs_and_removes_again(page, app_url):
     open_page(page, app_url, "")
-    sync_api.expect(page.get_by_text("Demo study loaded", exact=False)).to_be_visible()
+    assert int(metric_value(page, "Runs")) == len(seeded_rows())
+    page.get_by_role("button", name="Load the demo study", exact=False).click()
+    sync_api.expect(page.get_by_text("Demo study loaded", exact=False)).to_be_visible(timeout=30_000)
+    wait_for_app_run(page)
     assert int(metric_value(page, "Runs")) == len(seeded_rows()) + len(read_demo(DEMO_FILE)[1])
+    page.get_by_role("button", name="Remove the demo study").click()
+    sync_api.expect(page.get_by_role("button", name="Load the demo study", exact=False)).to_be_visible(
+        timeout=30_000)
+    wait_for_app_run(page)
+    assert int(metric_value(page, "Runs")) == len(seeded_rows())
