@@ -72,6 +72,8 @@ def show_demo(store_path: str) -> None:
             st.caption(f"Data sets: {', '.join(study['datasets'])} · hardware: {study['hardware']} · "
                        f"date: {study['date']} · {len(rows)} runs. Reproduce with: "
                        + " then ".join(f"`{command}`" for command in study["commands"]))
+            st.page_link("pages/2_Fit_laws.py", label="Fit its laws (squad-dev, human) on **Fit laws**; the full "
+                         "report with extrapolation checks is docs/study/report.md")
             if st.button("Remove the demo study", help="Deletes its runs from the store; your own runs stay."):
                 remove_demo(Store(store_path))
                 st.cache_data.clear()
