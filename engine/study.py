@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.analysis import RANKING_METRICS, exchange_rate, fit_annotation_laws, metric_correlations
+from engine.analysis import (RANKING_METRICS, annotation_curves, exchange_rate, fit_annotation_laws,
+                             metric_correlations)
 from engine.budget import BudgetQuestion, CostAssumptions, budget_curves, optimise
 from engine.errors import InputError
 from engine.laws import PARAM_NAMES, FitConfig, LawFit, fit_law
@@ -261,7 +262,7 @@ def figures(report: StudyReport) -> dict[str, object]:
         d = np.geomspace(main["d"].min() / 1.5, main["d"].max() * 1.5, 60)
         points = report.all_rows[(report.all_rows["dataset"] == report.config.dataset)
                                  & (report.all_rows.get("model") == report.annotation_model)]
-        out["annotations"] = charts.annotation_chart(points, _annotation_curves(report, d)).properties(
+        out["annotations"] = charts.annotation_chart(points, annotation_curves(report.annotation_laws, d)).properties(
             title=f"Eq. 7 per annotation type, {report.annotation_model}")
     out["budget"] = _budget_chart(report)
     if "mrr@10" in report.all_rows:
@@ -269,12 +270,6 @@ def figures(report: StudyReport) -> dict[str, object]:
         out["entropy-vs-mrr"] = charts.metric_chart(frame, "mrr@10", color="dataset").properties(
             title="Ranking quality against contrastive entropy, one dot per run")
     return out
-
-
-def _annotation_curves(report: StudyReport, d: np.ndarray) -> pd.DataFrame:
-    from engine.analysis import annotation_curves
-
-    return annotation_curves(report.annotation_laws, d)
 
 
 def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str):

@@ -48,9 +48,8 @@ def load_demo(store: Store, path: Path | None = None) -> int:
     """Replace any demo rows in `store` by the file's; return how many were loaded."""
     study, rows = read_demo(path)
     store.remove_demo()
-    loaded = store.load_rows(rows.rename(columns={"run_id": "label"}).assign(
-        label=lambda r: demo_label(study) + " / " + r["label"]), source="demo", label=demo_label(study),
-        origin={"demo_study": study})
+    labelled = rows.assign(label=demo_label(study) + " / " + rows["run_id"])
+    loaded = store.load_rows(labelled, source="demo", origin={"demo_study": study})
     store.set_setting(SETTING, {"state": "loaded", "at": utc_now().isoformat(), "rows": loaded})
     return loaded
 
