@@ -129,9 +129,10 @@ st.markdown(
     "Fitted laws come with bootstrap intervals and a held-out check, so you can see how far to trust them.  \n"
     "Then plan: given a budget, how large a model and how many annotations?"
 )
-first_launch(str(Store().path))
-show_store(str(Store().path))
-show_demo(str(Store().path))
+STORE_PATH = str(Store().path)
+first_launch(STORE_PATH)
+show_store(STORE_PATH)
+show_demo(STORE_PATH)
 show_budget_example()
 show_laws()
 show_next_steps()

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from bench_train import engine_steps  # noqa: E402
 
 from engine.evaluate import EvalConfig, evaluate  # noqa: E402
-from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
+from engine.flops import matmul_dtype, measure_matmul_peak, train_step_flops  # noqa: E402
 from engine.ladder import LADDER  # noqa: E402
 from engine.paths import SHARED_DATA  # noqa: E402
 from engine.train import TrainConfig, resolve  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     precision = resolve(STUDY).precision  # the engine's default on this machine
-    dtype = "bfloat16" if precision == "bf16" else "float32"
+    dtype = matmul_dtype(precision)
     peak = measure_matmul_peak(dtype=dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {precision}, "
           f"{resolve(STUDY).dropout_masks} dropout masks; measured {dtype} matmul peak {peak / 1e9:.0f} GFLOP/s")

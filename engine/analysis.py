@@ -150,6 +150,14 @@ def crossing_points(a: LawFit | ScalingLaw, b: LawFit | ScalingLaw, d_min: float
 
 # --- contrastive entropy vs ranking metrics (Figure 2) ----------------------------
 
+def entropy_of_metrics(runs: pd.DataFrame, best_column: str) -> pd.Series:
+    """Per run, the contrastive entropy of the evaluation its ranking metrics come from
+    (`contrastive_entropy`, kept with the metrics), else its best entropy (`best_column`),
+    so that each (entropy, metric) pair is one evaluation where the run says which."""
+    kept = runs["contrastive_entropy"] if "contrastive_entropy" in runs else pd.Series(np.nan, index=runs.index)
+    return kept.fillna(runs[best_column])
+
+
 def metric_correlations(runs: pd.DataFrame, metrics=RANKING_METRICS) -> pd.DataFrame:
     """Per metric present in `runs`: the runs with both values, Pearson r and
     Spearman rho (with p-values) of contrastive_entropy against the metric."""

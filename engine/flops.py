@@ -25,6 +25,11 @@ def train_step_flops(n_params: float, layers: int, hidden: int, seq_lens: list[t
                                          for count, length in seq_lens)
 
 
+def matmul_dtype(precision: str) -> str:
+    """The dtype a run's matmuls use under a resolved `TrainConfig.precision`."""
+    return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+
+
 def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
     """Best FLOP/s of a square matmul on the current torch device/thread setting."""
     import torch

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.analysis import (RANKING_METRICS, annotation_curves, exchange_rate, fit_annotation_laws,
-                             metric_correlations)
+from engine.analysis import (RANKING_METRICS, annotation_curves, entropy_of_metrics, exchange_rate,
+                             fit_annotation_laws, metric_correlations)
 from engine.budget import BudgetQuestion, CostAssumptions, budget_curves, optimise
 from engine.errors import InputError
 from engine.laws import PARAM_NAMES, FitConfig, LawFit, fit_law
@@ -86,10 +86,8 @@ def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("n", "d", "loss", "dataset", "annotation") if c not in rows]
     if missing:
         raise InputError(f"study rows need columns n, d, loss, dataset, annotation; missing {missing}")
-    if "contrastive_entropy" in rows:  # the entropy of the evaluation the ranking metrics come from
-        rows = rows.assign(metrics_loss=rows["contrastive_entropy"])
-    keep = ["n", "d", "loss", "dataset", "annotation"] + [
-        c for c in ("model", "label", *RANKING_METRICS, "metrics_loss") if c in rows]
+    keep = ["n", "d", "loss", "dataset", "annotation"] + [  # contrastive_entropy: that of the metrics' evaluation
+        c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy") if c in rows]
     return rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
 
 
@@ -140,8 +138,7 @@ def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, L
 def _at_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with `contrastive_entropy` = the entropy measured with the ranking metrics
     (the best entropy where a row does not say), so each pair is one evaluation."""
-    at_metrics = rows["metrics_loss"] if "metrics_loss" in rows else pd.Series(np.nan, index=rows.index)
-    return rows.assign(contrastive_entropy=at_metrics.fillna(rows["loss"]))
+    return rows.assign(contrastive_entropy=entropy_of_metrics(rows, "loss"))
 
 
 OVERFIT_GAP = 0.05  # nats: a run whose last evaluation is this far above its best has overfit

@@ -15,9 +15,9 @@ import streamlit as st
 from engine.charts import (fit_record, format_count, law_chart, law_curves, law_snippet, padded_range,
                            residual_chart, series_name)
 from engine.errors import InputError
-from engine.study import RANDOM_SCORER_LOSS
 from engine.laws import (LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
                          fit_law, validate_points)
+from engine.study import RANDOM_SCORER_LOSS
 from store import Store
 
 SOURCES = ("Runs in the store", "Upload a CSV", "Paper presets")

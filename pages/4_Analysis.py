@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import (RANKING_METRICS, annotation_curves, crossing_points, exchange_rate,
-                             fit_annotation_laws, metric_correlations)
+from engine.analysis import (RANKING_METRICS, annotation_curves, crossing_points, entropy_of_metrics,
+                             exchange_rate, fit_annotation_laws, metric_correlations)
 from engine.charts import CURVE_POINTS, annotation_chart, format_count, metric_chart, padded_range
 from engine.errors import InputError
 from engine.laws import FitConfig, LawFit
@@ -25,9 +25,7 @@ def runs_with_metrics(store_path: str) -> pd.DataFrame:
     """One row per run; contrastive_entropy is that of the evaluation its ranking metrics
     come from (the best value for rows that do not say)."""
     runs = Store(store_path).runs().rename(columns={"model_name": "model"})
-    at_metrics = runs["contrastive_entropy"] if "contrastive_entropy" in runs else float("nan")
-    return runs.assign(contrastive_entropy=pd.Series(at_metrics, index=runs.index).fillna(
-        runs["best_contrastive_entropy"]))
+    return runs.assign(contrastive_entropy=entropy_of_metrics(runs, "best_contrastive_entropy"))
 
 
 @st.cache_data(ttl=5, show_spinner=False)

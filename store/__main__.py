@@ -39,7 +39,8 @@ def _demo(store: Store, args: argparse.Namespace) -> int:
     from store import demo
 
     if args.action == "load":
-        print(f"loaded {demo.load_demo(store, args.file)} demo run(s) from {args.file or demo.DEMO_FILE} into {store.path}")
+        loaded = demo.load_demo(store, args.file)
+        print(f"loaded {loaded} demo run(s) from {args.file or demo.DEMO_FILE} into {store.path}")
     elif args.action == "remove":
         print(f"removed {demo.remove_demo(store)} demo run(s) from {store.path}")
     elif args.action == "status":
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[common], help="the demo study: load it, remove it, its status, or write one from a store"
     )
     demo.add_argument("action", choices=["load", "remove", "status", "write"])
-    demo.add_argument("--file", type=Path, help=f"demo study file (default: {DEMO_FILE.relative_to(DEMO_FILE.parents[1])})")
+    demo.add_argument("--file", type=Path,
+                      help=f"demo study file (default: {DEMO_FILE.relative_to(DEMO_FILE.parents[1])})")
     demo.add_argument("--meta", help="write: JSON file describing the study (title, data sets, hardware, date, "
                                      "commands)")
     demo.set_defaults(handler=_demo)

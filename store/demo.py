@@ -7,7 +7,7 @@ The file holds numbers only (one row per run: N, D, best contrastive entropy, ra
 metrics), never the data sets. `write_demo` makes it from the store the study's sweeps
 wrote to:
 
-    python -m store demo write --from-store STUDY.duckdb --meta META.json
+    python -m store demo write --store STUDY.duckdb --meta META.json
 """
 from __future__ import annotations
 
@@ -74,12 +74,10 @@ def demo_state(store: Store) -> str:
     return (store.setting(SETTING) or {}).get("state", "never")
 
 
-def study_rows(store: Store, run_ids: list[str] | None = None) -> pd.DataFrame:
+def demo_rows(store: Store) -> pd.DataFrame:
     """One row per completed engine run of `store`: what the demo file keeps."""
     runs = store.runs(status="completed")
     runs = runs[runs["source"] == "engine"]
-    if run_ids is not None:
-        runs = runs[runs["run_id"].isin(run_ids)]
     if runs.empty:
         raise InputError(f"{store.path}: no completed runs to write as a study")
     metrics = pd.DataFrame([m or {} for m in runs["metrics"]], index=runs.index)
@@ -90,17 +88,17 @@ def study_rows(store: Store, run_ids: list[str] | None = None) -> pd.DataFrame:
     })
     for column in METRIC_COLUMNS:
         rows[column] = metrics[column] if column in metrics else None
-    rows[METRICS_LOSS_COLUMN] = [_metrics_loss(store, run_id, m or {}) for run_id, m in zip(runs["run_id"], runs["metrics"])]
+    last_evaluation = _last_evaluated_entropy(store)
+    rows[METRICS_LOSS_COLUMN] = [(m or {}).get("contrastive_entropy", last_evaluation.get(run_id))
+                                 for run_id, m in zip(runs["run_id"], runs["metrics"])]
     return rows[list(ROW_COLUMNS)].sort_values(["dataset", "annotation", "n", "d"]).reset_index(drop=True)
 
 
-def _metrics_loss(store: Store, run_id: str, metrics: dict) -> float | None:
-    """The entropy of the evaluation the run's ranking metrics come from: kept with
-    them, or (runs recorded before it was) the run's last evaluation point."""
-    if "contrastive_entropy" in metrics:
-        return metrics["contrastive_entropy"]
-    points = store.points(run_id).dropna(subset=["contrastive_entropy"])
-    return float(points.sort_values("step")["contrastive_entropy"].iloc[-1]) if len(points) else None
+def _last_evaluated_entropy(store: Store) -> dict[str, float]:
+    """run id -> entropy of its last evaluation point: that of its ranking metrics for
+    runs recorded before the engine kept the entropy with them."""
+    points = store.points().dropna(subset=["contrastive_entropy"]).sort_values("step")
+    return points.groupby("run_id")["contrastive_entropy"].last().to_dict()
 
 
 def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:
@@ -108,7 +106,7 @@ def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> 
     date, commands) as a demo file."""
     if "title" not in study:
         raise InputError("the study description needs a 'title'")
-    rows = study_rows(store)
+    rows = demo_rows(store)
     out = Path(out or DEMO_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(rows.to_json(orient="records", double_precision=6))

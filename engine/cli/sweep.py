@@ -35,14 +35,14 @@ def run(args) -> int:
 
 
 def dry_run(runs, assumed_mfu: float) -> int:
-    from engine.flops import measure_matmul_peak
+    from engine.flops import matmul_dtype, measure_matmul_peak
     from engine.sweep import estimate
     from engine.train import _precision
 
     peaks = {}  # the matmul peak of each precision the runs use (bf16 where the device computes it)
     total = 0.0
     for run in runs:
-        dtype = "bfloat16" if _precision(run.config.precision, run.config.cpu) == "bf16" else "float32"
+        dtype = matmul_dtype(_precision(run.config.precision, run.config.cpu))
         if dtype not in peaks:
             peaks[dtype] = measure_matmul_peak(dtype=dtype)
             print(f"measured {dtype} matmul peak {peaks[dtype] / 1e9:.0f} GFLOP/s; assuming "
