@@ -513,6 +513,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         (run_dir / "model" / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
         (run_dir / "model" / "result.json").write_text(json.dumps(asdict(result), indent=1))
     run.finish(state, "completed")
+    accelerator.wait_for_everyone()  # no rank leaves the process group while another still writes or reduces
     accelerator.end_training()  # under torchrun: leave the process group before exit
     return result
 

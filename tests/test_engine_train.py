@@ -247,6 +247,7 @@ loss = batch_loss(accelerator, model(queries[mine]), model(passages), batch, in_
 accelerator.backward(loss * world)
 if accelerator.is_main_process:
     json.dump({"loss": loss.item(), "grad": linear.weight.grad.flatten().tolist()}, open(sys.argv[1], "w"))
+accelerator.wait_for_everyone()  # no rank leaves the process group while another still uses it
 accelerator.end_training()
 """
 
