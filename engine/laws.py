@@ -17,6 +17,7 @@ resamples whole configurations (all rows of one (N, D) pair together).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
@@ -255,8 +256,10 @@ def load_law(spec: str) -> LawFit | ScalingLaw:
         raise InputError(f"{path}: not a fit JSON written by `laws fit` ({err})") from err
 
 
-def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig()) -> LawFit:
-    """Fit Eq. 6, 7 or 8 to points with columns n and/or d, loss (and optional label)."""
+def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
+            progress: Callable[[int, int], None] | None = None) -> LawFit:
+    """Fit Eq. 6, 7 or 8 to points with columns n and/or d, loss (and optional label);
+    `progress(done, total)` is called as the bootstrap refits proceed (0 to total)."""
     points = validate_points(points, kind).reset_index(drop=True)
     points["role"] = _roles(points, kind, config.holdout_largest, config.holdout_axis)
     train = validate_points(points[points["role"] == "fit"], kind)
@@ -266,7 +269,7 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig()) ->
     predicted = law.predict(points.get("n"), points.get("d"))
     points["predicted"] = predicted
     points["rel_error"] = predicted / points["loss"] - 1
-    boot = _bootstrap(kind, train, theta, config)
+    boot = _bootstrap(kind, train, theta, config, progress)
     intervals = _percentile_intervals(kind, boot, config.level)
     fit = LawFit(law, _r2(loss, law.predict(train.get("n"), train.get("d"))), intervals, boot,
                  np.log(loss / law.predict(train.get("n"), train.get("d"))), points, config)
@@ -425,7 +428,8 @@ def _fit_theta(kind, x, loss, huber_scale):
     return _fit_one_variable(x, loss, huber_scale)
 
 
-def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig) -> np.ndarray:
+def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Refit on configurations resampled with replacement; a configuration is one
     (n, d) pair with all its rows (seeds), so repeated seeds are not counted as
     independent evidence. Joint refits start from the full-data optimum."""
@@ -436,7 +440,9 @@ def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig) -> np.ndarra
     x, loss = _design(train, kind), train["loss"].to_numpy()
     rng = np.random.default_rng(config.seed)
     samples = []
-    for _ in range(config.bootstrap):
+    for done in range(config.bootstrap):
+        if progress is not None:
+            progress(done, config.bootstrap)   # before each draw: a skipped draw counts too
         positions = np.concatenate([groups[g] for g in rng.integers(len(groups), size=len(groups))])
         xs, ls = x[positions], loss[positions]
         if not _identifiable(kind, xs, len(PARAM_NAMES[kind])):
@@ -446,6 +452,8 @@ def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig) -> np.ndarra
         else:
             refit = _fit_one_variable(xs, ls, config.huber_scale)
         samples.append(list(_natural(kind, refit).values()))
+    if progress is not None:
+        progress(config.bootstrap, config.bootstrap)
     return np.asarray(samples, dtype=float).reshape(-1, len(PARAM_NAMES[kind]))
 
 
