@@ -1,6 +1,8 @@
 """`python -m engine sweep FILE`: run a whole scaling study (engine/sweep.py)."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 
@@ -15,6 +17,8 @@ def register(subparsers) -> None:
     parser.add_argument("--assumed-mfu", type=float, default=0.3,
                         help="fraction of the measured matmul peak a run achieves, for --dry-run times")
     parser.add_argument("--store", type=Path, help="results store (default: $WORKBENCH_STORE or .store/)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (the dry run's estimates or the sweep's outcome); logs go to stderr")
     parser.set_defaults(handler=run)
 
 
@@ -28,30 +32,48 @@ def run(args) -> int:
     sweep = load_sweep(args.file)
     runs = shard(sweep.runs, *parse_shard(args.shard))
     if args.dry_run:
-        return dry_run(runs, args.assumed_mfu)
-    outcome = run_sweep(runs, Store(args.store), args.launcher, args.parallel)
-    print(f"sweep {sweep.name}: {outcome['completed']} of {len(runs)} runs complete, {outcome['failed']} failed")
+        return dry_run(sweep.name, runs, args.assumed_mfu, args.json)
+    outcome = run_sweep(runs, Store(args.store), args.launcher, args.parallel, log=_log_for(args.json))
+    if args.json:
+        print(json.dumps({"sweep": sweep.name, "runs": len(runs), **outcome}))
+    else:
+        print(f"sweep {sweep.name}: {outcome['completed']} of {len(runs)} runs complete, {outcome['failed']} failed")
     return 1 if outcome["failed"] else 0
 
 
-def dry_run(runs, assumed_mfu: float) -> int:
+def _log_for(as_json: bool):
+    """With --json stdout carries the one object only, so progress lines go to stderr."""
+    return (lambda line: print(line, file=sys.stderr)) if as_json else print
+
+
+def dry_run(sweep_name: str, runs, assumed_mfu: float, as_json: bool = False) -> int:
     from engine.flops import matmul_dtype, measure_matmul_peak
     from engine.sweep import estimate
-    from engine.train import _precision
+    from engine.train import resolve_precision
 
+    log = _log_for(as_json)
     peaks = {}  # the matmul peak of each precision the runs use (bf16 where the device computes it)
-    total = 0.0
+    rows, total = [], 0.0
     for run in runs:
-        dtype = matmul_dtype(_precision(run.config.precision, run.config.cpu))
+        dtype = matmul_dtype(resolve_precision(run.config.precision, run.config.cpu))
         if dtype not in peaks:
             peaks[dtype] = measure_matmul_peak(dtype=dtype)
-            print(f"measured {dtype} matmul peak {peaks[dtype] / 1e9:.0f} GFLOP/s; assuming "
-                  f"{100 * assumed_mfu:.0f}% of it")
+            log(f"measured {dtype} matmul peak {peaks[dtype] / 1e9:.0f} GFLOP/s; assuming "
+                f"{100 * assumed_mfu:.0f}% of it")
         guess = estimate(run.config, peaks[dtype], assumed_mfu)
         seconds = guess["seconds"]
         total += seconds or 0.0
-        flops = f"{guess['flops']:.3g} FLOP" if guess["flops"] else "unknown FLOPs (not a ladder model)"
-        time_text = f"~{seconds / 60:.1f} min" if seconds else "?"
-        print(f"{run.run_id:<60} {flops:>16}  {time_text}")
-    print(f"{len(runs)} runs, ~{total / 3600:.2f} h of training on this device")
+        rows.append({"run_id": run.run_id, "model": run.config.model, "train_pairs": run.config.train_pairs,
+                     "annotation": run.config.annotation, "seed": run.config.seed, "matmul_dtype": str(dtype),
+                     "n_params": guess.get("n_params"), "flops": guess["flops"], "seconds": seconds})
+        if not as_json:
+            flops = f"{guess['flops']:.3g} FLOP" if guess["flops"] else "unknown FLOPs (not a ladder model)"
+            time_text = f"~{seconds / 60:.1f} min" if seconds else "?"
+            print(f"{run.run_id:<60} {flops:>16}  {time_text}")
+    if as_json:
+        print(json.dumps({"sweep": sweep_name, "dry_run": True, "assumed_mfu": assumed_mfu,
+                          "matmul_peak_flops": {str(dtype): peak for dtype, peak in peaks.items()},
+                          "runs": rows, "total_seconds": total}))
+    else:
+        print(f"{len(runs)} runs, ~{total / 3600:.2f} h of training on this device")
     return 0
