@@ -39,7 +39,7 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.flops import train_step_flops
-from engine.paths import runs_dir
+from engine.paths import runs_dir, validate_name
 from engine.train import TrainConfig
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
@@ -71,7 +71,7 @@ def load_sweep(path: str | Path) -> Sweep:
         spec = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid TOML ({err})") from err
-    name = spec.get("name") or path.stem
+    name = validate_name(f"{path}: sweep name", spec.get("name") or path.stem)
     grid, shared = spec.get("grid", {}), dict(spec.get("train", {}))
     missing = [key for key in ("models",) if not grid.get(key)]
     if missing:
@@ -121,7 +121,7 @@ def _run_config(name, shared, model, pairs, annotation, seed, train_data, path) 
         raise InputError(f"{path}: {err}") from err
     digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
     run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{digest}"
-    return replace(config, run_id=run_id)
+    return replace(config, run_id=validate_name(f"{path}: run id", run_id))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -42,7 +42,7 @@ from engine.evaluate import EvalConfig, EvalSet, build_eval_set, evaluate
 from engine.flops import train_step_flops
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
-from engine.paths import PROJECT_ROOT, runs_dir
+from engine.paths import PROJECT_ROOT, runs_dir, validate_name
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if init == "scratch" and rung is None and not Path(cfg.model).expanduser().exists():
         raise InputError(f"--init scratch needs a ladder name or a local config folder, not '{cfg.model}'")
     annotation = cfg.annotation or ("human" if cfg.train_data is None else "pseudo")
-    run_id = cfg.run_id or _new_run_id(cfg.model, cfg.train_pairs, cfg.seed)
+    run_id = validate_name("run id", cfg.run_id or _new_run_id(cfg.model, cfg.train_pairs, cfg.seed))
     for name in ("steps", "batch_size", "negatives", "grad_accum", "eval_every", "max_query_length",
                  "max_passage_length"):
         if getattr(cfg, name) <= 0:

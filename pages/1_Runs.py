@@ -20,7 +20,7 @@ import streamlit as st
 from engine.charts import training_curve
 from engine.errors import InputError
 from engine.ladder import LADDER
-from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir
+from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir, validate_name
 from store import Store
 from store.core import RUN_STATUSES
 
@@ -266,6 +266,7 @@ def parse_annotation_folders(text: str) -> dict[str, str]:
         name, sep, folder = (part.strip() for part in line.partition("="))
         if not sep or not name or not folder:
             raise InputError(f"generated annotations, line {number}: write TYPE = FOLDER, got {line!r}")
+        validate_name(f"generated annotations, line {number}: type", name)
         if not Path(folder).expanduser().is_dir():
             raise InputError(f"generated annotations, line {number}: folder {folder} does not exist "
                              "(write one with `python -m engine annotate ...`)")
