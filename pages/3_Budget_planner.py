@@ -33,6 +33,11 @@ class CostControl:
     help: str = ""
 
     @property
+    def minimum(self) -> float:
+        """One step above 0: every cost of Eq. 12-14 is a positive number."""
+        return self.step
+
+    @property
     def key(self) -> str:
         return self.field if self.scale == 1.0 else f"{self.field}_scaled"
 
@@ -83,16 +88,20 @@ def saved_fit(store_path: str, fit_id: str) -> LawFit:
 
 
 def reset_costs() -> None:
+    """The paper's values in every cost widget. Set, not dropped: a URL-bound widget whose
+    state is dropped reloads its old value from the URL; one set to its default takes its
+    parameter out of the URL."""
     for control in COST_CONTROLS:
-        st.session_state.pop(control.key, None)
+        st.session_state[control.key] = control.default
 
 
 def cost_widget(control: CostControl) -> float:
     common = dict(key=control.key, help=control.help, bind="query-params")
     if control.slider:
-        value = st.slider(control.label, 0.0, control.maximum, control.default, control.step, **common)
+        value = st.slider(control.label, float(control.minimum), control.maximum, control.default, control.step,
+                          **common)
     else:
-        value = st.number_input(control.label, 0 * control.step, control.maximum, control.default,
+        value = st.number_input(control.label, control.minimum, control.maximum, control.default,
                                 control.step, **common)
     return value * control.scale
 

@@ -23,3 +23,37 @@ def test_fit_law_reports_bootstrap_progress():
     fit_law(law_points(), "joint", FitConfig(bootstrap=20), progress=lambda done, total: calls.append((done, total)))
     assert calls[0] == (0, 20) and calls[-1] == (20, 20)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+# --- item 14: budget planner ------------------------------------------------------------
+
+from tests.test_app import N_LABEL, assert_clean, metric, open_page, seeded_rows, seeded_store, table_with  # noqa: E402,F401
+
+PLANNER = "pages/3_Budget_planner.py"
+
+
+def test_reset_clears_a_scenario_that_came_from_the_url():
+    at = open_page(PLANNER, query={"price_per_pair": "2.0", "utilisation": "0.5", "budget": "1M"})
+    assert at.slider(key="price_per_pair").value == pytest.approx(2.0)
+    at.button(key="reset_costs").click().run()
+    at.run()                                     # a later rerun must not reload the URL's values
+    assert_clean(at)
+    assert at.slider(key="price_per_pair").value == pytest.approx(0.6)
+    assert at.slider(key="utilisation").value == pytest.approx(0.25)
+    assert "price_per_pair" not in at.query_params and "utilisation" not in at.query_params
+    assert at.select_slider(key="budget").value == 1_000_000, "reset touches the costs only"
+
+
+@pytest.mark.parametrize("key", ["price_per_pair", "gpu_price_per_hour", "utilisation", "peak_flops_scaled"])
+def test_prices_and_utilisation_cannot_be_zero(key):
+    at = open_page(PLANNER)
+    assert at.slider(key=key).min > 0
+
+
+def test_no_internal_field_name_reaches_the_user():
+    at = open_page(PLANNER, query={"price_per_pair": "0.0", "steps": "0"})
+    assert not at.exception
+    shown = " ".join(e.value for e in [*at.error, *at.warning, *at.caption, *at.markdown, *at.info])
+    internal = [name for name in ("price_per_pair", "gpu_price_per_hour", "utilisation", "peak_flops", "steps",
+                                  "batch_size", "_scaled") if name in shown]
+    assert not internal, shown
