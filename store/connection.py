@@ -8,9 +8,16 @@ meets the lock retries with exponential backoff and jitter until `timeout_s` pas
 Inside one process DuckDB shares a single database instance between connections, so
 threads (Streamlit serves each session from its own thread) would run concurrent
 transactions against each other; a per-file lock serialises them instead.
+
+A path that cannot be a store (a folder, a file that is not DuckDB, a truncated or
+read-only file, a full disk) is an `InputError` naming the file and what to do. The
+header is checked before DuckDB sees the file: DuckDB takes some foreign files (SQLite)
+for extensions and would try to download one.
 """
 from __future__ import annotations
 
+import errno
+import os
 import random
 import threading
 import time
@@ -20,12 +27,20 @@ from pathlib import Path
 
 import duckdb
 
+from engine.errors import InputError
+
 FIRST_DELAY_S = 0.005  # a typical store transaction takes a few milliseconds
 MAX_DELAY_S = 0.25
+MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+MAGIC_OFFSET = 8
+# no extension is ever installed or loaded behind the store's back (no network)
+CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+POINT_ELSEWHERE = "point --store (or $WORKBENCH_STORE) at a DuckDB file the workbench wrote, or at a new path"
 
 
-class StoreBusyError(TimeoutError):
-    """Another process held the store's file lock for longer than the timeout."""
+class StoreBusyError(InputError, TimeoutError):
+    """Another process held the store's file lock for longer than the timeout (an
+    InputError too, so every CLI reports it in one line)."""
 
 
 _guard = threading.Lock()
@@ -38,7 +53,51 @@ def _file_lock(path: Path) -> threading.RLock:
 
 
 def _is_lock_conflict(err: duckdb.Error) -> bool:
-    return "lock" in str(err).lower()
+    text = str(err).lower()  # not just "lock": "block" appears in read errors
+    return "could not set lock" in text or "conflicting lock" in text
+
+
+def check_store_file(path: Path) -> None:
+    """InputError unless `path` can hold a store: a DuckDB file that is writable, or
+    a new file in a folder that exists or can be made. Reads 12 bytes, takes no lock."""
+    folder = next((parent for parent in path.parents if parent.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise InputError(f"the store {path} cannot be created: {folder} is a file, not a folder; {POINT_ELSEWHERE}")
+    if path.is_dir():
+        raise InputError(f"the store {path} is a folder, not a database file; {POINT_ELSEWHERE}")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise InputError(f"the store {path} is not a regular file; {POINT_ELSEWHERE}")
+    with path.open("rb") as handle:
+        header = handle.read(MAGIC_OFFSET + len(MAGIC))
+    if header[MAGIC_OFFSET:] != MAGIC:
+        kind = "an empty file" if not header else "not a DuckDB database"
+        raise InputError(f"the store {path} is {kind}; {POINT_ELSEWHERE}")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise InputError(f"the store {path} is read-only for this user; make it writable (chmod u+rw) "
+                         f"or {POINT_ELSEWHERE}")
+
+
+def store_error(path: Path, err: BaseException, *, opening: bool) -> InputError | None:
+    """The InputError that says what an I/O failure on the store means, or None for a
+    failure that is no fault of the store (let it surface). After the open, only a
+    full disk, or a permission error that names the store's own files, is the store's."""
+    text = str(err).strip()
+    number = getattr(err, "errno", None)
+    if number == errno.ENOSPC or "No space left" in text:
+        return InputError(f"the disk ran full while working on the store {path} ({text}); free some space, "
+                          f"or {POINT_ELSEWHERE}")
+    denied = number in (errno.EACCES, errno.EROFS, errno.EPERM) or "Permission denied" in text \
+        or "Read-only file system" in text
+    if denied and (opening or str(path) in text):
+        return InputError(f"the store {path} is read-only ({text}); make it writable, or {POINT_ELSEWHERE}")
+    if not opening:
+        return None
+    if "Could not read enough bytes" in text or "not a valid DuckDB database" in text:
+        return InputError(f"the store {path} is truncated or damaged ({text}); restore it from a copy, "
+                          f"or {POINT_ELSEWHERE}")
+    return InputError(f"the store {path} cannot be opened ({text}); {POINT_ELSEWHERE}")
 
 
 def _open(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -47,10 +106,10 @@ def _open(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
     delay = FIRST_DELAY_S
     while True:
         try:
-            return duckdb.connect(str(path))
+            return duckdb.connect(str(path), config=CONNECT_CONFIG)
         except duckdb.IOException as err:
             if not _is_lock_conflict(err):
-                raise
+                raise store_error(path, err, opening=True) from err
             if time.monotonic() >= deadline:
                 raise StoreBusyError(
                     f"the store {path} stayed locked by another process for more than "
@@ -62,12 +121,19 @@ def _open(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def connection(path: Path, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `path` held only for the `with` block."""
+    """A connection to `path` held only for the `with` block; a full disk or a
+    read-only file met inside it is an InputError too."""
+    check_store_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(path):
         con = _open(path, timeout_s)
         try:
             yield con
+        except (duckdb.IOException, OSError) as err:
+            meaning = store_error(path, err, opening=False)
+            if meaning is None:
+                raise
+            raise meaning from err
         finally:
             con.close()
 

@@ -130,8 +130,9 @@ def migrate(con: duckdb.DuckDBPyConnection, *, upto: int = LATEST_VERSION) -> in
     """
     version = current_version(con)
     if version > LATEST_VERSION:
+        (path,) = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
         raise InputError(
-            f"the store has schema version {version} but this workbench knows only up to "
+            f"the store {path} has schema version {version} but this workbench knows only up to "
             f"{LATEST_VERSION}; update the workbench or point --store at another file"
         )
     for number in range(version + 1, upto + 1):

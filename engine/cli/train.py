@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         from store import Store
 
         store = Store(args.store)
+        store.ingest()  # opens the file now: a path that holds no store fails before training, not after
     # `kill` (the app's cancel button) ends the run as cancelled, not failed
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

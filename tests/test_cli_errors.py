@@ -1,0 +1,135 @@
+"""Expected failures over the CLIs (`python -m engine ...`, `python -m store ...`): one
+`error: ...` line that names the input and what to do, exit status 2, and no work done
+before the check. Subprocesses where the entry point itself is the point; the same
+`main()` in-process where many cases share it (each subprocess costs seconds of imports)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.errors import InputError
+from engine.paths import PROJECT_ROOT
+from store import Store
+from store.connection import connection, store_error
+from test_data import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """One tiny BEIR set shared by the module's tests (none of them trains on it)."""
+    return write_synthetic(tmp_path_factory.mktemp("cli-errors") / "syn", n_passages=60, n_train=30, n_test=10)
+
+
+def run_cli(package: str, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", package, *map(str, args)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_error_line(result, *fragments: str) -> str:
+    """Status 2, nothing but one `error:` line on stderr holding every fragment."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def in_process(main, capsys, *args: object):
+    """`main(args)` of a CLI module, as a CompletedProcess-like result."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+# ---------------------------------------------------------------- store files
+
+
+def _broken_store(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.duckdb"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("run_id,loss\na,1.0\n" * 100)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "sqlite":  # DuckDB itself would try to download its SQLite extension for this one
+        path.write_bytes(b"SQLite format 3\x00" + bytes(8192))
+    elif kind in ("truncated", "newer-schema"):
+        Store(path).info()
+        if kind == "newer-schema":
+            with duckdb.connect(str(path)) as con:
+                con.execute("INSERT INTO schema_version VALUES (99, now())")
+        else:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+STORE_FAULTS = {
+    "folder": "is a folder", "text": "not a DuckDB database", "empty": "an empty file",
+    "sqlite": "not a DuckDB database", "truncated": "truncated or damaged", "newer-schema": "schema version 99",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STORE_FAULTS))
+def test_store_cli_names_a_broken_store_in_one_line(tmp_path, capsys, kind):
+    from store.__main__ import main
+
+    path = _broken_store(tmp_path, kind)
+    assert_one_error_line(in_process(main, capsys, "info", "--store", path), str(path), STORE_FAULTS[kind])
+
+
+def test_store_cli_subprocess_on_a_text_file(tmp_path):
+    path = _broken_store(tmp_path, "text")
+    assert_one_error_line(run_cli("store", "info", "--store", path), str(path), "not a DuckDB database", "--store")
+
+
+def test_store_in_a_folder_that_is_a_file(tmp_path):
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        Store(blocker / "results.duckdb").info()
+
+
+@pytest.mark.parametrize("message, meaning", [
+    ('IO Error: Cannot open file "{path}": Permission denied', "read-only"),
+    ('IO Error: Cannot open file "{path}": Read-only file system', "read-only"),
+    ('IO Error: Could not write file "{path}.wal": No space left on device', "disk ran full"),
+])
+def test_open_failures_of_the_file_system_are_input_errors(tmp_path, monkeypatch, message, meaning):
+    """Read-only and full disks cannot be made here (tests run as root, no tiny file
+    system): DuckDB's own messages for them must map to a clear InputError."""
+    path = tmp_path / "s.duckdb"
+    Store(path).info()
+
+    def refuse(*args, **kwargs):
+        raise duckdb.IOException(message.format(path=path))
+
+    monkeypatch.setattr(duckdb, "connect", refuse)
+    with pytest.raises(InputError, match=meaning) as caught:
+        Store(path).info()
+    assert str(path) in str(caught.value) and "--store" in str(caught.value)
+
+
+def test_disk_full_inside_a_transaction_is_an_input_error(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with pytest.raises(InputError, match="disk ran full"):
+        with connection(path, timeout_s=5):
+            raise duckdb.IOException('IO Error: Could not write to file "x.parquet": No space left on device')
+    with pytest.raises(OSError, match="unrelated"):  # not the store's fault: surfaces unchanged
+        with connection(path, timeout_s=5):
+            raise OSError(13, "Permission denied: unrelated")
+    assert store_error(path, OSError(13, "Permission denied", "/elsewhere"), opening=False) is None
+
+
+def test_training_into_a_file_that_is_no_store_fails_before_training(tmp_path, dataset):
+    path = _broken_store(tmp_path, "text")
+    result = run_cli("engine", "train", "--dataset", dataset, "--model", "scratch-L1-H32", "--steps", "2",
+                     "--store", path, "--run-id", "never")
+    assert_one_error_line(result, str(path), "not a DuckDB database")
+    assert not (tmp_path / "runs" / "never").exists()
