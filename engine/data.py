@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -166,12 +167,24 @@ def _read_texts(path: Path, kind: str, jsonl: bool) -> tuple[list[str], list[str
     return ids, texts
 
 
+def _scalar_text(path: Path, number: int, row: dict, key: str) -> str:
+    """A JSON field that must be text: a string, or a number written as one. An
+    object, list or boolean would otherwise be encoded as its Python repr."""
+    value = row.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InputError(f"{path}:{number}: field '{key}' must be a string, got a JSON "
+                         f"{type(value).__name__} ({json.dumps(value)[:60]}); write the text itself")
+    return str(value)
+
+
 def _text_rows(path: Path, jsonl: bool) -> Iterator[tuple[int, str, str]]:
     if jsonl:
         for number, row in _jsonl(path, ("_id", "text")):
-            title = str(row.get("title") or "").strip()
-            text = str(row["text"])
-            yield number, str(row["_id"]), f"{title} {text}" if title else text
+            title = _scalar_text(path, number, row, "title").strip()
+            text = _scalar_text(path, number, row, "text")
+            yield number, _scalar_text(path, number, row, "_id"), f"{title} {text}" if title else text
         return
     for number, text in _lines(path):
         fields = text.split("\t", 1)
@@ -203,11 +216,14 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
             )
         qid, pid, grade_text = _qrel_fields(fields)
         try:
-            grade = int(float(grade_text))
+            grade = _grade(grade_text)
         except ValueError:
             if is_first:
                 continue  # a header with other column names
             raise InputError(f"{path}:{number}: relevance grade '{grade_text}' is not a number") from None
+        if grade is None:
+            raise InputError(f"{path}:{number}: relevance grade '{grade_text}' is not a whole number; grades are "
+                             "integers (0: not relevant, 1 or more: relevant): round or threshold them first")
         if pid in judged.get(qid, {}):
             duplicates += 1
             grade = max(grade, judged[qid][pid])
@@ -215,6 +231,13 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     if duplicates:
         log.warning("%s: %d duplicate judgments merged (highest grade kept)", path, duplicates)
     return judged
+
+
+def _grade(text: str) -> int | None:
+    """The integer grade in `text` ('2', '2.0'); None for a fraction, inf or nan,
+    which int() would truncate or reject with a traceback. ValueError: no number."""
+    value = float(text)
+    return int(value) if math.isfinite(value) and value == int(value) else None
 
 
 def _qrel_fields(fields: list[str]) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store import Store
 from store.connection import connection, store_error
-from test_data import write_synthetic
+from test_data import write_beir, write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,43 @@ def test_training_into_a_file_that_is_no_store_fails_before_training(tmp_path, d
                      "--store", path, "--run-id", "never")
     assert_one_error_line(result, str(path), "not a DuckDB database")
     assert not (tmp_path / "runs" / "never").exists()
+
+
+# ---------------------------------------------------------------- data set files
+
+
+@pytest.mark.parametrize("grade", ["0.7", "inf", "nan", "-Infinity"])
+def test_a_grade_that_is_no_whole_number_is_refused(tmp_path, grade):
+    """0.7 was truncated to 0 (a relevant judgment silently lost); inf was a traceback."""
+    from engine.data import load_retrieval_data
+
+    folder = write_beir(tmp_path / "graded", qrels={"test": f"query-id\tcorpus-id\tscore\nq3\tp3\t{grade}\n"})
+    with pytest.raises(InputError, match=rf"test.tsv:2: relevance grade '{grade}' is not a whole number"):
+        load_retrieval_data(folder)
+
+
+def test_evaluate_cli_names_a_qrels_grade_of_inf(tmp_path):
+    folder = write_beir(tmp_path / "graded", qrels={"test": "q3\tp3\tinf\n"})
+    result = run_cli("engine", "evaluate", "--dataset", folder, "--checkpoint", tmp_path / "no-model")
+    assert_one_error_line(result, "test.tsv:1", "'inf' is not a whole number")
+
+
+@pytest.mark.parametrize("field, value", [("text", {"en": "apples"}), ("text", ["a", "b"]), ("title", {"x": 1}),
+                                          ("text", True), ("_id", {"id": 1})])
+def test_a_text_field_that_is_no_string_is_refused(tmp_path, field, value):
+    """`"text": {...}` was read as the string "{'en': 'apples'}" and trained on."""
+    from engine.data import load_retrieval_data
+
+    corpus = [{"_id": "p1", "text": "apples are red"}, {"_id": "p2", "text": "bananas"}, {"_id": "p3", "text": "x"}]
+    corpus[1][field] = value
+    with pytest.raises(InputError, match=rf"corpus.jsonl:2: field '{field}' must be a string"):
+        load_retrieval_data(write_beir(tmp_path / "objects", corpus=corpus))
+
+
+def test_numbers_as_ids_and_texts_still_read(tmp_path):
+    from engine.data import load_retrieval_data
+
+    corpus = [{"_id": 1, "text": "apples are red"}, {"_id": "p2", "text": 1999}, {"_id": "p3", "text": "x"}]
+    data = load_retrieval_data(write_beir(tmp_path / "numbers", corpus=corpus,
+                                          qrels={"test": "q3\tp3\t2.0\n", "train": "q1\t1\t1\n"}))
+    assert data.passage_ids[0] == "1" and data.passages[1] == "1999" and data.qrels["test"] == {"q3": {"p3": 2}}
