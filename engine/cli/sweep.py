@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.cli import sweep_slurm
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="run models x data sizes x annotations x seeds from a TOML file")
@@ -19,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--store", type=Path, help="results store (default: $WORKBENCH_STORE or .store/)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (the dry run's estimates or the sweep's outcome); logs go to stderr")
+    sweep_slurm.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -30,6 +33,8 @@ def run(args) -> int:
     if args.parallel < 1:
         raise InputError(f"--parallel must be at least 1, got {args.parallel}")
     sweep = load_sweep(args.file)
+    if args.emit:
+        return sweep_slurm.emit(sweep, args)
     runs = shard(sweep.runs, *parse_shard(args.shard))
     if args.dry_run:
         return dry_run(sweep.name, runs, args.assumed_mfu, args.json)
