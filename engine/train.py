@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,8 @@ import torch
 from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
 from engine.dropout import use_fast_dropout
 from engine.errors import InputError
-from engine.evaluate import EvalConfig, EvalSet, build_eval_set, evaluate
+from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
+from engine.evaluate import EvalSet, build_eval_set, evaluate
 from engine.flops import train_step_flops
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
@@ -47,87 +48,8 @@ from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cache
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-DROPOUT_MASKS = ("auto", "fast", "torch")
-INITS = ("auto", "pretrained", "scratch")
-COMPILE_CHOICES = ("auto", "yes", "no")
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
 PROGRESS_INTERVAL_S = 1.0
-
-
-@dataclass
-class TrainConfig:
-    """One training run; stored with the run, its checkpoints and its model."""
-
-    # what is trained, on what
-    dataset: str = field(metadata={"help": "data set folder (BEIR, MS MARCO or T2Ranking layout); its test split "
-                                           "is the evaluation"})
-    model: str = field(default="scratch-L2-H64", metadata={"help": "ladder name (python -m engine models), local "
-                                                                    "folder or hub name"})
-    init: str = field(default="auto", metadata={"help": "pretrained weights or a random init from the config "
-                                                         "(auto: scratch for scratch-* rungs)", "choices": INITS})
-    tokenizer: str | None = field(default=None, metadata={"help": "scratch only: vocab.txt, folder or hub name "
-                                                                  "(default: WordPiece trained on the corpus)"})
-    tokenizer_vocab_size: int = field(default=8192, metadata={"help": "vocabulary of a tokenizer trained on the corpus"})
-    scratch_embedding_std: float = field(default=1.0, metadata={"help": "scratch only: std of the word-embedding "
-                                                                        "init (T5's 1; BERT's 0.02 hides token identity)"})
-    pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
-                                                   "choices": ("mean", "cls")})
-    train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
-                                                                   "pairs instead of the data set's train split"})
-    annotation: str | None = field(default=None, metadata={"help": "annotation label stored with the run "
-                                                                   "(default: human, or pseudo with --train-data)"})
-    train_pairs: int | None = field(default=None, metadata={"help": "D: training pairs, a seeded nested subset "
-                                                                    "(default: all)"})
-    data_seed: int = field(default=0, metadata={"help": "seed of the D-pair subset (same seed: nested subsets)"})
-    lenient_qrels: bool = field(default=False, metadata={"help": "drop judgments with unknown ids (counted) "
-                                                                 "instead of failing"})
-    # optimisation (defaults: the paper and its released code)
-    steps: int = field(default=10_000, metadata={"help": "optimizer steps (paper: 10,000)"})
-    batch_size: int = field(default=128, metadata={"help": "queries per step, per process"})
-    negatives: int = field(default=256, metadata={"help": "k random negatives per step shared by the batch "
-                                                          "(paper: 256), split over processes"})
-    in_batch_negatives: bool = field(default=True, metadata={"help": "other queries' positives are negatives too"})
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rung's, 5e-6 "
-                                                              "for pretrained BERT)"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
-    weight_decay: float = field(default=0.001, metadata={"help": "AdamW weight decay (not on biases, LayerNorm)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
-    max_query_length: int = field(default=32, metadata={"help": "query tokens kept"})
-    max_passage_length: int = field(default=180, metadata={"help": "passage tokens kept"})
-    seed: int = field(default=0, metadata={"help": "seed of the initialisation, batches and negatives"})
-    # evaluation
-    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (and at the end)"})
-    eval_at_start: bool = field(default=False, metadata={"help": "also evaluate before the first step"})
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    # infrastructure
-    precision: str = field(default="auto", metadata={
-        "help": "mixed precision (auto: bf16 on a GPU or CPU that computes it natively, e.g. AVX512-BF16 or AMX; "
-                "2.2x the fp32 matmul rate on the development CPU, bench/RESULTS.md)", "choices": PRECISIONS})
-    dropout_masks: str = field(default="auto", metadata={
-        "help": "how dropout masks are drawn: fast (16-bit masks, engine/dropout.py), torch (bernoulli); "
-                "auto: fast on a CPU, where torch's masks took a fifth of a small model's step", "choices": DROPOUT_MASKS})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
-    compile: str = field(default="no", metadata={
-        "help": "torch.compile the training forward; batches are then padded to the max lengths so shapes never "
-                "change (auto: runs of >= 500 steps). On a 2-core CPU it was no faster (bench/RESULTS.md)",
-        "choices": COMPILE_CHOICES})
-    checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
-    keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
-    cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present (and for "
-                                                        "several CPU processes under torchrun)"})
-    run_id: str | None = field(default=None, metadata={"help": "run id; an existing run's id resumes it"})
-    label: str | None = field(default=None, metadata={"help": "free label stored with the run"})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """From `asdict` output (a stored config, a sweep file's values)."""
-        for kind, given in ((cls, values), (EvalConfig, values.get("eval", {}))):
-            unknown = set(given) - {f.name for f in fields(kind)}
-            if unknown:
-                raise InputError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
-        return cls(**{**values, "eval": EvalConfig(**values.get("eval", {}))})
 
 
 @dataclass
@@ -186,7 +108,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if cfg.dropout_masks not in DROPOUT_MASKS:
         raise InputError(f"dropout_masks must be one of {', '.join(DROPOUT_MASKS)}, got '{cfg.dropout_masks}'")
     return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg),
-                   precision=_precision(cfg.precision, cfg.cpu), dropout_masks=_dropout_masks(cfg))
+                   precision=resolve_precision(cfg.precision, cfg.cpu), dropout_masks=_dropout_masks(cfg))
 
 
 def _compile(cfg: TrainConfig) -> str:
@@ -208,7 +130,8 @@ def _on_cpu(cpu: bool) -> bool:
     return cpu or not torch.cuda.is_available()
 
 
-def _precision(requested: str, cpu: bool) -> str:
+def resolve_precision(requested: str, cpu: bool) -> str:
+    """The mixed precision a run uses: `requested`, or for "auto" bf16 where this device computes it."""
     if requested != "auto":
         return requested
     if _on_cpu(cpu):
@@ -621,7 +544,7 @@ class _RunRecorder:
             ranking = self.cfg.eval.ranking == "every" or (final and self.cfg.eval.ranking == "final")
             metrics = evaluate(
                 self.accelerator.unwrap_model(model), self.prepared.eval_set, device=self.accelerator.device,
-                batch_size=self.cfg.eval.batch_size, ranking=ranking, autocast_dtype=_autocast_dtype(self.accelerator),
+                batch_size=self.cfg.eval_batch_size, ranking=ranking, autocast_dtype=_autocast_dtype(self.accelerator),
             )
             state.record(state.step, metrics)
             log.info("%s step %d: %s", self.cfg.run_id, state.step,

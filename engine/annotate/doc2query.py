@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from engine.annotate.cache import OutputCache, cache_file, cached_outputs
+from engine.annotate.local_model import LocalGenerator
 from engine.annotate.output import TrainingSet, check_out_dir, manifest, write_training_set
 from engine.annotate.parsing import Tally, clean_queries
 from engine.annotate.source import load_source, stable_seed
@@ -49,47 +50,15 @@ class Doc2QueryConfig:
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed}
 
 
-def resolve_device(device: str) -> str:
-    import torch
+class Seq2SeqSampler(LocalGenerator):
+    """Samples `queries_per_passage` queries per passage: yields (passage id, samples)."""
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is available here; use cpu or auto")
-    return device
+    model_class = "AutoModelForSeq2SeqLM"
+    what = "seq2seq generator"
 
-
-def load_generator(model_class, name: str, device: str, what: str):
-    """(tokenizer, model in eval mode on `device`) of a local folder or hub name."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        return tokenizer, model_class.from_pretrained(name).to(device).eval()
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot load {what} {name!r}: {err}") from err
-
-
-class Seq2SeqSampler:
-    """Called with a batch of (passage id, text), yields (passage id, samples). The
-    model loads on the first call, so a fully cached run never loads it."""
-
-    def __init__(self, config: Doc2QueryConfig):
-        self.config = config
-        self.model = None
-
-    def _load(self) -> None:
-        from transformers import AutoModelForSeq2SeqLM
-
-        self.device = resolve_device(self.config.device)
-        self.tokenizer, self.model = load_generator(AutoModelForSeq2SeqLM, self.config.model, self.device,
-                                                    "seq2seq generator")
-
-    def __call__(self, batch: list[tuple[str, str]]):
+    def generate(self, batch: list[tuple[str, str]]):
         import torch
 
-        if self.model is None:
-            self._load()
         c = self.config
         encoded = self.tokenizer([text for _, text in batch], return_tensors="pt", padding=True,
                                  truncation=True, max_length=c.max_input_tokens).to(self.device)

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 from engine.annotate.cache import OutputCache, cache_file, cached_outputs, text_hash
-from engine.annotate.doc2query import load_generator, resolve_device
 from engine.annotate.endpoint import ChatEndpoint, EndpointConfig
+from engine.annotate.local_model import LocalGenerator
 from engine.annotate.output import TrainingSet, check_out_dir, manifest, write_training_set
 from engine.annotate.parsing import Tally, parse_llm_answer
 from engine.annotate.source import load_source, passage_text, positive_demand, stable_seed
@@ -76,20 +76,14 @@ def build_prompt(passage: str, max_chars: int) -> str:
     return PROMPT.format(passage[:max_chars])
 
 
-class LocalChatModel:
-    """Called with a batch of (passage id, text), yields (passage id, [answer]). The
-    model loads on the first call, so a fully cached run never loads it."""
+class LocalChatModel(LocalGenerator):
+    """A local causal LM answering the prompt once per passage: yields (passage id, [answer])."""
 
-    def __init__(self, config: LLMConfig):
-        self.config = config
-        self.model = None
+    model_class = "AutoModelForCausalLM"
+    what = "causal LM"
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM
-
-        self.device = resolve_device(self.config.device)
-        self.tokenizer, self.model = load_generator(AutoModelForCausalLM, self.config.model, self.device,
-                                                    "causal LM")
+        super()._load()
         self.tokenizer.padding_side = "left"   # generation continues the right end
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
@@ -102,11 +96,9 @@ class LocalChatModel:
         return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
                                                   add_generation_prompt=True, tokenize=False)
 
-    def __call__(self, batch: list[tuple[str, str]]):
+    def generate(self, batch: list[tuple[str, str]]):
         import torch
 
-        if self.model is None:
-            self._load()
         c = self.config
         prompts = [self.render(build_prompt(text, c.max_passage_chars)) for _, text in batch]
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True,
