@@ -34,6 +34,8 @@ PARAM_NAMES = {
     "data": ("B", "beta", "delta"),
     "joint": ("A", "B", "alpha", "beta", "delta"),
 }
+POSITIVE_PARAMS = ("A", "B", "alpha", "beta")   # scales and exponents; delta (a floor) may be 0
+EXTRAPOLATION_WARNING = 10.0   # a prediction this many times beyond the fitted sizes gets a plain warning
 LAW_EQUATIONS = {
     "model": "L(N) = (A/N)^alpha + delta   (Eq. 6)",
     "data": "L(D) = (B/D)^beta + delta   (Eq. 7)",
@@ -95,6 +97,29 @@ class ScalingLaw:
     def describe(self) -> str:
         coefs = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
         return f"{LAW_EQUATIONS[self.kind]} with {coefs}"
+
+
+def extrapolation_factor(value: float, support: tuple[float, float]) -> float:
+    """1 inside [low, high]; value / high above it, low / value below it."""
+    low, high = support
+    return float(max(value / high, low / value, 1.0))
+
+
+def predict_params(kind: str, params: np.ndarray, n=None, d=None) -> np.ndarray:
+    """Every law of one kind at once: params (k, n_params) in PARAM_NAMES order, n and d
+    broadcast against (k, 1), so n of shape (m,) or (k, m) gives (k, m). Computed in
+    log space, so a wild bootstrap draw gives inf, never an overflow error."""
+    columns = dict(zip(PARAM_NAMES[kind], np.asarray(params, dtype=float).T[..., None]))  # each (k, 1)
+    log_n = None if n is None else np.log(np.asarray(n, dtype=float))
+    log_d = None if d is None else np.log(np.asarray(d, dtype=float))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        if kind == "joint":
+            a, b, alpha, beta = (columns[k] for k in ("A", "B", "alpha", "beta"))
+            u = alpha / beta * (np.log(a) - log_n)
+            return np.exp(beta * np.logaddexp(u, np.log(b) - log_d)) + columns["delta"]
+        if kind == "model":
+            return np.exp(columns["alpha"] * (np.log(columns["A"]) - log_n)) + columns["delta"]
+        return np.exp(columns["beta"] * (np.log(columns["B"]) - log_d)) + columns["delta"]
 
 
 def _required(values, name):
@@ -174,6 +199,29 @@ class FitConfig:
     holdout_largest: int = 0       # hold out the k largest sizes along holdout_axis
     holdout_axis: str = "auto"     # n, d, or auto: d for the data law, n otherwise
 
+    def __post_init__(self):
+        check_level(self.level)
+        if not _is_number(self.huber_scale) or not np.isfinite(self.huber_scale) or self.huber_scale <= 0:
+            raise InputError(f"huber_scale must be a positive number (e.g. 0.05, or 1e-3 as Epoch AI's "
+                             f"Chinchilla replication), got {self.huber_scale!r}")
+        for name in ("bootstrap", "holdout_largest", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+                raise InputError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.holdout_axis not in ("auto", "n", "d"):
+            raise InputError(f"holdout_axis must be n, d or auto, got {self.holdout_axis!r}")
+
+
+def check_level(level) -> float:
+    """A confidence level strictly between 0 and 1 (0.95 for 95 %), or InputError."""
+    if not _is_number(level) or not 0 < level < 1:
+        raise InputError(f"the confidence level must lie strictly between 0 and 1 (0.95 for 95%), got {level!r}")
+    return float(level)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
 
 @dataclass
 class LawFit:
@@ -190,6 +238,24 @@ class LawFit:
     @property
     def heldout(self) -> pd.DataFrame:
         return self.points[self.points["role"] == "heldout"]
+
+    @property
+    def support(self) -> dict[str, tuple[float, float]]:
+        """The N and D ranges of the points the law was fitted to ({} if none are kept):
+        inside them a prediction interpolates; outside, it extrapolates."""
+        if self.points.empty:
+            return {}
+        fitted = self.points[self.points["role"] == "fit"] if "role" in self.points else self.points
+        return {c: (float(fitted[c].min()), float(fitted[c].max()))
+                for c in ("n", "d") if c in fitted and len(fitted)}
+
+    def extrapolation(self, n: float | None = None, d: float | None = None) -> dict[str, float]:
+        """How far n and d lie beyond the support, as a factor (1 inside it, 10 for ten
+        times the largest fitted size or a tenth of the smallest); only the sizes given
+        and supported."""
+        support = self.support
+        return {axis: extrapolation_factor(value, support[axis])
+                for axis, value in (("n", n), ("d", d)) if value is not None and axis in support}
 
     def bootstrap_laws(self) -> list[ScalingLaw]:
         names = PARAM_NAMES[self.law.kind]
@@ -221,6 +287,7 @@ class LawFit:
             "level": self.config.level,
             "equation": LAW_EQUATIONS[self.law.kind],
             "config": asdict(self.config),
+            "support": {axis: list(bounds) for axis, bounds in self.support.items()},
             "points": json.loads(self.points.to_json(orient="records")),
         }
         if include_bootstrap:
@@ -230,17 +297,69 @@ class LawFit:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LawFit":
-        kind = data["law"]
-        config = FitConfig(**data.get("config", {}))
+        """A fit from its JSON form, checked: InputError names the first field that is wrong."""
+        if not isinstance(data, dict):
+            raise InputError("a fit must be a JSON object with law, params and bootstrap")
+        kind = data.get("law")
+        if kind not in LAW_KINDS:
+            raise InputError(f"field 'law' must be one of {', '.join(LAW_KINDS)}, got {kind!r}")
+        params = _checked_params(kind, data.get("params"))
+        config = data.get("config", {})
+        if not isinstance(config, dict) or set(config) - set(FitConfig.__dataclass_fields__):
+            raise InputError(f"field 'config' must be an object with keys among "
+                             f"{', '.join(FitConfig.__dataclass_fields__)}")
+        r2 = data.get("r2", float("nan"))
+        r2 = float("nan") if r2 is None else r2
+        if not _is_number(r2):
+            raise InputError(f"field 'r2' must be a number, got {r2!r}")
         return cls(
-            law=ScalingLaw(kind, {k: float(v) for k, v in data["params"].items()}),
-            r2=float(data.get("r2", float("nan"))),
-            intervals={k: tuple(v) for k, v in data.get("intervals", {}).items()},
-            bootstrap_params=np.asarray(data.get("bootstrap", []), dtype=float).reshape(-1, len(PARAM_NAMES[kind])),
-            log_residuals=np.asarray(data.get("log_residuals", [0.0]), dtype=float),
+            law=ScalingLaw(kind, params),
+            r2=float(r2),
+            intervals=_checked_intervals(data.get("intervals", {})),
+            bootstrap_params=_checked_matrix(data.get("bootstrap", []), "bootstrap", len(PARAM_NAMES[kind])),
+            log_residuals=_checked_matrix(data.get("log_residuals", [0.0]), "log_residuals", None),
             points=pd.DataFrame(data.get("points", [])),
-            config=config,
+            config=FitConfig(**config),
         )
+
+
+def _checked_params(kind: str, params) -> dict[str, float]:
+    names = PARAM_NAMES[kind]
+    if not isinstance(params, dict) or set(params) != set(names):
+        raise InputError(f"field 'params' of a {kind} law must be an object with exactly {', '.join(names)}")
+    for name, value in params.items():
+        if not _is_number(value) or not np.isfinite(value):
+            raise InputError(f"parameter {name} must be a finite number, got {value!r}")
+        if name in POSITIVE_PARAMS and value <= 0:
+            raise InputError(f"parameter {name} must be > 0 (a law with {name} = {value:g} is not a power law)")
+        if value < 0:
+            raise InputError(f"parameter {name} must be >= 0, got {value:g}")
+    return {name: float(params[name]) for name in names}
+
+
+def _checked_intervals(intervals) -> dict[str, tuple[float, float]]:
+    if not isinstance(intervals, dict):
+        raise InputError("field 'intervals' must be an object of [low, high] pairs")
+    for name, pair in intervals.items():
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_number(v) for v in pair):
+            raise InputError(f"interval of {name} must be a [low, high] pair of numbers, got {pair!r}")
+    return {name: (float(lo), float(hi)) for name, (lo, hi) in intervals.items()}
+
+
+def _checked_matrix(values, name: str, columns: int | None) -> np.ndarray:
+    """A list of numbers (columns None) or of rows of `columns` numbers, without NaN."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"field {name!r} must hold numbers only ({err})") from err
+    shape_ok = array.ndim == 1 if columns is None else (
+        array.size == 0 or (array.ndim == 2 and array.shape[1] == columns))
+    if not shape_ok:
+        what = "a list of numbers" if columns is None else f"a list of rows of {columns} numbers"
+        raise InputError(f"field {name!r} must be {what}; got shape {array.shape}")
+    if np.isnan(array).any():
+        raise InputError(f"field {name!r} contains NaN")
+    return array.reshape(-1, columns) if columns else array
 
 
 def load_law(spec: str) -> LawFit | ScalingLaw:
@@ -252,7 +371,9 @@ def load_law(spec: str) -> LawFit | ScalingLaw:
         raise InputError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a fit JSON file")
     try:
         return LawFit.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not a fit JSON written by `laws fit` ({err})") from err
 
 

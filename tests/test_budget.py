@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, loss_along_budget, n_max,
-                           optimise, total_cost)
+from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
+                           loss_along_budget, n_max, optimise, total_cost)
 from engine.errors import InputError
-from engine.laws import FitConfig, fit_law, preset
+from engine.laws import FitConfig, LawFit, fit_law, preset
 
 JOINT = preset("paper-joint")
 
@@ -104,3 +104,72 @@ def test_law_without_d_is_refused():
         optimise(preset("paper-msmarco-model"), BudgetQuestion(2e4))
     with pytest.raises(InputError, match="needs the joint law"):
         optimise(preset("paper-msmarco-data"), BudgetQuestion(2e4))
+
+
+# --- decision uncertainty: the budget problem under every bootstrap law ---------------
+
+def synthetic_fit(laws=200, spread=0.05, seed=0, n_support=(5e5, 9e7), d_support=(1e3, 5e5)) -> LawFit:
+    """The paper's joint law as a fit whose bootstrap laws scatter its exponents by `spread`."""
+    rng = np.random.default_rng(seed)
+    names = ["A", "B", "alpha", "beta", "delta"]
+    centre = np.array([JOINT.params[k] for k in names])
+    boot = centre * np.exp(rng.normal(0, spread, (laws, 5)))
+    points = pd.DataFrame({"n": list(n_support), "d": list(d_support), "loss": [1.0, 0.5], "role": "fit"})
+    return LawFit(JOINT, 0.99, {}, boot, np.zeros(2), points, FitConfig(bootstrap=laws))
+
+
+@pytest.mark.parametrize("question", [BudgetQuestion(2e4), BudgetQuestion(1e6, True)])
+def test_each_bootstrap_laws_optimum_equals_its_brute_force_grid(question):
+    fit = synthetic_fit(laws=40)
+    u = decision_uncertainty(fit, question)
+    grid = np.geomspace(question.n_min, n_max(question), 200_000)
+    for law, n_opt in zip(fit.bootstrap_laws(), u.n_opt_samples):
+        assert n_opt == pytest.approx(grid[np.argmin(loss_along_budget(law, question, grid))], rel=1e-3)
+
+
+def test_decision_intervals_robust_choice_and_regret():
+    fit = synthetic_fit()
+    question = BudgetQuestion(2e4)
+    u = decision_uncertainty(fit, question, level=0.9)
+    assert u.n_opt_interval[0] < u.n_opt < u.n_opt_interval[1]
+    assert u.d_opt_interval[0] < u.d_opt < u.d_opt_interval[1]
+    assert np.mean((u.n_opt_samples >= u.n_opt_interval[0]) & (u.n_opt_samples <= u.n_opt_interval[1])) \
+        == pytest.approx(0.9, abs=0.01)
+    # the robust choice minimises the mean loss of the bootstrap laws: no grid point beats it
+    grid = np.geomspace(question.n_min, n_max(question), 20_000)
+    mean = np.mean([loss_along_budget(law, question, grid) for law in fit.bootstrap_laws()], axis=0)
+    assert u.n_robust == pytest.approx(grid[np.argmin(mean)], rel=1e-2)
+    assert 0 <= u.regret_robust <= u.regret
+    assert total_cost(u.n_robust, u.d_robust, question.costs, False) == pytest.approx(question.budget)
+    wider = decision_uncertainty(synthetic_fit(spread=0.15), question, level=0.9)
+    assert np.log(wider.n_opt_interval[1] / wider.n_opt_interval[0]) > np.log(u.n_opt_interval[1] / u.n_opt_interval[0])
+    assert wider.regret > u.regret
+
+
+def test_extrapolation_factor_and_warning():
+    question = BudgetQuestion(2e4)                     # N* = 6.8e9 under the paper's law
+    far = decision_uncertainty(synthetic_fit(), question).extrapolation
+    assert far.n == pytest.approx(optimise(JOINT, question).n_opt / 9e7, rel=1e-6)
+    assert far.d == 1.0                                # D* = 33k lies inside 1e3-5e5
+    assert far.beyond_warning and "Warning" in far.describe()
+    near = extrapolation(synthetic_fit(n_support=(1e8, 1e10)), 6.8e9, 3e4)
+    assert near.n == 1.0 and not near.beyond_warning and "Warning" not in near.describe()
+    below = extrapolation(synthetic_fit(n_support=(1e8, 1e10)), 1e7, 3e4)
+    assert below.n == pytest.approx(10.0)
+
+
+def test_decision_uncertainty_needs_bootstrap_laws():
+    fit = synthetic_fit()
+    fit.bootstrap_params = np.empty((0, 5))
+    with pytest.raises(InputError, match="no bootstrap laws"):
+        decision_uncertainty(fit, BudgetQuestion(2e4))
+    with pytest.raises(InputError, match="confidence level"):
+        decision_uncertainty(synthetic_fit(), BudgetQuestion(2e4), level=1.5)
+
+
+@pytest.mark.parametrize("field, value", [("n_min", 0), ("n_min", -1e3), ("n_min", np.nan),
+                                          ("band_tolerance", 0), ("band_tolerance", -0.1),
+                                          ("band_tolerance", np.nan)])
+def test_question_refuses_non_positive_settings(field, value):
+    with pytest.raises(InputError, match=field):
+        BudgetQuestion(2e4, **{field: value})

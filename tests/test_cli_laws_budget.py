@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.laws import preset
+from engine.laws import LawFit, preset
 from tests.conftest import ROOT
 
 
@@ -52,12 +52,70 @@ def test_budget_reads_a_saved_fit(joint_csv, tmp_path):
         assert key in answer
     assert answer["band"][0] <= answer["n_opt"] <= answer["band"][1]
     assert answer["loss_interval"][0] < answer["loss"] < answer["loss_interval"][1]
+    assert answer["n_opt_interval"][0] <= answer["n_opt"] <= answer["n_opt_interval"][1]
+    assert answer["d_opt_interval"][0] <= answer["d_opt"] <= answer["d_opt_interval"][1]
+    assert answer["n_opt_interval"][0] <= answer["n_robust"] <= answer["n_opt_interval"][1]
+    assert answer["regret"] >= 0
+    reach = answer["extrapolation"]
+    assert reach["n_support"] == [pytest.approx(5e5), pytest.approx(9e7)]
+    assert reach["n"] == pytest.approx(max(answer["n_opt"] / 9e7, 5e5 / answer["n_opt"], 1.0))
 
 
 def test_budget_default_law_json():
     answer = json.loads(run_cli("budget", "--budget", "20000", "--json").stdout)
     assert answer["z_train"] == pytest.approx(3.22e-8, rel=0.01)
     assert 1e9 < answer["n_opt"] < 2e10
+    assert answer["n_opt_interval"] is None and answer["extrapolation"] is None   # a preset has neither
+
+
+def test_budget_warns_far_beyond_the_fitted_points(tmp_path):
+    """A saved fit of models up to 9e7 parameters asked about $20,000 (N* = 6.8e9): 75x beyond."""
+    law = preset("paper-joint")
+    boot = np.array([[law.params[k] for k in ("A", "B", "alpha", "beta", "delta")]] * 50)
+    boot *= np.exp(np.random.default_rng(0).normal(0, 0.03, boot.shape))
+    fit = LawFit(law, 0.99, {}, boot, np.zeros(2),
+                 pd.DataFrame({"n": [5e5, 9e7], "d": [1e3, 5e5], "loss": [1.0, 0.5], "role": "fit"}))
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(fit.to_dict()))
+    text = run_cli("budget", "--budget", "2e4", "--law", str(path))
+    assert text.returncode == 0, text.stderr
+    assert "Warning: this is a projection" in text.stdout and "75.3x beyond" in text.stdout
+    assert "robust choice" in text.stdout and "expected regret" in text.stdout
+    answer = json.loads(run_cli("budget", "--budget", "2e4", "--law", str(path), "--json").stdout)
+    assert answer["extrapolation"]["n"] == pytest.approx(answer["n_opt"] / 9e7)
+    assert "projection" in answer["extrapolation"]["warning"]
+
+
+def fit_json(tmp_path, edit) -> str:
+    """A valid saved joint fit, changed by `edit(dict)`, written to a file."""
+    law = preset("paper-joint")
+    data = LawFit(law, 0.99, {}, np.array([list(law.params.values())] * 3), np.zeros(2),
+                  pd.DataFrame({"n": [5e5, 9e7], "d": [1e3, 5e5], "loss": [1.0, 0.5], "role": "fit"})).to_dict()
+    edit(data)
+    path = tmp_path / "bad-fit.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["params"].update(A="big"), "parameter A must be a finite number"),
+    (lambda f: f["params"].update(beta=0), "parameter beta must be > 0"),
+    (lambda f: f["params"].update(alpha=float("nan")), "parameter alpha must be a finite number"),
+    (lambda f: f["params"].pop("delta"), "exactly A, B, alpha, beta, delta"),
+    (lambda f: f.update(params=[1, 2]), "field 'params'"),
+    (lambda f: f.update(law=3), "field 'law'"),
+    (lambda f: f.update(bootstrap=[[1.0, 2.0]]), "field 'bootstrap' must be a list of rows of 5 numbers"),
+    (lambda f: f.update(bootstrap=[[1.0, 2.0, 3.0, 4.0, float("nan")]]), "field 'bootstrap' contains NaN"),
+    (lambda f: f.update(bootstrap="abc"), "field 'bootstrap'"),
+    (lambda f: f.update(r2="high"), "field 'r2' must be a number"),
+    (lambda f: f["config"].update(level=2), "confidence level"),
+    (lambda f: f["config"].update(bootstrap=-5), "bootstrap must be a whole number"),
+])
+def test_bad_fit_json_is_one_clear_line(tmp_path, edit, message):
+    result = run_cli("budget", "--budget", "2e4", "--law", fit_json(tmp_path, edit))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "bad-fit.json" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cost_flags_change_the_answer():
@@ -73,12 +131,31 @@ def test_cost_flags_change_the_answer():
     (["budget", "--budget", "1e4", "--law", "paper-msmarco-model"], "needs the joint law"),
     (["budget", "--budget", "1e4", "--law", "nonexistent.json"], "neither a preset"),
     (["laws", "fit", "--csv", "missing.csv", "--law", "model"], "no such file"),
+    *[(["budget", "--budget", "2e4", flag, value], f"{flag[2:].replace('-', '_')} must be a positive number")
+      for flag in ("--n-min", "--band-tolerance") for value in ("0", "-1", "nan")],
+    *[(["budget", "--budget", "2e4", "--level", value], "confidence level") for value in ("0", "1", "1.5", "nan")],
 ])
 def test_errors_are_one_clear_line(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bootstrap", "-5"], "bootstrap must be a whole number >= 0"),
+    (["--holdout-largest", "-3"], "holdout_largest must be a whole number >= 0"),
+    (["--level", "0"], "confidence level"), (["--level", "1.2"], "confidence level"),
+    (["--level", "nan"], "confidence level"),
+    (["--huber-scale", "0"], "huber_scale must be a positive number"),
+    (["--huber-scale", "nan"], "huber_scale must be a positive number"),
+])
+def test_bad_fit_settings_are_refused_before_fitting(joint_csv, tmp_path, flags, message):
+    out = tmp_path / "fit.json"
+    result = run_cli("laws", "fit", "--csv", str(joint_csv), "--law", "joint", "--out", str(out), *flags)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_too_few_points_on_the_command_line(tmp_path):

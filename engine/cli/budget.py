@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--n-min", type=float, default=1e3, help="smallest model size considered")
     parser.add_argument("--band-tolerance", type=float, default=0.01,
                         help="near-optimal band: loss within this fraction of the optimum")
+    parser.add_argument("--level", type=float, default=0.95,
+                        help="confidence level of the N* and D* intervals over a fit's bootstrap laws")
     for field in fields(CostAssumptions):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             default=field.default, help=f"{FLAG_HELP[field.name]} (default {field.default:g})")
@@ -39,13 +41,20 @@ def register(subparsers) -> None:
 
 
 def run_budget(args) -> int:
-    from engine.budget import BudgetQuestion, CostAssumptions, optimise
-    from engine.laws import load_law
+    from engine.budget import BudgetQuestion, CostAssumptions, decision_uncertainty, extrapolation, optimise
+    from engine.laws import LawFit, check_level, load_law
 
+    level = check_level(args.level)
     costs = CostAssumptions(**{f.name: getattr(args, f.name) for f in fields(CostAssumptions)})
     question = BudgetQuestion(args.budget, args.with_inference, costs, args.n_min, args.band_tolerance)
-    answer = optimise(load_law(args.law), question)
-    result = {"law": args.law, **answer.to_dict()}
+    law = load_law(args.law)
+    answer = optimise(law, question)
+    fitted = isinstance(law, LawFit)
+    uncertainty = decision_uncertainty(law, question, level) if fitted and len(law.bootstrap_params) else None
+    reach = extrapolation(law, answer.n_opt, answer.d_opt) if fitted else None
+    result = {"law": args.law, **answer.to_dict(), **UNKNOWN_DECISION,
+              **(uncertainty.to_dict() if uncertainty else {}),
+              "extrapolation": reach.to_dict() if reach else None}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -59,4 +68,23 @@ def run_budget(args) -> int:
     print(f"within {100 * question.band_tolerance:g}% of the optimum for N in "
           f"[{answer.band[0]:.4g}, {answer.band[1]:.4g}]")
     print("spend: " + ", ".join(f"{k} ${v:,.0f}" for k, v in answer.spend.items()))
+    if uncertainty:
+        print(format_uncertainty(uncertainty))
+    print(reach.describe() if reach else "extrapolation: unknown (this law keeps no fitted points; a preset)")
     return 0
+
+
+# keys of `budget --json` that need a fit's bootstrap laws; null for a preset
+UNKNOWN_DECISION = {key: None for key in ("n_opt_interval", "d_opt_interval", "n_robust", "d_robust",
+                                          "regret", "regret_relative", "regret_robust")}
+
+
+def format_uncertainty(u) -> str:
+    level = f"{100 * u.level:g}%"
+    return "\n".join([
+        f"N* over {u.laws} bootstrap laws: {level} interval [{u.n_opt_interval[0]:.4g}, {u.n_opt_interval[1]:.4g}]; "
+        f"D* [{u.d_opt_interval[0]:,.0f}, {u.d_opt_interval[1]:,.0f}]",
+        f"robust choice (lowest expected loss over the bootstrap laws): N = {u.n_robust:.4g}, D = {u.d_robust:,.0f}",
+        f"expected regret of building N*: {u.regret:.4g} nats ({100 * u.regret_relative:.3g}% of the loss); "
+        f"of the robust choice: {u.regret_robust:.4g} nats",
+    ])

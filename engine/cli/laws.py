@@ -19,6 +19,8 @@ def register(subparsers) -> None:
                      help="which sizes --holdout-largest takes: n, d, or auto (d for the data law, n otherwise)")
     fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits for the intervals")
     fit.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    fit.add_argument("--huber-scale", type=float, default=0.05,
+                     help="residuals in log L beyond this count linearly (Epoch AI's Chinchilla replication: 1e-3)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", type=Path, help="where to write the fit as JSON (default: next to the CSV)")
     fit.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
@@ -33,14 +35,14 @@ def run_fit(args) -> int:
 
     from engine.laws import FitConfig, fit_law
 
+    config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
+                       holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
     if not args.csv.is_file():
         raise InputError(f"{args.csv}: no such file")
     try:
         points = pd.read_csv(args.csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{args.csv}: cannot read as CSV ({err})") from err
-    config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-                       holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
     fit = fit_law(points, args.law, config)
     out = args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json")
     out.write_text(json.dumps(fit.to_dict(), indent=1))
