@@ -173,3 +173,43 @@ def test_numbers_as_ids_and_texts_still_read(tmp_path):
     data = load_retrieval_data(write_beir(tmp_path / "numbers", corpus=corpus,
                                           qrels={"test": "q3\tp3\t2.0\n", "train": "q1\t1\t1\n"}))
     assert data.passage_ids[0] == "1" and data.passages[1] == "1999" and data.qrels["test"] == {"q3": {"p3": 2}}
+
+
+# ---------------------------------------------------------------- one huge passage
+
+
+class _RecordingTokenizer:
+    """A tokenizer that notes the longest text it was handed."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer, self.longest = tokenizer, 0
+
+    def __call__(self, texts, **kwargs):
+        self.longest = max([self.longest, *map(len, texts)])
+        return self._tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def test_a_huge_passage_is_cut_before_tokenising(caplog):
+    """A 4 MB line: the tokenizer sees at most 16 characters per kept token, the first
+    tokens are those of the uncut text, and the log says how many texts were cut."""
+    import logging
+    import time
+
+    from engine.tokenize_cache import CHARS_PER_TOKEN, _train_wordpiece, tokenize_cached
+
+    words = " ".join(f"w{i % 50}" for i in range(100))  # 100 tokens in 390 characters
+    tokenizer = _RecordingTokenizer(_train_wordpiece([words], vocab_size=120))
+    huge = words + " " + "apple " * 700_000  # about 4.2 MB
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="engine.tokenize_cache"):
+        tokens = tokenize_cached([words, huge, "short"], tokenizer, max_length=32)
+    seconds = time.perf_counter() - started
+    assert tokenizer.longest <= CHARS_PER_TOKEN * 32
+    assert list(tokens.lengths()) == [32, 32, 3]
+    assert (tokens.ids[:32] == tokens.ids[32:64]).all()  # the same first tokens as without the cut
+    assert seconds < 5, seconds
+    cut = [r.getMessage() for r in caplog.records if "cut to" in r.getMessage()]
+    assert len(cut) == 1 and cut[0].startswith("1 of 3 texts are longer than 512 characters"), cut
