@@ -24,7 +24,7 @@ from store.connection import connection, transaction
 from store.imports import ImportReport
 from store.ingest import ingest
 from store.schema import current_version, migrate
-from store.spool import SpoolWriter, spool_dir, spool_files
+from store.spool import QUARANTINE, SpoolWriter, quarantined, spool_dir, spool_files
 from store.values import finite_or_none, from_json, to_json, utc_now
 
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
@@ -325,7 +325,8 @@ class Store:
             return con.execute(query, params).df()
 
     def info(self) -> dict[str, Any]:
-        """Where the store is, its schema version and how many rows each table holds."""
+        """Where the store is, its schema version, how many rows each table holds and
+        how many malformed spool records were set aside (and where)."""
         with self._session() as con:
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
             version = current_version(con)
@@ -334,6 +335,8 @@ class Store:
             "schema_version": version,
             "counts": counts,
             "spool_files_waiting": len(spool_files(self.spool_dir)),
+            "spool_records_quarantined": quarantined(self.spool_dir),
+            "quarantine_file": str(self.spool_dir / QUARANTINE),
         }
 
     # -- direct writes: short transactions under the file lock ---------------------

@@ -7,6 +7,10 @@ everything applied and the offset saved (the file is skipped up to the offset): 
 spool file replayed twice duplicates nothing. Records are applied in time order across
 files (merged, each file keeping its own order), so a run resumed in a second process
 ends with the state its last record gave it.
+
+Only well-formed records are applied (store/spool.py checks each against its op's fixed
+fields); the others are set aside in the quarantine file with their reason, so one bad
+line never blocks the store. Every column name in the SQL here comes from this code.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from store.connection import transaction
-from store.spool import Chunk, read_from, remove_if_done, spool_files
+from store.spool import QUARANTINE, RECORD_FIELDS, Chunk, quarantine, read_from, remove_if_done, spool_files
 from store.values import utc_from_epoch, utc_now
 
 log = logging.getLogger(__name__)
@@ -57,8 +61,15 @@ def upsert(
     )
 
 
+def _fixed_fields(record: Record) -> dict[str, Any]:
+    """The record's arguments under its op's fixed field names (spool.RECORD_FIELDS), in
+    their order: column names in SQL come from that list, never from a record's keys."""
+    args = record["args"]
+    return {column: args[column] for column in RECORD_FIELDS[record["op"]]}
+
+
 def _register_dataset(con: duckdb.DuckDBPyConnection, record: Record) -> None:
-    args = dict(record["args"])
+    args = _fixed_fields(record)
     when = utc_from_epoch(record["ts"])
     name = args.pop("name")
     upsert(con, "datasets", {"name": name}, {**args, "updated_at": when}, {"registered_at": when})
@@ -66,7 +77,7 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, record: Record) -> None:
 
 def _start_run(con: duckdb.DuckDBPyConnection, record: Record) -> None:
     """A new run, or a resumed one set back to running (its start time is kept)."""
-    args = dict(record["args"])
+    args = _fixed_fields(record)
     run_id = args.pop("run_id")
     values = {**args, "status": "running", "ended_at": None}
     upsert(con, "runs", {"run_id": run_id}, values, {"started_at": utc_from_epoch(record["ts"])})
@@ -110,7 +121,7 @@ def _write_points(con: duckdb.DuckDBPyConnection, points: dict[tuple[str, int], 
     if not points:
         return
     rows = [
-        {**record["args"], "recorded_at": utc_from_epoch(record["ts"])}
+        {**_fixed_fields(record), "recorded_at": utc_from_epoch(record["ts"])}
         for record in points.values()
     ]
     incoming = pa.Table.from_pylist(rows, schema=_POINT_SCHEMA)
@@ -139,19 +150,17 @@ _APPLY: dict[str, Callable[[duckdb.DuckDBPyConnection, Record], None]] = {
 
 
 def apply_records(con: duckdb.DuckDBPyConnection, records: Iterable[Record]) -> int:
-    """Apply records in order; points are gathered (the last per key wins) and
-    written together at the end, since no other record reads them."""
+    """Apply well-formed records (spool.check_record) in order; points are gathered
+    (the last per key wins) and written together at the end, since no other record
+    reads them."""
     applied = 0
     points: dict[tuple[str, int], Record] = {}
     for record in records:
         if record["op"] == "add_point":
             args = record["args"]
             points[(args["run_id"], args["step"])] = record
-        elif record["op"] in _APPLY:
-            _APPLY[record["op"]](con, record)
         else:
-            log.warning("skipping a spool record with unknown op %r", record["op"])
-            continue
+            _APPLY[record["op"]](con, record)
         applied += 1
     _write_points(con, points)
     return applied
@@ -190,6 +199,11 @@ def ingest(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
         merged = heapq.merge(*(chunk.records for chunk in chunks), key=lambda r: r["ts"])
         applied = apply_records(con, merged)
         _save_offsets(con, chunks, directory)
+        rejected = [entry for chunk in chunks for entry in chunk.rejected]
+        set_aside = quarantine(directory, rejected)  # before COMMIT: a replay finds them kept
     for chunk in chunks:
         remove_if_done(chunk.path, chunk.end)
+    if set_aside:
+        log.warning("%d malformed spool record(s) set aside in %s (first: %s, %s); the rest were ingested",
+                    len(set_aside), directory / QUARANTINE, set_aside[0].file, set_aside[0].reason)
     return applied

@@ -3,7 +3,12 @@
 Each `Store` object in each process appends JSON lines to a file of its own,
 `<db>.spool/<pid>-<uuid>.jsonl`, one record per call, flushed with `os.fsync` before
 the call returns. A SIGKILL therefore loses at most the record being written, and the
-torn line it leaves is skipped when read.
+torn line it leaves is set aside when read.
+
+A record is `{"op", "ts", "args"}` with exactly the fields `RECORD_FIELDS` gives its op,
+of their kinds. A line that is not one (torn, not JSON, a field missing, unknown or of
+the wrong type, e.g. from a newer writer) is set aside in `<db>.spool/quarantine.log`
+with the reason, once, and the records around it are ingested as usual.
 
 Writers and the ingester meet on the file through `flock`: a writer holds it while it
 appends one line, the ingester while it reads new bytes and while it removes a file it
@@ -15,16 +20,16 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
+import math
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 SUFFIX = ".jsonl"
-log = logging.getLogger(__name__)
+QUARANTINE = "quarantine.log"  # rejected lines, one JSON object each; not a spool file
 
 
 def spool_dir(db_path: Path) -> Path:
@@ -35,6 +40,43 @@ def spool_dir(db_path: Path) -> Path:
 def spool_files(directory: Path) -> list[Path]:
     """The spool files waiting in `directory` (none if it does not exist yet)."""
     return sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
+
+
+def quarantine(directory: Path, rejected: list[Rejected]) -> list[Rejected]:
+    """Append to `directory`'s quarantine file the rejected lines it does not hold yet
+    (fsynced: kept even if the ingest that found them rolls back); return those."""
+    path = directory / QUARANTINE
+    kept = _quarantined_keys(path)
+    new = [entry for entry in rejected if (entry.file, entry.offset) not in kept]
+    if new:
+        found_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text = "".join(json.dumps({**asdict(entry), "found_at": found_at}) + "\n" for entry in new)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _write_all(fd, (b"\n" if _ends_torn(fd) else b"") + text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return new
+
+
+def quarantined(directory: Path) -> int:
+    """How many spool lines `directory`'s quarantine file holds."""
+    return len(_quarantined_keys(directory / QUARANTINE))
+
+
+def _quarantined_keys(path: Path) -> set[tuple[str, int]]:
+    """(spool file, offset) of every line in the quarantine file at `path`."""
+    if not path.is_file():
+        return set()
+    keys = set()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            keys.add((entry["file"], entry["offset"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a crash while quarantining: written again next time
+    return keys
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -110,38 +152,127 @@ class SpoolWriter:
 
 
 @dataclass
+class Rejected:
+    """A spool line that is no well-formed record: kept in the quarantine file."""
+
+    file: str
+    offset: int  # of the line in its file: with the file's name (never reused), its key
+    line: str
+    reason: str
+
+
+@dataclass
 class Chunk:
-    """The records read from one spool file between byte offsets `start` and `end`."""
+    """The records read from one spool file between byte offsets `start` and `end`,
+    and the lines among them that were no well-formed record."""
 
     path: Path
     start: int
     end: int
     records: list[dict[str, Any]]
+    rejected: list[Rejected] = field(default_factory=list)
 
 
-def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
-    """The well-formed records in `data`; torn or corrupt lines are logged and skipped."""
-    records = []
+# What each op's record carries: field -> kind. Anything else is refused, so the SQL the
+# ingester builds from these names can never be steered by a spool file's keys.
+TEXT, JSON_TEXT, COUNT, NUMBER = "text", "JSON text", "whole number", "number"
+OPTIONAL_TEXT, OPTIONAL_JSON, OPTIONAL_NUMBER = "text or null", "JSON text or null", "number or null"
+RECORD_FIELDS: dict[str, dict[str, str]] = {
+    "register_dataset": {
+        "name": TEXT, "language": TEXT, "format": TEXT, "path": TEXT, "n_passages": COUNT,
+        "n_queries": COUNT, "n_train_pairs": COUNT, "n_test_pairs": COUNT, "annotation": TEXT,
+        "generator": OPTIONAL_JSON,
+    },
+    "start_run": {
+        "run_id": TEXT, "config": JSON_TEXT, "model_name": TEXT, "n_params": COUNT,
+        "n_params_strict": COUNT, "train_pairs": COUNT, "annotation": TEXT, "dataset": TEXT,
+        "seed": COUNT, "device": TEXT, "code_version": TEXT, "source": TEXT, "label": OPTIONAL_TEXT,
+    },
+    "add_point": {
+        "run_id": TEXT, "step": COUNT, "contrastive_entropy": OPTIONAL_NUMBER,
+        "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER,
+    },
+    "finish_run": {
+        "run_id": TEXT, "status": TEXT, "best_contrastive_entropy": OPTIONAL_NUMBER,
+        "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER,
+    },
+}  # fmt: skip
+_MAX_COUNT = 2**63 - 1  # BIGINT
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if value is None:
+        return kind.endswith("or null")
+    if kind in (TEXT, OPTIONAL_TEXT):
+        return isinstance(value, str)
+    if kind in (JSON_TEXT, OPTIONAL_JSON):
+        return isinstance(value, str) and _is_json(value)
+    if kind == COUNT:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def check_record(record: Any) -> str | None:
+    """Why `record` is no well-formed spool record, or None if it is one."""
+    if not isinstance(record, dict) or set(record) != {"op", "ts", "args"}:
+        return "a record is an object with exactly op, ts and args"
+    if record["op"] not in RECORD_FIELDS:
+        return f"unknown op {record['op']!r}"
+    if not _fits(NUMBER, record["ts"]):
+        return f"ts must be a number, got {record['ts']!r}"
+    args, expected = record["args"], RECORD_FIELDS[record["op"]]
+    if not isinstance(args, dict):
+        return "args must be an object"
+    if set(args) != set(expected):
+        missing, extra = sorted(set(expected) - set(args)), sorted(set(args) - set(expected))
+        return f"{record['op']}: missing field(s) {missing}, unknown field(s) {extra}"
+    wrong = [f"{name} must be {kind}" for name, kind in expected.items() if not _fits(kind, args[name])]
+    return f"{record['op']}: {'; '.join(wrong)}" if wrong else None
+
+
+def _parse(data: bytes, path: Path, start: int) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """The well-formed records in `data` (read from byte `start` of `path`), and the
+    lines that are not: torn by a killed writer, not JSON, or not a record of a known
+    op with exactly its fields and their types."""
+    records, rejected, offset = [], [], start
     for line in data.split(b"\n"):
+        line_offset, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            if not {"op", "ts", "args"} <= record.keys():
-                raise ValueError("missing op, ts or args")
-        except (ValueError, AttributeError) as err:
-            log.warning("skipping a torn or corrupt spool line in %s: %s", path.name, err)
-            continue
-        records.append(record)
-    return records
+            reason = check_record(record)
+        except (ValueError, RecursionError) as err:
+            reason = f"torn or not JSON ({err})"
+        if reason is None:
+            records.append(record)
+        else:
+            text = line.decode("utf-8", "replace")
+            rejected.append(Rejected(path.name, line_offset, text, reason))
+    return records, rejected
 
 
 def read_from(path: Path, start: int) -> Chunk | None:
     """The records appended to `path` since byte `start`, or None if it is gone.
 
     The flock is held while reading, so no writer is half-way through a line: a line
-    without its newline at the end is a record torn by a killed writer, read and
-    skipped like any corrupt line.
+    without its newline at the end is a record torn by a killed writer, rejected
+    like any malformed line.
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -152,7 +283,7 @@ def read_from(path: Path, start: int) -> Chunk | None:
         data = _read_after(fd, start)
     finally:
         os.close(fd)
-    return Chunk(path, start, start + len(data), _parse(data, path))
+    return Chunk(path, start, start + len(data), *_parse(data, path, start))
 
 
 def remove_if_done(path: Path, ingested: int) -> None:

@@ -1,0 +1,167 @@
+"""Store regressions of issue 12: SQL through spool keys, malformed spool records that
+blocked every read, outputs that overwrote the store, and a demo load that lost the demo."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store import Store
+from store.spool import QUARANTINE
+from tests.conftest import ROOT
+
+RUN = dict(config={}, model_name="m", n_params=10, n_params_strict=10, train_pairs=5, annotation="human",
+           dataset="toy", seed=0, device="cpu", code_version="t")
+DATASET_ARGS = {"name": "evil", "language": "en", "format": "beir", "path": "/x", "n_passages": 1, "n_queries": 1,
+                "n_train_pairs": 1, "n_test_pairs": 1, "annotation": "human", "generator": None}
+
+
+def _spool_line(store: Store, name: str, *lines: str) -> Path:
+    """Lines appended to a spool file as another (buggy, newer or hostile) writer would."""
+    store.spool_dir.mkdir(parents=True, exist_ok=True)
+    path = store.spool_dir / name
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+    return path
+
+
+def _record(op: str, args: dict, ts: float | None = None) -> str:
+    return json.dumps({"op": op, "ts": time.time() if ts is None else ts, "args": args})
+
+
+def _quarantine(store: Store) -> list[dict]:
+    path = store.spool_dir / QUARANTINE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# ---------------------------------------------------------------- 3. SQL through spool keys
+
+@pytest.mark.parametrize("extra", ["crafted key only", "beside every real field"])
+def test_a_crafted_spool_key_runs_no_sql(tmp_path, extra):
+    """Before: the key went into the INSERT's column list and the COPY wrote the file."""
+    store = Store(tmp_path / "s.duckdb")
+    written = tmp_path / "written-by-sql.csv"
+    key = (f"language) SELECT 'x', 'y'; COPY (SELECT 42 AS answer) TO '{written}'; "
+           "INSERT INTO datasets (name, language")
+    args = {"name": "evil", key: "v"} if extra == "crafted key only" else {**DATASET_ARGS, key: "v"}
+    _spool_line(store, "1-evil.jsonl", _record("register_dataset", args))
+
+    info = store.info()
+
+    assert not written.exists()
+    assert info["counts"]["datasets"] == 0  # neither the crafted INSERT nor the record itself
+    (kept,) = _quarantine(store)
+    assert "unknown field(s)" in kept["reason"] and "COPY" in kept["reason"]
+
+
+def test_spool_sql_uses_the_fixed_field_lists_only(tmp_path):
+    """A well-formed record still lands: the fixed lists are the writers' fields."""
+    store = Store(tmp_path / "s.duckdb")
+    store.register_dataset("toy", language="en", format="beir", path="/d", n_passages=3, n_queries=2,
+                           n_train_pairs=1, n_test_pairs=1)
+    run_id = store.start_run(**RUN)
+    store.add_point(run_id, step=1, contrastive_entropy=1.5, metrics={"ndcg@10": 0.5}, wall_time_s=1.0)
+    store.finish_run(run_id, status="completed", best_contrastive_entropy=1.5, metrics={"ndcg@10": 0.5})
+    assert store.run(run_id)["status"] == "completed" and list(store.points(run_id)["step"]) == [1]
+    assert store.info()["spool_records_quarantined"] == 0
+
+
+# ---------------------------------------------------------------- 8. malformed spool records
+
+def _good_run(store: Store) -> str:
+    run_id = store.start_run(**RUN)
+    store.add_point(run_id, step=1, contrastive_entropy=2.0, wall_time_s=0.5)
+    return run_id
+
+
+BAD_LINES = {
+    "missing field": _record("add_point", {"run_id": "r", "step": 1}),
+    "extra field": _record("finish_run", {"run_id": "r", "status": "completed", "best_contrastive_entropy": 1.0,
+                                          "metrics": None, "wall_time_s": None, "from_a_newer_writer": 1}),
+    "wrong type": _record("add_point", {"run_id": "r", "step": "two", "contrastive_entropy": 1.0, "metrics": None,
+                                        "wall_time_s": 1.0}),
+    "bad json": '{"op": "add_point", "ts": 1.0, "args": {"run_id": ',
+    "unknown op": _record("drop_everything", {}),
+    "ts not a number": json.dumps({"op": "add_point", "ts": "soon", "args": {}}),
+    "metrics not JSON": _record("add_point", {"run_id": "r", "step": 1, "contrastive_entropy": 1.0,
+                                              "metrics": "{not json", "wall_time_s": 1.0}),
+    "count out of range": _record("add_point", {"run_id": "r", "step": 2**70, "contrastive_entropy": 1.0,
+                                                "metrics": None, "wall_time_s": 1.0}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_one_bad_spool_line_is_quarantined_and_the_rest_ingested(tmp_path, kind, caplog):
+    """Before: a record missing an argument (KeyError), an extra one (SQL error), a wrong
+    type or a non-number ts (merge) failed every read until someone deleted the file."""
+    store = Store(tmp_path / "s.duckdb")
+    run_id = _good_run(store)
+    (spool_file,) = store.spool_dir.glob("*.jsonl")
+    _spool_line(store, spool_file.name, BAD_LINES[kind])
+    store.add_point(run_id, step=2, contrastive_entropy=1.0, wall_time_s=1.0)
+
+    with caplog.at_level(logging.WARNING, logger="store.ingest"):
+        assert list(store.points(run_id)["step"]) == [1, 2]
+
+    (kept,) = _quarantine(store)
+    assert kept["file"] == spool_file.name and kept["line"] == BAD_LINES[kind] and kept["reason"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 malformed spool record(s) set aside" in warnings[0]
+    info = store.info()
+    assert info["spool_records_quarantined"] == 1 and info["spool_files_waiting"] == 0
+    assert info["quarantine_file"] == str(store.spool_dir / QUARANTINE)
+
+
+def test_a_record_is_quarantined_once_even_when_its_file_is_read_again(tmp_path, monkeypatch, caplog):
+    import store.ingest as ingest_module
+
+    store = Store(tmp_path / "s.duckdb")
+    run_id = _good_run(store)
+    (spool_file,) = store.spool_dir.glob("*.jsonl")
+    _spool_line(store, spool_file.name, BAD_LINES["missing field"])
+    store.add_point(run_id, step=2, contrastive_entropy=1.0, wall_time_s=1.0)
+    # the ingest dies after quarantining, before its COMMIT: the next one reads the file again
+    monkeypatch.setattr(ingest_module, "_save_offsets", _raise_after_quarantine)
+    with pytest.raises(RuntimeError):
+        store.ingest()
+    monkeypatch.undo()
+    assert len(_quarantine(store)) == 1
+
+    with caplog.at_level(logging.WARNING, logger="store.ingest"):
+        assert store.ingest() == 3
+        assert store.ingest() == 0 and len(store.points(run_id)) == 2
+    assert len(_quarantine(store)) == 1 and store.info()["spool_records_quarantined"] == 1
+    assert not [r for r in caplog.records if "set aside" in r.getMessage()]  # warned the first time only
+
+
+def _raise_after_quarantine(con, chunks, directory):
+    from store.spool import quarantine
+
+    quarantine(directory, [entry for chunk in chunks for entry in chunk.rejected])
+    raise RuntimeError("killed before COMMIT")
+
+
+def test_store_info_cli_counts_quarantined_records_and_warns_on_stderr(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    _good_run(store)
+    (spool_file,) = store.spool_dir.glob("*.jsonl")
+    _spool_line(store, spool_file.name, BAD_LINES["extra field"])
+    done = _store_cli("info", "--store", store.path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spool_records_quarantined"] == 1
+    assert "1 malformed spool record(s) set aside" in done.stderr
+    again = _store_cli("info", "--store", store.path)
+    assert json.loads(again.stdout)["spool_records_quarantined"] == 1 and "set aside" not in again.stderr
+    assert json.loads(again.stdout)["counts"] == {"datasets": 0, "runs": 1, "points": 1, "fits": 0, "exports": 0}
+
+
+def _store_cli(*args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "store", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
