@@ -2,6 +2,7 @@
 that would follow a redirect, and the app's listening address."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -108,3 +109,90 @@ def test_runs_page_refuses_an_annotation_type_that_is_no_safe_name(tmp_path, syn
     assert not at.exception
     assert "generated annotations, line 1: type 'a/../../../../x' is not a safe name" in at.error[0].value
     assert not (tmp_path / "runs" / "sweeps").exists()  # no sweep file written
+
+
+# ---------------------------------------------------------------- 4. credentials and redirects
+
+class _Recorder:
+    """A local HTTP server that records every request; answers with `reply(handler)`."""
+
+    def __init__(self, reply):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[tuple[str, str, str | None]] = []  # (method, path, Authorization)
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                recorder.received.append((self.command, self.path, self.headers.get("Authorization")))
+                status, headers, body = reply(self)
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _completion(handler):
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": '{"query1": "stolen?"}'}}]}
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+@pytest.fixture
+def redirect_to_elsewhere():
+    elsewhere = _Recorder(_completion)                      # another host, with a perfectly good answer
+    base = _Recorder(lambda handler: (base.status, {"Location": f"{elsewhere.url}/v1/chat/completions"}, b""))
+    base.status = 302
+    yield base, elsewhere
+    base.close()
+    elsewhere.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_the_api_key_never_follows_a_redirect(redirect_to_elsewhere, monkeypatch, status):
+    """Before: urllib followed the 302 to the other host with `Authorization: Bearer ...`,
+    as a GET, and its answer came back as the completion (and was cached)."""
+    from engine.annotate.endpoint import ChatEndpoint, EndpointConfig, EndpointError
+
+    base, elsewhere = redirect_to_elsewhere
+    base.status = status
+    monkeypatch.setenv("SECRET_KEY_FOR_TEST", "sk-do-not-leak")
+    endpoint = ChatEndpoint(EndpointConfig(f"{base.url}/v1", "m", "SECRET_KEY_FOR_TEST", 2.0, 3, 0.01), {})
+    with pytest.raises(EndpointError, match=rf"redirects to {elsewhere.url}/v1/chat/completions"):
+        endpoint.complete("hello", seed=0)
+    assert elsewhere.received == []                          # no request at all, so no key, no GET
+    assert base.received == [("POST", "/v1/chat/completions", "Bearer sk-do-not-leak")]  # tried once
+
+
+def test_a_redirected_generation_caches_nothing(redirect_to_elsewhere, tmp_path, monkeypatch):
+    from engine.annotate.endpoint import EndpointError
+    from engine.annotate.llm import LLMConfig, generate_llm
+    from tests.test_annotate_ict import write_beir
+
+    base, elsewhere = redirect_to_elsewhere
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    dataset = write_beir(tmp_path / "data", {"p0": "A passage. Two sentences."}, [("q0", "p0")])
+    config = LLMConfig(str(dataset), str(tmp_path / "out"), "m", base_url=f"{base.url}/v1", batch_size=1,
+                       timeout_s=2.0, max_tries=2, backoff_s=0.01)
+    with pytest.raises(EndpointError, match="redirects to"):
+        generate_llm(config)
+    assert elsewhere.received == []
+    cached = [line for path in (tmp_path / "cache").rglob("*.jsonl") for line in path.read_text().splitlines()]
+    assert cached == []

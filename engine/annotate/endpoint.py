@@ -7,6 +7,10 @@ body that is not a chat completion) are retried with exponential backoff,
 wins); after `max_tries` tries the call fails with `EndpointError` naming the last
 problem. Other HTTP errors (400, 401, 404, ...) fail at once: retrying cannot fix a
 wrong model name or key.
+
+Redirects are never followed: the request carries the API key, and urllib would send it
+on to whatever host a 3xx names (and turn the POST into a GET). A redirect is an
+`EndpointError` naming its target; point --base-url at the target if you trust it.
 """
 from __future__ import annotations
 
@@ -25,6 +29,16 @@ from engine.errors import InputError
 
 class EndpointError(InputError):
     """The endpoint gave no usable answer; what was generated before is cached."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Every 3xx reaches the caller as an HTTPError instead of a new request."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 class _Transient(Exception):
@@ -92,7 +106,7 @@ class ChatEndpoint:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, json.dumps(payload).encode("utf-8"), headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            with _OPENER.open(request, timeout=self.config.timeout_s) as response:
                 body = response.read()
         except urllib.error.HTTPError as err:
             raise _http_error(err, self.url, self.config.api_key_env) from err
@@ -103,6 +117,10 @@ class ChatEndpoint:
 
 
 def _http_error(err: urllib.error.HTTPError, url: str, key_env: str) -> Exception:
+    if 300 <= err.code < 400:
+        target = err.headers.get("Location", "(no Location header)") if err.headers else "(no Location header)"
+        return EndpointError(f"{url}: HTTP {err.code} redirects to {target}; redirects are not followed because "
+                             "the request carries the API key: set --base-url to the target if you trust it")
     detail = err.read(300).decode("utf-8", "replace").strip()
     if err.code == 429 or err.code >= 500:
         retry_after = err.headers.get("Retry-After", "") if err.headers else ""
