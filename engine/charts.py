@@ -15,6 +15,7 @@ import pandas as pd
 
 from engine.budget import BudgetAnswer
 from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
+from engine.numbers import COUNT_LABEL_EXPR, format_count
 
 LOSS_TITLE = "contrastive entropy (nats)"
 AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
@@ -24,14 +25,6 @@ CURVE_POINTS = 120
 LOSS_AXIS_CAP = 3.0
 CATEGORY_SCHEME = "tableau10"      # distinct hues; the default theme's blues are hard to tell apart
 CATEGORIES = alt.Scale(scheme=CATEGORY_SCHEME)
-
-
-def format_count(value: float) -> str:
-    """6.77e9 -> '6.77B', 32969 -> '33.0k': sizes as people say them."""
-    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= threshold:
-            return f"{value / threshold:.3g}{suffix}"
-    return f"{value:.3g}"
 
 
 # --- the tables behind the law charts ------------------------------------------
@@ -72,8 +65,9 @@ def padded_range(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
 # --- law charts (Figures 1, 3, 4, 6) --------------------------------------------
 
 def log_axis(field: str, title: str) -> alt.X:
-    """A log-scale size axis labelled 1k, 10M, 1G ... rather than long numbers."""
-    return alt.X(field, scale=alt.Scale(type="log", nice=False), title=title, axis=alt.Axis(format="~s"))
+    """A log-scale size axis labelled 1k, 10M, 1B ... as `format_count` writes sizes."""
+    return alt.X(field, scale=alt.Scale(type="log", nice=False), title=title,
+                 axis=alt.Axis(labelExpr=COUNT_LABEL_EXPR))
 
 
 def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "") -> alt.LayerChart:
@@ -209,15 +203,18 @@ def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerCha
 
 # --- exports and saved fits (LawFit <-> the store's fit record) -------------------
 
-def law_snippet(law: ScalingLaw) -> str:
-    """A few lines of Python that evaluate `law`, for a notebook or a paper."""
+def law_snippet(law: ScalingLaw, title: str = "") -> str:
+    """A few lines of Python that evaluate `law` (the fit named by `title`), for a
+    notebook or a paper."""
     formula = {"model": "(A / n) ** alpha + delta", "data": "(B / d) ** beta + delta",
                "joint": "((A / n) ** (alpha / beta) + B / d) ** beta + delta"}[law.kind]
     args = {"model": "n", "data": "d", "joint": "n, d"}[law.kind]
     example = {"model": "1e8", "data": "1e5", "joint": "1e8, 1e5"}[law.kind]
     constants = "\n".join(f"{name} = {value!r}" for name, value in law.params.items())
+    title = title.replace('"', "'").replace("\\", "/")   # inside the docstring
     return (f'"""{LAW_EQUATIONS[law.kind]}: contrastive entropy (nats) of a dense retriever\n'
-            f'with n non-embedding parameters trained on d annotated pairs."""\n{constants}\n\n\n'
+            f'with n non-embedding parameters trained on d annotated pairs.'
+            + (f"\nFit: {title}." if title else "") + f'"""\n{constants}\n\n\n'
             f"def contrastive_entropy({args}):\n    return {formula}\n\n\n"
             f"print(contrastive_entropy({example}))\n")
 

@@ -1,24 +1,31 @@
 """Fit laws: the model-size (Eq. 6), data-size (Eq. 7) or joint law (Eq. 8) fitted to
 runs in the store, an uploaded CSV, or shown as the paper published it; chart,
-residuals, parameters with intervals, held-out check, save and export."""
+residuals, parameters with intervals, held-out check, save and export.
+
+The fit settings sit in a form: nothing is refitted until **Fit** is pressed, the
+bootstrap shows its progress, and the last fit stays on screen (session state) while
+a new one computes."""
 from __future__ import annotations
 
-import io
+import datetime as dt
+import hashlib
 import json
+import re
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.charts import (fit_record, format_count, law_chart, law_curves, law_snippet, padded_range,
-                           residual_chart, series_name)
+from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded_range, residual_chart, series_name
 from engine.errors import InputError
-from engine.laws import (LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
-                         fit_law, validate_points)
+from engine.laws import LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
+from engine.numbers import format_count, format_r2
 from engine.study import RANDOM_SCORER_LOSS
 from store import Store
+from store.imports import DELIMITER_NAMES, check_csv_bytes
 
 SOURCES = ("Runs in the store", "Upload a CSV", "Paper presets")
 KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joint, Eq. 8"}
@@ -28,6 +35,26 @@ ALL = "(all)"
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")
 NUMBERS = {column: st.column_config.NumberColumn(format="%.4g")
            for column in ("value", "low", "high", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")}
+LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
+PROGRESS_EVERY = 10         # bootstrap refits between two updates of the progress bar
+SHOWN_REJECTED = 10
+
+
+@dataclass
+class FitRequest:
+    """What the form asks to fit, and where its points come from (named in exports)."""
+
+    kind: str
+    points: pd.DataFrame          # the points fitted and held out; left-out points removed
+    config: FitConfig
+    about: dict                   # source, data set, filters, left-out points: JSON-able
+
+    @property
+    def key(self) -> str:
+        """Equal for equal requests: a rerun with unchanged settings fits nothing."""
+        digest = hashlib.sha256(pd.util.hash_pandas_object(self.points, index=False).to_numpy().tobytes())
+        digest.update(json.dumps([self.kind, asdict(self.config)], sort_keys=True).encode())
+        return digest.hexdigest()
 
 
 # --- data -------------------------------------------------------------------------
@@ -35,23 +62,6 @@ NUMBERS = {column: st.column_config.NumberColumn(format="%.4g")
 @st.cache_data(ttl=5, show_spinner=False)
 def store_law_points(store_path: str) -> pd.DataFrame:
     return Store(store_path).law_points()
-
-
-@st.cache_data(show_spinner="Fitting the law and its bootstrap ...")
-def cached_fit(points: pd.DataFrame, kind: str, bootstrap: int, level: float, seed: int,
-               holdout: int, holdout_axis: str = "auto") -> LawFit:
-    return fit_law(points, kind, FitConfig(bootstrap=bootstrap, level=level, seed=seed,
-                                           holdout_largest=holdout, holdout_axis=holdout_axis))
-
-
-def read_csv_upload(data: bytes) -> pd.DataFrame:
-    """The uploaded table, or InputError saying why it cannot be read."""
-    if not data.strip():
-        raise InputError("the file is empty; upload a CSV with a header row n, d, loss")
-    try:
-        return pd.read_csv(io.BytesIO(data))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"not a readable CSV ({err}); save it as comma-separated text") from err
 
 
 def import_upload(store: Store, data: bytes, name: str) -> None:
@@ -67,24 +77,29 @@ def import_upload(store: Store, data: bytes, name: str) -> None:
 
 # --- choosing the points ------------------------------------------------------------
 
-def store_source(store_path: str) -> pd.DataFrame | None:
+def store_source(store_path: str) -> tuple[pd.DataFrame, dict] | None:
+    """The store's points of one data set and annotation type (by default the most
+    common of each, not a mix), and those filters."""
     points = store_law_points(store_path)
     if points.empty:
         st.info("No completed runs in the store yet. Train some on the **Runs** page, import results "
                 "(`python -m store import results.csv`), upload a CSV here, or look at the paper presets.")
         return None
+    about = {"source": "store"}
     cols = st.columns(2)
     for col, column, label in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type")):
-        counts = points[column].value_counts()   # default: the most common value, not a mix
+        counts = points[column].value_counts()
         options = [ALL, *sorted(counts.index)]
         chosen = col.selectbox(label, options, index=options.index(counts.idxmax()) if len(counts) else 0,
                                key=f"fit_{column}")
+        about[column] = chosen
         if chosen != ALL:
             points = points[points[column] == chosen]
-    return points
+    return points, about
 
 
-def upload_source(store: Store, kind: str) -> pd.DataFrame | None:
+def upload_source(store: Store) -> tuple[pd.DataFrame, dict] | None:
+    """The good rows of an uploaded CSV; bad rows are listed by their line in the file."""
     upload = st.file_uploader("CSV with columns n, d, loss (and optional label)", type=["csv"],
                               key="fit_upload")
     if upload is None:
@@ -93,19 +108,35 @@ def upload_source(store: Store, kind: str) -> pd.DataFrame | None:
         return None
     data = upload.getvalue()
     try:
-        frame = validate_points(read_csv_upload(data), kind)
+        checked = check_csv_bytes(upload.name, data)
     except InputError as err:
         st.error(f"Cannot use {upload.name}: {err}")
+        return None
+    show_rejected(upload.name, checked.rejected, len(checked.good))
+    if checked.delimiter != ",":
+        st.caption(f"{upload.name} read as {DELIMITER_NAMES[checked.delimiter]}-separated.")
+    if not checked.good:
+        st.error(f"Cannot use {upload.name}: none of its rows is usable (see above).")
         return None
     if st.button("Import these rows into the store", key="fit_import"):
         try:
             import_upload(store, data, upload.name)
         except InputError as err:
             st.error(str(err))
-    return frame
+    frame = pd.DataFrame([row for _, row in checked.good]).drop(columns="metrics")
+    return frame, {"source": "upload", "file": upload.name}
 
 
-def slice_for_kind(points: pd.DataFrame, kind: str) -> pd.DataFrame:
+def show_rejected(name: str, rejected: list[tuple[int, str]], good: int) -> None:
+    if not rejected:
+        return
+    lines = "\n".join(f"- line {line}: {reason}" for line, reason in rejected[:SHOWN_REJECTED])
+    more = f"\n- and {len(rejected) - SHOWN_REJECTED} more" if len(rejected) > SHOWN_REJECTED else ""
+    st.warning(f"{len(rejected)} of {len(rejected) + good} rows of {name} are left out (line 1 is the "
+               f"header):\n{lines}{more}")
+
+
+def slice_for_kind(points: pd.DataFrame, kind: str, about: dict) -> pd.DataFrame:
     """A one-variable law holds the other variable fixed (the paper: full data for
     Eq. 6, the largest model for Eq. 7); let the user pick which value."""
     if kind == "joint":
@@ -117,6 +148,7 @@ def slice_for_kind(points: pd.DataFrame, kind: str) -> pd.DataFrame:
     label = "Data size D held fixed" if other == "d" else "Model size N held fixed"
     fixed = st.selectbox(label, values, index=len(values) - 1, format_func=format_count,
                          key=f"fit_fixed_{kind}")
+    about[f"{other} held fixed"] = int(fixed)
     return points[points[other] == fixed]
 
 
@@ -128,31 +160,85 @@ def point_names(points: pd.DataFrame) -> pd.Series:
                       in zip(points.index, labels.fillna(""), sizes)], index=points.index)
 
 
-def choose_points(points: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, FitConfig]:
-    points = slice_for_kind(points, kind).reset_index(drop=True)
+def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitRequest, bool]:
+    """The form: points to leave out, the held-out check, bootstrap and level; returns
+    the request it describes and whether **Fit** was pressed."""
+    points = slice_for_kind(points, kind, about).reset_index(drop=True)
     names = point_names(points)
     random_level = names[points["loss"] >= RANDOM_SCORER_LOSS]  # no better than a random scorer (k = 256)
-    left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
-                              key=f"fit_leave_out_{kind}",
-                              help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy is "
-                                   f"no better than a random scorer's (>= log 257 = {RANDOM_SCORER_LOSS:.3f}) start "
-                                   "left out.")
-    chosen = points[~names.isin(left_out)]
-    size_column = "d" if kind == "data" else "n"
-    with st.expander("Held-out check and fit settings"):
-        axis = "auto"
-        if kind == "joint":
-            size_column = axis = st.radio("Hold out along", ["n", "d"], horizontal=True, key="fit_holdout_axis",
-                                          format_func={"n": "model size", "d": "data size"}.get)
-        distinct = chosen[size_column].nunique() if size_column in chosen else 0
-        holdout = st.number_input(f"Hold out the k largest {'data sizes' if size_column == 'd' else 'models'}",
-                                  0, max(distinct - 1, 0), 0, key=f"fit_holdout_{kind}",
-                                  help="Fit on the rest and predict these, as the paper's Figure 6 does")
-        bootstrap = st.number_input("Bootstrap refits", 0, 2000, 500, 100, key="fit_bootstrap")
-        level = st.slider("Interval level", 0.80, 0.99, 0.95, 0.01, key="fit_level")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="fit_seed")
-    return chosen, FitConfig(bootstrap=int(bootstrap), level=level, seed=int(seed), holdout_largest=int(holdout),
-                             holdout_axis=axis)
+    with st.form("fit_settings"):
+        left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
+                                  key=f"fit_leave_out_{kind}",
+                                  help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy "
+                                       f"is no better than a random scorer's (>= log 257 = {RANDOM_SCORER_LOSS:.3f}) "
+                                       "start left out.")
+        chosen = points[~names.isin(left_out)]
+        size_column = "d" if kind == "data" else "n"
+        with st.expander("Held-out check and fit settings"):
+            axis = "auto"
+            if kind == "joint":
+                size_column = axis = st.radio("Hold out along", ["n", "d"], horizontal=True,
+                                              key="fit_holdout_axis",
+                                              format_func={"n": "model size", "d": "data size"}.get)
+            distinct = chosen[size_column].nunique() if size_column in chosen else 0
+            holdout = st.number_input(f"Hold out the k largest {'data sizes' if size_column == 'd' else 'models'}",
+                                      0, max(distinct - 1, 0), 0, key=f"fit_holdout_{kind}",
+                                      help="Fit on the rest and predict these, as the paper's Figure 6 does")
+            bootstrap = st.number_input("Bootstrap refits", 0, 2000, 500, 100, key="fit_bootstrap")
+            level = st.slider("Interval level", 0.80, 0.99, 0.95, 0.01, key="fit_level")
+            seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="fit_seed")
+        submitted = st.form_submit_button("Fit", type="primary", key="fit_submit")
+    config = FitConfig(bootstrap=int(bootstrap), level=level, seed=int(seed), holdout_largest=int(holdout),
+                       holdout_axis=axis)
+    dropped = points.loc[names.isin(left_out), [c for c in ("label", "n", "d", "loss") if c in points]]
+    about = {**about, "law": kind, "left_out": json.loads(dropped.to_json(orient="records")),
+             "held_out": f"largest {int(holdout)} {size_column}" if holdout else "none"}
+    return FitRequest(kind, chosen, config, about), submitted
+
+
+def fit_with_progress(request: FitRequest) -> dict:
+    """Fit the request with a progress bar over the bootstrap; the result as kept in
+    session state."""
+    total = request.config.bootstrap
+    with st.status(f"Fitting the {request.kind} law to {len(request.points)} points ...", expanded=True) as status:
+        bar = st.progress(0.0, text="fitting the law")
+
+        def report(done: int, total: int) -> None:
+            if done % PROGRESS_EVERY == 0 or done == total:
+                bar.progress(done / total, text=f"bootstrap refit {done:,} of {total:,}")
+
+        st.caption("Changing a setting outside the form, or the page's Stop button, abandons this fit.")
+        try:
+            fit = fit_law(request.points, request.kind, request.config, progress=report)
+        except InputError:
+            status.update(label=f"The {request.kind} law could not be fitted", state="error")
+            raise
+        status.update(label=f"Fitted, with {total:,} bootstrap refits", state="complete", expanded=False)
+    fitted_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return {"key": request.key, "fit": fit, "kind": request.kind, "about": {**request.about, "fitted_at": fitted_at}}
+
+
+def show_current_fit(request: FitRequest, submitted: bool, store: Store) -> None:
+    """Fit when **Fit** is pressed (or on the first visit); the last fit stays on screen,
+    marked as out of date, until its replacement is ready."""
+    last = st.session_state.get(LAST_FIT)
+    fresh = last is not None and last["key"] == request.key
+    working = st.container()
+    needs_fit = not fresh and (submitted or last is None)
+    if last is not None and not fresh:
+        st.info("The result below is for earlier settings: " +
+                ("it stays here until the new fit is ready." if needs_fit else "press **Fit** to refit."))
+    if last is not None:
+        show_fit(last, store)
+    if not needs_fit:
+        return
+    with working:
+        try:
+            st.session_state[LAST_FIT] = fit_with_progress(request)
+        except InputError as err:
+            st.error(f"Cannot fit the {request.kind} law: {err}")
+            return
+    st.rerun()
 
 
 # --- showing a law ----------------------------------------------------------------
@@ -198,18 +284,44 @@ def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) 
                          for name in PARAM_NAMES[law.kind]])
 
 
-def export_buttons(payload: dict, table: pd.DataFrame, law: ScalingLaw, stem: str) -> None:
+def fit_title(about: dict) -> str:
+    """A fit in words: its law, data set and filters, left-out and held-out points, date."""
+    parts = [f"{about['law']} law", about.get("file") or about.get("source", "")]
+    parts += [f"{k} {about[k]}" for k in ("dataset", "annotation") if about.get(k)]
+    parts += [f"{k} = {format_count(v)}" for k, v in about.items() if k.endswith("held fixed")]
+    parts += [f"{len(about.get('left_out', []))} left out", f"held out: {about.get('held_out', 'none')}"]
+    return ", ".join(p for p in parts if p) + (f" ({about['fitted_at']})" if about.get("fitted_at") else "")
+
+
+def export_stem(about: dict) -> str:
+    """A file name that tells fits apart: law, data set, filters and the time of the fit."""
+    parts = [about["law"], about.get("dataset") or about.get("file", ""), about.get("annotation", ""),
+             *(f"{k[0]}{v}" for k, v in about.items() if k.endswith("held fixed")),
+             about.get("fitted_at", "")]
+    words = (re.sub(r"[^A-Za-z0-9.]+", "-", str(p).removesuffix(".csv")).strip("-") for p in parts)
+    return "fit-" + "-".join(w for w in words if w and w != "all")
+
+
+def export_buttons(payload: dict, table: pd.DataFrame, law: ScalingLaw, stem: str, title: str) -> None:
     text = json.dumps(json.loads(json.dumps(payload), parse_constant=lambda _: None), indent=2)
     cols = st.columns(3)
     cols[0].download_button("Export JSON", text, f"{stem}.json", "application/json", key="export_json",
                             on_click="ignore")
     cols[1].download_button("Export CSV", table.to_csv(index=False), f"{stem}.csv", "text/csv",
                             key="export_csv", on_click="ignore")
-    cols[2].download_button("Export Python", law_snippet(law), f"{stem}.py", "text/x-python",
+    cols[2].download_button("Export Python", law_snippet(law, title), f"{stem}.py", "text/x-python",
                             key="export_py", on_click="ignore")
 
 
-def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
+def fit_table(fit: LawFit, about: dict) -> pd.DataFrame:
+    """The points of the fit (fitted, held out and left out) with what the fit was."""
+    left_out = pd.DataFrame(about.get("left_out", [])).assign(role="left out")
+    return pd.concat([fit.points, left_out], ignore_index=True).assign(fit=fit_title(about))
+
+
+def show_fit(result: dict, store: Store) -> None:
+    fit, kind, about = result["fit"], result["kind"], result["about"]
+    st.markdown(f"**Fit:** {fit_title(about)}")
     x = chart_axis(kind)
     compare_options = [None] + [n for n, p in PRESETS.items() if p.law.kind == kind]
     compare = st.selectbox("Compare with a published fit", compare_options, key=f"fit_compare_{kind}",
@@ -220,7 +332,7 @@ def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
                    "prediction interval for a new run.")
     st.altair_chart(residual_chart(fit.points, x), width="stretch")
     cols = st.columns(3)
-    cols[0].metric("R² (fitted points)", f"{fit.r2:.4f}")
+    cols[0].metric("R² (fitted points)", format_r2(fit.r2))
     cols[1].metric("Points fitted", int((fit.points["role"] == "fit").sum()))
     if len(fit.heldout):
         cols[2].metric("Held-out mean |error|", f"{fit.heldout['rel_error'].abs().mean():.2%}")
@@ -232,8 +344,9 @@ def show_fit(fit: LawFit, kind: str, store: Store, origin: dict) -> None:
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
         columns = [c for c in HELDOUT_COLUMNS if c in fit.heldout]
         st.dataframe(fit.heldout[columns], hide_index=True, column_config=NUMBERS)
-    save_form(fit, store, origin)
-    export_buttons(fit.to_dict(include_bootstrap=True), fit.points, fit.law, f"fit-{kind}")
+    save_form(fit, store, about)
+    export_buttons({"fit": fit_title(about), **about, **fit.to_dict(include_bootstrap=True)}, fit_table(fit, about),
+                   fit.law, export_stem(about), fit_title(about))
 
 
 def save_form(fit: LawFit, store: Store, origin: dict) -> None:
@@ -250,14 +363,13 @@ def show_preset() -> None:
     name = st.selectbox("Published fit", list(PRESETS), key="fit_preset",
                         format_func=lambda n: f"{n} ({PRESETS[n].source})")
     law = PRESETS[name].law
-    st.markdown(f"`{LAW_EQUATIONS[law.kind]}` · R² as published: "
-                f"{PRESETS[name].r2 if PRESETS[name].r2 is not None else 'not reported'}")
+    st.markdown(f"`{LAW_EQUATIONS[law.kind]}` · R² as published: {format_r2(PRESETS[name].r2)}")
     x = chart_axis(law.kind)
     curve = draw_law(law, pd.DataFrame(), x, None)
     st.dataframe(parameter_table(law, {})[["parameter", "value"]], hide_index=True, column_config=NUMBERS)
     export_buttons({"law": law.kind, "params": law.params, "r2": PRESETS[name].r2,
                     "source": PRESETS[name].source, "equation": LAW_EQUATIONS[law.kind]},
-                   curve, law, name)
+                   curve, law, f"preset-{name}", f"{name} ({PRESETS[name].source})")
 
 
 # --- saved fits ---------------------------------------------------------------------
@@ -296,16 +408,15 @@ def main() -> None:
         show_preset()
         return
     kind = st.radio("Law", list(KINDS), format_func=KINDS.get, horizontal=True, key="fit_kind")
-    points = store_source(str(store.path)) if source == SOURCES[0] else upload_source(store, kind)
-    if points is not None:
+    chosen = store_source(str(store.path)) if source == SOURCES[0] else upload_source(store)
+    if chosen is not None:
+        points, about = chosen
         try:
-            chosen, config = choose_points(points, kind)
-            fit = cached_fit(chosen, kind, config.bootstrap, config.level, config.seed, config.holdout_largest,
-                             config.holdout_axis)
+            request, submitted = fit_settings(points, kind, about)
         except InputError as err:
             st.error(f"Cannot fit the {kind} law: {err}")
         else:
-            show_fit(fit, kind, store, {"source": source, "points": len(chosen)})
+            show_current_fit(request, submitted, store)
     manage_saved_fits(store)
 
 

@@ -9,8 +9,9 @@ metrics come from, when it is not the (best) `loss`, kept with the metrics as
 the report.
 
 Two kinds of problem are told apart. A problem with the file as a whole (missing
-column, empty, wrong delimiter, unreadable, over the size or row limit) raises
-`InputError` and nothing is imported. A problem with one row (text in a numeric column,
+column, empty, binary, not UTF-8, over the size or row limit) raises `InputError` and
+nothing is imported. The delimiter is sniffed from the header (comma, semicolon, tab or
+pipe), so a table saved by a spreadsheet in a semicolon locale reads as it is. A problem with one row (text in a numeric column,
 a value that is not positive, NaN) rejects that row with its line number and reason,
 and the good rows are imported. CSV is parsed with the `csv` module rather than a
 DataFrame reader so that reported line numbers are the lines a user sees in an editor.
@@ -37,7 +38,10 @@ METRICS_LOSS_COLUMN = "metrics_loss"
 MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
 MAX_IMPORT_ROWS = 100_000
 _BIGINT_LIMIT = 2**63
-_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_BINARY_SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                      b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (an .xlsx workbook is one)",
+                      b"PAR1": "a Parquet file", b"\xd0\xcf\x11\xe0": "an old Excel (.xls) workbook"}
 
 
 @dataclass
@@ -61,6 +65,7 @@ class CheckedRows:
     good: list[tuple[int, dict[str, Any]]]
     rejected: list[tuple[int, str]]
     ignored_columns: list[str]
+    delimiter: str = ","
 
 
 def _positive_number(column: str, value: Any, *, whole: bool) -> float:
@@ -137,7 +142,7 @@ def check_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _check_columns(path: Path, columns: list[str]) -> list[str]:
+def _check_columns(path: str | Path, columns: list[str]) -> list[str]:
     """Refuse a header without n, d, loss (guessing a wrong delimiter); return the
     columns that will be ignored."""
     seen = set()
@@ -146,13 +151,6 @@ def _check_columns(path: Path, columns: list[str]) -> list[str]:
             raise InputError(f"{path} has the column {column!r} more than once")
         seen.add(column)
     missing = [column for column in REQUIRED_COLUMNS if column not in seen]
-    if missing and len(columns) == 1:
-        for delimiter, name in _OTHER_DELIMITERS.items():
-            if delimiter in columns[0]:
-                raise InputError(
-                    f"{path} looks {name}-separated (header {columns[0]!r}); "
-                    "save it with commas between the columns n, d, loss"
-                )
     if missing:
         raise InputError(
             f"{path} is missing the required column(s) {', '.join(missing)}; "
@@ -177,23 +175,41 @@ def check_rows(
     return good, rejected
 
 
-def _too_many_rows(path: Path, rows: int) -> InputError:
+def _too_many_rows(path: str | Path, rows: int) -> InputError:
     return InputError(
         f"{path} has {rows:,} rows, over the import limit of {MAX_IMPORT_ROWS:,}; "
         "split it into smaller files"
     )
 
 
-def _read_text(path: Path) -> str:
+def _decode(name: str | Path, data: bytes) -> str:
+    """The file's text, or InputError saying in words why it is not CSV text."""
+    head = data[:4096]
+    kind = next((what for signature, what in _BINARY_SIGNATURES.items() if head.startswith(signature)), None)
+    if kind or b"\x00" in head:
+        raise InputError(f"{name} is not a text file (it looks like {kind or 'binary data'}); "
+                         "export the table as CSV: comma-separated text with a header line n, d, loss")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path} is not UTF-8 text ({err}); save it as UTF-8 CSV") from None
+        line = data[:err.start].count(b"\n") + 1
+        raise InputError(f"{name} is not UTF-8 text (line {line} has the byte 0x{data[err.start]:02x}, "
+                         "e.g. an accented letter saved as Latin-1); save it as UTF-8 CSV") from None
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of the first non-blank line (the header): comma unless the
+    header reads as semicolon-, tab- or pipe-separated."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return csv.Sniffer().sniff(header, delimiters="".join(DELIMITER_NAMES)).delimiter
+    except csv.Error:
+        return ","
+
+
+def _csv_rows(name: str | Path, text: str, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The normalised header and (line number, fields) pairs; blank lines skipped."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     try:
@@ -205,21 +221,34 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                 continue
             rows.append((reader.line_num, fields))
             if len(rows) > MAX_IMPORT_ROWS:
-                raise _too_many_rows(path, len(rows))
+                raise _too_many_rows(name, len(rows))
     except csv.Error as err:
         raise InputError(
-            f"{path} could not be read as CSV at line {reader.line_num}: {err}"
+            f"{name} could not be read as CSV at line {reader.line_num}: {err}"
         ) from None
     if header is None:
-        raise InputError(f"{path} is empty: expected a header line with the columns n, d, loss")
+        raise InputError(f"{name} is empty: expected a header line with the columns n, d, loss")
     return header, rows
 
 
 def _check_csv(path: Path) -> CheckedRows:
-    header, rows = _csv_rows(path)
-    ignored = _check_columns(path, header)
+    return check_csv_bytes(path, path.read_bytes())
+
+
+def check_csv_bytes(name: str | Path, data: bytes) -> CheckedRows:
+    """Check the bytes of a CSV file called `name` (an upload, or a file's contents);
+    InputError for a problem with the file as a whole."""
+    if not data.strip():
+        raise InputError(f"{name} is empty: expected a header line with the columns n, d, loss")
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InputError(f"{name} is {len(data) / 2**20:.1f} MiB, over the import limit of "
+                         f"{MAX_IMPORT_BYTES / 2**20:.0f} MiB; split it into smaller files")
+    text = _decode(name, data)
+    delimiter = sniff_delimiter(text)
+    header, rows = _csv_rows(name, text, delimiter)
+    ignored = _check_columns(name, header)
     if not rows:
-        raise InputError(f"{path} has a header but no data rows")
+        raise InputError(f"{name} has a header but no data rows")
     misshapen = [
         (line, f"has {len(fields)} fields but the header has {len(header)}")
         for line, fields in rows
@@ -230,7 +259,7 @@ def _check_csv(path: Path) -> CheckedRows:
         for line, fields in rows
         if len(fields) == len(header)
     )
-    return CheckedRows(good, sorted(misshapen + bad), ignored)
+    return CheckedRows(good, sorted(misshapen + bad), ignored, delimiter)
 
 
 def _check_parquet(path: Path) -> CheckedRows:

@@ -79,6 +79,11 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def press_fit(at: AppTest) -> AppTest:
+    """Press the Fit laws page's Fit button (its settings are a form)."""
+    return at.button(key="fit_submit").click().run()
+
+
 # --- every page ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", [None, *PAGES])
@@ -154,6 +159,7 @@ def test_a_fit_on_seeded_runs_shows_parameters(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.selectbox(key="fit_annotation").set_value("human")
     at.radio(key="fit_kind").set_value("joint").run()
+    press_fit(at)
     assert_clean(at)
     params = table_with(at, "parameter")
     assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "delta"]
@@ -166,11 +172,13 @@ def test_holding_out_the_largest_model_reports_its_error(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.selectbox(key="fit_annotation").set_value("human")
     at.radio(key="fit_kind").set_value("joint").run()
-    at.number_input(key="fit_holdout_joint").set_value(1).run()
+    at.number_input(key="fit_holdout_joint").set_value(1)
+    press_fit(at)
     assert_clean(at)
     assert float(metric(at, "Held-out mean |error|").rstrip("%")) < 10
     assert metric(at, "Points fitted") == "24"  # 5 models x 6 data sizes, the largest model's 6 held out
-    at.radio(key="fit_holdout_axis").set_value("d").run()  # now the largest data size: 5 held out
+    at.radio(key="fit_holdout_axis").set_value("d")  # now the largest data size: 5 held out
+    press_fit(at)
     assert_clean(at)
     assert metric(at, "Points fitted") == "25"
     assert float(metric(at, "Held-out mean |error|").rstrip("%")) < 10
@@ -179,7 +187,7 @@ def test_holding_out_the_largest_model_reports_its_error(seeded_store):
 def test_saving_a_fit_puts_it_in_the_store(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.text_input(key="fit_save_name").input("model law, human")
-    at.form_submit_button[0].click().run()
+    next(b for b in at.button if b.label == "Save the fit to the store").click().run()
     assert_clean(at)
     fits = seeded_store.fits()
     assert list(fits["name"]) == ["model law, human"]
@@ -188,10 +196,10 @@ def test_saving_a_fit_puts_it_in_the_store(seeded_store):
 
 BAD_UPLOADS = {
     "empty": (b"", "is empty"),
-    "semicolons": (b"n;d;loss\n1;2;3\n", "missing"),
-    "binary": (b"\x00\xff\xfe\x00garbage", "not a readable CSV"),
+    "no loss column": (b"n;d;los\n1;2;3\n", "missing the required column(s) loss"),
+    "binary": (b"\x00\xff\xfe\x00garbage", "is not a text file"),
     "too few points": (b"n,d,loss\n100000,1000,2.0\n1000000,1000,1.5\n", "needs at least 4 points"),
-    "negative loss": (b"n,d,loss\n1e5,1,2\n1e6,1,-1\n1e7,1,1\n1e8,1,1\n", "must be positive"),
+    "all rows bad": (b"n,d,loss\n1e5,1,-2\n1e6,1,-1\n", "none of its rows is usable"),
 }
 
 
@@ -212,6 +220,7 @@ def test_an_uploaded_csv_is_fitted():
     at.radio(key="fit_source").set_value("Upload a CSV")
     at.radio(key="fit_kind").set_value("data").run()
     at.file_uploader(key="fit_upload").set_value(("study.csv", data, "text/csv")).run()
+    press_fit(at)
     assert_clean(at)
     assert list(table_with(at, "parameter")["parameter"]) == ["B", "beta", "delta"]
 
