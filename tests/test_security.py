@@ -196,3 +196,22 @@ def test_a_redirected_generation_caches_nothing(redirect_to_elsewhere, tmp_path,
     assert elsewhere.received == []
     cached = [line for path in (tmp_path / "cache").rglob("*.jsonl") for line in path.read_text().splitlines()]
     assert cached == []
+
+
+# ---------------------------------------------------------------- 5. where the app listens
+
+def test_the_app_listens_on_loopback_only_by_default():
+    """Before: no server.address, so Streamlit bound every interface."""
+    import ipaddress
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert ipaddress.ip_address(config["server"]["address"]).is_loopback
+
+
+def test_streamlit_reads_the_address_from_the_project_config(tmp_path):
+    """The key is one the installed Streamlit knows, and it takes it from the file."""
+    done = subprocess.run([sys.executable, "-c", "from streamlit import config; config.get_config_options(); "
+                           "print(config.get_option('server.address'))"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "127.0.0.1"
