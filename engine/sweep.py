@@ -72,13 +72,7 @@ def load_sweep(path: str | Path) -> Sweep:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid TOML ({err})") from err
     name = validate_name(f"{path}: sweep name", spec.get("name") or path.stem)
-    grid, shared = spec.get("grid", {}), dict(spec.get("train", {}))
-    missing = [key for key in ("models",) if not grid.get(key)]
-    if missing:
-        raise InputError(f"{path}: [grid] needs {missing}")
-    unknown = set(grid) - set(GRID_KEYS)
-    if unknown:
-        raise InputError(f"{path}: unknown [grid] keys {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+    grid, shared = _grid(spec, path), dict(_table(spec, "train", path))
     allowed = {f.name for f in fields(TrainConfig)} - {"model", "train_pairs", "seed", "run_id", "annotation"}
     bad = set(shared) - allowed
     if bad:
@@ -87,9 +81,45 @@ def load_sweep(path: str | Path) -> Sweep:
         raise InputError(f"{path}: [train] needs dataset = \"PATH\"")
     base = path.parent
     shared = {k: _resolve_path(base, v) if k in PATH_FIELDS and v else v for k, v in shared.items()}
-    annotation_data = {k: _resolve_path(base, v) for k, v in spec.get("annotation_data", {}).items()}
+    annotation_data = {k: _resolve_path(base, v) for k, v in _table(spec, "annotation_data", path).items()}
     runs = [SweepRun(config) for config in _expand(name, grid, shared, annotation_data, path)]
     return Sweep(name, path, tuple(runs))
+
+
+def _table(spec: dict, name: str, path: Path) -> dict:
+    value = spec.get(name, {})
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: {name} must be a table ([{name}] with one setting a line), got {value!r}")
+    return value
+
+
+# what each [grid] list holds, and an example of it
+_GRID_ENTRIES = {"models": (str, '["scratch-L2-H64"]'), "annotations": (str, '["human", "ict"]'),
+                 "seeds": (int, "[0, 1]"), "train_pairs": (int | str, '[500, 1000, "all"]')}
+
+
+def _grid(spec: dict, path: Path) -> dict[str, list]:
+    """[grid] as lists that each give at least one run: a string where a list belongs
+    would expand into one run per character, an empty list into no runs at all."""
+    grid = _table(spec, "grid", path)
+    unknown = set(grid) - set(GRID_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown [grid] keys {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+    if "models" not in grid:
+        raise InputError(f"{path}: [grid] needs ['models'], e.g. models = {_GRID_ENTRIES['models'][1]}")
+    for key, values in grid.items():
+        kind, example = _GRID_ENTRIES[key]
+        if not isinstance(values, list):
+            raise InputError(f"{path}: [grid] {key} must be a list, e.g. {key} = {example}; got {values!r}")
+        if not values:
+            raise InputError(f"{path}: [grid] {key} is empty, so the sweep has no runs; list at least one, "
+                             f"e.g. {key} = {example}")
+        wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 0)]
+        if wrong:
+            raise InputError(f"{path}: [grid] {key} holds {wrong[0]!r}; entries look like {key} = {example}")
+        if len(set(values)) < len(values):
+            raise InputError(f"{path}: [grid] {key} lists an entry twice ({values}); list each once")
+    return grid
 
 
 def _resolve_path(base: Path, value: str) -> str:

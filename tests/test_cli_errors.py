@@ -4,6 +4,7 @@ before the check. Subprocesses where the entry point itself is the point; the sa
 `main()` in-process where many cases share it (each subprocess costs seconds of imports)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,43 @@ def test_a_huge_passage_is_cut_before_tokenising(caplog):
     assert seconds < 5, seconds
     cut = [r.getMessage() for r in caplog.records if "cut to" in r.getMessage()]
     assert len(cut) == 1 and cut[0].startswith("1 of 3 texts are longer than 512 characters"), cut
+
+
+# ---------------------------------------------------------------- sweep files
+
+
+def _sweep_file(folder: Path, dataset: Path, grid: str) -> Path:
+    path = folder / "sweep.toml"
+    path.write_text(f'name = "t"\n{grid}\n[train]\ndataset = "{dataset}"\nsteps = 2\n')
+    return path
+
+
+@pytest.mark.parametrize("grid, message", [
+    ('grid = "x"', "grid must be a table"),
+    ('[grid]\nmodels = "scratch-L1-H32"', "models must be a list, e.g. models = [\"scratch-L2-H64\"]"),
+    ("[grid]\nmodels = []", "models is empty, so the sweep has no runs"),
+    ('[grid]\nmodels = ["scratch-L1-H32"]\nseeds = []', "seeds is empty"),
+    ('[grid]\nmodels = ["scratch-L1-H32"]\ntrain_pairs = []', "train_pairs is empty"),
+    ('[grid]\nmodels = ["scratch-L1-H32"]\nannotations = []', "annotations is empty"),
+    ('[grid]\nmodels = ["scratch-L1-H32"]\nseeds = [0, true]', "seeds holds True"),
+    ('[grid]\nmodels = [["scratch-L1-H32"]]', "models holds ['scratch-L1-H32']"),
+    ('[grid]\nmodels = ["scratch-L1-H32", "scratch-L1-H32"]', "lists an entry twice"),
+    ('[grid]\nseeds = [0]', "[grid] needs ['models']"),
+])
+def test_a_sweep_grid_that_gives_wrong_runs_is_refused(tmp_path, dataset, grid, message):
+    from engine.sweep import load_sweep
+
+    with pytest.raises(InputError, match=re.escape(message)) as caught:
+        load_sweep(_sweep_file(tmp_path, dataset, grid))
+    assert str(tmp_path / "sweep.toml") in str(caught.value)
+
+
+def test_sweep_cli_refuses_a_string_of_models_and_an_assumed_mfu_of_0(tmp_path, dataset, capsys):
+    from engine.cli import main
+
+    one_string = _sweep_file(tmp_path, dataset, '[grid]\nmodels = "scratch-L1-H32"')
+    assert_one_error_line(run_cli("engine", "sweep", one_string, "--dry-run"), "models must be a list")
+    good = _sweep_file(tmp_path, dataset, '[grid]\nmodels = ["scratch-L1-H32"]')
+    for mfu in ("0", "-0.2", "nan", "1.5"):
+        assert_one_error_line(in_process(main, capsys, "sweep", good, "--dry-run", "--assumed-mfu", mfu),
+                              "--assumed-mfu", "(0, 1]")

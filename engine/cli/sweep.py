@@ -32,6 +32,8 @@ def run(args) -> int:
 
     if args.parallel < 1:
         raise InputError(f"--parallel must be at least 1, got {args.parallel}")
+    if not 0 < args.assumed_mfu <= 1:  # NaN fails this too
+        raise InputError(f"--assumed-mfu is a fraction of the matmul peak in (0, 1], e.g. 0.3; got {args.assumed_mfu}")
     sweep = load_sweep(args.file)
     if args.emit:
         return sweep_slurm.emit(sweep, args)
