@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from engine.config import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH, EvalConfig  # noqa: F401 (re-exported)
 from engine.data import RetrievalData
 from engine.errors import InputError
 from engine.tokenize_cache import TokenizedTexts
@@ -30,24 +31,6 @@ log = logging.getLogger(__name__)
 
 RANKING_DEPTH = 1000
 SCORE_BLOCK = 2**25  # scores held at once when scoring against the sub-corpus
-
-
-@dataclass
-class EvalConfig:
-    """How a model is measured; the same settings give the same negatives."""
-
-    negatives: int = field(default=256, metadata={"help": "k negatives per test pair (Eq. 5; paper 256)"})
-    repeats: int = field(default=10, metadata={"help": "seeded draws of negatives, averaged"})
-    subcorpus_size: int = field(
-        default=100_000, metadata={"help": "ranking sub-corpus: test positives + sampled others (paper 100,000)"}
-    )
-    max_test_pairs: int | None = field(default=None, metadata={"help": "seeded cap on test pairs (None: all)"})
-    ranking: str = field(
-        default="final", metadata={"help": "ranking metrics at every evaluation, the final one, or never",
-                                   "choices": ("every", "final", "never")}
-    )
-    batch_size: int = field(default=128, metadata={"help": "texts per encoding batch"})
-    seed: int = field(default=0, metadata={"help": "seed of the sub-corpus, pool and negatives"})
 
 
 @dataclass
@@ -217,9 +200,11 @@ def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, r
     return metrics
 
 
-def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *, max_query_length: int = 32,
-                        max_passage_length: int = 180, pooling: str = "mean", device: str = "cpu",
-                        strict: bool = True) -> tuple[dict[str, float], object]:
+def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
+                        max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
+                        max_passage_length: int = DEFAULT_MAX_PASSAGE_LENGTH, pooling: str = "mean",
+                        device: str = "cpu", strict: bool = True,
+                        batch_size: int = 128) -> tuple[dict[str, float], object]:
     """(metrics, model) of a saved bi-encoder (`runs/<id>/model`) or a plain pretrained
     encoder (folder or hub name, used without projection) on `dataset`'s test split."""
     from engine.data import load_retrieval_data
@@ -233,5 +218,5 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *, ma
         data, tokenize_cached(data.queries, tokenizer, max_query_length),
         tokenize_cached(data.passages, tokenizer, max_passage_length), config,
     )
-    metrics = evaluate(model, eval_set, device=device, batch_size=config.batch_size, ranking=config.ranking != "never")
+    metrics = evaluate(model, eval_set, device=device, batch_size=batch_size, ranking=config.ranking != "never")
     return metrics, model

@@ -13,14 +13,15 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from engine.cli.train import add_dataclass_arguments
-    from engine.evaluate import EvalConfig
+    from engine.config import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH, EvalConfig
 
     parser = subparsers.add_parser("evaluate", help="measure a trained or pretrained encoder", description=__doc__)
     parser.add_argument("--dataset", required=True, help="data set folder; its test (or dev) split is used")
     parser.add_argument("--checkpoint", required=True, help="a run's model/ folder, or an encoder folder or hub name")
     parser.add_argument("--pooling", default="mean", choices=("mean", "cls"), help="for a plain encoder")
-    parser.add_argument("--max-query-length", type=int, default=32)
-    parser.add_argument("--max-passage-length", type=int, default=180)
+    parser.add_argument("--max-query-length", type=int, default=DEFAULT_MAX_QUERY_LENGTH)
+    parser.add_argument("--max-passage-length", type=int, default=DEFAULT_MAX_PASSAGE_LENGTH)
+    parser.add_argument("--eval-batch-size", type=int, default=128, help="texts per encoding batch")
     parser.add_argument("--lenient-qrels", action="store_true", help="drop judgments with unknown ids (counted)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     add_dataclass_arguments(parser, EvalConfig, prefix="eval_")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     metrics, model = evaluate_checkpoint(
         args.checkpoint, args.dataset, config, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, pooling=args.pooling, device=device,
-        strict=not args.lenient_qrels,
+        strict=not args.lenient_qrels, batch_size=args.eval_batch_size,
     )
     if args.record:
         metrics["run_id"] = _record(args, config, metrics, model, device)

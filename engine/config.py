@@ -1,0 +1,163 @@
+"""The configuration of a training run, in two parts (no torch here: the CLI and the
+sweep read it without loading a deep-learning stack).
+
+- `Measurement`: what defines the measurement, the hyperparameters that change the
+  numbers a run produces (data, model, D, steps, batch, negatives, learning rate,
+  seeds, precision, dropout masks, evaluation protocol). Two runs with the same
+  Measurement measure the same thing; a sweep's run id hashes this part only.
+- `RunOptions`: how it is run (checkpoint interval and how many are kept, evaluation
+  batch size, compile, gradient checkpointing, device flags, run id, label). Changing
+  them changes how long a run takes or what it leaves on disk, not its results.
+
+`TrainConfig` is both at once (every field of either, flat, as the CLI flags, a sweep
+file's [train] table and a stored config dict spell them); `config.measurement` and
+`config.run_options` give the parts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from engine.errors import InputError
+
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+DROPOUT_MASKS = ("auto", "fast", "torch")
+INITS = ("auto", "pretrained", "scratch")
+COMPILE_CHOICES = ("auto", "yes", "no")
+DEFAULT_MAX_QUERY_LENGTH = 32  # the paper's released code
+DEFAULT_MAX_PASSAGE_LENGTH = 180
+
+
+@dataclass
+class EvalConfig:
+    """How a model is measured (the protocol); the same settings give the same negatives."""
+
+    negatives: int = field(default=256, metadata={"help": "k negatives per test pair (Eq. 5; paper 256)"})
+    repeats: int = field(default=10, metadata={"help": "seeded draws of negatives, averaged"})
+    subcorpus_size: int = field(
+        default=100_000, metadata={"help": "ranking sub-corpus: test positives + sampled others (paper 100,000)"}
+    )
+    max_test_pairs: int | None = field(default=None, metadata={"help": "seeded cap on test pairs (None: all)"})
+    ranking: str = field(
+        default="final", metadata={"help": "ranking metrics at every evaluation, the final one, or never",
+                                   "choices": ("every", "final", "never")}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the sub-corpus, pool and negatives"})
+
+
+@dataclass(kw_only=True)
+class Measurement:
+    """What a run measures; stored with the run, hashed into a sweep's run ids."""
+
+    # what is trained, on what
+    dataset: str = field(metadata={"help": "data set folder (BEIR, MS MARCO or T2Ranking layout); its test split "
+                                           "is the evaluation"})
+    model: str = field(default="scratch-L2-H64", metadata={"help": "ladder name (python -m engine models), local "
+                                                                    "folder or hub name"})
+    init: str = field(default="auto", metadata={"help": "pretrained weights or a random init from the config "
+                                                         "(auto: scratch for scratch-* rungs)", "choices": INITS})
+    tokenizer: str | None = field(default=None, metadata={"help": "scratch only: vocab.txt, folder or hub name "
+                                                                  "(default: WordPiece trained on the corpus)"})
+    tokenizer_vocab_size: int = field(default=8192, metadata={"help": "vocabulary of a tokenizer trained on the corpus"})
+    scratch_embedding_std: float = field(default=1.0, metadata={"help": "scratch only: std of the word-embedding "
+                                                                        "init (T5's 1; BERT's 0.02 hides token identity)"})
+    pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
+                                                   "choices": ("mean", "cls")})
+    train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
+                                                                   "pairs instead of the data set's train split"})
+    annotation: str | None = field(default=None, metadata={"help": "annotation label stored with the run "
+                                                                   "(default: human, or pseudo with --train-data)"})
+    train_pairs: int | None = field(default=None, metadata={"help": "D: training pairs, a seeded nested subset "
+                                                                    "(default: all)"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the D-pair subset (same seed: nested subsets)"})
+    lenient_qrels: bool = field(default=False, metadata={"help": "drop judgments with unknown ids (counted) "
+                                                                 "instead of failing"})
+    # optimisation (defaults: the paper and its released code)
+    steps: int = field(default=10_000, metadata={"help": "optimizer steps (paper: 10,000)"})
+    batch_size: int = field(default=128, metadata={"help": "queries per step, per process"})
+    negatives: int = field(default=256, metadata={"help": "k random negatives per step shared by the batch "
+                                                          "(paper: 256), split over processes"})
+    in_batch_negatives: bool = field(default=True, metadata={"help": "other queries' positives are negatives too"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rung's, 5e-6 "
+                                                              "for pretrained BERT)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
+    weight_decay: float = field(default=0.001, metadata={"help": "AdamW weight decay (not on biases, LayerNorm)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step (each its own "
+                                                          "softmax over its batch: it changes the measurement)"})
+    max_query_length: int = field(default=DEFAULT_MAX_QUERY_LENGTH, metadata={"help": "query tokens kept"})
+    max_passage_length: int = field(default=DEFAULT_MAX_PASSAGE_LENGTH, metadata={"help": "passage tokens kept"})
+    seed: int = field(default=0, metadata={"help": "seed of the initialisation, batches and negatives"})
+    # numerics that change the results
+    precision: str = field(default="auto", metadata={
+        "help": "mixed precision (auto: bf16 on a GPU or CPU that computes it natively, e.g. AVX512-BF16 or AMX; "
+                "2.2x the fp32 matmul rate on the development CPU, bench/RESULTS.md)", "choices": PRECISIONS})
+    dropout_masks: str = field(default="auto", metadata={
+        "help": "how dropout masks are drawn: fast (16-bit masks, engine/dropout.py), torch (bernoulli); "
+                "auto: fast on a CPU, where torch's masks took a fifth of a small model's step", "choices": DROPOUT_MASKS})
+    # evaluation
+    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (and at the end)"})
+    eval_at_start: bool = field(default=False, metadata={"help": "also evaluate before the first step"})
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """How a run is carried out; none of it changes the numbers it produces."""
+
+    eval_batch_size: int = field(default=128, metadata={"help": "texts per encoding batch in evaluation"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    compile: str = field(default="no", metadata={
+        "help": "torch.compile the training forward; batches are then padded to the max lengths so shapes never "
+                "change (auto: runs of >= 500 steps). On a 2-core CPU it was no faster (bench/RESULTS.md)",
+        "choices": COMPILE_CHOICES})
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between resumable checkpoints (0: none)"})
+    keep_checkpoints: int = field(default=1, metadata={"help": "newest checkpoints kept"})
+    cpu: bool = field(default=False, metadata={"help": "train on the CPU even where a GPU is present (and for "
+                                                        "several CPU processes under torchrun)"})
+    run_id: str | None = field(default=None, metadata={"help": "run id; an existing run's id resumes it"})
+    label: str | None = field(default=None, metadata={"help": "free label stored with the run"})
+
+
+MEASUREMENT_FIELDS = tuple(f.name for f in fields(Measurement))
+RUN_OPTION_FIELDS = tuple(f.name for f in fields(RunOptions))
+
+
+@dataclass(kw_only=True)
+class TrainConfig(RunOptions, Measurement):
+    """One training run: its Measurement and its RunOptions, stored with the run, its
+    checkpoints and its model (as `asdict`, one flat dict)."""
+
+    @property
+    def measurement(self) -> Measurement:
+        return Measurement(**{name: getattr(self, name) for name in MEASUREMENT_FIELDS})
+
+    @property
+    def run_options(self) -> RunOptions:
+        return RunOptions(**{name: getattr(self, name) for name in RUN_OPTION_FIELDS})
+
+    def measurement_digest(self) -> str:
+        """8 hex digits of the Measurement: equal for runs that measure the same thing."""
+        text = json.dumps(asdict(self.measurement), sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+    def measurement_differences(self, other: "TrainConfig") -> list[str]:
+        """Names of the Measurement fields (eval.* for the protocol's) where `other` differs."""
+        mine, theirs = asdict(self.measurement), asdict(other.measurement)
+        changed = [name for name in MEASUREMENT_FIELDS if name != "eval" and mine[name] != theirs[name]]
+        return changed + [f"eval.{name}" for name in mine["eval"] if mine["eval"][name] != theirs["eval"][name]]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """From `asdict` output (a stored config, a sweep file's values). Configs stored
+        before the split kept the evaluation batch size as `eval.batch_size`."""
+        values, evaluation = dict(values), dict(values.get("eval") or {})
+        if "batch_size" in evaluation:
+            legacy = evaluation.pop("batch_size")
+            values.setdefault("eval_batch_size", legacy)
+        for kind, given in ((cls, values), (EvalConfig, evaluation)):
+            unknown = set(given) - {f.name for f in fields(kind)}
+            if unknown:
+                raise InputError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**{**values, "eval": EvalConfig(**evaluation)})
