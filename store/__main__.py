@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.paths import check_output_path
 from store import Store, StoreBusyError
 from store.core import EXPORT_FORMATS, EXPORT_QUERIES
 
@@ -49,8 +50,10 @@ def _demo(store: Store, args: argparse.Namespace) -> int:
         if not args.meta:
             raise InputError("demo write needs --meta FILE: a JSON object with the study's title, data sets, "
                              "hardware, date and commands")
+        protected = {**store.own_files(), "the --meta input": Path(args.meta)}
+        out = check_output_path(args.file or demo.DEMO_FILE, protected=protected)
         study = json.loads(Path(args.meta).read_text(encoding="utf-8"))
-        print(demo.write_demo(store, study, args.file))
+        print(demo.write_demo(store, study, out))
     return 0
 
 

@@ -491,11 +491,13 @@ class Store:
         """Write runs, points or fits as CSV, Parquet or JSON (an array of objects).
 
         Without `out` the file goes to an `exports/` folder beside the database. The
-        file appears whole or not at all, and every export is logged.
+        file appears whole or not at all, and every export is logged. An `out` that is
+        the store, its write-ahead log or inside its spool folder is refused first.
         """
         query = EXPORT_QUERIES[_choice("what", what, tuple(EXPORT_QUERIES))]
         options = EXPORT_FORMATS[_choice("fmt", fmt, tuple(EXPORT_FORMATS))]
-        target = self._export_target(what, fmt, out)
+        target = paths.check_output_path(self._export_target(what, fmt, out), protected=self.own_files())
+        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         with self._session() as con:
             try:
@@ -519,5 +521,13 @@ class Store:
         else:
             out = Path(out).expanduser()
             target = out / default_name if out.is_dir() else out
-        target.parent.mkdir(parents=True, exist_ok=True)
         return target.absolute()
+
+    def own_files(self) -> dict[str, Path]:
+        """The files no output of the workbench may overwrite (what -> path): the
+        database, its write-ahead log and its spool folder (with the quarantine file)."""
+        return {
+            "the store": self.path,
+            "the store's write-ahead log": self.path.with_name(self.path.name + ".wal"),
+            "the store's spool folder": self.spool_dir,
+        }

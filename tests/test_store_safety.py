@@ -165,3 +165,81 @@ def _store_cli(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "store", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- 6. outputs onto the store or an input
+
+def _seeded_store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "s.duckdb")
+    run_id = store.start_run(**RUN)
+    store.finish_run(run_id, status="completed", best_contrastive_entropy=1.0)
+    store.ingest()
+    return store
+
+
+def _fingerprint(store: Store) -> dict:
+    files = [store.path, *store.spool_dir.glob("*")] if store.spool_dir.exists() else [store.path]
+    return {path: path.read_bytes() for path in files if path.is_file()}
+
+
+@pytest.mark.parametrize("target", ["store", "wal", "spool", "inside spool", "store via symlink"])
+def test_store_export_refuses_to_overwrite_the_store(tmp_path, target):
+    """Before: `--out` naming the store file replaced the database with a CSV, exit 0."""
+    store = _seeded_store(tmp_path)
+    store.spool_dir.mkdir(exist_ok=True)
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(store.path)
+    out = {"store": store.path, "wal": store.path.with_name("s.duckdb.wal"), "spool": store.spool_dir,
+           "inside spool": store.spool_dir / "x.csv", "store via symlink": link}[target]
+    before = _fingerprint(store)
+    done = _store_cli("export", "--what", "runs", "--format", "csv", "--out", out, "--store", store.path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: output ") and "would overwrite the store" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _fingerprint(store) == before and not store.path.with_name("s.duckdb.wal").exists()
+    assert Store(store.path).info()["counts"]["runs"] == 1 and Store(store.path).info()["counts"]["exports"] == 0
+
+
+def test_store_export_to_an_ordinary_path_still_works(tmp_path):
+    store = _seeded_store(tmp_path)
+    done = _store_cli("export", "--what", "runs", "--format", "csv", "--out", tmp_path / "runs.csv",
+                      "--store", store.path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs.csv").read_text().count("\n") == 2
+
+
+def test_demo_write_refuses_the_store_and_its_meta_file(tmp_path):
+    store = _seeded_store(tmp_path)
+    meta = tmp_path / "meta.json"
+    meta.write_text('{"title": "t"}')
+    for out, what in ((store.path, "the store"), (meta, "the --meta input")):
+        done = _store_cli("demo", "write", "--store", store.path, "--meta", meta, "--file", out)
+        assert done.returncode == 2 and f"would overwrite {what}" in done.stderr, done.stderr
+    assert meta.read_text() == '{"title": "t"}' and Store(store.path).info()["counts"]["runs"] == 1
+
+
+def test_laws_fit_refuses_to_overwrite_its_csv_before_fitting(tmp_path):
+    """Before: `laws fit --out` onto its own `--csv` replaced the data with the fit."""
+    csv = tmp_path / "points.csv"
+    csv.write_text("n,d,loss\n" + "".join(f"{n},1000,{2 + 1e4 / n ** 0.5:.4f}\n" for n in (1e4, 3e4, 1e5, 3e5, 1e6)))
+    original = csv.read_text()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "engine", "laws", "fit", "--csv", str(csv), "--law", "model",
+                           "--bootstrap", "100000", "--out", str(csv)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"error: output {csv} would overwrite the --csv input {csv}" in done.stderr
+    assert csv.read_text() == original
+    assert time.monotonic() - started < 60  # refused before 100,000 bootstrap refits
+
+
+def test_laws_fit_refuses_to_overwrite_the_store(tmp_path):
+    store = _seeded_store(tmp_path)
+    csv = tmp_path / "points.csv"
+    csv.write_text("n,d,loss\n1,2,3\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_STORE": str(store.path)}
+    done = subprocess.run([sys.executable, "-m", "engine", "laws", "fit", "--csv", str(csv), "--law", "model",
+                           "--out", str(store.path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "would overwrite the store" in done.stderr, done.stderr
+    assert Store(store.path).info()["counts"]["runs"] == 1

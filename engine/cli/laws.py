@@ -39,12 +39,12 @@ def run_fit(args) -> int:
                        holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
     if not args.csv.is_file():
         raise InputError(f"{args.csv}: no such file")
+    out = _checked_out(args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json"), args.csv)
     try:
         points = pd.read_csv(args.csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{args.csv}: cannot read as CSV ({err})") from err
     fit = fit_law(points, args.law, config)
-    out = args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json")
     out.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.json:
         print(json.dumps({**fit.to_dict(include_bootstrap=False), "saved_to": str(out)}))
@@ -52,6 +52,14 @@ def run_fit(args) -> int:
         print(format_fit(fit))
         print(f"saved to {out}")
     return 0
+
+
+def _checked_out(out: Path, csv: Path) -> Path:
+    """`out`, unless writing it would overwrite the --csv input or the results store."""
+    from engine.paths import check_output_path
+    from store import Store
+
+    return check_output_path(out, protected={"the --csv input": csv, **Store().own_files()})
 
 
 def format_fit(fit) -> str:
