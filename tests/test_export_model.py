@@ -1,0 +1,117 @@
+"""`engine export-model`: a trained run as a sentence-transformers folder. The layout
+is checked file by file against the library's documented format, the exported files
+alone (transformers + mean pooling + the Dense weights) give the workbench's own
+vectors, and where sentence-transformers is installed it loads the folder as it is
+and encodes the same vectors."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.errors import InputError
+from engine.export_model import export_sentence_transformers
+from engine.model import BiEncoder
+from engine.train import EvalConfig, TrainConfig, train
+from test_data import write_synthetic
+from tests.conftest import ROOT
+
+TEXTS = ["w1 w2 w3 w4", "w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23", "w5"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A scratch model trained for a few steps (its run folder in a private runs dir)."""
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORKBENCH_RUNS", str(root / "runs"))
+        env.setenv("WORKBENCH_CACHE", str(root / "cache"))
+        env.setenv("WORKBENCH_STORE", str(root / "store.duckdb"))
+        config = TrainConfig(dataset=str(write_synthetic(root / "syn")), model="scratch-L1-H32", run_id="tiny",
+                             tokenizer_vocab_size=400, steps=6, batch_size=16, negatives=16, lr=3e-3,
+                             max_query_length=16, max_passage_length=32, eval_every=6, checkpoint_every=0,
+                             eval=EvalConfig(repeats=1, ranking="none"))
+        train(config)
+    return root / "runs" / "tiny" / "model"
+
+
+def workbench_vectors(model_folder, texts):
+    model, tokenizer = BiEncoder.load(model_folder)
+    model.eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        return model.encode(batch["input_ids"], batch["attention_mask"])  # (texts, 768)
+
+
+def export(*argv):
+    return subprocess.run([sys.executable, "-m", "engine", "export-model", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_export_writes_the_documented_layout(trained, tmp_path):
+    out = tmp_path / "st"
+    result = export(trained, "--format", "sentence-transformers", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["modules"] == ["Transformer", "Pooling", "Dense"] and summary["dimension"] == 768
+    modules = json.loads((out / "modules.json").read_text())
+    assert [(m["idx"], m["name"], m["path"], m["type"]) for m in modules] == [
+        (0, "0", "0_Transformer", "sentence_transformers.models.Transformer"),
+        (1, "1", "1_Pooling", "sentence_transformers.models.Pooling"),
+        (2, "2", "2_Dense", "sentence_transformers.models.Dense")]
+    transformer = out / "0_Transformer"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in transformer.iterdir()}
+    assert json.loads((transformer / "sentence_bert_config.json").read_text()) == {
+        "max_seq_length": 32, "do_lower_case": False}                        # the run's passage length
+    pooling = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pooling["word_embedding_dimension"] == 32 and pooling["pooling_mode_mean_tokens"] is True
+    assert not any(v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens")
+    dense = json.loads((out / "2_Dense" / "config.json").read_text())
+    assert dense == {"in_features": 32, "out_features": 768, "bias": True,
+                     "activation_function": "torch.nn.modules.linear.Identity"}
+    weights = load_file(str(out / "2_Dense" / "model.safetensors"))
+    projection = load_file(str(trained / "projection.safetensors"))
+    assert weights["linear.weight"].shape == (768, 32) and torch.equal(weights["linear.weight"], projection["weight"])
+    assert json.loads((out / "config_sentence_transformers.json").read_text())["similarity_fn_name"] == "dot"
+
+    # the exported files alone, read as the format says, give the workbench's vectors
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder, tokenizer = AutoModel.from_pretrained(str(transformer)).eval(), AutoTokenizer.from_pretrained(str(transformer))
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state                               # (texts, len, 32)
+    mask = batch["attention_mask"].unsqueeze(-1).float()                          # (texts, len, 1)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)                                 # (texts, 32)
+    vectors = pooled @ weights["linear.weight"].T + weights["linear.bias"]        # (texts, 768)
+    expected = workbench_vectors(trained, TEXTS)
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(vectors, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sentence_transformers_loads_the_export_as_it_is(trained, tmp_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    out = tmp_path / "st"
+    export_sentence_transformers(str(trained), out)
+    model = sentence_transformers.SentenceTransformer(str(out), device="cpu")
+    assert model.max_seq_length == 32
+    vectors = model.encode(TEXTS, convert_to_tensor=True)                  # (texts, 768)
+    torch.testing.assert_close(vectors, workbench_vectors(trained, TEXTS), atol=1e-5, rtol=1e-5)
+    scores = model.similarity(vectors[:1], vectors)                   # inner products, as Eq. 1
+    torch.testing.assert_close(scores[0], vectors @ vectors[0], atol=1e-4, rtol=1e-5)
+
+
+def test_bad_runs_and_outputs_are_explained(trained, tmp_path):
+    result = export("no-such-run", "--out", tmp_path / "x")
+    assert result.returncode == 2 and "no trained model" in result.stderr and "Traceback" not in result.stderr
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="not an empty folder"):
+        export_sentence_transformers(str(trained), taken)
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+    with pytest.raises(InputError, match="not a safe name"):
+        export_sentence_transformers("../escape", tmp_path / "y")
