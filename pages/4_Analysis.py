@@ -6,16 +6,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import (RANKING_METRICS, annotation_curves, crossing_points, entropy_of_metrics,
-                             exchange_rate, fit_annotation_laws, metric_correlations)
-from engine.charts import CURVE_POINTS, annotation_chart, format_count, metric_chart, padded_range
+from engine.analysis import (RANKING_METRICS, ExchangeRate, annotation_curves, crossing_points,
+                             entropy_of_metrics, exchange_rate, fit_annotation_laws, metric_correlations)
+from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
 from engine.errors import InputError
-from engine.laws import FitConfig, LawFit
+from engine.laws import PARAM_NAMES, FitConfig, LawFit
+from engine.numbers import format_coefficient, format_count, format_r2
+from engine.study import OVERFIT_GAP
 from store import Store
 
 DOTS = {"runs": "one run (its best contrastive entropy, final metrics)",
         "points": "one evaluation during training"}
 ANNOTATION_CONFIG = FitConfig(bootstrap=200)
+MIN_DATA_SIZES = len(PARAM_NAMES["data"]) + 1    # distinct D a data-size law needs at one N
+NOT_REACHED = "not reached"
 CORRELATION_FORMAT = {**{c: st.column_config.NumberColumn(format="%.3f") for c in ("pearson", "spearman")},
                       **{c: st.column_config.NumberColumn(format="%.2g") for c in ("pearson_p", "spearman_p")}}
 
@@ -31,8 +35,8 @@ def runs_with_metrics(store_path: str) -> pd.DataFrame:
 @st.cache_data(ttl=5, show_spinner=False)
 def evaluation_points(store_path: str) -> pd.DataFrame:
     store = Store(store_path)
-    runs = store.runs()[["run_id", "model_name", "label"]].rename(columns={"model_name": "model"})
-    return store.points().merge(runs, on="run_id", how="left")
+    runs = store.runs()[["run_id", "model_name", "label", "dataset", "annotation"]]
+    return store.points().merge(runs.rename(columns={"model_name": "model"}), on="run_id", how="left")
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -48,10 +52,45 @@ def annotation_law(points: pd.DataFrame) -> LawFit:
 
 # --- Figure 2 -----------------------------------------------------------------------
 
+def default_index(options: list[str], counts: pd.Series, preferred: str | None = None) -> int:
+    """`preferred` if it is an option, else the most common value."""
+    if preferred in options:
+        return options.index(preferred)
+    return options.index(counts.idxmax()) if len(counts) else 0
+
+
+def one_kind_of_run(frame: pd.DataFrame) -> pd.DataFrame:
+    """Filters for one data set and one annotation type (default: the most common data
+    set, human pairs): pooling them mixes relations the study report keeps apart."""
+    cols = st.columns(2)
+    for col, column, label, preferred in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type"),
+                                             (None, "human")):
+        counts = frame[column].value_counts()
+        options = sorted(counts.index)
+        if not options:
+            continue
+        chosen = col.selectbox(label, options, index=default_index(options, counts, preferred),
+                               key=f"analysis_metrics_{column}")
+        frame = frame[frame[column] == chosen]
+    return frame
+
+
+def not_overfit(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose entropy at the metrics' evaluation is within OVERFIT_GAP of their best,
+    as the study report counts them: an overfit model's entropy climbs while its ranking holds."""
+    keep = st.checkbox(f"Only runs that had not overfit (entropy at the metrics within {OVERFIT_GAP} nats of "
+                       "the run's best), as the study report", value=True, key="analysis_not_overfit")
+    if not keep:
+        return runs
+    return runs[runs["contrastive_entropy"] - runs["best_contrastive_entropy"] < OVERFIT_GAP]
+
+
 def entropy_vs_metrics(store_path: str) -> None:
     st.subheader("Contrastive entropy and ranking metrics (Figure 2)")
     dots = st.radio("Each dot is", list(DOTS), format_func=DOTS.get, horizontal=True, key="analysis_dots")
-    frame = runs_with_metrics(store_path) if dots == "runs" else evaluation_points(store_path)
+    frame = one_kind_of_run(runs_with_metrics(store_path) if dots == "runs" else evaluation_points(store_path))
+    if dots == "runs" and len(frame):
+        frame = not_overfit(frame)
     try:
         table = metric_correlations(frame).dropna(subset=["pearson"])
     except InputError:
@@ -72,13 +111,29 @@ def entropy_vs_metrics(store_path: str) -> None:
 
 # --- Figure 5 -----------------------------------------------------------------------
 
-def fixed_model_choice(points: pd.DataFrame) -> float:
-    """The model size to compare annotation types at: by default the one trained with
-    the most annotation types, then the largest (the paper uses BERT-Base)."""
-    coverage = points.groupby("n")["annotation"].nunique()
-    best = coverage[coverage == coverage.max()].index.max()
+def comparable(points: pd.DataFrame) -> pd.Series:
+    """Per (dataset, n): the annotation types with runs at enough data sizes for a law,
+    then the points, as a sortable key (most types, then most points, then largest N)."""
+    sizes = points.groupby(["dataset", "n", "annotation"])["d"].nunique()
+    types = (sizes >= MIN_DATA_SIZES).groupby(["dataset", "n"]).sum()
+    counts = points.groupby(["dataset", "n"]).size()
+    return pd.Series(list(zip(types, counts, types.index.get_level_values("n"))), index=types.index)
+
+
+def dataset_choice(points: pd.DataFrame, best: pd.Series) -> str:
+    """By default the data set where the most annotation types can be compared."""
+    datasets = sorted(points["dataset"].unique())
+    default = best.idxmax()[0]
+    return st.selectbox("Data set", datasets, index=datasets.index(default), key="analysis_dataset")
+
+
+def fixed_model_choice(points: pd.DataFrame, best: pd.Series) -> float:
+    """The model size to compare annotation types at: by default the one with a law for
+    the most annotation types, then the most points, then the largest (the paper uses
+    BERT-Base)."""
     values = sorted(points["n"].unique())
-    return st.selectbox("Model size N", values, index=values.index(best), format_func=format_count,
+    default = best[best.index.get_level_values("n").isin(values)].idxmax()[1]
+    return st.selectbox("Model size N", values, index=values.index(default), format_func=format_count,
                         key="analysis_model")
 
 
@@ -93,25 +148,25 @@ def fits_per_annotation(points: pd.DataFrame) -> dict[str, LawFit]:
 
 
 def annotation_table(fits: dict[str, LawFit]) -> pd.DataFrame:
-    return pd.DataFrame([{"annotation": a, **f.law.params, "R²": f.r2, "points": len(f.points)}
-                         for a, f in fits.items()])
+    return pd.DataFrame([{"annotation": a, **{k: format_coefficient(v) for k, v in f.law.params.items()},
+                          "R²": format_r2(f.r2), "points": len(f.points)} for a, f in fits.items()])
 
 
 def annotation_types(store_path: str) -> None:
     st.subheader("Annotation types compared (Figure 5)")
-    points = store_law_points(store_path).dropna(subset=["annotation"])
-    datasets = sorted(points["dataset"].dropna().unique())
-    if datasets:
-        dataset = st.selectbox("Data set", datasets, key="analysis_dataset")
-        points = points[points["dataset"] == dataset]
+    points = store_law_points(store_path).dropna(subset=["annotation", "dataset"])
     if points.empty:
         st.info("No completed runs with an annotation type yet. Train at several data sizes with human pairs "
                 "and with generated ones (`python -m engine annotate ...`, then the Runs page's "
                 "pseudo-annotated pairs folder).")
         return
-    at_n = points[points["n"] == fixed_model_choice(points)]
+    best = comparable(points)
+    points = points[points["dataset"] == dataset_choice(points, best)]
+    at_n = points[points["n"] == fixed_model_choice(points, best)]
     fits = fits_per_annotation(at_n)
     if not fits:
+        st.info(f"No annotation type has runs at {MIN_DATA_SIZES} or more data sizes at this model size: "
+                "choose another model size or data set, or train at more data sizes.")
         return
     d_grid = np.geomspace(*padded_range(at_n["d"]), CURVE_POINTS)
     st.altair_chart(annotation_chart(at_n[at_n["annotation"].isin(list(fits))], annotation_curves(fits, d_grid)),
@@ -121,6 +176,21 @@ def annotation_types(store_path: str) -> None:
         exchange_rates(fits, at_n)
     else:
         st.caption("Exchange rates need runs with at least two annotation types at this model size.")
+
+
+def pairs_text(pairs: float) -> str:
+    """A number of pairs in words: 'not reached' where the other type's floor is above the target."""
+    return format_count(pairs) if np.isfinite(pairs) else NOT_REACHED
+
+
+def describe_rate(rate: ExchangeRate) -> str:
+    head = f"{format_count(rate.n_reference)} {rate.reference} pairs reach loss {rate.target_loss:.4f}"
+    if not rate.reachable:
+        return (f"{head}; {rate.other} never does: its floor (delta) is above that loss "
+                f"({rate.p_unreachable:.0%} of bootstrap draws agree)")
+    lo, hi = (pairs_text(end) for end in rate.interval)
+    return (f"{head}; {rate.other} needs {format_count(rate.pairs)} pairs ({rate.ratio:.2f} per {rate.reference} "
+            f"pair), {rate.level:.0%} interval {lo} – {hi}")
 
 
 def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
@@ -139,17 +209,16 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
     for other in (t for t in types if t != reference):
         rate = exchange_rate(fits, other, float(n_reference), reference)
         crossings = crossing_points(fits[reference], fits[other], d_min, d_max)
-        rows.append({"type": other, "pairs needed": rate.pairs, "per reference pair": rate.ratio,
-                     "low": rate.interval[0], "high": rate.interval[1],
-                     "never reached (share of draws)": rate.p_unreachable,
+        rows.append({"type": other, "pairs needed": pairs_text(rate.pairs),
+                     "per reference pair": f"{rate.ratio:.2f}" if rate.reachable else NOT_REACHED,
+                     "low": pairs_text(rate.interval[0]), "high": pairs_text(rate.interval[1]),
+                     "never reached (share of draws)": f"{rate.p_unreachable:.0%}",
                      "curves cross at D": ", ".join(format_count(c) for c in crossings) or "–"})
-        st.caption(rate.describe())
-    pairs = st.column_config.NumberColumn(format="compact")
-    st.caption(f"Pairs of each type that reach the loss of {n_reference:,} {reference} pairs; low – high: "
-               f"{ANNOTATION_CONFIG.level:.0%} interval over the bootstrap laws of both types.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-        "pairs needed": pairs, "per reference pair": st.column_config.NumberColumn(format="%.2f"),
-        "low": pairs, "high": pairs, "never reached (share of draws)": st.column_config.NumberColumn(format="percent")})
+        st.caption(describe_rate(rate))
+    st.caption(f"Pairs of each type that reach the loss of {format_count(n_reference)} {reference} pairs; low – "
+               f"high: {ANNOTATION_CONFIG.level:.0%} interval over the bootstrap laws of both types; "
+               f"'{NOT_REACHED}': that type's floor (delta) lies above the target loss.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def main() -> None:

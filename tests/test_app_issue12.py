@@ -3,6 +3,8 @@ chart tables and specs behind it, CSV upload through the store, and one way of
 writing counts. tests/conftest.py gives every test a fresh store."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,3 +127,60 @@ def test_the_last_fit_stays_when_a_new_one_fails(seeded_store, monkeypatch):
     assert not at.exception
     assert "the new fit failed" in at.error[0].value
     pd.testing.assert_frame_equal(table_with(at, "parameter"), before)
+
+
+# --- item 18: Analysis on the demo study ------------------------------------------------
+
+ANALYSIS = "pages/4_Analysis.py"
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "study" / "report.md"
+
+
+@pytest.fixture
+def demo_store():
+    from store import Store
+    from store.demo import DEMO_FILE, PROJECT_ROOT, load_demo
+
+    path = PROJECT_ROOT / "demo" / "cpu-study.json"
+    if not path.exists():
+        pytest.skip(f"no demo study at {path} ({DEMO_FILE})")
+    load_demo(Store(), path)
+
+
+def report_pearson(dataset: str, annotation: str, runs: str, metric_name: str) -> float:
+    """Pearson r as docs/study/report.md's correlation table gives it."""
+    for line in REPORT.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:4] == [dataset, annotation, runs, metric_name]:
+            return float(cells[5])
+    raise AssertionError(f"no row {dataset} {annotation} {runs} {metric_name} in {REPORT}")
+
+
+def test_figure_5_opens_on_a_comparison_without_error(demo_store):
+    at = open_page(ANALYSIS)
+    assert_clean(at)
+    assert not [c.value for c in at.caption if c.value.startswith("No law for")]
+    assert set(table_with(at, "beta")["annotation"]) == {"human", "ict"}
+    assert at.selectbox(key="analysis_dataset").value == "squad-dev"
+
+
+def test_figure_2_filters_one_data_set_and_annotation_type_as_the_report(demo_store):
+    at = open_page(ANALYSIS)
+    assert at.selectbox(key="analysis_metrics_dataset").value == "squad-dev"
+    assert at.selectbox(key="analysis_metrics_annotation").value == "human"
+    correlations = table_with(at, "pearson").set_index("metric")
+    for name in ("mrr@10", "ndcg@10"):
+        assert correlations.at[name, "pearson"] == pytest.approx(
+            report_pearson("squad-dev", "human", "not overfit", name), abs=0.001)
+    at.selectbox(key="analysis_metrics_dataset").set_value("cmrc2018").run()
+    assert_clean(at)
+    assert table_with(at, "pearson").set_index("metric").at["ndcg@10", "pearson"] == pytest.approx(
+        report_pearson("cmrc2018", "human", "not overfit", "ndcg@10"), abs=0.001)
+
+
+def test_the_exchange_table_says_not_reached_in_words(demo_store):
+    at = open_page(ANALYSIS)
+    rates = table_with(at, "pairs needed")
+    cells = " ".join(str(v) for v in rates.to_numpy().ravel())
+    assert "inf" not in cells.lower(), cells
+    assert rates.set_index("type").at["ict", "pairs needed"] == "not reached"
+    assert not [c.value for c in at.caption if "inf" in c.value.lower().split()]
