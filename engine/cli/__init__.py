@@ -24,7 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("annotate", "generate pseudo-annotations (ICT, docT5query, LLM)"),
     "study": ("study", "fit, extrapolate and chart a scaling study from the store"),
     "plan-runs": ("plan_runs", "choose the next runs that most narrow the decision's interval"),
-    "plan-runs": ("plan_runs", "choose the next runs that most narrow the decision's interval"),
     "export-model": ("export_model", "write a trained run's model for sentence-transformers"),
 }
 
