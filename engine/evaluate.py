@@ -15,9 +15,11 @@ each passage is encoded once per evaluation.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -211,8 +213,16 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
     from engine.model import BiEncoder
     from engine.tokenize_cache import tokenize_cached
 
+    check_lengths(checkpoint, max_query_length, max_passage_length)
     data = load_retrieval_data(dataset, strict=strict)
-    model, tokenizer = BiEncoder.load(checkpoint, pooling=pooling)
+    try:
+        model, tokenizer = BiEncoder.load(checkpoint, pooling=pooling)
+    except InputError:
+        raise
+    except (ValueError, KeyError, OSError) as err:  # transformers' words for "this folder is no model"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--checkpoint {checkpoint}: not a model that can be loaded ({reason}); "
+                         f"{_MODEL_HINT.format(flag='--checkpoint')}") from None
     model.to(device)
     eval_set = build_eval_set(
         data, tokenize_cached(data.queries, tokenizer, max_query_length),
@@ -220,3 +230,48 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
     )
     metrics = evaluate(model, eval_set, device=device, batch_size=batch_size, ranking=config.ranking != "never")
     return metrics, model
+
+
+_MODEL_HINT = "point {flag} at a run's model/ folder (runs/<id>/model), an encoder folder or a hub name"
+
+
+def check_lengths(model: str, max_query_length: int, max_passage_length: int, flag: str = "--checkpoint") -> None:
+    """InputError when a max length exceeds the positions of `model` (a ladder name,
+    a run's model/ folder, an encoder folder or a hub name), read from its config alone,
+    before any data is read or tokenised; also when a folder holds no model at all."""
+    positions = _max_positions(model, flag)
+    for name, length in (("--max-query-length", max_query_length), ("--max-passage-length", max_passage_length)):
+        if positions is not None and length > positions:
+            raise InputError(f"{name} {length} is more than model {model!r} has positions ({positions}); "
+                             f"use at most {positions}")
+
+
+def _max_positions(model: str, flag: str) -> int | None:
+    """`max_position_embeddings` of `model`; None where the config does not say (or
+    cannot be read yet: loading the model then reports why)."""
+    from engine.ladder import ladder_model
+    from engine.model import CONFIG_FILE
+
+    rung = ladder_model(model)
+    if rung is not None:
+        return rung.max_position
+    hint = _MODEL_HINT.format(flag=flag)
+    folder = Path(model).expanduser()
+    if folder.is_file():
+        raise InputError(f"{flag} {model} is a file; {hint}")
+    if folder.is_dir():
+        config_file = folder / ("encoder/config.json" if (folder / CONFIG_FILE).is_file() else "config.json")
+        if not config_file.is_file():
+            raise InputError(f"{flag} {folder} holds no model (no {CONFIG_FILE} or config.json); {hint}")
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"{config_file}: not a readable model config ({err}); {hint}") from None
+        positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+        return positions if isinstance(positions, int) else None
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return None

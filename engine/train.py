@@ -39,7 +39,7 @@ from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, train
 from engine.dropout import use_fast_dropout
 from engine.errors import InputError
 from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
-from engine.evaluate import EvalSet, build_eval_set, evaluate
+from engine.evaluate import EvalSet, build_eval_set, check_lengths, evaluate
 from engine.flops import train_step_flops
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
@@ -103,6 +103,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
                  "max_passage_length"):
         if getattr(cfg, name) <= 0:
             raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
+    check_lengths(cfg.model, cfg.max_query_length, cfg.max_passage_length, flag="--model")  # before any data is read
     if cfg.precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.dropout_masks not in DROPOUT_MASKS:

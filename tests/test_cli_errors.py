@@ -254,3 +254,48 @@ def test_sweep_cli_refuses_a_string_of_models_and_an_assumed_mfu_of_0(tmp_path, 
     for mfu in ("0", "-0.2", "nan", "1.5"):
         assert_one_error_line(in_process(main, capsys, "sweep", good, "--dry-run", "--assumed-mfu", mfu),
                               "--assumed-mfu", "(0, 1]")
+
+
+# ---------------------------------------------------------------- models and lengths
+
+
+def test_evaluate_on_a_folder_that_is_no_model(tmp_path, dataset, capsys):
+    from engine.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a model")
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", empty)
+    assert_one_error_line(result, f"--checkpoint {empty} holds no model", "runs/<id>/model")
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", unknown)
+    assert_one_error_line(result, f"--checkpoint {unknown}: not a model that can be loaded")
+    a_file = tmp_path / "model.bin"
+    a_file.write_bytes(b"\0")
+    assert_one_error_line(in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", a_file),
+                          "is a file")
+
+
+def test_a_max_length_beyond_the_model_positions_is_refused_before_any_work(tmp_path, dataset, capsys, monkeypatch):
+    """Checked from the config alone: no data set is read (a missing one would fail
+    after), no tokenizer trained, no step taken."""
+    from engine.cli import main
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was read before the lengths were checked")
+
+    import engine.train
+
+    monkeypatch.setattr("engine.data.load_retrieval_data", no_data)  # evaluate imports it when called
+    monkeypatch.setattr(engine.train, "load_retrieval_data", no_data)
+    result = in_process(main, capsys, "train", "--dataset", dataset, "--model", "scratch-L1-H32",
+                        "--max-passage-length", "600", "--no-store")
+    assert_one_error_line(result, "--max-passage-length 600", "positions (512)", "at most 512")
+    model = tmp_path / "encoder"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 64}')
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", model,
+                        "--max-query-length", "65")
+    assert_one_error_line(result, "--max-query-length 65", "positions (64)")
