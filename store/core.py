@@ -120,6 +120,22 @@ def _decoded(
     return frame
 
 
+def _checked_rows(rows: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+    """Result rows (n, d, loss, ...) checked by store.imports, or InputError."""
+    missing = [column for column in imports.REQUIRED_COLUMNS if column not in rows.columns]
+    if missing:
+        raise InputError(f"rows lack the column(s) {', '.join(missing)}")
+    return imports.check_frame(rows.to_dict("records"))  # NaN reads as missing
+
+
+def _delete_source(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    """Delete every run of `source` and its points (inside the caller's transaction)."""
+    (count,) = con.execute("SELECT count(*) FROM runs WHERE source = ?", [source]).fetchone()
+    con.execute("DELETE FROM points WHERE run_id IN (SELECT run_id FROM runs WHERE source = ?)", [source])
+    con.execute("DELETE FROM runs WHERE source = ?", [source])
+    return int(count)
+
+
 def _row_dict(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     row = cursor.fetchone()
     if row is None:
@@ -350,12 +366,7 @@ class Store:
     def remove_demo(self) -> int:
         """Delete every run loaded as the demo study; return how many."""
         with self._session() as con, transaction(con):
-            (count,) = con.execute("SELECT count(*) FROM runs WHERE source = 'demo'").fetchone()
-            con.execute(
-                "DELETE FROM points WHERE run_id IN (SELECT run_id FROM runs WHERE source = 'demo')"
-            )
-            con.execute("DELETE FROM runs WHERE source = 'demo'")
-        return int(count)
+            return _delete_source(con, "demo")
 
     def setting(self, key: str) -> Any:
         """A named setting of this store (JSON value), or None."""
@@ -424,11 +435,16 @@ class Store:
         """Add result rows (n, d, loss, optional label, dataset, annotation, model and
         ranking metrics) as completed runs, all or none; `label` fills rows without
         one and `origin` (where the rows came from) is kept in each run's config."""
-        missing = [column for column in imports.REQUIRED_COLUMNS if column not in rows.columns]
-        if missing:
-            raise InputError(f"rows lack the column(s) {', '.join(missing)}")
-        good = imports.check_frame(rows.to_dict("records"))  # NaN reads as missing
-        return self._insert_results(good, _name("source", source), label, origin)
+        return self._insert_results(_checked_rows(rows), _name("source", source), label, origin)
+
+    def replace_rows(self, rows: pd.DataFrame, *, source: str, origin: dict | None = None) -> int:
+        """Replace every run of `source` (e.g. the demo study) by `rows`, as `load_rows`
+        adds them: every row is checked before anything is deleted, and the old runs
+        go and the new ones come in one transaction, so bad rows leave the old ones."""
+        good = _checked_rows(rows)
+        if not good:
+            raise InputError(f"no rows to replace the {source} runs with")
+        return self._insert_results(good, _name("source", source), None, origin, replace=True)
 
     def _insert_results(
         self,
@@ -436,8 +452,10 @@ class Store:
         source: str,
         label: str | None,
         origin: dict | None,
+        replace: bool = False,
     ) -> int:
-        """Insert checked rows as completed runs in one transaction."""
+        """Insert checked rows as completed runs in one transaction (after deleting the
+        runs of `source` if `replace`)."""
         if not good:
             return 0
         now = utc_now()
@@ -454,6 +472,8 @@ class Store:
         ], schema=_RESULT_SCHEMA)  # fmt: skip
         columns = ", ".join(table.column_names)
         with self._session() as con, transaction(con):
+            if replace:
+                _delete_source(con, source)
             con.register("incoming_results", table)
             try:
                 con.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM incoming_results")

@@ -30,14 +30,32 @@ ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *ME
 
 
 def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(what the study was: data sets, hardware, date, commands; its rows)."""
+    """(what the study was: data sets, hardware, date, commands; its rows), the file's
+    shape checked (the rows' values are checked when they are loaded)."""
     path = path or DEMO_FILE
     try:
         content = json.loads(Path(path).read_text(encoding="utf-8"))
-        study, rows = content["study"], pd.DataFrame(content["runs"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{path}: not a demo study file ({err})") from err
-    return study, rows
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable demo study file ({err})") from err
+    problem = _shape_problem(content)
+    if problem:
+        raise InputError(f"{path}: not a demo study file: {problem}")
+    return content["study"], pd.DataFrame(content["runs"])
+
+
+def _shape_problem(content: Any) -> str | None:
+    """What keeps `content` from being {"study": {"title": ...}, "runs": [{"run_id": ...}, ...]}."""
+    if not isinstance(content, dict) or not {"study", "runs"} <= content.keys():
+        return 'expected a JSON object with "study" and "runs"'
+    if not isinstance(content["study"], dict) or not isinstance(content["study"].get("title"), str):
+        return '"study" must be an object with a "title" text'
+    runs = content["runs"]
+    if not isinstance(runs, list) or not runs or not all(isinstance(run, dict) for run in runs):
+        return '"runs" must be a non-empty list of objects'
+    without_id = [number for number, run in enumerate(runs, 1) if not isinstance(run.get("run_id"), str)]
+    if without_id:
+        return f"run(s) {', '.join(map(str, without_id[:5]))} lack a \"run_id\" text"
+    return None
 
 
 def demo_label(study: dict[str, Any]) -> str:
@@ -45,11 +63,14 @@ def demo_label(study: dict[str, Any]) -> str:
 
 
 def load_demo(store: Store, path: Path | None = None) -> int:
-    """Replace any demo rows in `store` by the file's; return how many were loaded."""
+    """Replace any demo rows in `store` by the file's; return how many were loaded. The
+    whole file is checked first: a bad one leaves the loaded demo as it was."""
     study, rows = read_demo(path)
-    store.remove_demo()
     labelled = rows.assign(label=demo_label(study) + " / " + rows["run_id"])
-    loaded = store.load_rows(labelled, source="demo", origin={"demo_study": study})
+    try:
+        loaded = store.replace_rows(labelled, source="demo", origin={"demo_study": study})
+    except InputError as err:
+        raise InputError(f"{path or DEMO_FILE}: {err}; the loaded demo is unchanged") from err
     store.set_setting(SETTING, {"state": "loaded", "at": utc_now().isoformat(), "rows": loaded})
     return loaded
 

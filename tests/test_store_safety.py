@@ -243,3 +243,67 @@ def test_laws_fit_refuses_to_overwrite_the_store(tmp_path):
                            "--out", str(store.path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "would overwrite the store" in done.stderr, done.stderr
     assert Store(store.path).info()["counts"]["runs"] == 1
+
+
+# ---------------------------------------------------------------- 7. a bad demo file keeps the loaded demo
+
+DEMO_STUDY = {"title": "toy", "datasets": ["toy"], "hardware": "test", "date": "2026-12-01", "commands": []}
+DEMO_RUNS = [{"run_id": f"r{i}", "model": f"m{n}", "n": n, "d": 100, "loss": 3.0 - i / 10, "dataset": "toy",
+              "annotation": "human"} for i, n in enumerate((1000, 2000, 4000))]
+
+
+def _demo_file(path: Path, content) -> Path:
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+BAD_DEMO_FILES = {
+    "a bad loss": {"study": DEMO_STUDY, "runs": [*DEMO_RUNS[:2], {**DEMO_RUNS[2], "loss": -1}]},
+    "a run without id": {"study": DEMO_STUDY, "runs": [*DEMO_RUNS[:2], {k: v for k, v in DEMO_RUNS[2].items()
+                                                                       if k != "run_id"}]},
+    "a study without title": {"study": {"date": "x"}, "runs": DEMO_RUNS},
+    "no runs": {"study": DEMO_STUDY, "runs": []},
+    "runs not a list": {"study": DEMO_STUDY, "runs": "r1"},
+    "not JSON": "{",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_DEMO_FILES))
+def test_demo_load_of_a_bad_file_keeps_the_loaded_demo(tmp_path, kind):
+    """Before: the old demo rows were deleted first, then the new file failed its check
+    (or raised a KeyError traceback), leaving no demo at all."""
+    db = tmp_path / "s.duckdb"
+    good = _demo_file(tmp_path / "good.json", {"study": DEMO_STUDY, "runs": DEMO_RUNS})
+    assert _store_cli("demo", "load", "--file", good, "--store", db).returncode == 0
+    before = Store(db).runs().sort_values("run_id")[["run_id", "label", "n_params", "best_contrastive_entropy"]]
+
+    bad = _demo_file(tmp_path / "bad.json", BAD_DEMO_FILES[kind])
+    done = _store_cli("demo", "load", "--file", bad, "--store", db)
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {bad}: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    after = Store(db).runs().sort_values("run_id")[["run_id", "label", "n_params", "best_contrastive_entropy"]]
+    assert after.reset_index(drop=True).equals(before.reset_index(drop=True))
+    assert _store_cli("demo", "status", "--store", db).stdout.strip() == "loaded"
+
+
+def test_demo_load_replaces_the_old_demo_in_one_transaction(tmp_path, monkeypatch):
+    """A failure after the old rows were deleted (disk full, a kill) rolls the deletion back."""
+    import store.core as core
+    from store.demo import load_demo
+
+    store = Store(tmp_path / "s.duckdb")
+    load_demo(store, _demo_file(tmp_path / "good.json", {"study": DEMO_STUDY, "runs": DEMO_RUNS}))
+    delete_source = core._delete_source
+
+    def delete_then_fail(con, source):
+        delete_source(con, source)
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(core, "_delete_source", delete_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        load_demo(store, _demo_file(tmp_path / "new.json", {"study": DEMO_STUDY, "runs": DEMO_RUNS[:1]}))
+    monkeypatch.undo()
+    assert len(store.runs()) == 3 and set(store.runs()["source"]) == {"demo"}
