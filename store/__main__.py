@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--meta", help="write: JSON file describing the study (title, data sets, hardware, date, "
                                      "commands)")
     demo.set_defaults(handler=_demo)
+
+    from store.trackers_cli import add_command as add_import_tracker  # TensorBoard, MLflow, W&B
+
+    add_import_tracker(commands, common)
     return parser
 
 
