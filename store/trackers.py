@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.errors import InputError
+from engine.progress import CommandProgress
 from store.imports import METRIC_COLUMNS
 
 KINDS = ("tensorboard", "mlflow", "wandb")
@@ -310,9 +311,11 @@ def import_runs(store, path: str | Path, mapping: TrackerMapping, kind: str = "a
     mapped = [map_run(run, check_mapping(mapping)) for run in read_runs(path, kind)]
     existing = _run_ids(store)
     summaries = [_summary(run, existing) for run in mapped]
-    for run in mapped:
-        if run.problem is None:
-            _write(store, run, mapping, label)
+    with CommandProgress("import", len(mapped), "run", desc="importing runs") as progress:
+        for run in mapped:
+            if run.problem is None:
+                _write(store, run, mapping, label)
+            progress.advance(detail=run.source.name)
     return summaries
 
 

@@ -14,9 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from engine.paths import cache_dir
+from engine.progress import CommandProgress
 
 # A generator takes a batch of (passage id, passage text) and yields
 # (passage id, raw outputs) for each passage it finished, in any order; it may
@@ -74,13 +73,14 @@ def cached_outputs(passages: Iterable[tuple[str, str]], generate: Generate, cach
     texts = dict(todo)
     cache.path.parent.mkdir(parents=True, exist_ok=True)
     with cache.path.open("a", encoding="utf-8") as handle, \
-            tqdm(total=len(passages), initial=len(passages) - len(todo), desc=desc, unit="passage") as bar:
+            CommandProgress("annotate", len(passages), "passage", initial=len(passages) - len(todo),
+                            desc=desc) as progress:
         if handle.tell() and not _ends_with_newline(cache.path):
             handle.write("\n")  # close a torn line so the next record starts clean
         for start in range(0, len(todo), batch_size):
             for pid, outputs in generate(todo[start:start + batch_size]):
                 cache.put(handle, pid, texts[pid], outputs)
-                bar.update()
+                progress.advance()
     return {pid: cache.get(pid, text) for pid, text in passages}
 
 
