@@ -34,6 +34,8 @@ PARAM_NAMES = {
     "data": ("B", "beta", "delta"),
     "joint": ("A", "B", "alpha", "beta", "delta"),
 }
+JOINT_KINDS = ("joint",)                     # laws of both N and D: what budget planning needs
+SCALE_COLUMNS = {"model": (0,), "data": (0,), "joint": (0, 1)}   # internal log-scale columns of theta
 POSITIVE_PARAMS = ("A", "B", "alpha", "beta")   # scales and exponents; delta (a floor) may be 0
 EXTRAPOLATION_WARNING = 10.0   # a prediction this many times beyond the fitted sizes gets a plain warning
 LAW_EQUATIONS = {
@@ -484,15 +486,19 @@ def _joint_jacobian(theta, x, log_loss):
     ]) / pred[:, None]
 
 
-def _polish(kind, theta0, x, loss, huber_scale):
-    """Huber on log L from theta0, tolerances tight enough to reach the optimum."""
+def _bounds(kind, loss) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds of the internal parameters: exponents in EXPONENT_BOUNDS, the floor in [0, max loss]."""
     lo_exp, hi_exp = EXPONENT_BOUNDS
     if kind == "joint":
-        fun, jac = _joint_residuals, _joint_jacobian
-        bounds = ([-np.inf, -np.inf, lo_exp, 1e-2, 0.0], [np.inf, np.inf, hi_exp, hi_exp, loss.max()])
-    else:
-        fun, jac = _power_residuals, _power_jacobian
-        bounds = ([-np.inf, lo_exp, 0.0], [np.inf, hi_exp, loss.max()])
+        return (np.array([-np.inf, -np.inf, lo_exp, 1e-2, 0.0]),
+                np.array([np.inf, np.inf, hi_exp, hi_exp, loss.max()]))
+    return np.array([-np.inf, lo_exp, 0.0]), np.array([np.inf, hi_exp, loss.max()])
+
+
+def _polish(kind, theta0, x, loss, huber_scale):
+    """Huber on log L from theta0, tolerances tight enough to reach the optimum."""
+    fun, jac = (_joint_residuals, _joint_jacobian) if kind == "joint" else (_power_residuals, _power_jacobian)
+    bounds = _bounds(kind, loss)
     theta0 = np.clip(theta0, np.array(bounds[0]) + 1e-12, np.array(bounds[1]) - 1e-12)
     result = least_squares(fun, theta0, jac=jac, bounds=bounds, args=(x, np.log(loss)),
                            loss="huber", f_scale=huber_scale, x_scale="jac",
@@ -539,8 +545,12 @@ def _joint_starts(x, loss):
 
 
 def _fit_joint(x, loss, huber_scale):
-    fits = [_polish("joint", start, x, loss, huber_scale) for start in _joint_starts(x, loss)]
-    return min(fits, key=lambda fit: fit[1])[0]
+    """Every start solved at once by `_batched_huber_lm`, the best finished by `_polish`."""
+    starts = np.array(list(_joint_starts(x, loss)))
+    ones = np.ones((len(starts), len(loss)))
+    solved = _batched_huber_lm("joint", starts, x, loss, ones, huber_scale)
+    costs = _huber_cost(_residuals_and_jacobian("joint", solved, x, np.log(loss))[0], ones, huber_scale)
+    return _polish("joint", solved[int(np.argmin(costs))], x, loss, huber_scale)[0]
 
 
 def _fit_theta(kind, x, loss, huber_scale):
@@ -553,33 +563,178 @@ def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Refit on configurations resampled with replacement; a configuration is one
     (n, d) pair with all its rows (seeds), so repeated seeds are not counted as
-    independent evidence. Joint refits start from the full-data optimum."""
+    independent evidence. A resample is a weight per row (how often it was drawn),
+    so all refits share one design and are solved together (`_batched_huber_lm`):
+    joint refits start from the full-data optimum, one-variable refits from each
+    resample's best exponent on a profile grid, as the single fits do.
+    `progress(done, total)` goes from 0 to total as refits converge."""
+    names = PARAM_NAMES[kind]
     if config.bootstrap <= 0:
-        return np.empty((0, len(PARAM_NAMES[kind])))
+        return np.empty((0, len(names)))
+    total = config.bootstrap
+    if progress is not None:
+        progress(0, total)
     keys = [c for c in ("n", "d") if c in train.columns]
     groups = list(train.groupby(keys).indices.values())   # positional rows of each configuration
     x, loss = _design(train, kind), train["loss"].to_numpy()
     rng = np.random.default_rng(config.seed)
-    samples = []
-    for done in range(config.bootstrap):
-        if progress is not None:
-            progress(done, config.bootstrap)   # before each draw: a skipped draw counts too
-        positions = np.concatenate([groups[g] for g in rng.integers(len(groups), size=len(groups))])
-        xs, ls = x[positions], loss[positions]
-        if not _identifiable(kind, xs, len(PARAM_NAMES[kind])):
-            continue
-        if kind == "joint":
-            refit, _ = _polish("joint", theta, xs, ls, config.huber_scale)
-        else:
-            refit = _fit_one_variable(xs, ls, config.huber_scale)
-        samples.append(list(_natural(kind, refit).values()))
+    counts = np.stack([np.bincount(rng.integers(len(groups), size=len(groups)), minlength=len(groups))
+                       for _ in range(total)])                                  # (B, configurations)
+    weights = np.zeros((total, len(loss)))                                      # (B, rows)
+    for g, rows in enumerate(groups):
+        weights[:, rows] = counts[:, [g]]
+    weights = weights[[_identifiable(kind, x[w > 0], len(names), int(w.sum())) for w in weights]]
+    refits = np.empty((0, len(names)))
+    if len(weights):
+        starts = (np.broadcast_to(theta, (len(weights), len(theta))) if kind in JOINT_KINDS
+                  else _profile_starts(x, loss, weights))
+        report = None if progress is None else (
+            lambda converged: progress(total - len(weights) + converged, total))  # skipped draws count as done
+        refits = _natural_rows(kind, _batched_huber_lm(kind, starts, x, loss, weights, config.huber_scale, report))
     if progress is not None:
-        progress(config.bootstrap, config.bootstrap)
-    return np.asarray(samples, dtype=float).reshape(-1, len(PARAM_NAMES[kind]))
+        progress(total, total)
+    return refits
 
 
-def _identifiable(kind, xs, n_params) -> bool:
-    if len(xs) < n_params + 1:
+def _natural_rows(kind: str, theta: np.ndarray) -> np.ndarray:
+    """`_natural` for every row of theta (B, n_params), in PARAM_NAMES order."""
+    out = np.array(theta, dtype=float)
+    with np.errstate(over="ignore"):  # a degenerate draw may put its scale at infinity
+        for i in SCALE_COLUMNS[kind]:
+            out[:, i] = np.exp(out[:, i])
+    return out
+
+
+def _profile_starts(x, loss, weights) -> np.ndarray:
+    """Starting theta (B, 3) of one-variable refits: each resample's best exponent on
+    the profile grid, with its exactly solved log K and delta."""
+    grid = np.geomspace(0.02, EXPONENT_BOUNDS[1], 120)
+    log_k, delta, sse = _profile_weighted(grid, x, loss, weights)               # each (B, m)
+    best = np.argmin(sse, axis=1)
+    rows = np.arange(len(weights))
+    return np.column_stack([log_k[rows, best], grid[best], delta[rows, best]])
+
+
+def _profile_weighted(exponents, x, loss, weights):
+    """`_profile` for many weightings of the same points at once: (m,) exponents,
+    (B, k) weights -> log K, delta, weighted SSE, each (B, m)."""
+    p = np.atleast_1d(exponents)[None, :, None]                                 # (1, m, 1)
+    w = (1 / loss)[None, None, :]                                               # (1, 1, k)
+    counts = weights[:, None, :]                                                # (B, 1, k)
+    a1 = np.exp(-p * (x - x.min())) * w                                         # (1, m, k)
+    g11, g12 = (counts * a1 * a1).sum(-1), (counts * a1 * w).sum(-1)            # (B, m)
+    g22 = (counts * w * w).sum(-1)                                              # (B, 1)
+    b1, b2 = (counts * a1).sum(-1), (counts * w).sum(-1)
+    det = g11 * g22 - g12 ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = (b1 * g22 - b2 * g12) / det
+        delta = (g11 * b2 - g12 * b1) / det
+    no_floor = ~(delta >= 0) | ~(c > 0)                                         # delta must be >= 0: refit without it
+    c = np.where(no_floor, b1 / g11, c)
+    delta = np.where(no_floor, 0.0, delta)
+    sse = (counts * (a1 * c[..., None] + w * delta[..., None] - 1) ** 2).sum(-1)
+    log_k = np.log(np.maximum(c, 1e-300)) / p[..., 0] + x.min()
+    return log_k, delta, sse
+
+
+# --- batched Levenberg-Marquardt with a Huber loss ---------------------------------
+
+LM_TOLERANCE = 1e-12     # relative change of cost or theta at which a refit has converged (scipy's ftol/xtol)
+LM_MAX_ITERATIONS = 1000 # then the few refits still creeping along a flat valley finish with scipy (`_polish`)
+
+
+def _batched_huber_lm(kind, theta0, x, loss, weights, huber_scale, report=None) -> np.ndarray:
+    """Minimise sum_k w_bk huber(r_k(theta_b)), r = log L_pred - log L, for every row b
+    at once: what `_polish` minimises with scipy, one resample at a time.
+
+    Each iteration solves the (B, P, P) damped normal equations of iteratively
+    reweighted Gauss-Newton (Huber weights: 1 inside the scale, scale/|r| beyond),
+    damped by Marquardt's diagonal (scale-free, like scipy's x_scale='jac'), within
+    the same box bounds: a parameter at a bound whose gradient points outward is held
+    there. A step is kept only if it lowers the cost; a row stops when the cost or
+    theta change by less than LM_TOLERANCE relatively, or when no step lowers it. Rows
+    still running after LM_MAX_ITERATIONS are finished one by one by `_polish`."""
+    lower, upper = _bounds(kind, loss)
+    theta = np.clip(np.array(theta0, dtype=float), lower + 1e-12, upper - 1e-12)    # (B, P)
+    log_loss = np.log(loss)
+    residuals, jac = _residuals_and_jacobian(kind, theta, x, log_loss)          # (B, k), (B, k, P)
+    cost = _huber_cost(residuals, weights, huber_scale)                         # (B,)
+    damping = np.full(len(theta), 1e-3)
+    running = np.isfinite(cost)
+    eye = np.eye(theta.shape[1])
+    for _ in range(LM_MAX_ITERATIONS):
+        rows = np.flatnonzero(running)
+        if rows.size == 0:
+            break
+        r, j, w, t = residuals[rows], jac[rows], weights[rows], theta[rows]
+        irls = w * np.minimum(1.0, huber_scale / np.maximum(np.abs(r), 1e-300))  # (b, k)
+        j_t = j.transpose(0, 2, 1)                                              # (b, P, k)
+        grad = (j_t @ (irls * r)[..., None])[..., 0]                            # (b, P)
+        hess = (j_t * irls[:, None, :]) @ j                                     # (b, P, P)
+        free = ~(((t <= lower) & (grad > 0)) | ((t >= upper) & (grad < 0)))     # held: pressed against a bound
+        hess = hess * free[:, :, None] * free[:, None, :] + eye * ~free[:, :, None]
+        diagonal = np.diagonal(hess, axis1=1, axis2=2)                          # (b, P)
+        diagonal = np.maximum(diagonal, 1e-12 * diagonal.sum(axis=1, keepdims=True) + 1e-300)
+        step = -np.linalg.solve(hess + damping[rows, None, None] * eye * diagonal[:, :, None],
+                                (grad * free)[..., None])[..., 0] * free
+        trial = np.clip(t + step, lower, upper)
+        r_new, j_new = _residuals_and_jacobian(kind, trial, x, log_loss)
+        cost_new = _huber_cost(r_new, w, huber_scale)
+        better = np.isfinite(cost_new) & (cost_new < cost[rows])
+        kept, refused = rows[better], rows[~better]
+        converged = ((cost[kept] - cost_new[better]) <= LM_TOLERANCE * cost[kept]) | (
+            np.abs(trial[better] - t[better]).max(axis=1)
+            <= LM_TOLERANCE * (LM_TOLERANCE + np.abs(t[better]).max(axis=1)))
+        theta[kept], residuals[kept], jac[kept], cost[kept] = trial[better], r_new[better], j_new[better], cost_new[better]
+        damping[kept] = np.maximum(damping[kept] * 0.3, 1e-12)
+        damping[refused] *= 10.0
+        running[kept[converged]] = False
+        running[refused[damping[refused] > 1e16]] = False                       # no step lowers the cost: a minimum
+        if report is not None:
+            report(int((~running).sum()))
+    for row in np.flatnonzero(running):
+        repeats = weights[row].astype(int)
+        theta[row], _ = _polish(kind, theta[row], np.repeat(x, repeats, axis=0), np.repeat(loss, repeats),
+                                huber_scale)
+    return theta
+
+
+def _huber_cost(residuals, weights, scale) -> np.ndarray:
+    """sum_k w_k rho(r_k), rho the Huber loss (quadratic within `scale`, linear beyond); (B,)."""
+    absolute = np.abs(residuals)
+    rho = np.where(absolute <= scale, 0.5 * residuals ** 2, scale * absolute - 0.5 * scale ** 2)
+    return (weights * rho).sum(axis=1)
+
+
+def _residuals_and_jacobian(kind, theta, x, log_loss):
+    """Residuals (B, k) and Jacobian (B, k, P) in log L of every row of theta (B, P)."""
+    cols = [theta[:, i, None] for i in range(theta.shape[1])]                   # each (B, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "joint":
+            log_a, log_b, alpha, beta, delta = cols
+            u = (alpha / beta) * (log_a - x[:, 0])                              # (B, k) log (A/N)^(alpha/beta)
+            v = log_b - x[:, 1]                                                 # log B/D
+            s = np.logaddexp(u, v)
+            term = np.exp(beta * s)
+            pred = term + delta
+            w_u = np.exp(u - s)
+            jac = np.stack([term * alpha * w_u, term * beta * (1 - w_u), term * w_u * (log_a - x[:, 0]),
+                            term * (s - w_u * u), np.ones_like(term)], axis=-1) / pred[..., None]
+        else:
+            log_k, p, delta = cols
+            term = np.exp(p * (log_k - x))
+            pred = term + delta
+            jac = np.stack([p * term, (log_k - x) * term, np.ones_like(term)], axis=-1) / pred[..., None]
+        residuals = np.log(pred) - log_loss
+    residuals[~np.isfinite(residuals)] = np.inf
+    jac[~np.isfinite(jac)] = 0.0
+    return residuals, jac
+
+
+def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
+    """Whether a resample can determine the law: enough rows (`rows`, counting repeats;
+    default len(xs)) and enough distinct sizes among the distinct rows xs."""
+    if (len(xs) if rows is None else rows) < n_params + 1:
         return False
     if kind == "joint":
         return len(np.unique(xs[:, 0])) > 1 and len(np.unique(xs[:, 1])) > 1

@@ -150,3 +150,42 @@ def test_joint_law_can_hold_out_the_largest_data_size():
     assert np.abs(held["rel_error"]).max() < 0.01  # exact points: the law extrapolates itself
     with pytest.raises(InputError, match="has no n"):
         fit_law(points[["d", "loss"]], "data", FitConfig(holdout_largest=1, holdout_axis="n"))
+
+
+# --- the batched bootstrap against the fitter it replaced (bench/laws_before.py) ------
+
+def monte_carlo_error(samples: np.ndarray, q: float) -> float:
+    """Half-width of a ~95% interval of the q-quantile of `samples` from Monte-Carlo
+    noise alone: the spread between the order statistics at q +- 2 sd of the rank."""
+    sd = np.sqrt(q * (1 - q) / len(samples))
+    lo, hi = np.quantile(samples, [max(q - 2 * sd, 0), min(q + 2 * sd, 1)])
+    return (hi - lo) / 2
+
+
+@pytest.mark.parametrize("kind, make", [("joint", joint_points), ("model", model_points), ("data", data_points)])
+def test_batched_bootstrap_agrees_with_the_old_fitter(kind, make):
+    import bench.laws_before as before
+
+    points = make(np.random.default_rng(11))
+    old = before.fit_law(points, kind, before.FitConfig(bootstrap=200, seed=3))
+    new = fit_law(points, kind, FitConfig(bootstrap=200, seed=3))
+    assert new.law.params == pytest.approx(old.law.params, rel=1e-6)
+    assert new.bootstrap_params.shape == old.bootstrap_params.shape
+    for i, name in enumerate(old.intervals):
+        for q, old_edge, new_edge in zip((0.025, 0.975), old.intervals[name], new.intervals[name]):
+            assert abs(new_edge - old_edge) <= monte_carlo_error(old.bootstrap_params[:, i], q), (name, q)
+
+
+def test_batched_refits_reach_the_same_optimum_as_scipy():
+    """Each batched refit's Huber cost is no worse than scipy's on the same resample."""
+    from engine.laws import _batched_huber_lm, _design, _huber_cost, _polish, _residuals_and_jacobian
+
+    points = joint_points(np.random.default_rng(12))
+    x, loss = _design(points, "joint"), points["loss"].to_numpy()
+    weights = np.random.default_rng(0).poisson(1.0, (20, len(loss))).astype(float)
+    start = np.array([np.log(3e4), np.log(7e3), 0.5, 1.2, 0.02])
+    batched = _batched_huber_lm("joint", np.tile(start, (20, 1)), x, loss, weights, 0.05)
+    cost = _huber_cost(_residuals_and_jacobian("joint", batched, x, np.log(loss))[0], weights, 0.05)
+    for row, w in enumerate(weights.astype(int)):
+        _, scipy_cost = _polish("joint", start, np.repeat(x, w, axis=0), np.repeat(loss, w), 0.05)
+        assert cost[row] <= scipy_cost * (1 + 1e-9)
