@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from engine.errors import InputError
 
@@ -27,6 +30,9 @@ INITS = ("auto", "pretrained", "scratch")
 COMPILE_CHOICES = ("auto", "yes", "no")
 DEFAULT_MAX_QUERY_LENGTH = 32  # the paper's released code
 DEFAULT_MAX_PASSAGE_LENGTH = 180
+# a trained WordPiece vocabulary holds the 5 special tokens and every character of the
+# corpus before any word piece: below this a requested size is silently exceeded
+MIN_TRAINED_VOCAB = 100
 
 
 @dataclass
@@ -44,6 +50,9 @@ class EvalConfig:
                                    "choices": ("every", "final", "never")}
     )
     seed: int = field(default=0, metadata={"help": "seed of the sub-corpus, pool and negatives"})
+
+    def __post_init__(self) -> None:
+        check_fields(self, _EVAL_LOWEST, prefix="eval.")
 
 
 @dataclass(kw_only=True)
@@ -127,7 +136,14 @@ RUN_OPTION_FIELDS = tuple(f.name for f in fields(RunOptions))
 @dataclass(kw_only=True)
 class TrainConfig(RunOptions, Measurement):
     """One training run: its Measurement and its RunOptions, stored with the run, its
-    checkpoints and its model (as `asdict`, one flat dict)."""
+    checkpoints and its model (as `asdict`, one flat dict). Every value is checked on
+    construction (type, range, choice), so a bad one is refused before any work."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, _TRAIN_LOWEST)
+        for name in ("lr", "scratch_embedding_std"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)!r} ({_flag(name)})")
 
     @property
     def measurement(self) -> Measurement:
@@ -152,6 +168,8 @@ class TrainConfig(RunOptions, Measurement):
     def from_dict(cls, values: dict) -> "TrainConfig":
         """From `asdict` output (a stored config, a sweep file's values). Configs stored
         before the split kept the evaluation batch size as `eval.batch_size`."""
+        if not isinstance(values, dict) or not isinstance(values.get("eval") or {}, dict):
+            raise InputError(f"a TrainConfig is a JSON object of settings (with \"eval\" an object too), got {values!r}")
         values, evaluation = dict(values), dict(values.get("eval") or {})
         if "batch_size" in evaluation:
             legacy = evaluation.pop("batch_size")
@@ -161,3 +179,51 @@ class TrainConfig(RunOptions, Measurement):
             if unknown:
                 raise InputError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
         return cls(**{**values, "eval": EvalConfig(**evaluation)})
+
+
+# ---------------------------------------------------------------- checks
+
+# the lowest value of each number field (a field not named here may take any value of its type)
+_EVAL_LOWEST = {"negatives": 1, "repeats": 1, "subcorpus_size": 1, "max_test_pairs": 1, "seed": 0}
+_TRAIN_LOWEST = {
+    "tokenizer_vocab_size": MIN_TRAINED_VOCAB, "train_pairs": 1, "data_seed": 0, "steps": 1, "batch_size": 1,
+    "negatives": 1, "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0, "grad_accum": 1,
+    "max_query_length": 1, "max_passage_length": 1, "seed": 0, "eval_every": 1, "eval_batch_size": 1,
+    "checkpoint_every": 0, "keep_checkpoints": 1,
+}  # lr and scratch_embedding_std: positive (TrainConfig.__post_init__)
+_KIND_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace(".", "-").replace("_", "-")
+
+
+def check_fields(config, lowest: dict[str, float], prefix: str = "") -> None:
+    """InputError unless every field of the dataclass `config` holds a value of its
+    declared type (a config file's "steps": "abc" fails here, not deep in training),
+    finite, at least its `lowest` value, and one of its `choices`."""
+    hints = typing.get_type_hints(type(config))
+    for item in fields(config):
+        name, value = prefix + item.name, getattr(config, item.name)
+        options = typing.get_args(hints[item.name]) if isinstance(hints[item.name], types.UnionType) \
+            else (hints[item.name],)
+        if value is None and type(None) in options:
+            continue
+        kind = next(option for option in options if option is not type(None))
+        if is_dataclass(kind):
+            if not isinstance(value, kind):
+                raise InputError(f"{name} must be an object of {kind.__name__} settings, got {value!r}")
+            continue
+        accepted = (int, float) if kind is float else (kind,)
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, accepted):
+            optional = " or null" if type(None) in options else ""
+            raise InputError(f"{name} must be {_KIND_WORDS[kind]}{optional}, got {value!r} ({_flag(name)})")
+        if kind is float and not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value!r} ({_flag(name)})")
+        least = lowest.get(item.name)
+        if least is not None and value < least:
+            bound = "positive" if least == 1 and kind is int else f"at least {least}"
+            raise InputError(f"{name} must be {bound}, got {value!r} ({_flag(name)})")
+        choices = item.metadata.get("choices")
+        if choices and value not in choices:
+            raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r} ({_flag(name)})")

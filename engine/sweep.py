@@ -147,7 +147,7 @@ def _run_config(name, shared, model, pairs, annotation, seed, train_data, path) 
               "annotation": annotation, "train_data": train_data}
     try:
         config = TrainConfig.from_dict(values)
-    except TypeError as err:
+    except (TypeError, InputError) as err:  # a wrong type or range in [train]: name the file
         raise InputError(f"{path}: {err}") from err
     digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
     run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{digest}"

@@ -196,4 +196,7 @@ def _train_wordpiece(corpus: list[str], vocab_size: int):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
     backend.train_from_iterator(cut_texts(corpus, TRAIN_CHARS, "training the vocabulary"), trainer=trainer)
     log.info("trained a WordPiece vocabulary of %d tokens on %d passages", backend.get_vocab_size(), len(corpus))
+    if backend.get_vocab_size() > vocab_size:
+        log.warning("asked for a vocabulary of %d tokens, got %d: the special tokens and every character of the "
+                    "corpus come first", vocab_size, backend.get_vocab_size())
     return BertTokenizerFast(vocab=backend.get_vocab(), do_lower_case=True)

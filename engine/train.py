@@ -99,15 +99,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         raise InputError(f"--init scratch needs a ladder name or a local config folder, not '{cfg.model}'")
     annotation = cfg.annotation or ("human" if cfg.train_data is None else "pseudo")
     run_id = validate_name("run id", cfg.run_id or _new_run_id(cfg.model, cfg.train_pairs, cfg.seed))
-    for name in ("steps", "batch_size", "negatives", "grad_accum", "eval_every", "max_query_length",
-                 "max_passage_length"):
-        if getattr(cfg, name) <= 0:
-            raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
+    # types, ranges and choices were checked when `cfg` was made (TrainConfig.__post_init__)
     check_lengths(cfg.model, cfg.max_query_length, cfg.max_passage_length, flag="--model")  # before any data is read
-    if cfg.precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
-    if cfg.dropout_masks not in DROPOUT_MASKS:
-        raise InputError(f"dropout_masks must be one of {', '.join(DROPOUT_MASKS)}, got '{cfg.dropout_masks}'")
     return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg),
                    precision=resolve_precision(cfg.precision, cfg.cpu), dropout_masks=_dropout_masks(cfg))
 

@@ -4,6 +4,7 @@ before the check. Subprocesses where the entry point itself is the point; the sa
 `main()` in-process where many cases share it (each subprocess costs seconds of imports)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -299,3 +300,52 @@ def test_a_max_length_beyond_the_model_positions_is_refused_before_any_work(tmp_
     result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", model,
                         "--max-query-length", "65")
     assert_one_error_line(result, "--max-query-length 65", "positions (64)")
+
+
+# ---------------------------------------------------------------- training settings
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "nan"], "lr must be a finite number, got nan (--lr)"),
+    (["--lr", "-0.001"], "lr must be positive, got -0.001 (--lr)"),
+    (["--tokenizer-vocab-size", "0"], "tokenizer_vocab_size must be at least 100, got 0"),
+    (["--steps", "0"], "steps must be positive, got 0 (--steps)"),
+    (["--eval-repeats", "0"], "eval.repeats must be positive, got 0 (--eval-repeats)"),
+    (["--weight-decay", "inf"], "weight_decay must be a finite number"),
+])
+def test_bad_training_flags_are_refused_before_training(dataset, capsys, flags, message):
+    from engine.cli import main
+
+    result = in_process(main, capsys, "train", "--dataset", dataset, "--model", "scratch-L1-H32", "--no-store", *flags)
+    assert_one_error_line(result, message)
+    assert not (Path(os.environ["WORKBENCH_RUNS"])).exists()  # no run folder: nothing started
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{{"dataset": "{dataset}", "steps": "abc"}}', "steps must be a whole number, got 'abc' (--steps)"),
+    ('{{"dataset": "{dataset}", "steps": 1e4}}', "steps must be a whole number, got 10000.0"),
+    ('{{"dataset": "{dataset}", "eval": {{"ranking": "none"}}}}', "eval.ranking must be one of every, final, never"),
+    ('{{"dataset": "{dataset}", "eval": 3}}', "one JSON object of TrainConfig settings"),
+    ('["{dataset}"]', "one JSON object of TrainConfig settings"),
+])
+def test_a_config_file_with_wrong_types_is_refused(tmp_path, dataset, capsys, content, message):
+    from engine.cli import main
+
+    config = tmp_path / "config.json"
+    config.write_text(content.format(dataset=dataset))
+    assert_one_error_line(in_process(main, capsys, "train", "--config", config, "--no-store"), message)
+
+
+def test_train_cli_subprocess_on_steps_abc(tmp_path, dataset):
+    config = tmp_path / "config.json"
+    config.write_text(f'{{"dataset": "{dataset}", "steps": "abc"}}')
+    assert_one_error_line(run_cli("engine", "train", "--config", config, "--no-store"), "steps must be a whole number")
+
+
+def test_a_sweep_with_a_bad_setting_names_its_file(tmp_path, dataset):
+    from engine.sweep import load_sweep
+
+    path = _sweep_file(tmp_path, dataset, '[grid]\nmodels = ["scratch-L1-H32"]')
+    path.write_text(path.read_text() + 'lr = "fast"\n')
+    with pytest.raises(InputError, match=re.escape(f"{path}: lr must be a number or null, got 'fast'")):
+        load_sweep(path)

@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
         config = TrainConfig(dataset=str(write_synthetic(root / "syn")), model="scratch-L1-H32", run_id="tiny",
                              tokenizer_vocab_size=400, steps=6, batch_size=16, negatives=16, lr=3e-3,
                              max_query_length=16, max_passage_length=32, eval_every=6, checkpoint_every=0,
-                             eval=EvalConfig(repeats=1, ranking="none"))
+                             eval=EvalConfig(repeats=1, ranking="never"))
         train(config)
     return root / "runs" / "tiny" / "model"
 

@@ -71,6 +71,9 @@ def train_config_from_args(args: argparse.Namespace):
             values = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise InputError(f"{args.config}: not a readable JSON config ({err})") from None
+        if not isinstance(values, dict) or not isinstance(values.get("eval", {}), dict):
+            raise InputError(f"{args.config}: a config is one JSON object of TrainConfig settings (\"eval\" an "
+                             f"object too), as a run's train_config.json")
     given = given_values(TrainConfig, args)
     values = {**values, **given, "eval": {**values.get("eval", {}), **given.get("eval", {})}}
     if "dataset" not in values:
