@@ -28,9 +28,11 @@ choice follow active design of scaling studies, arXiv 2604.22753):
    grid, which is what a sweep file (engine/sweep.py) runs.
 
 When to stop: if every run of the ladder, each once, would leave more than
-`ladder_share` of the interval, more runs of the ladder will not help; the interval then comes
-from extrapolating the law beyond the ladder, not from the noise of the runs, and
-the planner says how much one run of a larger model would narrow it.
+`ladder_share` of the interval, more runs of the ladder will not help. When the
+decision lies beyond the largest rung (N* or the target N), the interval then comes
+from extrapolating the law, not from the noise of the runs (stop reason
+"extrapolation"), and the planner says how much one run of a larger model would
+narrow it; inside the ladder the interval is at the noise floor ("converged").
 
 Costs: training FLOPs of a run from its rung's shape and the shared steps, batch and
 token settings (engine/flops.py, as `engine sweep --dry-run` estimates them), turned
@@ -62,6 +64,8 @@ N_OPT_GRID = 256              # log-spaced model sizes per law when solving the 
 STOP_REASONS = {
     "extrapolation": "every run of the ladder, each once, would narrow the interval by only {ladder_gain:.0%}: "
                      "it comes from extrapolating beyond the ladder, not from the noise of the runs",
+    "converged": "every run of the ladder, each once, would narrow the interval by only {ladder_gain:.0%}: "
+                 "inside the ladder it is already about as narrow as runs with this noise make it",
     "budget": "the experiment budget buys no run that narrows the interval by {min_gain:.0%}; "
               "the whole ladder could narrow it by {ladder_gain:.0%}",
 }
@@ -479,12 +483,20 @@ def plan_runs(fit: LawFit, target: PlanTarget, cands: list[Candidate], config: P
     ladder_width = ens.width(ens.conditioned(range(len(cands))))
     stop = None
     if ladder_width > config.ladder_share * ens.prior_width:
-        stop = "extrapolation"
+        stop = "extrapolation" if _beyond_ladder(params, target, cands) else "converged"
     elif 1 - width_after / ens.prior_width < config.min_gain:
         stop = "budget"
     probe = _larger_model(params, target, cands, noise, config) if stop == "extrapolation" else None
     return Plan(target, unit, ens.prior_width, width_after, ladder_width, runs, float(budget), noise, ens.laws,
                 config.min_gain, probe, stop, config)
+
+
+def _beyond_ladder(params: np.ndarray, target: PlanTarget, cands: list[Candidate]) -> bool:
+    """Does the decision lie beyond the largest model of the ladder (median N* or the target N)?"""
+    largest = max(c.n for c in cands)
+    if target.kind == "point":
+        return target.n > largest
+    return float(np.nanmedian(target_samples(params, target))) > np.log10(largest)
 
 
 def _joint_bootstrap(fit: LawFit) -> np.ndarray:
@@ -519,20 +531,25 @@ def sweep_name(out: Path) -> str:
     return "plan-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", Path(out).stem).strip("-") or "runs")
 
 
-def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, available: int | None,
-               annotation: str = "human"):
-    """The plan as a sweep (engine/sweep.py), read back through the sweep reader:
-    its models x data sizes, the shared [train] settings. The full data set is
-    written "all" so run ids match those of a study that used "all". Returns the
-    Sweep and its file text."""
-    from engine.sweep import sweep_from_spec
-
+def plan_spec(plan: Plan, dataset: Path, name: str, settings: RunSettings, available: int | None,
+              annotation: str = "human") -> dict:
+    """The plan as a sweep file's tables (engine/sweep.py): its models x data sizes
+    and the shared [train] settings. The full data set is written "all" so run ids
+    match those of a study that used "all"."""
     if not plan.runs:
         raise InputError("the plan has no runs to write: " + plan.message())
     sizes = ["all" if available is not None and d == available else int(d) for d in plan.data_sizes]
-    spec = {"name": sweep_name(out),
+    return {"name": name,
             "grid": {"models": plan.models, "train_pairs": sizes, "annotations": [annotation], "seeds": [0]},
             "train": {"dataset": str(Path(dataset).resolve()), **asdict(settings)}}
+
+
+def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, available: int | None,
+               annotation: str = "human"):
+    """The plan as a sweep read back through the sweep reader, and its file text."""
+    from engine.sweep import sweep_from_spec
+
+    spec = plan_spec(plan, dataset, sweep_name(out), settings, available, annotation)
     sweep = sweep_from_spec(spec, Path(out).resolve())
     if len(sweep.runs) != len(plan.runs):
         raise InputError(f"the plan's {len(plan.runs)} runs are not a models x data sizes grid "
