@@ -22,6 +22,7 @@ AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
 FIT_COLOR, HELDOUT_COLOR = "#1f77b4", "#d62728"
 FIT_ROLE_COLORS = alt.Scale(domain=["fit", "heldout"], range=[FIT_COLOR, HELDOUT_COLOR])
 CURVE_POINTS = 120
+MARKER_MARGIN = 1.04    # a log axis reaches this factor past the outermost value, so no marker is cut
 LOSS_AXIS_CAP = 3.0
 CATEGORY_SCHEME = "tableau10"      # distinct hues; the default theme's blues are hard to tell apart
 CATEGORIES = alt.Scale(scheme=CATEGORY_SCHEME)
@@ -62,20 +63,32 @@ def padded_range(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
     return float(values.min()) / factor, float(values.max()) * factor
 
 
+def log_domain(*columns: pd.Series, margin: float = MARKER_MARGIN) -> list[float]:
+    """A log axis's domain that holds every finite positive value of `columns` with
+    `margin` to spare, so a marker on the outermost value is drawn whole."""
+    values = pd.concat([pd.to_numeric(c, errors="coerce") for c in columns], ignore_index=True)
+    values = values[np.isfinite(values) & (values > 0)]
+    return [float(values.min()) / margin, float(values.max()) * margin]
+
+
 # --- law charts (Figures 1, 3, 4, 6) --------------------------------------------
 
-def log_axis(field: str, title: str) -> alt.X:
+def log_axis(field: str, title: str, domain: list[float] | None = None) -> alt.X:
     """A log-scale size axis labelled 1k, 10M, 1B ... as `format_count` writes sizes."""
-    return alt.X(field, scale=alt.Scale(type="log", nice=False), title=title,
-                 axis=alt.Axis(labelExpr=COUNT_LABEL_EXPR))
+    scale = alt.Scale(type="log", nice=False, domain=domain) if domain else alt.Scale(type="log", nice=False)
+    return alt.X(field, scale=scale, title=title, axis=alt.Axis(labelExpr=COUNT_LABEL_EXPR))
 
 
 def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "") -> alt.LayerChart:
     """Observed points, the fitted curve(s) dashed as in the paper with the curve's
-    confidence band, and held-out points as red triangles with their prediction
-    interval (Figure 6's stars). Joint-law points share the colour of their curve."""
-    x_enc = log_axis("x:Q", AXIS_TITLES[x])
-    y_scale = alt.Scale(type="log", zero=False, nice=False)
+    confidence band, and held-out points as triangles with their prediction interval
+    (Figure 6's stars). Joint-law points, held-out ones too, share the colour of their
+    curve. The x axis spans the curves (`residual_chart` spans the same range), the y
+    axis every point and interval, each with a margin for the markers."""
+    x_enc = log_axis("x:Q", AXIS_TITLES[x], [float(curves["x"].min()), float(curves["x"].max())])
+    y_columns = [curves[c] for c in ("pred", "ci_lo", "ci_hi") if c in curves]
+    y_columns += [points[c] for c in ("loss", "pi_lo", "pi_hi") if c in points]
+    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=log_domain(*y_columns))
     series = list(curves["series"].unique())           # in the order drawn: by size, not alphabet
     legend = alt.Legend(title=None, symbolType="stroke", symbolOpacity=1) if len(series) > 1 else None
     color = alt.Color("series:N", scale=alt.Scale(domain=series, scheme=CATEGORY_SCHEME), legend=legend)
@@ -94,22 +107,30 @@ def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale, color:
     tooltip = [c for c in ("label", "n", "d", "loss", "predicted", "role") if c in points]
     y_enc = alt.Y("loss:Q", scale=y_scale)
     fitted, heldout = points[points["role"] == "fit"], points[points["role"] == "heldout"]
+    by_series = "series" in points
     layers = [alt.Chart(fitted).mark_point(filled=True, size=70, opacity=0.9).encode(
-        x=x_enc, y=y_enc, color=color if "series" in points else alt.value(FIT_COLOR), tooltip=tooltip)]
+        x=x_enc, y=y_enc, color=color if by_series else alt.value(FIT_COLOR), tooltip=tooltip)]
     if len(heldout):
-        layers.append(alt.Chart(heldout).mark_rule(color=HELDOUT_COLOR).encode(
-            x=x_enc, y=alt.Y("pi_lo:Q", scale=y_scale), y2="pi_hi:Q"))
-        layers.append(alt.Chart(heldout).mark_point(filled=True, size=120, shape="triangle-up",
-                                                    color=HELDOUT_COLOR).encode(x=x_enc, y=y_enc, tooltip=tooltip))
+        held_color = color if by_series else alt.value(HELDOUT_COLOR)
+        layers.append(alt.Chart(heldout).mark_rule().encode(
+            x=x_enc, y=alt.Y("pi_lo:Q", scale=y_scale), y2="pi_hi:Q", color=held_color))
+        layers.append(alt.Chart(heldout).mark_point(filled=True, size=120, shape="triangle-up", opacity=1,
+                                                    stroke="black", strokeWidth=0.6).encode(
+            x=x_enc, y=y_enc, color=held_color, tooltip=tooltip))
     return layers
 
 
-def residual_chart(points: pd.DataFrame, x: str) -> alt.LayerChart:
-    """Relative error of the law at every point, in percent, against N or D."""
+def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | None = None) -> alt.LayerChart:
+    """Relative error of the law at every point, in percent, against N or D, over
+    `x_range` (default: that of the law chart of the same points, `padded_range`)."""
     frame = points.assign(x=points[x], error_pct=100 * points["rel_error"])
+    x_range = x_range or padded_range(points[x])
+    low, high = float(frame["error_pct"].min()), float(frame["error_pct"].max())
+    pad = max(0.1 * (high - low), 0.5)                   # percent: room for the outermost markers
     base = alt.Chart(frame).mark_point(filled=True, size=60).encode(
-        x=log_axis("x:Q", AXIS_TITLES[x]),
-        y=alt.Y("error_pct:Q", title="predicted / observed - 1 (%)"),
+        x=log_axis("x:Q", AXIS_TITLES[x], [float(x_range[0]), float(x_range[1])]),
+        y=alt.Y("error_pct:Q", title="predicted / observed - 1 (%)",
+                scale=alt.Scale(domain=[min(low, 0.0) - pad, max(high, 0.0) + pad])),
         color=alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"),
         tooltip=[c for c in ("label", "n", "d", "loss", "predicted", "error_pct") if c in frame])
     zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")

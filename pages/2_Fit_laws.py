@@ -326,11 +326,11 @@ def show_fit(result: dict, store: Store) -> None:
     compare_options = [None] + [n for n, p in PRESETS.items() if p.law.kind == kind]
     compare = st.selectbox("Compare with a published fit", compare_options, key=f"fit_compare_{kind}",
                            format_func=lambda n: "none" if n is None else f"{n} ({PRESETS[n].source})")
-    draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None)
+    curves = draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None)
     if len(fit.heldout):
-        st.caption("Red triangles: held-out points, predicted from the fit on the rest, with the "
-                   "prediction interval for a new run.")
-    st.altair_chart(residual_chart(fit.points, x), width="stretch")
+        st.caption("Triangles: held-out points (coloured by their curve in the joint view), predicted from the "
+                   "fit on the rest, with the prediction interval for a new run.")
+    st.altair_chart(residual_chart(fit.points, x, (curves["x"].min(), curves["x"].max())), width="stretch")
     cols = st.columns(3)
     cols[0].metric("R² (fitted points)", format_r2(fit.r2))
     cols[1].metric("Points fitted", int((fit.points["role"] == "fit").sum()))

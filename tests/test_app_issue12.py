@@ -184,3 +184,63 @@ def test_the_exchange_table_says_not_reached_in_words(demo_store):
     assert "inf" not in cells.lower(), cells
     assert rates.set_index("type").at["ict", "pairs needed"] == "not reached"
     assert not [c.value for c in at.caption if "inf" in c.value.lower().split()]
+
+
+# --- item 16: the held-out points are drawn whole, coloured by their curve --------------
+
+def heldout_fit():
+    noisy = law_points().assign(loss=lambda p: p["loss"] * np.exp(np.random.default_rng(1).normal(0, 0.02, len(p))))
+    return fit_law(noisy, "joint", FitConfig(bootstrap=30, holdout_largest=1))
+
+
+def chart_layers(chart) -> list[dict]:
+    return chart.to_dict()["layer"]
+
+
+def scale_domain(layer: dict, channel: str) -> list[float]:
+    return layer["encoding"][channel]["scale"]["domain"]
+
+
+def triangle_layer(chart) -> dict:
+    return next(layer for layer in chart_layers(chart)
+                if isinstance(layer["mark"], dict) and layer["mark"].get("shape") == "triangle-up")
+
+
+def test_held_out_points_and_intervals_lie_inside_the_law_chart():
+    from engine.charts import law_chart, law_curves, padded_range
+
+    fit = heldout_fit()
+    x_range = padded_range(fit.points["n"])
+    chart = law_chart(fit.points.assign(series=lambda p: [f"D = {d:g}" for d in p["d"]]),
+                      law_curves(fit, "n", x_range, sorted(fit.points["d"].unique())), "n")
+    triangles = triangle_layer(chart)
+    low, high = scale_domain(triangles, "y")
+    heldout = fit.heldout
+    for column in ("loss", "pi_lo", "pi_hi"):
+        assert low < heldout[column].min() and heldout[column].max() < high, column
+    assert scale_domain(triangles, "x") == pytest.approx(list(x_range))
+    assert low < fit.points["loss"].min() / 1.02, "a margin, so the lowest marker is not cut in half"
+
+
+def test_the_residual_chart_spans_the_law_charts_range_and_holds_the_held_out_point():
+    from engine.charts import law_chart, law_curves, padded_range, residual_chart
+
+    fit = heldout_fit()
+    x_range = padded_range(fit.points["n"])
+    main = law_chart(fit.points, law_curves(fit, "n", x_range, [1e4]), "n")
+    residuals = chart_layers(residual_chart(fit.points, "n", x_range))[1]
+    assert scale_domain(residuals, "x") == scale_domain(triangle_layer(main), "x")
+    low, high = scale_domain(residuals, "y")
+    errors = 100 * fit.points["rel_error"]
+    assert low < errors.min() and errors.max() < high
+    assert scale_domain(residuals, "x")[1] > fit.heldout["n"].max()
+
+
+def test_joint_held_out_triangles_take_the_colour_of_their_d():
+    from engine.charts import law_chart, law_curves, padded_range
+
+    fit = heldout_fit()
+    points = fit.points.assign(series=lambda p: [f"D = {d:g}" for d in p["d"]])
+    chart = law_chart(points, law_curves(fit, "n", padded_range(points["n"]), sorted(points["d"].unique())), "n")
+    color = triangle_layer(chart)["encoding"]["color"]
+    assert color.get("field") == "series", color
