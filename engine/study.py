@@ -12,7 +12,6 @@ give them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -294,12 +293,10 @@ def _budget_chart(report: StudyReport):
         title=f"Fitted Eq. 8 under the paper's prices (Eq. 11-14), inference over {c.budget_corpus_pages:.0e} pages")
 
 
-def save_figures(report: StudyReport, out: Path) -> list[Path]:
-    """Every figure as an SVG file in `out` (rendered by vl-convert)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, chart in figures(report).items():
-        path = out / f"{name}.svg"
-        chart.properties(width=560).save(str(path))
-        written.append(path)
-    return written
+def study_document(report: StudyReport):
+    """The report with its figures (560 px wide): `.write(out)` gives report.md with
+    figures/*.svg and *.png beside it, and a standalone report.html (engine/report.py)."""
+    from engine.report import ReportDocument
+
+    charts = {name: chart.properties(width=560) for name, chart in figures(report).items()}
+    return ReportDocument(f"Scaling study: {report.config.dataset}", report_markdown(report), charts)

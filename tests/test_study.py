@@ -10,7 +10,7 @@ import pytest
 from engine.cli import main as engine_cli
 from engine.errors import InputError
 from engine.laws import ScalingLaw
-from engine.study import StudyConfig, build_report, report_markdown, save_figures
+from engine.study import StudyConfig, build_report, report_markdown, study_document
 
 TRUE = ScalingLaw("joint", {"A": 2e4, "B": 300.0, "alpha": 0.5, "beta": 0.6, "delta": 3.5})
 NOISE = 0.003
@@ -70,12 +70,23 @@ def test_annotations_other_data_sets_and_correlations(report):
         assert needle in text, needle
 
 
-def test_every_figure_renders_to_svg(report, tmp_path):
-    written = save_figures(report, tmp_path)
-    assert {p.stem for p in written} == {"model-law", "data-law", "holdout-largest-n", "holdout-largest-d",
-                                         "annotations", "budget", "entropy-vs-mrr"}
-    for path in written:
-        assert path.read_text().startswith("<svg") and path.stat().st_size > 5_000
+def test_every_figure_renders_to_svg_and_png(report, tmp_path):
+    written = study_document(report).write(tmp_path)
+    figures = {p.name for p in (tmp_path / "figures").iterdir()}
+    names = {"model-law", "data-law", "holdout-largest-n", "holdout-largest-d", "annotations", "budget",
+             "entropy-vs-mrr"}
+    assert figures == {f"{n}.svg" for n in names} | {f"{n}.png" for n in names}
+    assert set(written) == {tmp_path / "report.md", tmp_path / "report.html"} | {
+        tmp_path / "figures" / f for f in figures}
+    for name in names:
+        assert (tmp_path / "figures" / f"{name}.svg").read_text().startswith("<svg")
+        assert (tmp_path / "figures" / f"{name}.svg").stat().st_size > 5_000
+        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (tmp_path / "report.md").read_text()
+    assert all(f"](figures/{name}.svg)" in markdown for name in names) and "largest n = 1,842,688" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") == len(names) and "<table>" in page and "largest n = 1,842,688" in page
+    assert "src=" not in page and "href=" not in page.replace('xlink:href="#', "")    # nothing outside the file
 
 
 def test_a_run_no_better_than_random_is_left_out_and_named():
@@ -103,7 +114,9 @@ def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
                                 "model_name": "model"})
     Store().load_rows(rows, source="demo")
     assert engine_cli(["study", "--source", "demo", "--bootstrap", "50", "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "report.md").read_text().startswith("### squad-dev")
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# Scaling study: squad-dev\n\n### squad-dev")
     assert (tmp_path / "out" / "figures" / "model-law.svg").exists()
+    assert (tmp_path / "out" / "figures" / "model-law.png").exists()
+    assert "Eq. 8" in (tmp_path / "out" / "report.html").read_text()
     assert "Eq. 8" in capsys.readouterr().out
     assert engine_cli(["study", "--source", "engine", "--out", str(tmp_path / "x")]) == 2  # no such runs

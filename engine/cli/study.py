@@ -1,6 +1,7 @@
 """`python -m engine study`: the report of a scaling study in the store (engine/study.py):
 fitted laws, extrapolation to the largest model and data size, annotation types,
-entropy against ranking metrics; Markdown to stdout and `--out`, figures as SVG."""
+entropy against ranking metrics; Markdown to stdout; with `--out`, report.md with
+figures/*.svg and *.png, and the same report as one standalone report.html."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,26 +14,31 @@ def register(subparsers) -> None:
                         help="which runs: the demo study, runs trained here, imported ones, or all")
     parser.add_argument("--dataset", default="squad-dev", help="the data set of the main study")
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap refits per law")
-    parser.add_argument("--out", type=Path, help="folder for report.md and figures/*.svg")
+    parser.add_argument("--out", type=Path, help="folder for report.md, report.html and figures/*.svg, *.png")
     parser.set_defaults(handler=run_study)
 
 
 def run_study(args) -> int:
     from engine.errors import InputError
-    from engine.study import StudyConfig, build_report, report_markdown, save_figures
+    from engine.progress import CommandProgress
+    from engine.study import StudyConfig, build_report, study_document
+    from engine.paths import make_output_folder
     from store import Store
 
+    if args.out:
+        make_output_folder(args.out)  # before the fits: a folder that cannot be made fails now, not after
     runs = Store(args.store).runs(status="completed")
     if args.source != "any":
         runs = runs[runs["source"] == args.source]
     if runs.empty:
         raise InputError(f"the store holds no completed {args.source} runs")
-    report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap))
-    text = report_markdown(report)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.md").write_text(text, encoding="utf-8")
-        for path in save_figures(report, args.out / "figures"):
-            print(f"wrote {path}")
+    with CommandProgress("study", 2 if args.out else 1, "step", desc="study") as progress:
+        report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap))
+        progress.advance(detail="laws fitted")
+        document = study_document(report)
+        print(document.body)
+        if args.out:
+            for path in document.write(args.out):
+                print(f"wrote {path}")
+            progress.advance(detail="report written")
     return 0
