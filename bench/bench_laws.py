@@ -1,10 +1,15 @@
-"""Benchmark: a joint-law fit with 1,000 bootstrap refits on 50 points (target <= 5 s)
-and one budget optimisation with its near-optimal band (target <= 50 ms).
+"""Benchmark: a joint-law fit with 1,000 bootstrap refits on 50 points, today's batched
+fitter (engine/laws.py) against the one it replaced (bench/laws_before.py), side by
+side in one run and interleaved, so a busy machine slows both alike (target: >= 3x);
+the intervals of both on the same seed; one budget optimisation with its band
+(target <= 50 ms) and the decision uncertainty over 1,000 bootstrap laws.
 
-    .venv/bin/python bench/bench_laws.py
+    .venv/bin/python bench/bench_laws.py [--repeats 3]
 """
 from __future__ import annotations
 
+import argparse
+import os
 import platform
 import sys
 import time
@@ -15,7 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.budget import BudgetQuestion, optimise  # noqa: E402
+import bench.laws_before as before  # noqa: E402
+from engine.budget import BudgetQuestion, decision_uncertainty, optimise  # noqa: E402
 from engine.laws import FitConfig, fit_law, preset  # noqa: E402
 
 
@@ -36,17 +42,45 @@ def best_of(repeats: int, fn) -> tuple[float, object]:
     return min(times), result
 
 
+def machine() -> str:
+    """CPU model, the vector flags that matter to numpy, cores and the load at the start."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vector = [f for f in flags if f.startswith(("avx", "fma", "sse4"))]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} cores, flags {' '.join(vector) or '?'}, load average {load:.2f}, "
+            f"python {platform.python_version()}, numpy {np.__version__}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each fitter (best kept)")
+    args = parser.parse_args()
+    print(machine())
     points = fifty_joint_points()
-    fit_s, fit = best_of(3, lambda: fit_law(points, "joint", FitConfig(bootstrap=1000)))
+    old_times, new_times = [], []
+    for _ in range(args.repeats):        # interleaved: old, new, old, new, ...
+        old_s, old = best_of(1, lambda: before.fit_law(points, "joint", before.FitConfig(bootstrap=1000)))
+        new_s, fit = best_of(1, lambda: fit_law(points, "joint", FitConfig(bootstrap=1000)))
+        old_times.append(old_s)
+        new_times.append(new_s)
+    print(f"joint fit + 1,000 bootstrap refits, 50 points: before {min(old_times):.3f} s, "
+          f"now {min(new_times):.3f} s, {min(old_times) / min(new_times):.1f}x faster (target >= 3x); "
+          f"per run before {', '.join(f'{t:.2f}' for t in old_times)} s, now "
+          f"{', '.join(f'{t:.3f}' for t in new_times)} s")
+    for name in fit.intervals:
+        print(f"  {name:>5} 95% interval before [{old.intervals[name][0]:.6g}, {old.intervals[name][1]:.6g}], "
+              f"now [{fit.intervals[name][0]:.6g}, {fit.intervals[name][1]:.6g}]")
     law = preset("paper-joint")
     plan_s, _ = best_of(20, lambda: optimise(law, BudgetQuestion(2e4)))
     plan_fit_s, _ = best_of(5, lambda: optimise(fit, BudgetQuestion(1e6, True)))
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    print(f"joint fit + {len(fit.bootstrap_params)} bootstrap refits, 50 points: {fit_s:.2f} s (target <= 5 s)")
+    decide_s, _ = best_of(5, lambda: decision_uncertainty(fit, BudgetQuestion(1e6, True)))
     print(f"budget optimisation + band, preset law: {1000 * plan_s:.1f} ms (target <= 50 ms)")
     print(f"budget optimisation + band + loss interval, fitted law: {1000 * plan_fit_s:.1f} ms")
+    print(f"decision uncertainty (N*, D* intervals, robust N, regret) over {len(fit.bootstrap_params)} "
+          f"bootstrap laws: {1000 * decide_s:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 
 from engine.errors import InputError
-from engine.laws import (EXTRAPOLATION_WARNING, LawFit, ScalingLaw, check_level, extrapolation_factor,
+from engine.laws import (EXTRAPOLATION_WARNING, JOINT_KINDS, LawFit, ScalingLaw, check_level, extrapolation_factor,
                          predict_params)
 
 SECONDS_PER_HOUR = 3600
@@ -119,9 +119,9 @@ class BudgetAnswer:
 
 def _joint(law: ScalingLaw | LawFit) -> ScalingLaw:
     base = law.law if isinstance(law, LawFit) else law
-    if base.kind != "joint":
+    if base.kind not in JOINT_KINDS:
         raise InputError(f"budget planning trades model size against data size and needs the joint "
-                         f"law L(N, D) (Eq. 8); a {base.kind}-size law has no "
+                         f"law L(N, D) (Eq. 8, or the additive form); a {base.kind}-size law has no "
                          f"{'D' if base.kind == 'model' else 'N'} term. Fit or choose a joint law.")
     return base
 

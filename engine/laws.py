@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
 
@@ -28,20 +28,22 @@ from scipy.optimize import least_squares, minimize_scalar
 
 from engine.errors import InputError
 
-LAW_KINDS = ("model", "data", "joint")
+LAW_KINDS = ("model", "data", "joint", "additive")
 PARAM_NAMES = {
     "model": ("A", "alpha", "delta"),
     "data": ("B", "beta", "delta"),
     "joint": ("A", "B", "alpha", "beta", "delta"),
+    "additive": ("A", "B", "alpha", "beta", "E"),
 }
-JOINT_KINDS = ("joint",)                     # laws of both N and D: what budget planning needs
-SCALE_COLUMNS = {"model": (0,), "data": (0,), "joint": (0, 1)}   # internal log-scale columns of theta
-POSITIVE_PARAMS = ("A", "B", "alpha", "beta")   # scales and exponents; delta (a floor) may be 0
+JOINT_KINDS = ("joint", "additive")          # laws of both N and D: what budget planning needs
+SCALE_COLUMNS = {"model": (0,), "data": (0,), "joint": (0, 1), "additive": (0, 1)}  # log-scale columns of theta
+POSITIVE_PARAMS = ("A", "B", "alpha", "beta")   # scales and exponents; delta and E (floors) may be 0
 EXTRAPOLATION_WARNING = 10.0   # a prediction this many times beyond the fitted sizes gets a plain warning
 LAW_EQUATIONS = {
     "model": "L(N) = (A/N)^alpha + delta   (Eq. 6)",
     "data": "L(D) = (B/D)^beta + delta   (Eq. 7)",
     "joint": "L(N,D) = [(A/N)^(alpha/beta) + B/D]^beta + delta   (Eq. 8)",
+    "additive": "L(N,D) = E + A/N^alpha + B/D^beta   (Hoffmann et al. 2022)",
 }
 
 
@@ -63,6 +65,14 @@ def joint_law(n, d, A, B, alpha, beta, delta):
     return ((A / n) ** (alpha / beta) + B / d) ** beta + delta
 
 
+def additive_law(n, d, A, B, alpha, beta, E):
+    """The additive form of Hoffmann et al. (2022, Chinchilla): an irreducible E plus
+    one power-law term per size, so model and data shortfalls add instead of
+    combining inside one bracket as in Eq. 8."""
+    n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
+    return E + A / n ** alpha + B / d ** beta
+
+
 @dataclass(frozen=True)
 class ScalingLaw:
     """One law with its coefficients; `kind` says which equation."""
@@ -80,11 +90,11 @@ class ScalingLaw:
 
     @property
     def uses_n(self) -> bool:
-        return self.kind in ("model", "joint")
+        return self.kind in ("model", *JOINT_KINDS)
 
     @property
     def uses_d(self) -> bool:
-        return self.kind in ("data", "joint")
+        return self.kind in ("data", *JOINT_KINDS)
 
     def predict(self, n=None, d=None) -> np.ndarray:
         """Predicted contrastive entropy at model size n and/or data size d."""
@@ -93,8 +103,8 @@ class ScalingLaw:
             return model_size_law(_required(n, "n"), p["A"], p["alpha"], p["delta"])
         if self.kind == "data":
             return data_size_law(_required(d, "d"), p["B"], p["beta"], p["delta"])
-        return joint_law(_required(n, "n"), _required(d, "d"), p["A"], p["B"],
-                         p["alpha"], p["beta"], p["delta"])
+        law = joint_law if self.kind == "joint" else additive_law
+        return law(_required(n, "n"), _required(d, "d"), *(p[k] for k in PARAM_NAMES[self.kind]))
 
     def describe(self) -> str:
         coefs = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
@@ -119,6 +129,9 @@ def predict_params(kind: str, params: np.ndarray, n=None, d=None) -> np.ndarray:
             a, b, alpha, beta = (columns[k] for k in ("A", "B", "alpha", "beta"))
             u = alpha / beta * (np.log(a) - log_n)
             return np.exp(beta * np.logaddexp(u, np.log(b) - log_d)) + columns["delta"]
+        if kind == "additive":
+            a, b, alpha, beta = (columns[k] for k in ("A", "B", "alpha", "beta"))
+            return columns["E"] + np.exp(np.log(a) - alpha * log_n) + np.exp(np.log(b) - beta * log_d)
         if kind == "model":
             return np.exp(columns["alpha"] * (np.log(columns["A"]) - log_n)) + columns["delta"]
         return np.exp(columns["beta"] * (np.log(columns["B"]) - log_d)) + columns["delta"]
@@ -165,7 +178,7 @@ def validate_points(points: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Check the points a `kind` law is fitted to; return them with float columns."""
     if kind not in LAW_KINDS:
         raise InputError(f"unknown law {kind!r}: choose one of {', '.join(LAW_KINDS)}")
-    needed = {"model": ["n", "loss"], "data": ["d", "loss"], "joint": ["n", "d", "loss"]}[kind]
+    needed = {"model": ["n", "loss"], "data": ["d", "loss"]}.get(kind, ["n", "d", "loss"])
     missing = [c for c in needed if c not in points.columns]
     if missing:
         raise InputError(f"the {kind} law needs columns {needed}; missing {missing}")
@@ -272,7 +285,9 @@ class LawFit:
         pred = np.atleast_1d(self.law.predict(n, d))
         if len(self.bootstrap_params) == 0:
             return {"pred": pred, "ci_lo": pred, "ci_hi": pred, "pi_lo": pred, "pi_hi": pred}
-        curves = np.stack([np.atleast_1d(law.predict(n, d)) for law in self.bootstrap_laws()])
+        curves = predict_params(self.law.kind, self.bootstrap_params,                  # (n_boot, points)
+                                None if n is None else np.atleast_1d(np.asarray(n, dtype=float)),
+                                None if d is None else np.atleast_1d(np.asarray(d, dtype=float)))
         rng = np.random.default_rng(self.config.seed)
         noise = np.exp(rng.choice(self.log_residuals, size=curves.shape))
         ci_lo, ci_hi = np.percentile(curves, [tail, 100 - tail], axis=0)
@@ -403,6 +418,52 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
     return fit
 
 
+@dataclass
+class LawComparison:
+    """One functional form fitted to shared points, with what tells forms apart: R²,
+    information criteria on the log residuals (lower is better; a difference below
+    about 2 does not separate two forms) and the error on the largest size along N
+    and along D when the form is fitted without it."""
+
+    fit: LawFit
+    aic: float
+    bic: float
+    log_rmse: float
+    leave_largest_out: dict[str, dict | None]   # "n" / "d" -> points, mean and max |relative error|
+
+    def to_dict(self) -> dict:
+        return {"law": self.fit.law.kind, "equation": LAW_EQUATIONS[self.fit.law.kind],
+                "params": dict(self.fit.law.params), "intervals": {k: list(v) for k, v in self.fit.intervals.items()},
+                "r2": self.fit.r2, "aic": self.aic, "bic": self.bic, "log_rmse": self.log_rmse,
+                "leave_largest_out": self.leave_largest_out}
+
+
+def compare_laws(points: pd.DataFrame, kinds: tuple[str, ...] = JOINT_KINDS,
+                 config: FitConfig = FitConfig(bootstrap=0)) -> list[LawComparison]:
+    """Fit every form in `kinds` to the same points the same way (config) and judge
+    each: AIC = k log(SSR/k) + 2p and BIC = k log(SSR/k) + p log k on the k log
+    residuals of a p-parameter form, and its leave-largest-out error along N and D
+    (None where too few sizes remain to fit without the largest)."""
+    compared = []
+    for kind in kinds:
+        fit = fit_law(points, kind, config)
+        k, p = len(fit.log_residuals), len(PARAM_NAMES[kind])
+        ssr = max(float(np.sum(fit.log_residuals ** 2)), 1e-300)
+        held = {}
+        for axis in ("n", "d"):
+            try:
+                out = fit_law(points, kind, replace(config, bootstrap=0, holdout_largest=1, holdout_axis=axis)).heldout
+            except InputError:
+                held[axis] = None
+                continue
+            held[axis] = {"largest": float(out[axis].max()), "points": len(out),
+                          "mean_abs_error": float(out["rel_error"].abs().mean()),
+                          "max_abs_error": float(out["rel_error"].abs().max())}
+        compared.append(LawComparison(fit, k * np.log(ssr / k) + 2 * p, k * np.log(ssr / k) + p * np.log(k),
+                                      float(np.sqrt(ssr / k)), held))
+    return compared
+
+
 def _roles(points: pd.DataFrame, kind: str, k: int, axis: str = "auto") -> list[str]:
     if axis not in ("auto", "n", "d"):
         raise InputError(f"holdout_axis must be n, d or auto, got {axis!r}")
@@ -428,15 +489,8 @@ def _design(points: pd.DataFrame, kind: str) -> np.ndarray:
 
 
 def _natural(kind: str, theta: np.ndarray) -> dict[str, float]:
-    """Internal parameters (log scale, exponents, delta) -> the paper's names."""
-    if kind == "joint":
-        log_a, log_b, alpha, beta, delta = theta
-        return {"A": float(np.exp(log_a)), "B": float(np.exp(log_b)), "alpha": float(alpha),
-                "beta": float(beta), "delta": float(delta)}
-    log_k, exponent, delta = theta
-    scale, power = ("A", "alpha") if kind == "model" else ("B", "beta")
-    with np.errstate(over="ignore"):  # a degenerate bootstrap draw may put its scale at infinity
-        return {scale: float(np.exp(log_k)), power: float(exponent), "delta": float(delta)}
+    """Internal parameters (log scales, exponents, floor) -> the paper's names."""
+    return dict(zip(PARAM_NAMES[kind], (float(v) for v in _natural_rows(kind, np.atleast_2d(theta))[0])))
 
 
 def _r2(observed: np.ndarray, predicted: np.ndarray) -> float:
@@ -444,60 +498,26 @@ def _r2(observed: np.ndarray, predicted: np.ndarray) -> float:
     return float(1 - np.sum((observed - predicted) ** 2) / total) if total > 0 else float("nan")
 
 
-# Internal parameterisations, both predicting in log space:
+# Internal parameterisations, all predicting in log space:
 #   one-variable: theta = (log K, p, delta),  L = exp(p (log K - x)) + delta
 #   joint:        theta = (log A, log B, alpha, beta, delta)
+#   additive:     theta = (log A, log B, alpha, beta, E),  L = exp(log A - alpha x_n) + exp(log B - beta x_d) + E
 EXPONENT_BOUNDS = (1e-3, 5.0)
-
-
-def _power_residuals(theta, x, log_loss):
-    log_k, p, delta = theta
-    return np.log(np.exp(p * (log_k - x)) + delta) - log_loss
-
-
-def _power_jacobian(theta, x, log_loss):
-    log_k, p, delta = theta
-    term = np.exp(p * (log_k - x))
-    pred = term + delta
-    return np.column_stack([p * term / pred, (log_k - x) * term / pred, 1 / pred])
-
-
-def _joint_parts(theta, x):
-    log_a, log_b, alpha, beta, delta = theta
-    u = (alpha / beta) * (log_a - x[:, 0])        # log (A/N)^(alpha/beta)
-    v = log_b - x[:, 1]                           # log B/D
-    s = np.logaddexp(u, v)                        # log of the bracket in Eq. 8
-    with np.errstate(over="ignore"):              # far-off trial points overflow to inf; the solver backs off
-        term = np.exp(beta * s)
-    return u, v, s, term, term + delta
-
-
-def _joint_residuals(theta, x, log_loss):
-    return np.log(_joint_parts(theta, x)[4]) - log_loss
-
-
-def _joint_jacobian(theta, x, log_loss):
-    log_a, log_b, alpha, beta, delta = theta
-    u, v, s, term, pred = _joint_parts(theta, x)
-    w_u, w_v = np.exp(u - s), np.exp(v - s)       # softmax weights of the two terms
-    return np.column_stack([
-        term * alpha * w_u, term * beta * w_v, term * w_u * (log_a - x[:, 0]),
-        term * (s - w_u * u), np.ones_like(term),
-    ]) / pred[:, None]
 
 
 def _bounds(kind, loss) -> tuple[np.ndarray, np.ndarray]:
     """Box bounds of the internal parameters: exponents in EXPONENT_BOUNDS, the floor in [0, max loss]."""
     lo_exp, hi_exp = EXPONENT_BOUNDS
-    if kind == "joint":
-        return (np.array([-np.inf, -np.inf, lo_exp, 1e-2, 0.0]),
+    if kind in JOINT_KINDS:   # Eq. 8 divides by beta: keep it off 0
+        return (np.array([-np.inf, -np.inf, lo_exp, 1e-2 if kind == "joint" else lo_exp, 0.0]),
                 np.array([np.inf, np.inf, hi_exp, hi_exp, loss.max()]))
     return np.array([-np.inf, lo_exp, 0.0]), np.array([np.inf, hi_exp, loss.max()])
 
 
 def _polish(kind, theta0, x, loss, huber_scale):
     """Huber on log L from theta0, tolerances tight enough to reach the optimum."""
-    fun, jac = (_joint_residuals, _joint_jacobian) if kind == "joint" else (_power_residuals, _power_jacobian)
+    fun = lambda theta, x, log_loss: _residuals_and_jacobian(kind, theta[None], x, log_loss)[0][0]  # noqa: E731
+    jac = lambda theta, x, log_loss: _residuals_and_jacobian(kind, theta[None], x, log_loss)[1][0]  # noqa: E731
     bounds = _bounds(kind, loss)
     theta0 = np.clip(theta0, np.array(bounds[0]) + 1e-12, np.array(bounds[1]) - 1e-12)
     result = least_squares(fun, theta0, jac=jac, bounds=bounds, args=(x, np.log(loss)),
@@ -544,18 +564,30 @@ def _joint_starts(x, loss):
         yield np.array([log_n_min + da, log_d_min + db, alpha, beta, 0.5 * loss.min()])
 
 
-def _fit_joint(x, loss, huber_scale):
+def _additive_starts(x, loss):
+    """A grid over the exponents and the floor E; each scale set so its term is half of
+    what the floor leaves at the median size."""
+    median_n, median_d = np.median(x[:, 0]), np.median(x[:, 1])
+    for alpha, beta, floor in product((0.1, 0.3, 0.6, 1.0), (0.1, 0.3, 0.6, 1.0), (0.0, 0.5, 0.9)):
+        e = floor * loss.min()
+        half = np.log(max(0.5 * (np.median(loss) - e), 1e-3 * loss.min()))
+        yield np.array([half + alpha * median_n, half + beta * median_d, alpha, beta, e])
+
+
+def _fit_multistart(kind, starts, x, loss, huber_scale):
     """Every start solved at once by `_batched_huber_lm`, the best finished by `_polish`."""
-    starts = np.array(list(_joint_starts(x, loss)))
+    starts = np.array(list(starts))
     ones = np.ones((len(starts), len(loss)))
-    solved = _batched_huber_lm("joint", starts, x, loss, ones, huber_scale)
-    costs = _huber_cost(_residuals_and_jacobian("joint", solved, x, np.log(loss))[0], ones, huber_scale)
-    return _polish("joint", solved[int(np.argmin(costs))], x, loss, huber_scale)[0]
+    solved = _batched_huber_lm(kind, starts, x, loss, ones, huber_scale)
+    costs = _huber_cost(_residuals_and_jacobian(kind, solved, x, np.log(loss))[0], ones, huber_scale)
+    return _polish(kind, solved[int(np.nanargmin(costs))], x, loss, huber_scale)[0]
 
 
 def _fit_theta(kind, x, loss, huber_scale):
     if kind == "joint":
-        return _fit_joint(x, loss, huber_scale)
+        return _fit_multistart(kind, _joint_starts(x, loss), x, loss, huber_scale)
+    if kind == "additive":
+        return _fit_multistart(kind, _additive_starts(x, loss), x, loss, huber_scale)
     return _fit_one_variable(x, loss, huber_scale)
 
 
@@ -720,6 +752,12 @@ def _residuals_and_jacobian(kind, theta, x, log_loss):
             w_u = np.exp(u - s)
             jac = np.stack([term * alpha * w_u, term * beta * (1 - w_u), term * w_u * (log_a - x[:, 0]),
                             term * (s - w_u * u), np.ones_like(term)], axis=-1) / pred[..., None]
+        elif kind == "additive":
+            log_a, log_b, alpha, beta, floor = cols
+            model_term, data_term = np.exp(log_a - alpha * x[:, 0]), np.exp(log_b - beta * x[:, 1])  # (B, k)
+            pred = model_term + data_term + floor
+            jac = np.stack([model_term, data_term, -x[:, 0] * model_term, -x[:, 1] * data_term,
+                            np.ones_like(pred)], axis=-1) / pred[..., None]
         else:
             log_k, p, delta = cols
             term = np.exp(p * (log_k - x))
@@ -736,7 +774,7 @@ def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
     default len(xs)) and enough distinct sizes among the distinct rows xs."""
     if (len(xs) if rows is None else rows) < n_params + 1:
         return False
-    if kind == "joint":
+    if kind in JOINT_KINDS:
         return len(np.unique(xs[:, 0])) > 1 and len(np.unique(xs[:, 1])) > 1
     return len(np.unique(xs)) > 2
 

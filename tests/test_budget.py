@@ -5,7 +5,7 @@ import pytest
 from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
                            loss_along_budget, n_max, optimise, total_cost)
 from engine.errors import InputError
-from engine.laws import FitConfig, LawFit, fit_law, preset
+from engine.laws import FitConfig, LawFit, ScalingLaw, fit_law, preset
 
 JOINT = preset("paper-joint")
 
@@ -173,3 +173,17 @@ def test_decision_uncertainty_needs_bootstrap_laws():
 def test_question_refuses_non_positive_settings(field, value):
     with pytest.raises(InputError, match=field):
         BudgetQuestion(2e4, **{field: value})
+
+
+def test_budget_plans_with_the_additive_form():
+    additive = ScalingLaw("additive", {"A": 400.0, "B": 60.0, "alpha": 0.34, "beta": 0.28, "E": 1.0})
+    question = BudgetQuestion(1e5)
+    answer = optimise(additive, question)
+    grid = np.geomspace(question.n_min, n_max(question), 200_000)
+    assert answer.n_opt == pytest.approx(grid[np.argmin(loss_along_budget(additive, question, grid))], rel=1e-3)
+    boot = np.array([list(additive.params.values())] * 30) * np.exp(np.random.default_rng(1).normal(0, 0.03, (30, 5)))
+    fit = LawFit(additive, 0.99, {}, boot, np.zeros(2), pd.DataFrame({"n": [1e5, 1e8], "d": [1e3, 1e5],
+                                                                      "loss": [2.0, 1.5], "role": "fit"}))
+    u = decision_uncertainty(fit, question)
+    for law, n_opt in zip(fit.bootstrap_laws(), u.n_opt_samples):
+        assert n_opt == pytest.approx(grid[np.argmin(loss_along_budget(law, question, grid))], rel=1e-3)

@@ -163,3 +163,29 @@ def test_too_few_points_on_the_command_line(tmp_path):
     path.write_text("n,loss\n1e6,0.5\n2e6,0.4\n")
     result = run_cli("laws", "fit", "--csv", str(path), "--law", "model")
     assert result.returncode == 2 and "needs at least 4 points" in result.stderr
+
+
+def test_laws_compare_json_contract(joint_csv):
+    result = run_cli("laws", "compare", "--csv", str(joint_csv), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["points"] == 24
+    forms = {f["law"]: f for f in report["forms"]}
+    assert set(forms) == {"joint", "additive"}
+    for form in forms.values():
+        assert set(form) >= {"params", "r2", "aic", "bic", "log_rmse", "leave_largest_out", "equation"}
+        assert set(form["leave_largest_out"]) == {"n", "d"}
+        assert form["leave_largest_out"]["n"]["points"] == 4      # the largest of 6 model sizes, at 4 data sizes
+    assert forms["joint"]["aic"] < forms["additive"]["aic"]       # the points came from Eq. 8
+    text = run_cli("laws", "compare", "--csv", str(joint_csv))
+    assert text.returncode == 0 and "additive" in text.stdout and "AIC" in text.stdout
+
+
+def test_laws_fit_additive_then_plan_with_it(joint_csv, tmp_path):
+    out = tmp_path / "additive.json"
+    fitted = run_cli("laws", "fit", "--csv", str(joint_csv), "--law", "additive", "--bootstrap", "40",
+                     "--huber-scale", "1e-3", "--out", str(out), "--json")
+    assert fitted.returncode == 0, fitted.stderr
+    assert set(json.loads(fitted.stdout)["params"]) == {"A", "B", "alpha", "beta", "E"}
+    answer = json.loads(run_cli("budget", "--budget", "1e6", "--with-inference", "--law", str(out), "--json").stdout)
+    assert answer["n_opt_interval"][0] <= answer["n_opt"] <= answer["n_opt_interval"][1]

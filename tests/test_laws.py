@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from engine.errors import InputError
-from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, fit_law, joint_law, model_size_law,
-                         preset)
+from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, compare_laws, fit_law, joint_law,
+                         model_size_law, preset)
 
 N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
 D_GRID = np.geomspace(1e3, 5e5, 10)
@@ -189,3 +189,44 @@ def test_batched_refits_reach_the_same_optimum_as_scipy():
     for row, w in enumerate(weights.astype(int)):
         _, scipy_cost = _polish("joint", start, np.repeat(x, w, axis=0), np.repeat(loss, w), 0.05)
         assert cost[row] <= scipy_cost * (1 + 1e-9)
+
+
+# --- the additive form (Hoffmann et al. 2022) and the comparison of joint forms --------
+
+ADDITIVE_TRUTH = ScalingLaw("additive", {"A": 400.0, "B": 60.0, "alpha": 0.34, "beta": 0.28, "E": 1.0})
+
+
+def form_points(law: ScalingLaw, seed: int) -> pd.DataFrame:
+    n, d = (a.ravel() for a in np.meshgrid(np.geomspace(5e5, 9e7, 10), np.geomspace(1e3, 5e5, 5)))
+    return pd.DataFrame({"n": n, "d": d, "loss": noisy(law.predict(n, d), np.random.default_rng(seed))})
+
+
+@pytest.mark.parametrize("truth", [preset("paper-joint"), ADDITIVE_TRUTH], ids=["joint", "additive"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_joint_form_recovers_its_own_exponents_at_1_percent_noise(truth, seed):
+    fit = fit_law(form_points(truth, seed), truth.kind, FitConfig(bootstrap=0))
+    assert fit.law.params["alpha"] == pytest.approx(truth.params["alpha"], abs=0.02)
+    assert fit.law.params["beta"] == pytest.approx(truth.params["beta"], abs=0.02)
+
+
+def test_additive_law_is_its_equation_and_round_trips():
+    assert ADDITIVE_TRUTH.predict(1e6, 1e4) == pytest.approx(1.0 + 400 / 1e6 ** 0.34 + 60 / 1e4 ** 0.28)
+    fit = fit_law(form_points(ADDITIVE_TRUTH, 4), "additive", FitConfig(bootstrap=50))
+    assert set(fit.intervals) == {"A", "B", "alpha", "beta", "E"}
+    lo, hi = fit.intervals["alpha"]
+    assert lo <= fit.law.params["alpha"] <= hi
+    again = LawFit.from_dict(fit.to_dict())
+    assert again.law == fit.law and again.bootstrap_params.shape == (50, 5)
+
+
+@pytest.mark.parametrize("truth", [preset("paper-joint"), ADDITIVE_TRUTH], ids=["joint", "additive"])
+def test_comparison_prefers_the_form_that_made_the_points(truth):
+    compared = {c.fit.law.kind: c for c in compare_laws(form_points(truth, 5))}
+    assert set(compared) == {"joint", "additive"}
+    other = "additive" if truth.kind == "joint" else "joint"
+    assert compared[truth.kind].aic < compared[other].aic - 2
+    assert compared[truth.kind].bic < compared[other].bic
+    for axis in ("n", "d"):
+        held = compared[truth.kind].leave_largest_out[axis]
+        assert held["points"] == (5 if axis == "n" else 10) and held["mean_abs_error"] < 0.03
+    assert compared[truth.kind].fit.r2 > 0.99

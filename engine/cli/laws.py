@@ -1,4 +1,5 @@
-"""`python -m engine laws fit|presets`: fit Eq. 6, 7 or 8 to a CSV of runs."""
+"""`python -m engine laws fit|compare|presets`: fit Eq. 6, 7, 8 or the additive form to a
+CSV of runs; compare the joint forms on the same points."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ def register(subparsers) -> None:
     actions = laws.add_subparsers(dest="laws_command", required=True)
     fit = actions.add_parser("fit", help="fit a law to a CSV with columns n, d, loss [, label]")
     fit.add_argument("--csv", required=True, type=Path, help="columns n (non-embedding params), d (pairs), loss")
-    fit.add_argument("--law", required=True, choices=["model", "data", "joint"])
+    fit.add_argument("--law", required=True, choices=["model", "data", "joint", "additive"],
+                     help="model (Eq. 6), data (Eq. 7), joint (Eq. 8) or additive (E + A/N^alpha + B/D^beta)")
     fit.add_argument("--holdout-largest", type=int, default=0, metavar="K",
                      help="fit without the K largest model sizes (data law: data sizes) and report their error")
     fit.add_argument("--holdout-axis", choices=["auto", "n", "d"], default="auto",
@@ -25,14 +27,31 @@ def register(subparsers) -> None:
     fit.add_argument("--out", type=Path, help="where to write the fit as JSON (default: next to the CSV)")
     fit.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     fit.set_defaults(handler=run_fit)
+    compare = actions.add_parser("compare", help="fit every joint form to the same points and compare them")
+    compare.add_argument("--csv", required=True, type=Path, help="columns n, d, loss")
+    compare.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for each form's intervals")
+    compare.add_argument("--huber-scale", type=float, default=0.05, help="as for `laws fit`")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    compare.set_defaults(handler=run_compare)
     presets = actions.add_parser("presets", help="list the paper's published fits")
     presets.add_argument("--json", action="store_true")
     presets.set_defaults(handler=run_presets)
 
 
-def run_fit(args) -> int:
+def read_points(path: Path):
+    """The CSV at `path` as a DataFrame, or InputError."""
     import pandas as pd
 
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read as CSV ({err})") from err
+
+
+def run_fit(args) -> int:
     from engine.laws import FitConfig, fit_law
 
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
@@ -40,11 +59,7 @@ def run_fit(args) -> int:
     if not args.csv.is_file():
         raise InputError(f"{args.csv}: no such file")
     out = _checked_out(args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json"), args.csv)
-    try:
-        points = pd.read_csv(args.csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{args.csv}: cannot read as CSV ({err})") from err
-    fit = fit_law(points, args.law, config)
+    fit = fit_law(read_points(args.csv), args.law, config)
     out.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.json:
         print(json.dumps({**fit.to_dict(include_bootstrap=False), "saved_to": str(out)}))
@@ -78,6 +93,27 @@ def format_fit(fit) -> str:
             lines.append(f"  {size}: observed {row.loss:.4f}, predicted {row.predicted:.4f} "
                          f"({100 * row.rel_error:+.1f}%), {level}% PI [{row.pi_lo:.4f}, {row.pi_hi:.4f}]")
     return "\n".join(lines)
+
+
+def run_compare(args) -> int:
+    from engine.laws import FitConfig, compare_laws
+
+    config = FitConfig(bootstrap=args.bootstrap, seed=args.seed, huber_scale=args.huber_scale)
+    compared = compare_laws(read_points(args.csv), config=config)
+    points = len(compared[0].fit.log_residuals)
+    if args.json:
+        print(json.dumps({"csv": str(args.csv), "points": points, "forms": [c.to_dict() for c in compared]}))
+        return 0
+    print(f"{points} points from {args.csv}; AIC and BIC on the log residuals (lower is better), "
+          "mean error on the largest N and D when fitted without them")
+    print(f"{'form':<10}{'R^2':>8}{'AIC':>10}{'BIC':>10}{'largest N':>12}{'largest D':>12}")
+    for c in compared:
+        held = ["-" if c.leave_largest_out[a] is None else f"{100 * c.leave_largest_out[a]['mean_abs_error']:.2f}%"
+                for a in ("n", "d")]
+        print(f"{c.fit.law.kind:<10}{c.fit.r2:>8.4f}{c.aic:>10.2f}{c.bic:>10.2f}{held[0]:>12}{held[1]:>12}")
+    for c in compared:
+        print(c.fit.law.describe())
+    return 0
 
 
 def run_presets(args) -> int:
