@@ -34,11 +34,12 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from engine.errors import InputError
 from engine.flops import train_step_flops
+from engine.jobs import outcome_line, start_process
 from engine.paths import runs_dir, validate_name
 from engine.train import TrainConfig
 
@@ -49,6 +50,7 @@ PATH_FIELDS = ("dataset", "train_data", "tokenizer")
 @dataclass(frozen=True)
 class SweepRun:
     config: TrainConfig
+    legacy_run_id: str | None = None  # the id this run had when ids hashed every setting
 
     @property
     def run_id(self) -> str:
@@ -60,6 +62,13 @@ class Sweep:
     name: str
     path: Path
     runs: tuple[SweepRun, ...]
+    spec: dict = field(default_factory=dict, compare=False)  # the file's tables, paths made absolute
+
+    def to_toml(self) -> str:
+        """The sweep file `load_sweep` reads back into the same runs, from any folder."""
+        import tomli_w
+
+        return tomli_w.dumps(self.spec)
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -71,6 +80,12 @@ def load_sweep(path: str | Path) -> Sweep:
         spec = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid TOML ({err})") from err
+    return sweep_from_spec(spec, path)
+
+
+def sweep_from_spec(spec: dict, path: Path) -> Sweep:
+    """A sweep file's tables (as tomllib reads them) checked and expanded into runs;
+    relative paths are relative to `path`'s folder."""
     name = validate_name(f"{path}: sweep name", spec.get("name") or path.stem)
     grid, shared = _grid(spec, path), dict(_table(spec, "train", path))
     allowed = {f.name for f in fields(TrainConfig)} - {"model", "train_pairs", "seed", "run_id", "annotation"}
@@ -82,8 +97,9 @@ def load_sweep(path: str | Path) -> Sweep:
     base = path.parent
     shared = {k: _resolve_path(base, v) if k in PATH_FIELDS and v else v for k, v in shared.items()}
     annotation_data = {k: _resolve_path(base, v) for k, v in _table(spec, "annotation_data", path).items()}
-    runs = [SweepRun(config) for config in _expand(name, grid, shared, annotation_data, path)]
-    return Sweep(name, path, tuple(runs))
+    runs = [SweepRun(config, _legacy_run_id(config)) for config in _expand(name, grid, shared, annotation_data, path)]
+    tables = {"name": name, "grid": grid, "annotation_data": annotation_data, "train": shared}
+    return Sweep(name, path, tuple(runs), {key: value for key, value in tables.items() if value})
 
 
 def _table(spec: dict, name: str, path: Path) -> dict:
@@ -149,9 +165,26 @@ def _run_config(name, shared, model, pairs, annotation, seed, train_data, path) 
         config = TrainConfig.from_dict(values)
     except (TypeError, InputError) as err:  # a wrong type or range in [train]: name the file
         raise InputError(f"{path}: {err}") from err
-    digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
-    run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{digest}"
+    run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{config.measurement_digest()}"
     return replace(config, run_id=validate_name(f"{path}: run id", run_id))
+
+
+# the settings the run ids of sweeps before the Measurement / RunOptions split hashed
+_LEGACY_HASHED = frozenset(
+    "dataset model init tokenizer tokenizer_vocab_size scratch_embedding_std pooling train_data annotation "
+    "train_pairs data_seed lenient_qrels steps batch_size negatives in_batch_negatives lr warmup_steps "
+    "weight_decay max_grad_norm max_query_length max_passage_length seed eval_every eval_at_start eval "
+    "precision dropout_masks grad_accum gradient_checkpointing compile checkpoint_every keep_checkpoints cpu "
+    "run_id label".split())
+
+
+def _legacy_run_id(config: TrainConfig) -> str:
+    """The id the same run got when the digest covered every setting (run options too),
+    so a store's runs completed under such ids are not run again."""
+    values = {k: v for k, v in asdict(replace(config, run_id=None)).items() if k in _LEGACY_HASHED}
+    values["eval"] = {**values["eval"], "batch_size": config.eval_batch_size}
+    digest = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{config.run_id.rsplit('-', 1)[0]}-{digest}"
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -169,6 +202,25 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def shard(runs, index: int, count: int) -> list[SweepRun]:
     """Every `count`-th run starting at `index`: disjoint shards that cover the sweep."""
     return list(runs)[index::count]
+
+
+def check_data(runs: list[SweepRun]) -> None:
+    """Every run's data set reads and holds the D pairs the run asks for, checked
+    before anything trains (each data set and training set read once)."""
+    from engine.data import load_retrieval_data, training_pairs
+
+    available: dict[tuple, int] = {}
+    for run in runs:
+        c = run.config
+        key = (c.dataset, c.train_data, c.lenient_qrels, c.data_seed)
+        if key not in available:
+            data = load_retrieval_data(c.dataset, strict=not c.lenient_qrels)
+            pairs = training_pairs(data, c.train_data, None, c.data_seed, strict=not c.lenient_qrels)
+            available[key] = pairs.n_available
+        if c.train_pairs is not None and c.train_pairs > available[key]:
+            source = c.train_data or c.dataset
+            raise InputError(f"run {run.run_id}: D = {c.train_pairs:,} training pairs, but {source} has "
+                             f"{available[key]:,}; choose D <= {available[key]:,} or \"all\"")
 
 
 def completed_run_ids(store) -> set[str]:
@@ -214,7 +266,7 @@ def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: i
               log=print) -> dict[str, int]:
     """Run the runs not yet completed, `parallel` at a time; returns counts by outcome."""
     done = completed_run_ids(store)
-    pending = [run for run in runs if run.run_id not in done]
+    pending = [run for run in runs if run.run_id not in done and run.legacy_run_id not in done]
     log(f"{len(runs) - len(pending)} of {len(runs)} runs already complete; {len(pending)} to run")
     env = _thread_env(parallel)
     outcome = {"completed": len(runs) - len(pending), "failed": 0}
@@ -225,17 +277,16 @@ def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: i
             run = queue.pop(0)
             log_path = runs_dir() / run.run_id / "train.log"
             command = train_command(run.config, store.path, launcher)
-            with open(log_path, "ab") as log_file:
-                active.append((run, subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)))
+            # in the sweep's process group: a cancel of the study reaches the run too
+            active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None)))
             log(f"started {run.run_id} (log: {log_path})")
         time.sleep(0.2)
         for run, process in list(active):
             if process.poll() is None:
                 continue
             active.remove((run, process))
-            ok = process.returncode == 0
-            outcome["completed" if ok else "failed"] += 1
-            log(f"{'finished' if ok else f'FAILED (exit {process.returncode})'} {run.run_id}")
+            outcome["completed" if process.returncode == 0 else "failed"] += 1
+            log(outcome_line(run.run_id, process.returncode))
     return outcome
 
 
