@@ -3,7 +3,8 @@
 One transformer is shared by queries and passages; its last layer is mean-pooled over
 the attention mask (or the [CLS] vector is taken) and projected to 768 dimensions,
 v = Transformer(x) W + b. The score of a query and a passage is the inner product of
-their vectors (Eq. 1, 4).
+their vectors (Eq. 1, 4). Given a training batch, `BiEncoder.forward` also returns the
+loss (`ContrastiveLoss`), so a training step reads `loss = model(**batch).loss`.
 """
 from __future__ import annotations
 
@@ -27,19 +28,110 @@ PROJECTION_FILE = "projection.safetensors"
 
 @dataclass
 class BiEncoderOutput:
-    q_reps: torch.Tensor  # (n_queries, dim)
-    p_reps: torch.Tensor  # (n_passages, dim)
+    q_reps: torch.Tensor  # (queries, dim): this process's queries
+    p_reps: torch.Tensor  # (passages, dim): this process's passages
+    scores: torch.Tensor  # (all queries, all passages), Eq. 4; with a loss, every process's rows and columns
+    loss: torch.Tensor | None = None  # scalar, Eq. 3; given a training batch (passage_identity, query_positives)
+
+
+def _world() -> tuple[int, int]:
+    """(rank, processes) of the torch.distributed group, (0, 1) outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
+    """(processes * n, ...): every process's rows in rank order; this process's keep
+    their gradient (all_gather carries none). Every process must pass the same shape."""
+    rank, world = _world()
+    if world == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(world)]
+    torch.distributed.all_gather(parts, local.detach().contiguous())
+    parts[rank] = local
+    return torch.cat(parts)
+
+
+def _gather_padded(rows: torch.Tensor, pad: int) -> torch.Tensor:
+    """(processes * n, widest): rows whose width differs between processes, padded."""
+    if _world()[1] == 1:
+        return rows
+    widest = int(gather_with_grad(torch.tensor([rows.shape[1]], device=rows.device)).max())
+    return gather_with_grad(F.pad(rows, (0, widest - rows.shape[1]), value=pad))
+
+
+class ContrastiveLoss(nn.Module):
+    """Eq. 3: for each query, -log softmax of its positive's score against the
+    batch's other candidates, averaged over the queries of every process.
+
+    Inputs (per process, each process the same shapes):
+      q_reps (queries, dim): query vectors.
+      p_reps (queries + k', dim): row i is query i's positive, then k' = k / processes
+        random negatives (`TrainingBatches` lays a batch out so).
+      passage_identity (queries + k',): the corpus row each passage row stands for.
+      query_positives (queries, max_positives): every corpus row relevant to each
+        query, -1 padding.
+    Returns (scores (all queries, all passages), loss): every process's queries
+    against every process's passages.
+
+    The negatives of a query: the k random passages shared by the whole batch (the
+    paper's 256), and with `in_batch_negatives` the other queries' positives (free:
+    they are encoded anyway). Vectors are gathered across processes, with gradient
+    through this process's own, so every query sees all k negatives and all in-batch
+    positives, as one process holding the global batch would. Each process then holds
+    the same global loss, with gradient through its own vectors only: multiplied by
+    the number of processes before `backward`, the average that
+    DistributedDataParallel takes is the exact gradient of the global loss.
+
+    False negatives are masked by passage identity, not pushed down: a candidate that
+    is one of the query's own positives (the same paragraph given to two queries, as
+    squad-dev's five questions per paragraph are, or drawn again as a random negative)
+    leaves the softmax. Scores are computed in float32 outside autocast: the softmax
+    over a few hundred candidates is where low precision would show.
+    """
+
+    def __init__(self, in_batch_negatives: bool = True):
+        super().__init__()
+        self.in_batch_negatives = in_batch_negatives
+
+    def forward(self, q_reps: torch.Tensor, p_reps: torch.Tensor, passage_identity: torch.Tensor,
+                query_positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type=q_reps.device.type, enabled=False):
+            n_queries, per_process = q_reps.shape[0], p_reps.shape[0]
+            all_q = gather_with_grad(q_reps.float())  # (processes * queries, dim)
+            all_p = gather_with_grad(p_reps.float())  # (processes * per_process, dim)
+            identity = gather_with_grad(passage_identity)  # (processes * per_process,)
+            positives = _gather_padded(query_positives, pad=-1)  # (processes * queries, widest)
+            starts = torch.arange(_world()[1], device=q_reps.device) * per_process  # positives lead each block
+            labels = (starts[:, None] + torch.arange(n_queries, device=q_reps.device)).flatten()  # (all queries,)
+            mask = false_negative_mask(identity, positives, labels,
+                                       None if self.in_batch_negatives else labels)  # (all queries, all passages)
+            scores = all_q @ all_p.T  # (all queries, all passages), Eq. 4
+            return scores, self.softmax_loss(scores, labels, mask)
+
+    @staticmethod
+    def softmax_loss(scores: torch.Tensor, labels: torch.Tensor, false_negatives: torch.Tensor) -> torch.Tensor:
+        """Mean over queries of -log softmax(score of its positive). `scores` (queries,
+        candidates); `labels` (queries,) the column of each query's positive;
+        `false_negatives` (queries, candidates) True where a column is left out of
+        that query's softmax."""
+        scores = scores.float().masked_fill(false_negatives, float("-inf"))  # (queries, candidates)
+        return F.cross_entropy(scores, labels)
 
 
 class BiEncoder(nn.Module):
     """A shared encoder, pooling, and a projection to `projection_dim` (None: no
-    projection, for an off-the-shelf encoder evaluated as it is)."""
+    projection, for an off-the-shelf encoder evaluated as it is); `loss` is the
+    training objective `forward` applies to a training batch."""
 
-    def __init__(self, encoder: nn.Module, pooling: str = "mean", projection_dim: int | None = PROJECTION_DIM):
+    def __init__(self, encoder: nn.Module, pooling: str = "mean", projection_dim: int | None = PROJECTION_DIM,
+                 loss: ContrastiveLoss | None = None):
         super().__init__()
         if pooling not in POOLING:
             raise InputError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLING)}")
         self.encoder = encoder
+        self.loss = loss or ContrastiveLoss()
         self.pooling = pooling
         self.projection_dim = projection_dim
         hidden = encoder.config.hidden_size
@@ -65,12 +157,18 @@ class BiEncoder(nn.Module):
         query_attention_mask: torch.Tensor,
         passage_input_ids: torch.Tensor,
         passage_attention_mask: torch.Tensor,
+        passage_identity: torch.Tensor | None = None,
+        query_positives: torch.Tensor | None = None,
     ) -> BiEncoderOutput:
-        """Both sides in one call, so DistributedDataParallel sees one forward."""
-        return BiEncoderOutput(
-            q_reps=self.encode(query_input_ids, query_attention_mask),  # (n_queries, dim)
-            p_reps=self.encode(passage_input_ids, passage_attention_mask),  # (n_passages, dim)
-        )
+        """Both sides in one call, so DistributedDataParallel sees one forward. With
+        `passage_identity` and `query_positives` (a training batch, laid out as
+        `ContrastiveLoss` says) the output carries the loss of Eq. 3."""
+        q_reps = self.encode(query_input_ids, query_attention_mask)  # (queries, dim)
+        p_reps = self.encode(passage_input_ids, passage_attention_mask)  # (passages, dim)
+        if passage_identity is None:
+            return BiEncoderOutput(q_reps, p_reps, scores=q_reps @ p_reps.T)  # (queries, passages)
+        scores, loss = self.loss(q_reps, p_reps, passage_identity, query_positives)
+        return BiEncoderOutput(q_reps, p_reps, scores, loss)
 
     def save(self, folder: Path, tokenizer) -> None:
         """Encoder and tokenizer in `folder/encoder` (loadable by `AutoModel`), the
@@ -151,17 +249,6 @@ def _config(name_or_path: str):
 
 def _accepts(model_class, argument: str) -> bool:
     return argument in inspect.signature(model_class.__init__).parameters
-
-
-def contrastive_loss(scores: torch.Tensor, labels: torch.Tensor, false_negatives: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: mean over queries of -log softmax(score of its positive) against every
-    candidate passage. `scores` (queries, candidates) are inner products (Eq. 4);
-    `labels` (queries,) the column of each query's positive; `false_negatives`
-    (queries, candidates) marks columns that are not negatives for that query (its
-    other positives, e.g. the same paragraph given twice in one batch): they are left
-    out of the softmax instead of being pushed down."""
-    scores = scores.float().masked_fill(false_negatives, float("-inf"))  # (queries, candidates)
-    return F.cross_entropy(scores, labels)
 
 
 def false_negative_mask(

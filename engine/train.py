@@ -9,9 +9,9 @@ launch` on several GPUs or nodes (query and passage vectors gathered across
 processes: every query sees every process's negatives, and the gradient is that of
 one process holding the global batch). Several CPU processes: `torchrun
 --nproc_per_node P -m engine train --cpu ...`. Resumable: a checkpoint every
-`checkpoint_every` steps (accelerate's `save_state`: weights, optimizer, scheduler, RNG
-states; plus step, best value and curve), and a run started again with the same
-`run_id` continues from the latest one. The batches of step s are a pure function of
+`checkpoint_every` steps (engine/checkpoints.py: weights, optimizer, scheduler, RNG
+states, step, best value and curve, in safetensors and JSON; nothing is unpickled),
+and a run started again with the same `run_id` continues from the latest one. The batches of step s are a pure function of
 (seed, s), so a resumed run sees exactly what an uninterrupted one would have.
 
 Files per run, in `runs_dir()/<run_id>/`: `progress.json` (rewritten atomically:
@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -35,21 +34,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
 from engine.dropout import use_fast_dropout
 from engine.errors import InputError
 from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
 from engine.evaluate import EvalSet, build_eval_set, check_lengths, evaluate
 from engine.flops import train_step_flops
+from engine.jobs import ProgressFile, read_progress  # noqa: F401 (read_progress: the one reader, re-exported)
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
-from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
+from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
-PROGRESS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -66,6 +66,7 @@ class TrainResult:
     best_step: int | None
     final_metrics: dict
     wall_time_s: float
+    already_complete: bool = False  # the run id had completed before: nothing was trained
 
 
 @dataclass
@@ -179,7 +180,8 @@ def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object,
         encoder.gradient_checkpointing_enable()
     if cfg.dropout_masks == "fast":
         use_fast_dropout(encoder)
-    return BiEncoder(encoder, cfg.pooling), tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
+    model = BiEncoder(encoder, cfg.pooling, loss=ContrastiveLoss(cfg.in_batch_negatives))
+    return model, tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
 
 
 def _scratch_config(model: str, vocab_size: int):
@@ -280,91 +282,51 @@ def _padded(rows: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def batch_loss(accelerator, q_reps: torch.Tensor, p_reps: torch.Tensor, batch: dict, in_batch_negatives: bool):
-    """Eq. 3 over the global batch: every process's queries against every process's
-    passages. Each process computes the same global loss, with gradient through its
-    own vectors only; multiplied by the number of processes before `backward`, the
-    average DistributedDataParallel takes is the exact gradient."""
-    n_queries, per_process = q_reps.shape[0], p_reps.shape[0]
-    all_q = _gather_with_grad(accelerator, q_reps)  # (processes * queries, dim)
-    all_p = _gather_with_grad(accelerator, p_reps)  # (processes * per_process, dim)
-    identity = accelerator.gather(batch["passage_identity"])  # (processes * per_process,)
-    positives = accelerator.gather(accelerator.pad_across_processes(batch["query_positives"], dim=1, pad_index=-1))
-    starts = torch.arange(accelerator.num_processes, device=q_reps.device) * per_process  # positives lead each block
-    positive_columns = (starts[:, None] + torch.arange(n_queries, device=q_reps.device)).flatten()  # (all queries,)
-    mask = false_negative_mask(identity, positives, positive_columns,
-                               None if in_batch_negatives else positive_columns)  # (all queries, all passages)
-    scores = all_q @ all_p.T  # (all queries, all passages), Eq. 4
-    return contrastive_loss(scores, positive_columns, mask)
-
-
-def _gather_with_grad(accelerator, local: torch.Tensor) -> torch.Tensor:
-    """All processes' rows; this process's keep their gradient (all_gather carries none)."""
-    if accelerator.num_processes == 1:
-        return local
-    gathered = accelerator.gather(local.detach())
-    n, rank = local.shape[0], accelerator.process_index
-    return torch.cat([gathered[: rank * n], local, gathered[(rank + 1) * n :]])
-
-
 # ---------------------------------------------------------------- progress and checkpoints
 
 
-class ProgressFile:
-    """`progress.json` of a run, rewritten atomically (temp file + os.replace) so a
-    reader such as the app never sees half a file."""
+# ---------------------------------------------------------------- a run id's configuration
 
-    def __init__(self, path: Path, **fixed):
-        self.path = path
-        self.state = dict(fixed)
-        self._written = 0.0
-
-    def update(self, force: bool = False, **fields) -> None:
-        self.state.update(fields, updated_at=time.time())
-        if not force and time.monotonic() - self._written < PROGRESS_INTERVAL_S:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump(self.state, handle, indent=1)
-        os.replace(handle.name, self.path)
-        self._written = time.monotonic()
+CONFIG_FILE = "train_config.json"  # a run's resolved config, written when it starts
 
 
-def read_progress(run_id: str) -> dict | None:
-    path = runs_dir() / run_id / "progress.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def completed_result(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
+    """The result of `run_dir`'s run if it completed; None if it has yet to. A run id's
+    Measurement is fixed: one used with a different one is an InputError naming the
+    settings that differ (run options, such as the checkpoint interval, may change)."""
+    stored = stored_config(run_dir)
+    if stored is not None:
+        old, new = _flat(asdict(stored)), _flat(asdict(cfg))
+        differ = [f"{name} {old[name]!r} -> {new[name]!r}" for name in stored.measurement_differences(cfg)]
+        if differ:
+            raise InputError(f"run id '{cfg.run_id}' already holds a run with other settings ({'; '.join(differ)}); "
+                             "choose a new --run-id, or the run's own settings to resume or rerun it")
+    result = run_dir / "model" / "result.json"
+    if not result.is_file():
+        return None
+    return replace(TrainResult(**json.loads(result.read_text())), already_complete=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (its trainer_state.json is written last)."""
-    folders = sorted((run_dir / "checkpoints").glob("step-[0-9]*"))
-    complete = [f for f in folders if f.name[5:].isdigit() and (f / "trainer_state.json").is_file()]
-    return complete[-1] if complete else None
+def stored_config(run_dir: Path) -> TrainConfig | None:
+    """The config a run was started with: written at its start, or (runs of earlier
+    versions) beside its final model or its newest checkpoint."""
+    checkpoint = latest_checkpoint(run_dir)
+    candidates = [run_dir / CONFIG_FILE, run_dir / "model" / CONFIG_FILE]
+    for path in candidates + ([checkpoint / CONFIG_FILE] if checkpoint else []):
+        if path.is_file():
+            return TrainConfig.from_dict(json.loads(path.read_text()))
+    return None
 
 
-def save_checkpoint(accelerator, run_dir: Path, state: TrainerState, cfg: TrainConfig) -> None:
-    final = run_dir / "checkpoints" / f"step-{state.step:08d}"
-    partial = final.with_name(final.name + ".partial")
-    if accelerator.is_main_process and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (partial / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-        (partial / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        older = sorted(p for p in final.parent.glob("step-*") if p != final)
-        for old in older[: max(0, len(older) - cfg.keep_checkpoints + 1)]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def _flat(values: dict) -> dict:
+    return {**{k: v for k, v in values.items() if k != "eval"}, **{f"eval.{k}": v for k, v in values["eval"].items()}}
 
 
-def load_checkpoint(accelerator, checkpoint: Path) -> TrainerState:
-    accelerator.load_state(str(checkpoint))
-    return TrainerState(**json.loads((checkpoint / "trainer_state.json").read_text()))
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 # ---------------------------------------------------------------- the loop
@@ -393,22 +355,27 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     from accelerate.utils import set_seed
 
     cfg = resolve(cfg)
+    run_dir = runs_dir() / cfg.run_id
+    done = completed_result(run_dir, cfg)
+    if done is not None:
+        log.info("%s: already complete (%s); nothing to train", cfg.run_id, run_dir / "model")
+        return done
     accelerator = Accelerator(
         mixed_precision=cfg.precision, gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu, step_scheduler_with_optimizer=False,
     )
+    if accelerator.is_main_process:
+        _write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=1))
     set_seed(cfg.seed)
     prepared = prepare(cfg)
-    run_dir = runs_dir() / cfg.run_id
     optimizer, scheduler = _optimizer(prepared.model, cfg)
     model, optimizer = accelerator.prepare(prepared.model, optimizer)
     if cfg.compile == "yes":  # in place: parameter names, and so checkpoints, stay as they are
         accelerator.unwrap_model(model).compile()
-    accelerator.register_for_checkpointing(scheduler)
     state, resumed_from = TrainerState(), None
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint)
+        state = TrainerState(**load_checkpoint(accelerator, checkpoint, model, optimizer, scheduler))
         resumed_from = state.step
         log.info("%s: resuming from step %d (%s)", cfg.run_id, state.step, checkpoint)
     run = _RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from)
@@ -427,7 +394,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     )
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save(run_dir / "model", prepared.tokenizer)
-        (run_dir / "model" / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (run_dir / "model" / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=1))
         (run_dir / "model" / "result.json").write_text(json.dumps(asdict(result), indent=1))
     run.finish(state, "completed")
     accelerator.wait_for_everyone()  # no rank leaves the process group while another still writes or reduces
@@ -457,7 +424,8 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
         if final or state.step % cfg.eval_every == 0:
             run.evaluate(model, state, final=final)
         if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0) and not final:
-            save_checkpoint(accelerator, run_dir, state, cfg)
+            save_checkpoint(accelerator, run_dir / "checkpoints" / f"step-{state.step:08d}", model, optimizer,
+                            scheduler, config=asdict(cfg), state=asdict(state), keep=cfg.keep_checkpoints)
     bar.close()
 
 
@@ -467,10 +435,8 @@ def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step
     for micro in range(cfg.grad_accum):
         batch = {k: v.to(accelerator.device) for k, v in batches(step * cfg.grad_accum + micro).items()}
         with accelerator.accumulate(model):  # prepare() wrapped forward in autocast for mixed precision
-            out = model(batch["query_input_ids"], batch["query_attention_mask"],
-                        batch["passage_input_ids"], batch["passage_attention_mask"])
-            loss = batch_loss(accelerator, out.q_reps.float(), out.p_reps.float(), batch, cfg.in_batch_negatives)
-            accelerator.backward(loss * accelerator.num_processes)  # DDP averages: see batch_loss
+            loss = model(**batch).loss  # Eq. 3 over every process's batch
+            accelerator.backward(loss * accelerator.num_processes)  # DDP averages: see ContrastiveLoss
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()

@@ -8,7 +8,7 @@ import torch
 
 from engine import tokenize_cache
 from engine.ladder import LADDER, non_embedding_params
-from engine.model import BiEncoder, contrastive_loss, false_negative_mask, pretrained_encoder, scratch_encoder
+from engine.model import BiEncoder, ContrastiveLoss, false_negative_mask, pretrained_encoder, scratch_encoder
 from engine.paths import SHARED_VOCAB
 from engine.tokenize_cache import TokenizedTexts, tokenize_cached, tokenizer_from_vocab, trained_wordpiece
 
@@ -45,6 +45,13 @@ def test_forward_returns_typed_output(tokenizer):
     p = tokenizer(CORPUS[:5], padding=True, return_tensors="pt")
     out = model(q["input_ids"], q["attention_mask"], p["input_ids"], p["attention_mask"])
     assert out.q_reps.shape == (2, 768) and out.p_reps.shape == (5, 768)
+    assert out.scores.shape == (2, 5) and out.loss is None
+    assert torch.allclose(out.scores, out.q_reps @ out.p_reps.T)
+    batch = {"passage_identity": torch.arange(5), "query_positives": torch.tensor([[0], [1]])}
+    trained = model(q["input_ids"], q["attention_mask"], p["input_ids"], p["attention_mask"], **batch)
+    assert trained.loss.ndim == 0 and trained.loss.requires_grad  # Eq. 3, ready for backward
+    expected = ContrastiveLoss.softmax_loss(trained.scores, torch.tensor([0, 1]), torch.zeros(2, 5, dtype=torch.bool))
+    assert trained.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert BiEncoder(model.encoder, projection_dim=None).encode(q["input_ids"], q["attention_mask"]).shape == (2, 32)
 
 
@@ -54,12 +61,32 @@ def test_contrastive_loss_is_eq_3():
     none = torch.zeros_like(scores, dtype=torch.bool)
     expected = -np.mean([3 - math.log(sum(math.exp(s) for s in scores[0])),
                          2 - math.log(sum(math.exp(s) for s in scores[1]))])
-    assert contrastive_loss(scores, labels, none).item() == pytest.approx(expected, rel=1e-6)
+    assert ContrastiveLoss.softmax_loss(scores, labels, none).item() == pytest.approx(expected, rel=1e-6)
     masked = none.clone()
     masked[0, 3] = True  # left out of query 0's softmax entirely
     expected_0 = -(3 - math.log(math.exp(3) + math.exp(1) + math.exp(0.5)))
     per_query = [expected_0, -(2 - math.log(sum(math.exp(s) for s in scores[1])))]
-    assert contrastive_loss(scores, labels, masked).item() == pytest.approx(np.mean(per_query), rel=1e-6)
+    assert ContrastiveLoss.softmax_loss(scores, labels, masked).item() == pytest.approx(np.mean(per_query), rel=1e-6)
+
+
+def test_loss_masks_a_shared_paragraph():
+    """Two queries with the same positive (squad-dev's five questions per paragraph):
+    neither is pushed away from it, so perfect vectors give a loss near 0."""
+    q = torch.tensor([[10.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    identity = torch.tensor([5, 5, 6, 7])
+    scores, loss = ContrastiveLoss()(q, p, identity, torch.tensor([[5], [5], [6]]))
+    assert scores.shape == (3, 4) and loss.item() < 1e-3
+    assert ContrastiveLoss()(q, p, identity, torch.tensor([[-1], [-1], [6]]))[1].item() > 0.4  # unmasked
+
+
+def test_loss_without_in_batch_negatives_leaves_other_positives_out():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    identity, positives = torch.tensor([0, 1, 2]), torch.tensor([[0], [1]])
+    _, loss = ContrastiveLoss(in_batch_negatives=False)(q, p, identity, positives)
+    expected = -np.mean([1 - math.log(math.exp(1) + math.exp(0.5))] * 2)  # each against the shared negative only
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_false_negative_mask():

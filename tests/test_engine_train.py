@@ -17,7 +17,7 @@ from engine.evaluate import EvalConfig
 from engine.ladder import LADDER, non_embedding_params
 from engine.model import BiEncoder
 from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir
-from engine.train import TrainConfig, TrainingBatches, batch_loss, prepare, read_progress, resolve, train
+from engine.train import TrainConfig, TrainingBatches, prepare, read_progress, resolve, train
 from store import Store
 from test_data import write_synthetic
 
@@ -120,20 +120,6 @@ def test_batches_are_a_function_of_the_step(synthetic):
     assert not torch.equal(other["query_input_ids"], later["query_input_ids"])
 
 
-def test_batch_loss_masks_a_shared_paragraph():
-    """Two queries with the same positive (squad-dev's five questions per paragraph):
-    neither is pushed away from it, so perfect vectors give a loss near 0."""
-    from accelerate import Accelerator
-
-    q = torch.tensor([[10.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    p = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
-    batch = {"passage_identity": torch.tensor([5, 5, 6, 7]), "query_positives": torch.tensor([[5], [5], [6]])}
-    accelerator = Accelerator(cpu=True)
-    assert batch_loss(accelerator, q, p, batch, in_batch_negatives=True).item() < 1e-3
-    unmasked = {**batch, "query_positives": torch.tensor([[-1], [-1], [6]])}
-    assert batch_loss(accelerator, q, p, unmasked, in_batch_negatives=True).item() > 0.4
-
-
 def test_bad_configs_are_input_errors(synthetic):
     with pytest.raises(InputError, match="relevant to no test query"):
         prepare(resolve(tiny_config(synthetic, negatives=500)))
@@ -228,7 +214,7 @@ def test_cli_config_file_with_flags_laid_over(synthetic, tmp_path):
 GRADIENT_CHECK = """
 import json, sys, torch
 from accelerate import Accelerator
-from engine.train import batch_loss
+from engine.model import ContrastiveLoss
 torch.manual_seed(0)
 accelerator = Accelerator(cpu=True)
 rank, world = accelerator.process_index, accelerator.num_processes
@@ -241,9 +227,8 @@ query_positives = torch.tensor([[0, -1], [1, -1], [1, 5], [2, -1]])  # queries 1
 q, k = 4 // world, 6 // world  # each process: its queries' positives, then its share of the negatives
 mine, theirs = slice(rank * q, (rank + 1) * q), slice(rank * k, (rank + 1) * k)
 passages = torch.cat([positive[mine], negative[theirs]])
-batch = {"passage_identity": torch.cat([positive_identity[mine], negative_identity[theirs]]),
-         "query_positives": query_positives[mine]}
-loss = batch_loss(accelerator, model(queries[mine]), model(passages), batch, in_batch_negatives=True)
+identity = torch.cat([positive_identity[mine], negative_identity[theirs]])
+_, loss = ContrastiveLoss()(model(queries[mine]), model(passages), identity, query_positives[mine])
 accelerator.backward(loss * world)
 if accelerator.is_main_process:
     json.dump({"loss": loss.item(), "grad": linear.weight.grad.flatten().tolist()}, open(sys.argv[1], "w"))
@@ -266,3 +251,21 @@ def test_two_processes_give_the_single_process_gradient(tmp_path):
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
     assert np.allclose(two["grad"], one["grad"], rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_id_keeps_its_measurement(synthetic, tmp_path, monkeypatch):
+    """Reusing a run id with other settings is refused, naming them; rerunning a
+    completed run reports it done without training (run options may change)."""
+    store = Store(tmp_path / "results.duckdb")
+    config = tiny_config(synthetic, run_id="fixed", steps=6, eval_every=3, train_pairs=100)
+    first = train(config, store=store)
+    with pytest.raises(InputError, match=r"run id 'fixed' already holds.*train_pairs 100 -> 200"):
+        train(replace(config, train_pairs=200), store=store)
+    with pytest.raises(InputError, match=r"steps 6 -> 8; lr 0\.003 -> 0\.001; eval\.repeats 2 -> 3"):
+        train(replace(config, steps=8, lr=1e-3, eval=replace(config.eval, repeats=3)), store=store)
+
+    monkeypatch.setattr(train_module, "_optimizer_step", lambda *a: pytest.fail("a completed run trained again"))
+    again = train(replace(config, checkpoint_every=2, label="again"), store=store)
+    assert again.already_complete and not first.already_complete
+    assert again.best_contrastive_entropy == first.best_contrastive_entropy and again.steps == 6
+    assert store.run("fixed")["status"] == "completed" and store.points("fixed")["step"].tolist() == [3, 6]

@@ -1,0 +1,78 @@
+"""Checkpoints hold no pickle: resuming never runs code from a checkpoint folder."""
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engine.checkpoints import latest_checkpoint
+from engine.errors import InputError
+from engine.paths import runs_dir
+from engine.train import train
+from test_data import write_synthetic
+from test_engine_train import one_thread, tiny_config  # noqa: F401 (fixture)
+
+# the files accelerate's load_state reads (custom_checkpoint_0.pkl, the registered scheduler, with
+# torch.load(weights_only=False): the hole)
+ACCELERATE_FILES = ("custom_checkpoint_0.pkl", "scheduler.bin", "optimizer.bin", "pytorch_model.bin", "random_states_0.pkl",
+                    "scaler.pt")
+
+
+class Payload:
+    """Unpickling it creates `marker`: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.fixture()
+def interrupted_run(tmp_path):
+    """A run that saved its step-10 checkpoint and has no final model: resumable."""
+    config = tiny_config(write_synthetic(tmp_path / "syn"), steps=20, eval_every=10, checkpoint_every=10,
+                         run_id="crafted")
+    train(config)
+    shutil.rmtree(runs_dir() / "crafted" / "model")  # as if killed after its last checkpoint
+    return config
+
+
+def test_a_checkpoint_is_safetensors_and_json_only(interrupted_run):
+    checkpoint = latest_checkpoint(runs_dir() / "crafted")
+    assert checkpoint.name == "step-00000010"
+    assert {p.suffix for p in checkpoint.iterdir()} == {".safetensors", ".json"}
+
+
+def test_pickle_files_in_a_checkpoint_are_never_loaded(interrupted_run, tmp_path):
+    marker = tmp_path / "code-ran"
+    checkpoint = latest_checkpoint(runs_dir() / "crafted")
+    for name in ACCELERATE_FILES:
+        torch.save(Payload(marker), checkpoint / name)
+    resumed = train(interrupted_run)
+    assert resumed.resumed_from_step == 10 and resumed.steps == 20
+    assert not marker.exists()
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused(interrupted_run, tmp_path):
+    marker = tmp_path / "code-ran"
+    checkpoint = latest_checkpoint(runs_dir() / "crafted")
+    torch.save(Payload(marker), checkpoint / "optimizer.safetensors")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        train(interrupted_run)
+    torch.save(Payload(marker), checkpoint / "model.safetensors")
+    with pytest.raises(InputError, match="weights not readable"):
+        train(interrupted_run)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_the_pickled_layout_is_refused(interrupted_run, tmp_path):
+    marker = tmp_path / "code-ran"
+    checkpoint = latest_checkpoint(runs_dir() / "crafted")
+    (checkpoint / "optimizer.json").unlink()
+    torch.save(Payload(marker), checkpoint / "scheduler.bin")
+    with pytest.raises(InputError, match="earlier version"):
+        train(replace(interrupted_run))
+    assert not marker.exists()
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 10
