@@ -15,7 +15,12 @@ from store.core import EXPORT_FORMATS, EXPORT_QUERIES
 
 
 def _info(store: Store, args: argparse.Namespace) -> int:
-    print(json.dumps(store.info(), indent=2))
+    from engine.jobs import interrupted_runs, with_live_status
+
+    info = store.info()
+    # runs the store calls running whose process is gone (engine/jobs.py); rerunning resumes them
+    info["interrupted_runs"] = interrupted_runs(with_live_status(store.runs(status="running")))
+    print(json.dumps(info, indent=2))
     return 0
 
 

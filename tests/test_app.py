@@ -4,11 +4,8 @@ through an injected launcher. tests/conftest.py points the store, runs and cache
 folders at a fresh tmp path for every test."""
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,6 @@ from streamlit.testing.v1 import AppTest
 
 from engine.charts import fit_record, law_snippet
 from engine.laws import FitConfig, fit_law, preset
-from engine.paths import runs_dir
 from store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,101 +245,7 @@ def test_the_python_export_evaluates_the_law():
     assert float(printed.stdout) == pytest.approx(float(law.predict(1e8, 1e5)))
 
 
-# --- runs ---------------------------------------------------------------------------
-
-class FakeProcess:
-    pid = -1
-
-    def poll(self) -> int | None:
-        return None
-
-
-def fill_study_form(at: AppTest, dataset: Path, sizes: str = "100, 2k") -> None:
-    at.text_input(key="run_dataset_path").input(str(dataset))
-    at.multiselect(key="run_models").set_value(["scratch-L1-H32", "scratch-L2-H64"])
-    at.text_input(key="run_sizes").input(sizes)
-
-
-def submit(at: AppTest, label: str) -> None:
-    next(b for b in at.form_submit_button if b.label == label).click().run()
-
-
-def test_launching_a_study_goes_through_the_injected_launcher(tmp_path):
-    calls = []
-
-    def launcher(argv: list[str], log_path: Path) -> FakeProcess:
-        calls.append((argv, log_path))
-        return FakeProcess()
-
-    at = open_page("pages/1_Runs.py", state={"run_launcher": launcher})
-    fill_study_form(at, tmp_path)
-    submit(at, "Launch")
-    assert_clean(at)
-    [(argv, log_path)] = calls
-    assert argv[:4] == [sys.executable, "-m", "engine", "sweep"]
-    assert argv[argv.index("--store") + 1] == str(Store().path)
-    sweep = tomllib.loads(Path(argv[4]).read_text())
-    assert sweep["grid"]["models"] == ["scratch-L1-H32", "scratch-L2-H64"]
-    assert sweep["grid"]["train_pairs"] == [100, 2000]
-    assert sweep["train"]["dataset"] == str(tmp_path)
-    assert log_path.parent == runs_dir() / "sweeps"
-    assert "4 run(s)" in at.success[0].value
-    at.run()                                     # the live section polls: the study shows on its next pass
-    assert any(m.value.startswith("#### Study study-") for m in at.markdown)
-
-
-def test_the_estimate_is_the_engines_dry_run(tmp_path):
-    at = open_page("pages/1_Runs.py", state={"run_launcher": pytest.fail})
-    fill_study_form(at, tmp_path)
-    submit(at, "Estimate")
-    assert_clean(at)
-    assert "4 runs" in at.code[0].value
-
-
-@pytest.mark.parametrize("sizes, message", [("100, lots", "'lots' is not a number"),
-                                            ("0", "at least 1")])
-def test_a_bad_study_form_shows_a_message(tmp_path, sizes, message):
-    at = open_page("pages/1_Runs.py", state={"run_launcher": pytest.fail})
-    fill_study_form(at, tmp_path, sizes)
-    submit(at, "Launch")
-    assert not at.exception
-    assert message in at.error[0].value
-
-
-def test_a_running_study_shows_progress_and_cancel_stops_it(tmp_path):
-    trainer = subprocess.Popen(["sleep", "60"], start_new_session=True)
-
-    def launcher(argv: list[str], log_path: Path) -> subprocess.Popen:
-        progress = runs_dir() / "study-run-1" / "progress.json"
-        progress.parent.mkdir(parents=True)
-        progress.write_text(json.dumps({"run_id": "study-run-1", "status": "running", "step": 40,
-                                        "total_steps": 100, "loss": 1.25, "eta_s": 90, "pid": trainer.pid}))
-        return trainer
-
-    try:
-        at = open_page("pages/1_Runs.py", state={"run_launcher": launcher})
-        fill_study_form(at, tmp_path)
-        submit(at, "Launch")
-        at.run()
-        assert_clean(at)
-        assert metric(at, "loss") == "1.2500"
-        assert at.progress[0].value == 40
-        next(b for b in at.button if b.label == "Cancel this study").click().run()
-        assert trainer.wait(timeout=10) == -signal.SIGTERM
-    finally:
-        trainer.kill()
-        trainer.wait()
-
-
-def test_deleting_a_run_needs_confirmation(seeded_store):
-    at = open_page("pages/1_Runs.py")
-    doomed = seeded_store.runs()["run_id"][0]
-    at.multiselect(key="runs_delete").set_value([doomed]).run()
-    assert at.button(key="runs_delete_button").disabled
-    at.checkbox(key="runs_delete_sure").check().run()
-    at.button(key="runs_delete_button").click().run()
-    assert_clean(at)
-    assert doomed not in set(seeded_store.runs()["run_id"])
+# --- runs: tests/test_app_runs.py ----------------------------------------------------
 
 
 # --- analysis -----------------------------------------------------------------------

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from engine.errors import InputError
-    from engine.sweep import load_sweep, parse_shard, run_sweep, shard
+    from engine.sweep import check_data, load_sweep, parse_shard, run_sweep, shard
     from store import Store
 
     if args.parallel < 1:
@@ -38,6 +38,7 @@ def run(args) -> int:
     if args.emit:
         return sweep_slurm.emit(sweep, args)
     runs = shard(sweep.runs, *parse_shard(args.shard))
+    check_data(runs)  # a missing corpus or a D beyond the data is refused before any run starts
     if args.dry_run:
         return dry_run(sweep.name, runs, args.assumed_mfu, args.json)
     outcome = run_sweep(runs, Store(args.store), args.launcher, args.parallel, log=_log_for(args.json))

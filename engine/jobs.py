@@ -1,0 +1,359 @@
+"""Studies and training runs as processes: start them, watch them, cancel them, and
+tell a live run from one whose process died. The Runs page and the CLI share it.
+
+A training run reports through `runs_dir()/<run_id>/progress.json` (`ProgressFile`):
+rewritten atomically, with the process id, the host and `updated_at`, the heartbeat.
+A run the file calls running is *interrupted* when its process is gone (same host),
+or, on another host sharing the runs folder, when the heartbeat is older than
+`STALE_AFTER_S`. An interrupted run resumes from its last checkpoint when its sweep
+or `engine train` command runs again.
+
+A study is one `python -m engine sweep FILE` process in a session of its own; its
+training runs are its children in its process group, so a cancel (SIGTERM to the
+group) stops the sweep and every run, which record themselves as cancelled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from engine.errors import InputError
+from engine.paths import PROJECT_ROOT, runs_dir
+
+PROGRESS_INTERVAL_S = 1.0    # at most one progress write a second, except forced ones
+STALE_AFTER_S = 15 * 60      # a run on another host without a heartbeat this long is interrupted
+INTERRUPTED = "interrupted"  # shown in place of "running" for a run whose process is gone
+LOG_TAIL_LINES = 15
+ESTIMATE_TIMEOUT_S = 300
+_OUTCOME = re.compile(r"^FAILED \(exit -?\d+\) (\S+)$")
+
+
+# --- the progress file ------------------------------------------------------------
+
+class ProgressFile:
+    """`progress.json` of a run, rewritten atomically (temp file + os.replace) so a
+    reader such as the app never sees half a file; it carries the writer's pid and
+    host, and `updated_at` on every write."""
+
+    def __init__(self, path: Path, **fixed):
+        self.path = path
+        self.state = {"pid": os.getpid(), "host": socket.gethostname(), **fixed}
+        self._written = 0.0
+
+    def update(self, force: bool = False, **fields) -> None:
+        self.state.update(fields, updated_at=time.time())
+        if not force and time.monotonic() - self._written < PROGRESS_INTERVAL_S:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as handle:
+            json.dump(self.state, handle, indent=1)
+        os.replace(handle.name, self.path)
+        self._written = time.monotonic()
+
+
+def read_progress(run_id: str) -> dict | None:
+    """The run's progress file, None when it has none (or it is unreadable)."""
+    try:
+        return json.loads((runs_dir() / run_id / "progress.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def process_alive(pid: int | None) -> bool:
+    """A process with this id exists on this host and is not a zombie."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the signal test is all there is
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def run_state(progress: dict, now: float | None = None) -> str:
+    """The progress file's status, with "running" turned into INTERRUPTED when the
+    process is gone (this host) or the heartbeat stopped (another host)."""
+    status = progress.get("status") or "running"
+    if status != "running":
+        return status
+    if progress.get("host", socket.gethostname()) == socket.gethostname():
+        return status if process_alive(progress.get("pid")) else INTERRUPTED
+    age = (now or time.time()) - float(progress.get("updated_at") or 0)
+    return status if age <= STALE_AFTER_S else INTERRUPTED
+
+
+def active_runs() -> dict[str, dict]:
+    """run_id -> progress of every run that is training now, launched here or from a shell."""
+    found = {}
+    for run_dir in sorted(runs_dir().glob("*/")):
+        progress = read_progress(run_dir.name)
+        if progress and run_state(progress) == "running":
+            found[run_dir.name] = progress
+    return found
+
+
+def live_status(run_id: str, stored: str) -> str:
+    """A store status corrected by the run's progress file: a run the store calls
+    running whose process is gone reads as INTERRUPTED."""
+    if stored != "running":
+        return stored
+    progress = read_progress(run_id)
+    return INTERRUPTED if progress and run_state(progress) == INTERRUPTED else stored
+
+
+def with_live_status(runs):
+    """A copy of a store's runs table (columns run_id, status) with live statuses."""
+    return runs.assign(status=[live_status(r, s) for r, s in zip(runs["run_id"], runs["status"])])
+
+
+def interrupted_runs(runs) -> list[dict]:
+    """Each INTERRUPTED run of a runs table with live statuses (`with_live_status`):
+    the step it reached and the checkpoint step it resumes from."""
+    found = []
+    for run_id in runs.loc[runs["status"] == INTERRUPTED, "run_id"]:
+        progress = read_progress(run_id) or {}
+        found.append({"run_id": run_id, "step": progress.get("step"), "total_steps": progress.get("total_steps"),
+                      "resumes_from_step": checkpoint_step(run_id)})
+    return found
+
+
+def checkpoint_step(run_id: str) -> int:
+    """The step of the run's latest checkpoint (`checkpoints/step-N`), 0 without one."""
+    steps = [int(p.name.split("-", 1)[1]) for p in (runs_dir() / run_id / "checkpoints").glob("step-*")
+             if p.name.split("-", 1)[1].isdigit()]
+    return max(steps, default=0)
+
+
+# --- processes ----------------------------------------------------------------------
+
+class Process(Protocol):
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+
+Launcher = Callable[[list[str], Path], Process]
+
+
+def start_process(argv: list[str], log_path: Path, env: dict | None = None, own_session: bool = True,
+                  cwd: Path | None = PROJECT_ROOT) -> subprocess.Popen:
+    """Start `argv` (never a shell) with its output appended to `log_path` (never a
+    pipe that could fill up). `own_session`: in a new session and process group, so a
+    cancel can stop it and its children together."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=own_session)
+
+
+def outcome_line(run_id: str, exit_code: int) -> str:
+    """How a sweep logs a finished run (`failed_run_ids` reads it back)."""
+    return f"finished {run_id}" if exit_code == 0 else f"FAILED (exit {exit_code}) {run_id}"
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Job:
+    """A study launched from here: one `python -m engine sweep` process."""
+
+    name: str
+    sweep_file: Path
+    log_path: Path
+    process: Process
+    cancelled: bool = False  # a user asked to stop it
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    @property
+    def state(self) -> str:
+        """running, finished, cancelled (a user's cancel), or failed (exit N)."""
+        code = self.exit_code
+        if code is None:
+            return "running"
+        if code == 0:
+            return "finished"
+        return "cancelled" if self.cancelled else f"failed (exit {code})"
+
+    def failed_run_ids(self) -> list[str]:
+        """The runs the sweep's log reports as failed."""
+        return [m.group(1) for line in log_tail(self.log_path, lines=10_000).splitlines()
+                if (m := _OUTCOME.match(line.strip()))]
+
+    def failure_report(self) -> list[tuple[str, str]]:
+        """(log file, its last lines): the sweep's log, then each failed run's train.log."""
+        logs = [self.log_path] + [runs_dir() / run_id / "train.log" for run_id in self.failed_run_ids()]
+        return [(str(path), log_tail(path) or "(empty log)") for path in logs]
+
+
+def cancel(job: Job) -> None:
+    """SIGTERM to the study's process group: the sweep stops, and the training run
+    in progress records itself as cancelled (engine/cli/train.py)."""
+    if job.exit_code is None:
+        job.cancelled = True
+        os.killpg(job.process.pid, signal.SIGTERM)
+
+
+def process_group(pid: int | None) -> int | None:
+    """The process group of a live process, None if it is gone."""
+    try:
+        return os.getpgid(pid) if pid and pid > 0 else None
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+# --- studies ------------------------------------------------------------------------
+
+def new_sweep_file(spec: dict):
+    """Check a sweep's tables as `load_sweep` would, write them to a new file under
+    `runs_dir()/sweeps/`; returns the Sweep."""
+    from engine.sweep import sweep_from_spec
+
+    path = runs_dir() / "sweeps" / f"{spec.get('name', 'sweep')}-{time.strftime('%Y%m%d-%H%M%S')}.toml"
+    sweep = sweep_from_spec(spec, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sweep.to_toml())
+    return sweep
+
+
+def estimate(sweep_file: Path) -> str:
+    """`python -m engine sweep FILE --dry-run`: every run's id, FLOPs and time on this
+    machine, after the engine checked the data. Its refusal is an InputError."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine", "sweep", str(sweep_file), "--dry-run"],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=ESTIMATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"the estimate took longer than {ESTIMATE_TIMEOUT_S} s; launch without one or "
+                         "try again") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit {done.returncode}"
+        raise InputError(f"the engine refused this study: {reason}")
+    return done.stdout
+
+
+def launch_sweep(sweep_file: Path, store_path: Path, parallel: int, launcher: Launcher = start_process) -> Job:
+    """Start `python -m engine sweep FILE` in its own process group; log beside the file."""
+    argv = [sys.executable, "-m", "engine", "sweep", str(sweep_file), "--store", str(store_path),
+            "--parallel", str(parallel)]
+    log_path = sweep_file.with_suffix(".log")
+    return Job(sweep_file.stem, sweep_file, log_path, launcher(argv, log_path))
+
+
+# --- a study from the Runs page's form ------------------------------------------------
+
+@dataclass(frozen=True)
+class Study:
+    """A form's answers: a sweep grid and the training settings its runs share."""
+
+    name: str
+    dataset: str
+    models: tuple[str, ...]
+    train_pairs: tuple[int | str, ...]       # "all": every training pair
+    annotation_data: dict[str, str]          # generated annotation type -> BEIR folder of pairs
+    with_human: bool
+    seeds: tuple[int, ...]
+    steps: int
+    batch_size: int
+    negatives: int
+    eval_every: int
+
+    @property
+    def runs(self) -> int:
+        types = len(self.annotation_data) + int(self.with_human)
+        return len(self.models) * len(self.train_pairs) * types * len(self.seeds)
+
+    def spec(self) -> dict:
+        """The sweep file's tables (engine/sweep.py)."""
+        annotations = (["human"] if self.with_human else []) + list(self.annotation_data)
+        return {"name": self.name,
+                "grid": {"models": list(self.models), "train_pairs": list(self.train_pairs),
+                         "annotations": annotations, "seeds": list(self.seeds)},
+                "annotation_data": dict(self.annotation_data),
+                "train": {"dataset": self.dataset, "steps": self.steps, "batch_size": self.batch_size,
+                          "negatives": self.negatives, "eval_every": self.eval_every}}
+
+
+def study_from_form(name: str, folder: str, models: list[str], sizes: str, seeds: str, with_human: bool,
+                    generated: str, steps: int, batch_size: int, negatives: int, eval_every: int) -> Study:
+    """The form's text fields parsed and checked; bad input is an InputError."""
+    from engine.data import detect_format
+
+    dataset = Path(folder.strip()).expanduser() if folder.strip() else None
+    if dataset is None or not dataset.is_dir():
+        raise InputError(f"data set folder {folder or '(none)'} does not exist; choose one or type a path")
+    detect_format(dataset.resolve())  # no corpus.jsonl or collection.tsv: refused here
+    if not models:
+        raise InputError("choose at least one model")
+    study = Study(study_name(name), str(dataset.resolve()), tuple(models), parse_counts(sizes, "data size", ("all",), 1),
+                  parse_annotation_folders(generated), with_human, parse_counts(seeds, "seed", (0,), 0),
+                  int(steps), int(batch_size), int(negatives), int(eval_every))
+    if study.runs == 0:
+        raise InputError("no annotation type chosen: tick human annotations or add a generated one")
+    return study
+
+
+def parse_counts(text: str, what: str, empty: tuple, minimum: int) -> tuple:
+    """'1000, 3e3, 10k' -> (1000, 3000, 10000); nothing -> `empty`."""
+    values = []
+    for item in re.split(r"[,;\s]+", text.strip().lower()):
+        if not item:
+            continue
+        try:
+            value = float(item.rstrip("k")) * (1000 if item.endswith("k") else 1)
+        except ValueError:
+            raise InputError(f"{what} {item!r} is not a number; write e.g. 1000, 3000, 10k") from None
+        if not (math.isfinite(value) and value >= minimum and value == int(value)):
+            raise InputError(f"{what} {item!r} must be a whole number, at least {minimum}")
+        values.append(int(value))
+    return tuple(sorted(set(values))) or empty
+
+
+def parse_annotation_folders(text: str) -> dict[str, str]:
+    """Lines 'ict = /path/to/pairs' -> {'ict': '/path/to/pairs'}; each folder must exist."""
+    from engine.paths import validate_name
+
+    folders = {}
+    for number, line in enumerate(text.strip().splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, folder = (part.strip() for part in line.partition("="))
+        if not sep or not name or not folder:
+            raise InputError(f"generated annotations, line {number}: write TYPE = FOLDER, got {line!r}")
+        validate_name(f"generated annotations, line {number}: type", name)
+        if not Path(folder).expanduser().is_dir():
+            raise InputError(f"generated annotations, line {number}: folder {folder} does not exist "
+                             "(write one with `python -m engine annotate ...`)")
+        folders[name] = str(Path(folder).expanduser().resolve())
+    return folders
+
+
+def study_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text.strip()).strip("-")
+    if not name:
+        raise InputError("give the study a name (letters, digits, - and _)")
+    return name

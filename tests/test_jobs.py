@@ -1,0 +1,210 @@
+"""engine/jobs.py: processes started with their output in a log file and in a
+session of their own, a study's states (a user's cancel reads cancelled), runs whose
+process died read as interrupted (a real training run killed with SIGKILL), and the
+sweep file's writer (`Sweep.to_toml`) read back by `load_sweep`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import jobs
+from engine.errors import InputError
+from engine.paths import runs_dir
+from engine.sweep import load_sweep, sweep_from_spec
+from store import Store
+from tests.conftest import ROOT
+from tests.test_data import write_synthetic
+
+HOSTILE = ['quote " and \' both', "back\\slash \\n not a newline", "new\nline\ttab", "emoji \U0001F600 ü ß 中文",
+           '"""triple""" and \'\'\'', "] [table] = x # not a comment", "nul-ish \x1f \x7f", "  spaces  "]
+
+
+class FakeProcess:
+    pid = -1
+
+    def __init__(self, code):
+        self.code = code
+
+    def poll(self):
+        return self.code
+
+
+def write_progress(run_id: str, **fields) -> None:
+    path = runs_dir() / run_id / "progress.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": run_id, **fields}))
+
+
+# --- processes and studies --------------------------------------------------------
+
+def test_a_process_logs_to_its_file_in_a_session_of_its_own(tmp_path):
+    log = tmp_path / "logs" / "job.log"
+    process = jobs.start_process([sys.executable, "-c", "import os; print('pgid', os.getpgid(0))"], log)
+    assert process.wait(timeout=60) == 0
+    assert log.read_text().split() == ["pgid", str(process.pid)]
+
+
+@pytest.mark.parametrize("code, cancelled, state", [(None, False, "running"), (0, False, "finished"),
+                                                    (0, True, "finished"), (3, False, "failed (exit 3)"),
+                                                    (-15, True, "cancelled"), (-15, False, "failed (exit -15)")])
+def test_a_study_states(tmp_path, code, cancelled, state):
+    assert jobs.Job("s", tmp_path / "s.toml", tmp_path / "s.log", FakeProcess(code), cancelled).state == state
+
+
+def test_cancel_stops_the_whole_process_group_and_reads_cancelled(tmp_path):
+    # the study starts a child in its own group, as a sweep starts its training runs
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    job = jobs.launch_sweep(tmp_path / "s.toml", tmp_path / "store.duckdb", 1,
+                            lambda argv, log: jobs.start_process([sys.executable, "-c", script], log))
+    deadline = time.monotonic() + 30
+    while len(children := _group_members(job.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(children) == 2
+    jobs.cancel(job)
+    assert job.process.wait(timeout=10) == -signal.SIGTERM
+    assert job.state == "cancelled"
+    deadline = time.monotonic() + 10
+    while _group_members(job.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_members(job.process.pid)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_failed_study_reports_its_log_and_each_failed_runs_log(tmp_path):
+    log = tmp_path / "s.log"
+    log.write_text("started a\n" + jobs.outcome_line("a", 0) + "\n" + jobs.outcome_line("b", 2) + "\n")
+    (runs_dir() / "b").mkdir(parents=True)
+    (runs_dir() / "b" / "train.log").write_text("".join(f"line {i}\n" for i in range(40)) + "error: the reason\n")
+    job = jobs.Job("s", tmp_path / "s.toml", log, FakeProcess(1))
+    assert job.failed_run_ids() == ["b"]
+    [(sweep_log, sweep_tail), (run_log, run_tail)] = job.failure_report()
+    assert sweep_log == str(log) and "FAILED (exit 2) b" in sweep_tail
+    assert run_log == str(runs_dir() / "b" / "train.log")
+    assert run_tail.splitlines()[-1] == "error: the reason" and len(run_tail.splitlines()) == jobs.LOG_TAIL_LINES
+
+
+# --- interrupted runs -------------------------------------------------------------
+
+def test_a_live_run_is_running_and_a_dead_one_interrupted():
+    alive = subprocess.Popen(["sleep", "60"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        write_progress("alive", status="running", pid=alive.pid, host=socket.gethostname(), updated_at=0)
+        write_progress("gone", status="running", pid=gone.pid, host=socket.gethostname(), updated_at=time.time())
+        write_progress("old-file", status="running", pid=gone.pid)  # written before pid and host were
+        write_progress("done", status="completed", pid=gone.pid)
+        states = {run_id: jobs.run_state(jobs.read_progress(run_id)) for run_id in ("alive", "gone", "old-file", "done")}
+        assert states == {"alive": "running", "gone": "interrupted", "old-file": "interrupted", "done": "completed"}
+        assert set(jobs.active_runs()) == {"alive"}
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_zombie_is_not_alive():
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while jobs.process_alive(zombie.pid) and time.monotonic() < deadline:  # exited, not yet reaped
+        time.sleep(0.05)
+    assert not jobs.process_alive(zombie.pid)
+    zombie.wait()
+
+
+def test_a_run_on_another_host_is_interrupted_when_its_heartbeat_stops():
+    now = time.time()
+    fresh = {"status": "running", "pid": 1, "host": "elsewhere", "updated_at": now - 60}
+    stale = {**fresh, "updated_at": now - jobs.STALE_AFTER_S - 1}
+    assert jobs.run_state(fresh, now) == "running" and jobs.run_state(stale, now) == "interrupted"
+
+
+def test_a_killed_training_run_reads_as_interrupted_in_the_store_listing(tmp_path):
+    dataset = write_synthetic(tmp_path / "syn", n_passages=80, n_train=60, n_test=10)
+    command = [sys.executable, "-m", "engine", "train", "--dataset", str(dataset), "--model", "scratch-L1-H32",
+               "--run-id", "victim", "--steps", "100000", "--batch-size", "8", "--negatives", "8",
+               "--tokenizer-vocab-size", "300", "--max-query-length", "8", "--max-passage-length", "16",
+               "--eval-every", "100000", "--eval-negatives", "16", "--no-eval-at-start", "--checkpoint-every", "5",
+               "--compile", "no"]
+    trainer = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and jobs.checkpoint_step("victim") < 5:
+            assert trainer.poll() is None, "the training run stopped by itself"
+            time.sleep(0.2)
+        progress = jobs.read_progress("victim")
+        assert progress["status"] == "running" and progress["pid"] == trainer.pid
+        assert progress["host"] == socket.gethostname() and jobs.run_state(progress) == "running"
+    finally:
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+    assert jobs.read_progress("victim")["status"] == "running"          # nobody could write otherwise
+    runs = Store().runs()
+    assert runs.set_index("run_id").loc["victim", "status"] == "running"  # nor in the store
+    assert jobs.with_live_status(runs).set_index("run_id").loc["victim", "status"] == "interrupted"
+    info = subprocess.run([sys.executable, "-m", "store", "info"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    [interrupted] = json.loads(info.stdout)["interrupted_runs"]
+    assert interrupted["run_id"] == "victim" and interrupted["resumes_from_step"] >= 5
+
+
+# --- the sweep file: writer and reader --------------------------------------------
+
+def sweep_spec(base: Path, text: str) -> dict:
+    dataset = base / f"data {text}"
+    pairs = base / f"pairs {text}"
+    return {"name": "round-trip",
+            "grid": {"models": ["scratch-L1-H32", "scratch-L2-H64"], "train_pairs": [100, "all"],
+                     "annotations": ["human", "ict"], "seeds": [0, 1]},
+            "annotation_data": {"ict": str(pairs)},
+            "train": {"dataset": str(dataset), "steps": 30, "lr": 1e-3, "in_batch_negatives": False,
+                      "label": text, "tokenizer": str(base / f"vocab {text}.txt")}}
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_a_written_sweep_file_reads_back_into_the_same_runs(tmp_path, text):
+    original = sweep_from_spec(sweep_spec(tmp_path, text), tmp_path / "first.toml")
+    elsewhere = tmp_path / "another" / "folder" / "copy.toml"   # absolute paths: readable from anywhere
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text(original.to_toml(), encoding="utf-8")
+    again = load_sweep(elsewhere)
+    assert [r.config for r in again.runs] == [r.config for r in original.runs]
+    assert [r.run_id for r in again.runs] == [r.run_id for r in original.runs] and len(again.runs) == 16
+    assert again.runs[0].config.label == text and again.spec == original.spec
+    assert again.to_toml() == original.to_toml()
+
+
+def test_the_form_writes_a_sweep_the_engine_reads(tmp_path):
+    dataset = write_synthetic(tmp_path / "syn", n_passages=40, n_train=20, n_test=5)
+    study = jobs.study_from_form("my study!", str(dataset), ["scratch-L1-H32"], "10, 20", "0, 1", True, "",
+                                 steps=50, batch_size=8, negatives=8, eval_every=25)
+    sweep = jobs.new_sweep_file(study.spec())
+    assert sweep.path.parent == runs_dir() / "sweeps" and sweep.name == "my-study"
+    again = load_sweep(sweep.path)
+    assert len(again.runs) == study.runs == 4
+    assert {r.config.train_pairs for r in again.runs} == {10, 20} and again.runs[0].config.steps == 50
+
+
+@pytest.mark.parametrize("sizes", ["nan", "inf", "1e400", "-5", "2.5"])
+def test_the_form_refuses_counts_that_are_no_whole_number(sizes):
+    with pytest.raises(InputError, match="whole number"):
+        jobs.parse_counts(sizes, "data size", ("all",), 1)
