@@ -45,6 +45,8 @@ def spool_files(directory: Path) -> list[Path]:
 def quarantine(directory: Path, rejected: list[Rejected]) -> list[Rejected]:
     """Append to `directory`'s quarantine file the rejected lines it does not hold yet
     (fsynced: kept even if the ingest that found them rolls back); return those."""
+    if not rejected:
+        return []
     path = directory / QUARANTINE
     kept = _quarantined_keys(path)
     new = [entry for entry in rejected if (entry.file, entry.offset) not in kept]
@@ -111,6 +113,9 @@ class SpoolWriter:
     def append(self, op: str, args: dict[str, Any]) -> None:
         """Write one record durably: it survives a SIGKILL once this returns."""
         record = {"op": op, "ts": time.time(), "args": args}
+        problem = check_record(record)
+        if problem:  # a writer out of step with RECORD_FIELDS: fail here, not at every read
+            raise ValueError(f"not a valid spool record: {problem}")
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
         while True:
             fd = self._open()
