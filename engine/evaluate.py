@@ -114,9 +114,9 @@ def _draw_negatives(n_pairs: int, pool_start: int, pool_size: int, config: EvalC
 
 @torch.inference_mode()
 def encode_rows(model, tokens: TokenizedTexts, rows: np.ndarray, *, batch_size: int, device,
-                autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+                autocast_dtype: torch.dtype | None = None, progress=None) -> torch.Tensor:
     """(len(rows), dim) vectors of `rows`, in length-sorted batches so padding is
-    small; float32 on `device`."""
+    small; float32 on `device`. `progress.advance(k)` after each batch of k, if given."""
     order = np.argsort(tokens.lengths(rows), kind="stable")
     out = None
     was_training = model.training
@@ -130,6 +130,8 @@ def encode_rows(model, tokens: TokenizedTexts, rows: np.ndarray, *, batch_size: 
         if out is None:
             out = torch.empty(len(rows), reps.shape[1], device=device)
         out[torch.as_tensor(chunk, device=device)] = reps
+        if progress is not None:
+            progress.advance(len(chunk))
     model.train(was_training)
     return out
 
@@ -184,14 +186,14 @@ def _run(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet) -> dict[
 
 
 def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, ranking: bool = True,
-             autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+             autocast_dtype: torch.dtype | None = None, progress=None) -> dict[str, float]:
     """Measure `model` (anything with `encode(input_ids, attention_mask)`): contrastive
-    entropy, and the ranking metrics when `ranking`."""
+    entropy, and the ranking metrics when `ranking`; `progress` counts encoded texts."""
     started = time.perf_counter()
     q_reps = encode_rows(model, eval_set.query_tokens, eval_set.query_rows, batch_size=batch_size,
-                         device=device, autocast_dtype=autocast_dtype)  # (n_queries, dim)
+                         device=device, autocast_dtype=autocast_dtype, progress=progress)  # (n_queries, dim)
     p_reps = encode_rows(model, eval_set.passage_tokens, eval_set.passage_rows, batch_size=batch_size,
-                         device=device, autocast_dtype=autocast_dtype)  # (n_subcorpus, dim)
+                         device=device, autocast_dtype=autocast_dtype, progress=progress)  # (n_subcorpus, dim)
     metrics: dict[str, float] = {}
     if eval_set.negatives is not None:
         metrics["contrastive_entropy"] = contrastive_entropy(
@@ -211,6 +213,7 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
     encoder (folder or hub name, used without projection) on `dataset`'s test split."""
     from engine.data import load_retrieval_data
     from engine.model import BiEncoder
+    from engine.progress import CommandProgress
     from engine.tokenize_cache import tokenize_cached
 
     check_lengths(checkpoint, max_query_length, max_passage_length)
@@ -228,7 +231,10 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
         data, tokenize_cached(data.queries, tokenizer, max_query_length),
         tokenize_cached(data.passages, tokenizer, max_passage_length), config,
     )
-    metrics = evaluate(model, eval_set, device=device, batch_size=batch_size, ranking=config.ranking != "never")
+    texts = len(eval_set.query_rows) + len(eval_set.passage_rows)
+    with CommandProgress("evaluate", texts, "text", desc="encoding") as progress:
+        metrics = evaluate(model, eval_set, device=device, batch_size=batch_size,
+                           ranking=config.ranking != "never", progress=progress)
     return metrics, model
 
 

@@ -91,3 +91,23 @@ def test_tracker_import_reports_runs_done(tmp_path):
     (path,) = commands_dir().glob("import-*.json")
     state = json.loads(path.read_text())
     assert (state["done"], state["total"], state["status"], state["detail"]) == (2, 2, "completed", "small")
+
+
+def test_evaluate_reports_texts_encoded(tmp_path):
+    from engine.evaluate import evaluate_checkpoint
+    from engine.paths import runs_dir
+    from engine.train import EvalConfig, TrainConfig, train
+    from test_data import write_synthetic
+
+    dataset = write_synthetic(tmp_path / "syn")
+    config = TrainConfig(dataset=str(dataset), model="scratch-L1-H32", run_id="tiny", tokenizer_vocab_size=400,
+                         steps=2, batch_size=16, negatives=16, max_query_length=16, max_passage_length=32,
+                         eval_every=2, checkpoint_every=0, eval=EvalConfig(repeats=1, ranking="never"))
+    train(config)
+    metrics, _ = evaluate_checkpoint(str(runs_dir() / "tiny" / "model"), str(dataset), EvalConfig(repeats=1),
+                                     max_query_length=16, max_passage_length=32)
+    (path,) = commands_dir().glob("evaluate-*.json")
+    state = json.loads(path.read_text())
+    assert state["status"] == "completed" and state["unit"] == "text"
+    assert state["done"] == state["total"] == 60 + 400        # the test queries and every passage
+    assert metrics["contrastive_entropy"] > 0
