@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.jobs import process_alive
 from engine.paths import runs_dir
 
 WRITE_INTERVAL_S = 1.0
@@ -122,12 +123,4 @@ def _alive(progress: dict) -> bool:
     if progress.get("host") != socket.gethostname():
         return True  # another host sharing the runs folder: its own process table would tell
     pid = progress.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+    return isinstance(pid, int) and process_alive(pid)
