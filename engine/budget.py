@@ -232,11 +232,13 @@ class Extrapolation:
 
     def describe(self) -> str:
         """One sentence; a plain warning beyond EXTRAPOLATION_WARNING times the support."""
+        from engine.numbers import format_count
+
         parts = []
         for axis, factor, (lo, hi), what in (("N", self.n, self.n_support, "parameters"),
                                             ("D", self.d, self.d_support, "pairs")):
-            where = "inside" if factor <= 1 else f"{factor:.3g}x beyond"
-            parts.append(f"{axis} {where} the fitted {lo:.3g}-{hi:.3g} {what}")
+            where = "inside" if factor <= 1 else f"{factor:,.3g}x beyond"
+            parts.append(f"{axis}* {where} the fitted {format_count(lo)} to {format_count(hi)} {what}")
         sentence = "; ".join(parts) + "."
         if self.beyond_warning:
             sentence = (f"Warning: this is a projection more than {EXTRAPOLATION_WARNING:g}x beyond the "

@@ -418,6 +418,110 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
     return fit
 
 
+# --- what a fit's points determine --------------------------------------------------
+
+DETERMINED_DECADES = {"scale": 1.0, "exponent": 0.3, "floor": 0.3}  # widest interval (decades) still "determined"
+STRONG_CORRELATION = 0.9        # |rank correlation| of two parameters over the bootstrap: they trade off
+FLOOR_PARAMS = ("delta", "E")
+
+
+def _role(name: str) -> str:
+    return "floor" if name in FLOOR_PARAMS else "exponent" if name in ("alpha", "beta") else "scale"
+
+
+@dataclass
+class Identifiability:
+    """Which parameters a fit's points pin down, read from its bootstrap."""
+
+    decades: dict[str, float]             # log10(high / low) of each interval; inf if low <= 0
+    determined: list[str]
+    undetermined: list[str]
+    at_bound: dict[str, str]              # parameter -> the bound its estimate sits on
+    correlated: list[tuple[str, str, float]]   # pairs with |Spearman rho| >= STRONG_CORRELATION
+    support: dict[str, tuple[float, float]]
+
+    def sentence(self) -> str:
+        """What the Fit page and the report say instead of raw coefficients."""
+        from engine.numbers import format_count
+
+        ranges = [f"{axis.upper()} in [{format_count(lo)}, {format_count(hi)}]"
+                  for axis, (lo, hi) in self.support.items()]
+        parts = [f"These points determine the curve for {' and '.join(ranges)}" if ranges else
+                 "This fit keeps no points, so its range is unknown"]
+        if self.determined:
+            parts.append(f"{_join(self.determined)} {'is' if len(self.determined) == 1 else 'are'} determined")
+        if self.undetermined:
+            spans = ", ".join("unbounded" if not np.isfinite(self.decades[p]) else f"{self.decades[p]:.2g}"
+                              for p in self.undetermined)
+            parts.append(f"{_join(self.undetermined)} {'is' if len(self.undetermined) == 1 else 'are'} not "
+                         f"determined (interval widths in decades: {spans})")
+        sentence = "; ".join(parts) + "."
+        if self.at_bound:
+            sentence += " " + "; ".join(f"{p} sits at its bound {b}" for p, b in self.at_bound.items()) + "."
+        if self.correlated:
+            sentence += " " + "; ".join(
+                f"{a} and {b} move together (rank correlation {rho:+.2f})"
+                + (", so only their combination is measured" if {a, b} & set(self.undetermined) else "")
+                for a, b, rho in self.correlated) + "."
+        return sentence
+
+    def to_dict(self) -> dict:
+        return {"decades": self.decades, "determined": self.determined, "undetermined": self.undetermined,
+                "at_bound": self.at_bound, "correlated": [list(c) for c in self.correlated],
+                "sentence": self.sentence()}
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def identifiability(fit: LawFit) -> Identifiability:
+    """Interval width of each parameter in decades (a parameter is determined when it is
+    within DETERMINED_DECADES for its role), estimates sitting on a fitting bound, and
+    parameter pairs whose bootstrap draws move together (scales compared in log)."""
+    names = PARAM_NAMES[fit.law.kind]
+    decades = {}
+    for name in names:
+        lo, hi = fit.intervals.get(name, (np.nan, np.nan))
+        decades[name] = float(np.log10(hi / lo)) if lo > 0 and hi > 0 else float("inf")
+    known = [p for p in names if p in fit.intervals]
+    determined = [p for p in known if decades[p] <= DETERMINED_DECADES[_role(p)]]
+    return Identifiability(decades, determined, [p for p in known if p not in determined], _at_bounds(fit),
+                           _correlated_pairs(fit), fit.support)
+
+
+def _at_bounds(fit: LawFit) -> dict[str, str]:
+    params = fit.law.params
+    fitted = fit.points[fit.points["role"] == "fit"] if "role" in fit.points else fit.points
+    ceiling = float(fitted["loss"].max()) if "loss" in fitted and len(fitted) else np.inf
+    out = {}
+    for name, value in params.items():
+        if _role(name) == "exponent":
+            for bound in (*EXPONENT_BOUNDS, 1e-2 if name == "beta" and fit.law.kind == "joint" else None):
+                if bound is not None and abs(value - bound) <= 1e-6 * bound:
+                    out[name] = f"{bound:g}"
+        elif _role(name) == "floor":
+            if value <= 1e-9 * ceiling:
+                out[name] = "0 (no floor)"
+            elif value >= ceiling * (1 - 1e-9):
+                out[name] = f"{ceiling:.4g} (the largest loss fitted)"
+    return out
+
+
+def _correlated_pairs(fit: LawFit) -> list[tuple[str, str, float]]:
+    boot = np.asarray(fit.bootstrap_params, dtype=float)
+    if len(boot) < 10:
+        return []
+    names = PARAM_NAMES[fit.law.kind]
+    with np.errstate(divide="ignore"):
+        values = np.column_stack([np.log(boot[:, i]) if _role(n) == "scale" else boot[:, i]
+                                  for i, n in enumerate(names)])
+    ranks = pd.DataFrame(values, columns=names).rank()          # Spearman: Pearson on ranks
+    rho = ranks.corr().to_numpy()
+    return [(names[i], names[j], float(rho[i, j])) for i in range(len(names)) for j in range(i + 1, len(names))
+            if np.isfinite(rho[i, j]) and abs(rho[i, j]) >= STRONG_CORRELATION]
+
+
 @dataclass
 class LawComparison:
     """One functional form fitted to shared points, with what tells forms apart: R²,

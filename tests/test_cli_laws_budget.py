@@ -38,6 +38,9 @@ def test_laws_fit_json_contract(joint_csv, tmp_path):
     assert 0.9 < fit["r2"] <= 1
     assert fit["params"]["alpha"] == pytest.approx(0.56, abs=0.05)
     assert sum(p["role"] == "heldout" for p in fit["points"]) == 4
+    second_largest = np.geomspace(5e5, 9e7, 6)[-2]         # the largest model is held out
+    assert fit["support"]["n"] == [pytest.approx(5e5), pytest.approx(second_largest)]
+    assert fit["identifiability"]["sentence"].startswith("These points determine the curve for N in [500k, ")
     assert json.loads(out.read_text())["params"] == fit["params"]
 
 

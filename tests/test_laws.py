@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from engine.errors import InputError
-from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, compare_laws, fit_law, joint_law,
+from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, compare_laws, fit_law, identifiability, joint_law,
                          model_size_law, preset)
 
 N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
@@ -230,3 +230,41 @@ def test_comparison_prefers_the_form_that_made_the_points(truth):
         held = compared[truth.kind].leave_largest_out[axis]
         assert held["points"] == (5 if axis == "n" else 10) and held["mean_abs_error"] < 0.03
     assert compared[truth.kind].fit.r2 > 0.99
+
+
+# --- identifiability in words ------------------------------------------------------------
+
+def demo_points() -> pd.DataFrame:
+    """The demo study's squad-dev human runs that learnt something (demo/cpu-study.json)."""
+    import json
+
+    from tests.conftest import ROOT
+    runs = pd.DataFrame(json.loads((ROOT / "demo" / "cpu-study.json").read_text())["runs"])
+    keep = (runs["dataset"] == "squad-dev") & (runs["annotation"] == "human") & (runs["loss"] < np.log(257))
+    return runs.loc[keep, ["n", "d", "loss"]]
+
+
+def test_identifiability_names_what_the_demo_points_do_not_determine():
+    fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=200))
+    facts = identifiability(fit)
+    assert {"A", "B", "delta"} <= set(facts.undetermined)
+    assert facts.decades["A"] > 10                        # A's interval spans many orders of magnitude
+    assert ("A", "alpha") in {(a, b) for a, b, _ in facts.correlated}
+    sentence = facts.sentence()
+    assert sentence.startswith("These points determine the curve for N in [39.1k, 1.84M] and D in [500, 7.72k]")
+    assert "not determined" in sentence and "only their combination is measured" in sentence
+
+
+def test_identifiability_of_a_well_measured_law():
+    fit = fit_law(joint_points(np.random.default_rng(8)), "joint", FitConfig(bootstrap=200))
+    facts = identifiability(fit)
+    assert {"alpha", "beta", "delta"} <= set(facts.determined) and not facts.at_bound
+    assert "A, B, alpha, beta and delta are determined" in facts.sentence()
+    assert "not determined" not in facts.sentence() and "only their combination" not in facts.sentence()
+
+
+def test_identifiability_reports_an_estimate_at_its_bound():
+    n = np.geomspace(1e5, 1e8, 8)
+    fit = fit_law(pd.DataFrame({"n": n, "loss": (3e4 / n) ** 0.5}), "model", FitConfig(bootstrap=50))  # no floor
+    assert identifiability(fit).at_bound == {"delta": "0 (no floor)"}
+    assert "delta sits at its bound 0" in identifiability(fit).sentence()

@@ -52,7 +52,7 @@ def read_points(path: Path):
 
 
 def run_fit(args) -> int:
-    from engine.laws import FitConfig, fit_law
+    from engine.laws import FitConfig, fit_law, identifiability
 
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
                        holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
@@ -62,7 +62,8 @@ def run_fit(args) -> int:
     fit = fit_law(read_points(args.csv), args.law, config)
     out.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.json:
-        print(json.dumps({**fit.to_dict(include_bootstrap=False), "saved_to": str(out)}))
+        print(json.dumps({**fit.to_dict(include_bootstrap=False), "identifiability": identifiability(fit).to_dict(),
+                          "saved_to": str(out)}))
     else:
         print(format_fit(fit))
         print(f"saved to {out}")
@@ -84,6 +85,9 @@ def format_fit(fit) -> str:
     for name, value in fit.law.params.items():
         lo, hi = fit.intervals.get(name, (float("nan"), float("nan")))
         lines.append(f"{name:>6}  {value:11.4g}  [{lo:.4g}, {hi:.4g}]")
+    from engine.laws import identifiability
+
+    lines.append(identifiability(fit).sentence())
     held = fit.heldout
     if len(held):
         lines.append("held-out points (fit without them):")
