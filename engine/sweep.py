@@ -41,7 +41,7 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
 from engine.paths import runs_dir, validate_name
-from engine.train import TrainConfig
+from engine.config import TrainConfig  # not engine.train: reading a sweep imports no torch
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
 PATH_FIELDS = ("dataset", "train_data", "tokenizer")

@@ -208,3 +208,14 @@ def test_the_form_writes_a_sweep_the_engine_reads(tmp_path):
 def test_the_form_refuses_counts_that_are_no_whole_number(sizes):
     with pytest.raises(InputError, match="whole number"):
         jobs.parse_counts(sizes, "data size", ("all",), 1)
+
+
+def test_writing_and_reading_a_sweep_imports_no_torch(tmp_path):
+    """The Runs page builds sweep files in the app's server process: no torch there."""
+    script = ("import sys, pathlib; from engine.sweep import load_sweep, sweep_from_spec; from tests.test_jobs import "
+              f"sweep_spec; base = pathlib.Path({str(tmp_path)!r}); sweep = sweep_from_spec(sweep_spec(base, 'x'), "
+              "base / 'a.toml'); (base / 'a.toml').write_text(sweep.to_toml()); load_sweep(base / 'a.toml'); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
