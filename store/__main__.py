@@ -57,7 +57,12 @@ def _demo(store: Store, args: argparse.Namespace) -> int:
                              "hardware, date and commands")
         protected = {**store.own_files(), "the --meta input": Path(args.meta)}
         out = check_output_path(args.file or demo.DEMO_FILE, protected=protected)
-        study = json.loads(Path(args.meta).read_text(encoding="utf-8"))
+        try:
+            study = json.loads(Path(args.meta).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"--meta {args.meta}: not a readable JSON file ({err})") from err
+        if not isinstance(study, dict):
+            raise InputError(f"--meta {args.meta}: expected a JSON object with the study's title, data sets, ...")
         print(demo.write_demo(store, study, out))
     return 0
 

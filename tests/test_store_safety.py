@@ -307,3 +307,14 @@ def test_demo_load_replaces_the_old_demo_in_one_transaction(tmp_path, monkeypatc
         load_demo(store, _demo_file(tmp_path / "new.json", {"study": DEMO_STUDY, "runs": DEMO_RUNS[:1]}))
     monkeypatch.undo()
     assert len(store.runs()) == 3 and set(store.runs()["source"]) == {"demo"}
+
+
+@pytest.mark.parametrize("meta_text", [None, "{", "[1]"])
+def test_demo_write_with_an_unreadable_meta_file_is_one_error_line(tmp_path, meta_text):
+    store = _seeded_store(tmp_path)
+    meta = tmp_path / "meta.json"
+    if meta_text is not None:
+        meta.write_text(meta_text)
+    done = _store_cli("demo", "write", "--store", store.path, "--meta", meta, "--file", tmp_path / "demo.json")
+    assert done.returncode == 2 and done.stderr.startswith(f"error: --meta {meta}: "), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "demo.json").exists()
