@@ -41,6 +41,7 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
 from engine.paths import runs_dir, validate_name
+from engine.progress import CommandProgress
 from engine.config import TrainConfig  # not engine.train: reading a sweep imports no torch
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
@@ -272,21 +273,23 @@ def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: i
     outcome = {"completed": len(runs) - len(pending), "failed": 0}
     active: list[tuple[SweepRun, subprocess.Popen]] = []
     queue = list(pending)
-    while queue or active:
-        while queue and len(active) < parallel:
-            run = queue.pop(0)
-            log_path = runs_dir() / run.run_id / "train.log"
-            command = train_command(run.config, store.path, launcher)
-            # in the sweep's process group: a cancel of the study reaches the run too
-            active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None)))
-            log(f"started {run.run_id} (log: {log_path})")
-        time.sleep(0.2)
-        for run, process in list(active):
-            if process.poll() is None:
-                continue
-            active.remove((run, process))
-            outcome["completed" if process.returncode == 0 else "failed"] += 1
-            log(outcome_line(run.run_id, process.returncode))
+    with CommandProgress("sweep", len(runs), "run", initial=outcome["completed"]) as progress:
+        while queue or active:
+            while queue and len(active) < parallel:
+                run = queue.pop(0)
+                log_path = runs_dir() / run.run_id / "train.log"
+                command = train_command(run.config, store.path, launcher)
+                # in the sweep's process group: a cancel of the study reaches the run too
+                active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None)))
+                log(f"started {run.run_id} (log: {log_path})")
+            time.sleep(0.2)
+            for run, process in list(active):
+                if process.poll() is None:
+                    continue
+                active.remove((run, process))
+                outcome["completed" if process.returncode == 0 else "failed"] += 1
+                log(outcome_line(run.run_id, process.returncode))
+                progress.advance(detail=run.run_id)
     return outcome
 
 

@@ -39,3 +39,6 @@ def test_sweep_prints_its_outcome_as_one_json_object(tmp_path):
     assert report == {"sweep": "t", "runs": 1, "completed": 1, "failed": 0}
     assert "started t-scratch-L1-H32-D100" in result.stderr
     assert list(Store(store_path).runs()["status"]) == ["completed"]
+    (progress_file,) = (tmp_path / "runs" / ".commands").glob("sweep-*.json")   # conftest's WORKBENCH_RUNS
+    progress = json.loads(progress_file.read_text())
+    assert (progress["done"], progress["total"], progress["status"]) == (1, 1, "completed")
