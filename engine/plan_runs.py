@@ -60,7 +60,6 @@ FAMILIES = ("bert", "ernie", "scratch")
 Z_CLIP = 4.0                  # robust z-scores beyond this are clipped: one wild bootstrap law is not a trend
 NOISE_FLOOR = 1e-3            # smallest run-to-run scatter assumed (log loss)
 UNINFORMATIVE = 1e12          # noise variance of a run that tells nothing new (one already measured)
-N_OPT_GRID = 256              # log-spaced model sizes per law when solving the budget problem
 STOP_REASONS = {
     "extrapolation": "every run of the ladder, each once, would narrow the interval by only {ladder_gain:.0%}: "
                      "it comes from extrapolating beyond the ladder, not from the noise of the runs",
@@ -224,31 +223,30 @@ def _log_loss(params: np.ndarray, n, d) -> np.ndarray:
         return np.log(np.exp(beta * bracket) + delta)
 
 
-def n_opt_per_law(params: np.ndarray, question: BudgetQuestion) -> np.ndarray:
-    """log10 N* of the budget problem under each law, (laws,): one log grid for all
-    laws, then a parabola through each law's best grid point and its neighbours.
-    (The planner's one dependency on how N* is solved; engine.budget's
-    decision_uncertainty solves the same problem.)"""
-    log_n = np.linspace(np.log(question.n_min), np.log(n_max(question)), N_OPT_GRID)  # (G,)
-    d = data_for(np.exp(log_n), question)
-    loss = _log_loss(params, np.exp(log_n), np.maximum(d, 1e-300))                      # (B, G)
-    loss = np.where(np.isfinite(loss), loss, np.inf)
-    i = np.clip(np.argmin(loss, axis=1), 1, N_OPT_GRID - 2)
-    rows = np.arange(len(params))
-    y0, y1, y2 = loss[rows, i - 1], loss[rows, i], loss[rows, i + 1]
-    curvature = y0 - 2 * y1 + y2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(curvature > 0, 0.5 * (y0 - y2) / curvature, 0.0)
-    step = log_n[1] - log_n[0]
-    best = log_n[i] + np.clip(np.nan_to_num(shift), -1, 1) * step
-    return np.where(np.isfinite(y1), best / np.log(10), np.nan)
+def n_opt_per_law(fit: LawFit, question: BudgetQuestion) -> np.ndarray:
+    """log10 N* of the budget problem under each bootstrap law of `fit`, (laws,),
+    nan for a law with no finite loss along the budget line; solved for all laws at
+    once by engine.budget's decision_uncertainty (the planner's one dependency on
+    how N* is solved)."""
+    from engine.budget import COARSE_POINTS, decision_uncertainty
+
+    params = np.asarray(fit.bootstrap_params, dtype=float)
+    n = np.exp(np.linspace(np.log(question.n_min), np.log(n_max(question)), COARSE_POINTS))
+    finite = np.isfinite(_log_loss(params, n, np.maximum(data_for(n, question), 1e-300))).all(axis=1)
+    out = np.full(len(params), np.nan)
+    if finite.any():
+        samples = decision_uncertainty(replace(fit, bootstrap_params=params[finite]), question).n_opt_samples
+        if len(samples) != finite.sum():
+            raise RuntimeError("decision_uncertainty left out laws the planner kept: the two filters disagree")
+        out[finite] = np.log10(samples)
+    return out
 
 
-def target_samples(params: np.ndarray, target: PlanTarget) -> np.ndarray:
-    """The target under each law (log10 units), (laws,); nan where a law has none."""
+def target_samples(fit: LawFit, target: PlanTarget) -> np.ndarray:
+    """The target under each bootstrap law of `fit` (log10 units), (laws,); nan where a law has none."""
     if target.kind == "point":
-        return _log_loss(params, [target.n], [target.d])[:, 0] / np.log(10)
-    return n_opt_per_law(params, target.question)
+        return _log_loss(np.asarray(fit.bootstrap_params, dtype=float), [target.n], [target.d])[:, 0] / np.log(10)
+    return n_opt_per_law(fit, target.question)
 
 
 def _robust_z(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,10 +281,10 @@ class Ensemble:
         return self.prior_width * float(np.sqrt(max(k[0, 0], 0.0) / self.covariance[0, 0]))
 
 
-def build_ensemble(params: np.ndarray, target: PlanTarget, cands: list[Candidate], noise: float,
+def build_ensemble(fit: LawFit, target: PlanTarget, cands: list[Candidate], noise: float,
                    level: float) -> Ensemble:
-    t = target_samples(params, target)                                               # (B,)
-    p = _log_loss(params, [c.n for c in cands], [c.d for c in cands])                # (B, C)
+    t = target_samples(fit, target)                                                  # (B,)
+    p = _log_loss(np.asarray(fit.bootstrap_params, dtype=float), [c.n for c in cands], [c.d for c in cands])                # (B, C)
     keep = np.isfinite(t) & np.isfinite(p).all(axis=1)
     if keep.sum() < 10:
         raise InputError(f"only {int(keep.sum())} bootstrap laws give a finite {target.describe()}: "
@@ -461,13 +459,13 @@ def rank(ens: Ensemble, cands: list[Candidate], pool: list[int]) -> list[tuple[i
 def plan_runs(fit: LawFit, target: PlanTarget, cands: list[Candidate], config: PlanConfig = PlanConfig(),
               unit: str = "gpu-hours", grid: bool = True) -> Plan:
     """Choose the next runs among `cands` for the decision `target` (module docstring)."""
-    params = _joint_bootstrap(fit)
+    _require_bootstrap(fit)
     if not cands:
         raise InputError("no candidate runs: give ladder models and data sizes")
     noise = config.noise if config.noise is not None else residual_noise(fit)
     measured = _measured(fit, cands)
     cands = [replace(c, cost=0.0) if seen else c for c, seen in zip(cands, measured)]
-    ens = build_ensemble(params, target, cands, noise, config.level)
+    ens = build_ensemble(fit, target, cands, noise, config.level)
     ens.noise_var[measured] = UNINFORMATIVE   # the same run again measures the same number
     budget = config.experiment_budget
     budget = 0.5 * sum(c.cost for c in cands) if budget is None else budget
@@ -483,23 +481,23 @@ def plan_runs(fit: LawFit, target: PlanTarget, cands: list[Candidate], config: P
     ladder_width = ens.width(ens.conditioned(range(len(cands))))
     stop = None
     if ladder_width > config.ladder_share * ens.prior_width:
-        stop = "extrapolation" if _beyond_ladder(params, target, cands) else "converged"
+        stop = "extrapolation" if _beyond_ladder(fit, target, cands) else "converged"
     elif 1 - width_after / ens.prior_width < config.min_gain:
         stop = "budget"
-    probe = _larger_model(params, target, cands, noise, config) if stop == "extrapolation" else None
+    probe = _larger_model(fit, target, cands, noise, config) if stop == "extrapolation" else None
     return Plan(target, unit, ens.prior_width, width_after, ladder_width, runs, float(budget), noise, ens.laws,
                 config.min_gain, probe, stop, config)
 
 
-def _beyond_ladder(params: np.ndarray, target: PlanTarget, cands: list[Candidate]) -> bool:
+def _beyond_ladder(fit: LawFit, target: PlanTarget, cands: list[Candidate]) -> bool:
     """Does the decision lie beyond the largest model of the ladder (median N* or the target N)?"""
     largest = max(c.n for c in cands)
     if target.kind == "point":
         return target.n > largest
-    return float(np.nanmedian(target_samples(params, target))) > np.log10(largest)
+    return float(np.nanmedian(target_samples(fit, target))) > np.log10(largest)
 
 
-def _joint_bootstrap(fit: LawFit) -> np.ndarray:
+def _require_bootstrap(fit: LawFit) -> None:
     if not isinstance(fit, LawFit) or fit.law.kind != "joint":
         raise InputError("planning runs needs a fitted joint law L(N, D) (Eq. 8) with its bootstrap: "
                          "fit one with `engine laws fit --law joint` or the Fit laws page")
@@ -507,17 +505,16 @@ def _joint_bootstrap(fit: LawFit) -> np.ndarray:
     if len(params) < 10:
         raise InputError(f"the fit has {len(params)} bootstrap laws; planning needs at least 10 "
                          f"(refit with --bootstrap 200 or more)")
-    return params
 
 
-def _larger_model(params, target: PlanTarget, cands: list[Candidate], noise: float, config: PlanConfig) -> dict:
+def _larger_model(fit: LawFit, target: PlanTarget, cands: list[Candidate], noise: float, config: PlanConfig) -> dict:
     """One run of a model `probe_factor` x the largest rung, at the largest data size,
     after every ladder run: how much narrower would the interval get?"""
     top = max(cands, key=lambda c: (c.n, c.d))
     d_top = max(c.d for c in cands)
     factor = config.probe_factor
     probe = Candidate("larger model", top.n * factor, d_top, top.flops * factor, top.cost * factor)
-    ens = build_ensemble(params, target, [*cands, probe], noise, config.level)
+    ens = build_ensemble(fit, target, [*cands, probe], noise, config.level)
     ladder = ens.conditioned(range(len(cands)))
     with_probe = ens.conditioned([len(cands)], ladder)
     gain = 1 - ens.width(with_probe) / ens.width(ladder)
