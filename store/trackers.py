@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import sqlite3
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,8 +119,10 @@ def read_tensorboard(path: Path) -> list[TrackerRun]:
     from tbparse import SummaryReader
 
     root = path.parent if path.is_file() else path
-    reader = SummaryReader(str(path), extra_columns={"dir_name"})
-    scalars, hparams = reader.scalars, reader.hparams
+    with warnings.catch_warnings():  # tbparse's own pandas deprecations are no news to the user
+        warnings.filterwarnings("ignore", module="tbparse")
+        reader = SummaryReader(str(path), extra_columns={"dir_name"})
+        scalars, hparams = reader.scalars, reader.hparams
     runs = []
     folders = sorted(set(scalars.get("dir_name", [])) | set(hparams.get("dir_name", [])))
     for folder in folders:
