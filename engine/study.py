@@ -18,9 +18,10 @@ import pandas as pd
 
 from engine.analysis import (RANKING_METRICS, annotation_curves, entropy_of_metrics, exchange_rate,
                              fit_annotation_laws, metric_correlations)
-from engine.budget import BudgetQuestion, CostAssumptions, budget_curves, optimise
+from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
+                           optimise)
 from engine.errors import InputError
-from engine.laws import PARAM_NAMES, FitConfig, LawFit, fit_law
+from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law, identifiability
 
 REFERENCE_ANNOTATION = "human"
 RANDOM_SCORER_LOSS = float(np.log(1 + 256))  # Eq. 5 with k = 256 for a model that scores at random
@@ -200,11 +201,14 @@ def report_markdown(report: StudyReport) -> str:
         "",
         _table(pd.DataFrame([_law_row("Eq. 8, L(N, D)", report.joint_law)])),
         "",
+        "What these points determine (Eq. 8): " + identifiability(report.joint_law).sentence(),
+        "",
         "Extrapolation: each law fitted without the largest size along one axis, then asked for the points "
         "it did not see:",
         "",
         _table(pd.DataFrame([e.summary() for e in report.extrapolations.values()])),
     ]
+    lines += _decision_lines(report)
     if report.annotation_laws:
         lines += ["", f"Data-size law per annotation type ({report.annotation_model}):", "",
                   _table(pd.DataFrame([_law_row(f"Eq. 7, {a}", f) for a, f in report.annotation_laws.items()]))]
@@ -278,6 +282,39 @@ def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str):
     shown = points.merge(roles, on=["n", "d"], how="left").assign(
         series=lambda p: [charts.series_name(x, v) for v in p[other]])
     return charts.law_chart(shown, curves, x, title)
+
+
+def _decision_lines(report: StudyReport) -> list[str]:
+    """The budget figure's questions answered under the fitted Eq. 8 and under each of
+    its bootstrap laws, with how far each N* and D* lies beyond the fitted runs."""
+    from engine.numbers import format_count
+
+    c = report.config
+    costs = replace(CostAssumptions(), corpus_pages=c.budget_corpus_pages)
+    rows, reaches = [], []
+    for budget in c.budgets:
+        question = BudgetQuestion(budget, c.budget_with_inference, costs)
+        answer = optimise(report.joint_law, question)
+        reach = extrapolation(report.joint_law, answer.n_opt, answer.d_opt)
+        reaches.append(reach)
+        row = {"budget $": f"{budget:,.0f}", "N*": format_count(answer.n_opt), "D*": format_count(answer.d_opt),
+               "N* beyond the fitted N": f"{reach.n:,.3g}x", "D* beyond the fitted D": f"{reach.d:,.3g}x"}
+        if len(report.joint_law.bootstrap_params):
+            u = decision_uncertainty(report.joint_law, question)
+            row["95% interval of N*"] = f"{format_count(u.n_opt_interval[0])} to {format_count(u.n_opt_interval[1])}"
+            row["robust N"] = format_count(u.n_robust)
+            row["regret of N* (% of loss)"] = 100 * u.regret_relative
+        rows.append(row)
+    lines = ["", f"Budget questions under the paper's prices (Eq. 11-14{', inference over ' if c.budget_with_inference else ''}"
+             f"{f'{c.budget_corpus_pages:.0e} pages' if c.budget_with_inference else ''}): the fitted law's N* "
+             "and, over its bootstrap laws, the interval of N*, the robust choice (lowest expected loss) and the "
+             "expected regret of building N*:", "", _table(pd.DataFrame(rows))]
+    far = [r for r in reaches if r.beyond_warning]
+    if far:
+        lines += ["", f"Warning: {len(far)} of these {len(reaches)} answers lie more than {EXTRAPOLATION_WARNING:g}x "
+                  f"beyond the fitted runs (up to {max(max(r.n, r.d) for r in far):,.3g}x): they are projections "
+                  "of the fitted curve, not predictions checked against runs of that size."]
+    return lines
 
 
 def _budget_chart(report: StudyReport):
