@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from engine.errors import InputError
-from engine.paths import PROJECT_ROOT, runs_dir
+from engine.paths import PROJECT_ROOT, runs_dir, validate_name
 
 PROGRESS_INTERVAL_S = 1.0    # at most one progress write a second, except forced ones
 STALE_AFTER_S = 15 * 60      # a run on another host without a heartbeat this long is interrupted
@@ -63,10 +63,11 @@ class ProgressFile:
 
 
 def read_progress(run_id: str) -> dict | None:
-    """The run's progress file, None when it has none (or it is unreadable)."""
+    """The run's progress file, None when it has none (or it is unreadable, or the id
+    could not be a run folder: an imported row's id never leads outside runs/)."""
     try:
-        return json.loads((runs_dir() / run_id / "progress.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads((runs_dir() / validate_name("run id", run_id) / "progress.json").read_text())
+    except (OSError, json.JSONDecodeError, InputError):
         return None
 
 
@@ -309,9 +310,9 @@ def study_from_form(name: str, folder: str, models: list[str], sizes: str, seeds
     detect_format(dataset.resolve())  # no corpus.jsonl or collection.tsv: refused here
     if not models:
         raise InputError("choose at least one model")
-    study = Study(study_name(name), str(dataset.resolve()), tuple(models), parse_counts(sizes, "data size", ("all",), 1),
-                  parse_annotation_folders(generated), with_human, parse_counts(seeds, "seed", (0,), 0),
-                  int(steps), int(batch_size), int(negatives), int(eval_every))
+    study = Study(study_name(name), str(dataset.resolve()), tuple(models),
+                  parse_counts(sizes, "data size", ("all",), 1), parse_annotation_folders(generated), with_human,
+                  parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives), int(eval_every))
     if study.runs == 0:
         raise InputError("no annotation type chosen: tick human annotations or add a generated one")
     return study

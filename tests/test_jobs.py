@@ -113,7 +113,8 @@ def test_a_live_run_is_running_and_a_dead_one_interrupted():
         write_progress("gone", status="running", pid=gone.pid, host=socket.gethostname(), updated_at=time.time())
         write_progress("old-file", status="running", pid=gone.pid)  # written before pid and host were
         write_progress("done", status="completed", pid=gone.pid)
-        states = {run_id: jobs.run_state(jobs.read_progress(run_id)) for run_id in ("alive", "gone", "old-file", "done")}
+        states = {run_id: jobs.run_state(jobs.read_progress(run_id))
+                  for run_id in ("alive", "gone", "old-file", "done")}
         assert states == {"alive": "running", "gone": "interrupted", "old-file": "interrupted", "done": "completed"}
         assert set(jobs.active_runs()) == {"alive"}
     finally:
@@ -219,3 +220,10 @@ def test_writing_and_reading_a_sweep_imports_no_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_id_that_could_not_be_a_run_folder_has_no_progress(tmp_path):
+    outside = runs_dir().parent / "progress.json"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_text(json.dumps({"status": "running", "pid": 1}))
+    assert jobs.read_progress("..") is None and jobs.live_status("../", "running") == "running"
