@@ -54,11 +54,33 @@ def validate_name(kind: str, value: str) -> str:
 def check_output_path(out: str | Path, *, protected: dict[str, str | Path]) -> Path:
     """`out`, absolute, unless it resolves to one of the `protected` paths (what -> path:
     the store file, its WAL, an input of the same command) or lies inside one (a spool
-    folder); then InputError naming both. Call it before doing the work."""
+    folder); then InputError naming both. Also refused: a folder where a file is to be
+    written, a parent that cannot be made. Call it before doing the work: it makes the
+    missing parent folders, so the work cannot end in a missing folder."""
     target = Path(out).expanduser().resolve()
     for what, path in protected.items():
         kept = Path(path).expanduser().resolve()
         if target == kept or kept in target.parents:
             inside = "" if target == kept else " (inside it)"
             raise InputError(f"output {out} would overwrite {what} {kept}{inside}; choose another output path")
+    if target.is_dir():
+        raise InputError(f"output {out} is a folder; give the path of a file to write")
+    make_output_folder(target.parent, out)
     return Path(out).expanduser().absolute()
+
+
+def make_output_folder(folder: str | Path, out: str | Path | None = None) -> Path:
+    """`folder` (absolute), made with its parents where missing; InputError naming
+    `out` (default: the folder) when it cannot be: a file in the way, no permission."""
+    folder, out = Path(folder).expanduser().absolute(), out if out is not None else folder
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InputError(f"output {out}: {blocker} is a file, not a folder; choose another output path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"output {out}: cannot make the folder {folder} ({err.strerror}); "
+                         "choose a place you can write to") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output {out}: the folder {folder} is not writable; choose a place you can write to")
+    return folder

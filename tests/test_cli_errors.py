@@ -349,3 +349,70 @@ def test_a_sweep_with_a_bad_setting_names_its_file(tmp_path, dataset):
     path.write_text(path.read_text() + 'lr = "fast"\n')
     with pytest.raises(InputError, match=re.escape(f"{path}: lr must be a number or null, got 'fast'")):
         load_sweep(path)
+
+
+# ---------------------------------------------------------------- --out and --store, checked before the work
+
+
+def _never(what: str):
+    def called(*args, **kwargs):
+        raise AssertionError(f"{what} ran before the output was checked")
+    return called
+
+
+@pytest.fixture()
+def a_file(tmp_path) -> Path:
+    """A plain file, where an output path needs a folder."""
+    path = tmp_path / "plain-file"
+    path.write_text("x")
+    return path
+
+
+def test_laws_fit_out_in_a_missing_folder_is_made_and_a_blocked_one_refused_first(tmp_path, capsys, monkeypatch,
+                                                                                a_file):
+    from engine.cli import main
+
+    csv = tmp_path / "points.csv"
+    csv.write_text("n,d,loss\n" + "".join(f"{n},{d},{1 + (n / 1e6) ** -0.3 + (d / 1e3) ** -0.2:.4f}\n"
+                                          for n in (1e6, 2e6, 4e6, 8e6) for d in (1e3, 4e3, 1.6e4)))
+    out = tmp_path / "new" / "folder" / "fit.json"
+    result = in_process(main, capsys, "laws", "fit", "--law", "joint", "--bootstrap", "5", "--csv", csv, "--out", out)
+    assert result.returncode == 0 and out.is_file(), result.stderr
+    monkeypatch.setattr("engine.laws.fit_law", _never("the fit"))
+    result = in_process(main, capsys, "laws", "fit", "--law", "joint", "--csv", csv, "--out", a_file / "fit.json")
+    assert_one_error_line(result, f"{a_file} is a file, not a folder")
+    result = in_process(main, capsys, "laws", "fit", "--law", "joint", "--csv", csv, "--out", tmp_path)
+    assert_one_error_line(result, f"output {tmp_path} is a folder; give the path of a file")
+
+
+def test_study_and_store_export_outs_are_checked_first(tmp_path, capsys, a_file):
+    from engine.cli import main
+    from store.__main__ import main as store_main
+
+    # the store is empty: a check after reading it would say "holds no completed runs" instead
+    assert_one_error_line(in_process(main, capsys, "study", "--out", a_file / "report"),
+                          f"{a_file} is a file, not a folder")
+    result = in_process(store_main, capsys, "export", "--what", "runs", "--format", "csv", "--out", a_file / "r.csv")
+    assert_one_error_line(result, f"{a_file} is a file, not a folder")
+
+
+def test_annotate_checks_out_and_store_before_generating(tmp_path, dataset, capsys, monkeypatch, a_file):
+    from engine.cli import main
+
+    monkeypatch.setattr("engine.annotate.ict.generate_ict", _never("generation"))
+    result = in_process(main, capsys, "annotate", "ict", "--dataset", dataset, "--out", a_file / "sub" / "ict")
+    assert_one_error_line(result, f"{a_file} is a file, not a folder")
+    broken = _broken_store(tmp_path, "text")
+    result = in_process(main, capsys, "annotate", "ict", "--dataset", dataset, "--out", tmp_path / "ict",
+                        "--store", broken)
+    assert_one_error_line(result, str(broken), "not a DuckDB database")
+
+
+def test_evaluate_record_checks_the_store_before_evaluating(tmp_path, dataset, capsys, monkeypatch):
+    from engine.cli import main
+
+    monkeypatch.setattr("engine.evaluate.evaluate_checkpoint", _never("the evaluation"))
+    broken = _broken_store(tmp_path, "folder")
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", "scratch-L1-H32",
+                        "--record", "--store", broken)
+    assert_one_error_line(result, str(broken), "is a folder")

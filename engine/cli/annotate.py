@@ -58,10 +58,23 @@ def _common(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print generation.json and nothing else")
 
 
+def _check_outputs(args) -> None:
+    """Before generating (which can take hours): the folder that will hold --out can
+    be made, and the --store to register in is a store."""
+    from engine.paths import make_output_folder
+
+    make_output_folder(args.out.expanduser().absolute().parent, args.out)
+    if args.store:
+        from store import Store
+
+        Store(args.store).ingest()
+
+
 def run_ict(args) -> int:
     from engine.annotate.ict import ICTConfig, generate_ict
 
     config = ICTConfig(str(args.dataset), str(args.out), args.split, args.keep_sentence_prob, args.seed)
+    _check_outputs(args)
     return _finish(args, generate_ict(config))
 
 
@@ -71,6 +84,7 @@ def run_doc2query(args) -> int:
     config = Doc2QueryConfig(str(args.dataset), str(args.out), args.model, args.passages,
                              args.queries_per_passage, args.top_k, args.top_p, args.max_input_tokens,
                              args.max_new_tokens, args.batch_size, args.device, args.seed)
+    _check_outputs(args)
     return _finish(args, generate_doc2query(config))
 
 
@@ -81,6 +95,7 @@ def run_llm(args) -> int:
                        args.split, args.keep_all, args.temperature, args.top_p, args.max_new_tokens,
                        batch_size=args.batch_size, timeout_s=args.timeout, max_tries=args.max_tries,
                        backoff_s=args.backoff, device=args.device, seed=args.seed)
+    _check_outputs(args)
     return _finish(args, generate_llm(config))
 
 

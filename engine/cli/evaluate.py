@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.evaluate import EvalConfig, evaluate_checkpoint
 
     config = EvalConfig(**given_values(EvalConfig, args, prefix="eval_"))
+    if args.record:
+        from store import Store
+
+        Store(args.store).ingest()  # a --store that is no store fails before the evaluation, not after
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     metrics, model = evaluate_checkpoint(
         args.checkpoint, args.dataset, config, max_query_length=args.max_query_length,
