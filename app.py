@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from engine.budget import BudgetQuestion, optimise
-from engine.charts import format_count, law_chart, law_curves
+from engine.charts import law_chart, law_curves
 from engine.errors import InputError
 from engine.laws import LAW_EQUATIONS, PRESETS, preset
+from engine.numbers import format_coefficient, format_count, format_r2
 from store import Store, StoreBusyError
 from store.demo import demo_state, ensure_demo, load_demo, read_demo, remove_demo
 
@@ -28,8 +29,8 @@ def store_counts(store_path: str) -> dict[str, int]:
 def preset_table() -> pd.DataFrame:
     return pd.DataFrame([{
         "preset": name, "law": p.law.kind, "source": p.source,
-        "coefficients": ", ".join(f"{k} = {v:.3g}" for k, v in p.law.params.items()),
-        "R²": p.r2,
+        "coefficients": ", ".join(f"{k} = {format_coefficient(v)}" for k, v in p.law.params.items()),
+        "R²": format_r2(p.r2),
     } for name, p in PRESETS.items()])
 
 

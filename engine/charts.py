@@ -140,15 +140,21 @@ def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | 
 # --- budget charts (Figures 7, 8) ------------------------------------------------
 
 def budget_label(budget: float) -> str:
-    return f"${budget:,.0f}"
+    return f"${format_count(budget)}"
+
+
+def with_count_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` with a `<column>_label` text column per count column, for tooltips that
+    write counts as the rest of the app does (a Vega format would say 6.77G)."""
+    return frame.assign(**{f"{c}_label": frame[c].map(format_count) for c in columns})
 
 
 def optima_table(answers: list[BudgetAnswer], tolerance: float) -> pd.DataFrame:
     """One row per budget: the optimum and the edges of its near-optimal band."""
-    return pd.DataFrame([{
+    return with_count_labels(pd.DataFrame([{
         "budget_label": budget_label(a.question.budget), "n_opt": a.n_opt, "d_opt": a.d_opt, "loss": a.loss,
         "band_lo": a.band[0], "band_hi": a.band[1], "band_loss": a.loss * (1 + tolerance),
-    } for a in answers])
+    } for a in answers]), ["n_opt", "d_opt", "band_lo", "band_hi"])
 
 
 def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -> alt.LayerChart:
@@ -158,8 +164,8 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -
     explodes, and drawing that would flatten everything else."""
     top, bottom = LOSS_AXIS_CAP * optima["loss"].max(), 0.9 * optima["loss"].min()
     curves = curves[curves["loss"] <= top]
-    curves = curves.assign(budget_label=curves["budget"].map(budget_label),
-                           width=np.where(curves["budget"] == highlight, 3.5, 1.5))
+    curves = with_count_labels(curves, ["n", "d"]).assign(budget_label=curves["budget"].map(budget_label),
+                                                          width=np.where(curves["budget"] == highlight, 3.5, 1.5))
     order = [budget_label(b) for b in sorted(curves["budget"].unique())]
     color = alt.Color("budget_label:N", scale=alt.Scale(domain=order, scheme=CATEGORY_SCHEME), title="budget")
     y_scale = alt.Scale(type="log", domain=[bottom, top])
@@ -167,17 +173,17 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -
         x=log_axis("n:Q", AXIS_TITLES["n"]),
         y=alt.Y("loss:Q", scale=y_scale, title=f"predicted {LOSS_TITLE}"),
         color=color, strokeWidth=alt.StrokeWidth("width:Q", legend=None),
-        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n:Q", format=".3s"),
-                 alt.Tooltip("d:Q", format=".3s"), alt.Tooltip("loss:Q", format=".4f")])
+        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_label:N", title="N"),
+                 alt.Tooltip("d_label:N", title="D"), alt.Tooltip("loss:Q", format=".4f")])
     bands = alt.Chart(optima).mark_rule(strokeWidth=6, opacity=0.5).encode(
         x="band_lo:Q", x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=color)
     dots = alt.Chart(optima).mark_point(filled=True, size=120, shape="diamond", stroke="black",
                                         strokeWidth=0.8, opacity=1).encode(
         x="n_opt:Q", y=alt.Y("loss:Q", scale=y_scale), color=color,
-        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_opt:Q", title="N*", format=".3s"),
-                 alt.Tooltip("d_opt:Q", title="D*", format=".3s"), alt.Tooltip("loss:Q", format=".4f"),
-                 alt.Tooltip("band_lo:Q", title="band from", format=".3s"),
-                 alt.Tooltip("band_hi:Q", title="band to", format=".3s")])
+        tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_opt_label:N", title="N*"),
+                 alt.Tooltip("d_opt_label:N", title="D*"), alt.Tooltip("loss:Q", format=".4f"),
+                 alt.Tooltip("band_lo_label:N", title="band from"),
+                 alt.Tooltip("band_hi_label:N", title="band to")])
     return alt.layer(lines, bands, dots).properties(height=440)
 
 
@@ -186,7 +192,7 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -
 def training_curve(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
     """`column` against step, with a dot per value so that one evaluation shows."""
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="step", axis=alt.Axis(format="~s")),
+        x=alt.X("step:Q", title="step", axis=alt.Axis(labelExpr=COUNT_LABEL_EXPR)),
         y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)),
         tooltip=["step:Q", alt.Tooltip(f"{column}:Q", format=".4f")]).properties(height=180)
 

@@ -10,6 +10,10 @@ no 15-digit integer is ever written out; a missing value reads "n/a".
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                  # engine.numbers stays light enough for a CLI's --help
+    import pandas as pd
 
 SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
 COUNT_DIGITS = 3
@@ -61,3 +65,19 @@ def _label_expr(field: str) -> str:
 
 
 COUNT_LABEL_EXPR = _label_expr("datum.value")
+
+
+def format_percent(value: float | None) -> str:
+    """A relative error or share: 0.0278 -> '2.78%'."""
+    if _missing(value):
+        return MISSING
+    return f"{100 * float(value):.3g}%"
+
+
+def formatted_table(frame: pd.DataFrame, counts: tuple[str, ...] = (), coefficients: tuple[str, ...] = (),
+                    percents: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A copy of `frame` for display: the named columns written as text by the helpers
+    above (columns it lacks are skipped), so a table never shows 110200000000000."""
+    writers = {**dict.fromkeys(counts, format_count), **dict.fromkeys(coefficients, format_coefficient),
+               **dict.fromkeys(percents, format_percent)}
+    return frame.assign(**{c: frame[c].map(write) for c, write in writers.items() if c in frame})

@@ -22,7 +22,7 @@ import streamlit as st
 from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded_range, residual_chart, series_name
 from engine.errors import InputError
 from engine.laws import LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
-from engine.numbers import format_count, format_r2
+from engine.numbers import format_coefficient, format_count, format_r2, formatted_table
 from engine.study import RANDOM_SCORER_LOSS
 from store import Store
 from store.imports import DELIMITER_NAMES, check_csv_bytes
@@ -33,8 +33,7 @@ X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")
-NUMBERS = {column: st.column_config.NumberColumn(format="%.4g")
-           for column in ("value", "low", "high", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")}
+COEFFICIENTS = ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")
 LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
 PROGRESS_EVERY = 10         # bootstrap refits between two updates of the progress bar
 SHOWN_REJECTED = 10
@@ -337,13 +336,14 @@ def show_fit(result: dict, store: Store) -> None:
     if len(fit.heldout):
         cols[2].metric("Held-out mean |error|", f"{fit.heldout['rel_error'].abs().mean():.2%}")
     st.markdown(f"`{LAW_EQUATIONS[kind]}`")
-    st.dataframe(parameter_table(fit.law, fit.intervals), hide_index=True, column_config=NUMBERS)
+    st.dataframe(formatted_table(parameter_table(fit.law, fit.intervals), coefficients=COEFFICIENTS), hide_index=True)
     st.caption(f"low – high: {fit.config.level:.0%} bootstrap interval ({len(fit.bootstrap_params)} refits "
                "resampling whole configurations).")
     if len(fit.heldout):
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
         columns = [c for c in HELDOUT_COLUMNS if c in fit.heldout]
-        st.dataframe(fit.heldout[columns], hide_index=True, column_config=NUMBERS)
+        st.dataframe(formatted_table(fit.heldout[columns], counts=("n", "d"), coefficients=COEFFICIENTS,
+                                     percents=("rel_error",)), hide_index=True)
     save_form(fit, store, about)
     export_buttons({"fit": fit_title(about), **about, **fit.to_dict(include_bootstrap=True)}, fit_table(fit, about),
                    fit.law, export_stem(about), fit_title(about))
@@ -366,7 +366,8 @@ def show_preset() -> None:
     st.markdown(f"`{LAW_EQUATIONS[law.kind]}` · R² as published: {format_r2(PRESETS[name].r2)}")
     x = chart_axis(law.kind)
     curve = draw_law(law, pd.DataFrame(), x, None)
-    st.dataframe(parameter_table(law, {})[["parameter", "value"]], hide_index=True, column_config=NUMBERS)
+    st.dataframe(formatted_table(parameter_table(law, {})[["parameter", "value"]], coefficients=COEFFICIENTS),
+                 hide_index=True)
     export_buttons({"law": law.kind, "params": law.params, "r2": PRESETS[name].r2,
                     "source": PRESETS[name].source, "equation": LAW_EQUATIONS[law.kind]},
                    curve, law, f"preset-{name}", f"{name} ({PRESETS[name].source})")
@@ -386,7 +387,9 @@ def manage_saved_fits(store: Store) -> None:
         if fits.empty:
             st.caption("None yet: fit a law above and save it.")
             return
-        st.dataframe(fits.assign(params=fits["params"].map(json.dumps)), hide_index=True)
+        st.dataframe(fits.assign(params=fits["params"].map(
+            lambda params: ", ".join(f"{k} = {format_coefficient(v)}" for k, v in params.items())),
+            r2=fits["r2"].map(format_r2)), hide_index=True)
         doomed = st.multiselect("Delete fits", list(fits["fit_id"]), key="fit_delete",
                                 format_func=lambda f: f"{fits.set_index('fit_id').at[f, 'name']} ({f[:6]})")
         sure = st.checkbox("Yes, delete them for good", key="fit_delete_sure", disabled=not doomed)

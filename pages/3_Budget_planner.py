@@ -9,9 +9,10 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from engine.budget import BudgetAnswer, BudgetQuestion, CostAssumptions, budget_curves, optimise
-from engine.charts import budget_chart, format_count, law_fit_from_record, optima_table
+from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError
 from engine.laws import PRESETS, LawFit, ScalingLaw
+from engine.numbers import format_count, format_r2
 from store import Store
 
 PAPER = CostAssumptions()
@@ -126,7 +127,7 @@ def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
                    "with your own data.")
         return choice, PRESETS[choice].law
     law = saved_fit(store_path, choice)
-    st.caption(f"Saved fit: R² {law.r2:.4f} on {len(law.points)} points, {len(law.bootstrap_params)} "
+    st.caption(f"Saved fit: R² {format_r2(law.r2)} on {len(law.points)} points, {len(law.bootstrap_params)} "
                "bootstrap refits.")
     return names[choice], law
 

@@ -159,7 +159,7 @@ def test_a_fit_on_seeded_runs_shows_parameters(seeded_store):
     assert_clean(at)
     params = table_with(at, "parameter")
     assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "delta"]
-    assert params.set_index("parameter").at["alpha", "value"] == pytest.approx(0.56, abs=0.05)
+    assert float(params.set_index("parameter").at["alpha", "value"]) == pytest.approx(0.56, abs=0.05)
     assert float(metric(at, "R² (fitted points)")) > 0.99
     assert {b.label for b in at.download_button} == {"Export JSON", "Export CSV", "Export Python"}
 

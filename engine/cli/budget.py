@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+from engine.numbers import format_count
+
 FLAG_HELP = {
     "price_per_pair": "$ per annotated pair (Z_data)",
     "gpu_price_per_hour": "$ per GPU hour",
@@ -61,12 +63,12 @@ def run_budget(args) -> int:
     interval = answer.loss_interval
     print(f"budget ${args.budget:,.0f} {'with' if args.with_inference else 'without'} inference cost, law {args.law}")
     print(f"Z_data = {costs.z_data:.4g} $/pair, Z_train = {costs.z_train:.4g} $/param, Z_infer = {costs.z_infer:.4g} $/param")
-    print(f"optimal model size N* = {answer.n_opt:.4g} non-embedding parameters")
-    print(f"data size D* = {answer.d_opt:,.0f} annotated pairs")
+    print(f"optimal model size N* = {format_count(answer.n_opt)} non-embedding parameters")
+    print(f"data size D* = {format_count(answer.d_opt)} annotated pairs")
     print(f"predicted contrastive entropy = {answer.loss:.4f}"
           + (f"  (prediction interval [{interval[0]:.4f}, {interval[1]:.4f}])" if interval else ""))
     print(f"within {100 * question.band_tolerance:g}% of the optimum for N in "
-          f"[{answer.band[0]:.4g}, {answer.band[1]:.4g}]")
+          f"[{format_count(answer.band[0])}, {format_count(answer.band[1])}]")
     print("spend: " + ", ".join(f"{k} ${v:,.0f}" for k, v in answer.spend.items()))
     if uncertainty:
         print(format_uncertainty(uncertainty))
@@ -82,9 +84,11 @@ UNKNOWN_DECISION = {key: None for key in ("n_opt_interval", "d_opt_interval", "n
 def format_uncertainty(u) -> str:
     level = f"{100 * u.level:g}%"
     return "\n".join([
-        f"N* over {u.laws} bootstrap laws: {level} interval [{u.n_opt_interval[0]:.4g}, {u.n_opt_interval[1]:.4g}]; "
-        f"D* [{u.d_opt_interval[0]:,.0f}, {u.d_opt_interval[1]:,.0f}]",
-        f"robust choice (lowest expected loss over the bootstrap laws): N = {u.n_robust:.4g}, D = {u.d_robust:,.0f}",
+        f"N* over {u.laws} bootstrap laws: {level} interval [{format_count(u.n_opt_interval[0])}, "
+        f"{format_count(u.n_opt_interval[1])}]; D* [{format_count(u.d_opt_interval[0])}, "
+        f"{format_count(u.d_opt_interval[1])}]",
+        f"robust choice (lowest expected loss over the bootstrap laws): N = {format_count(u.n_robust)}, "
+        f"D = {format_count(u.d_robust)}",
         f"expected regret of building N*: {u.regret:.4g} nats ({100 * u.regret_relative:.3g}% of the loss); "
         f"of the robust choice: {u.regret_robust:.4g} nats",
     ])
