@@ -194,18 +194,28 @@ def retrospective_all(bootstrap: int, random_seeds: int, steps: int | None = Non
 
 
 def retrospective_chart(frame: pd.DataFrame):
+    """N* width (log scale) and error at the largest N against compute, one line per
+    order (random: the median over its seeds, at their mean compute)."""
     import altair as alt
 
     mean = frame.groupby(["order", "revealed"], as_index=False).agg(
         compute_pflop=("compute_pflop", "mean"), n_opt_width=("n_opt_width", "median"),
         error_at_largest_n=("error_at_largest_n", "median"))
-    long = mean.melt(["order", "revealed", "compute_pflop"], ["n_opt_width", "error_at_largest_n"], "quantity")
-    long["quantity"] = long["quantity"].map({"n_opt_width": "N* 95% interval width (decades)",
-                                             "error_at_largest_n": "error at the largest N (%)"})
-    return alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("compute_pflop:Q", title="training compute revealed (PFLOP, estimated)"),
-        y=alt.Y("value:Q", title=None), color=alt.Color("order:N", title="order"),
-    ).properties(width=320, height=220).facet(column=alt.Column("quantity:N", title=None)).resolve_scale(y="independent")
+    x = alt.X("compute_pflop:Q", title="training compute revealed (PFLOP, estimated)")
+    color = alt.Color("order:N", title="order")
+    base = alt.Chart(mean).mark_line(point=True).properties(width=300, height=220)
+    width = base.encode(x=x, color=color, y=alt.Y("n_opt_width:Q", scale=alt.Scale(type="log"),
+                                                  title="N* 95% interval width (decades)"))
+    error = base.encode(x=x, color=color, y=alt.Y("error_at_largest_n:Q", title="mean |error| at the largest N (%)"))
+    return alt.hconcat(width, error)
+
+
+def write_chart(frame: pd.DataFrame, svg: Path) -> None:
+    import vl_convert as vlc
+
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    svg.write_text(vlc.vegalite_to_svg(retrospective_chart(frame).to_json()))
+    print(f"wrote {svg}")
 
 
 def main() -> None:
@@ -219,7 +229,12 @@ def main() -> None:
     retro.add_argument("--random-seeds", type=int, default=3)
     retro.add_argument("--svg", type=Path)
     retro.add_argument("--csv", type=Path)
+    chart = sub.add_parser("chart", help="the retrospective's figure again from its --csv")
+    chart.add_argument("csv", type=Path)
+    chart.add_argument("--svg", type=Path, required=True)
     args = parser.parse_args()
+    if args.what == "chart":
+        return write_chart(pd.read_csv(args.csv), args.svg)
     start = time.perf_counter()
     if args.what == "simulate":
         for seed in args.seeds:
@@ -235,11 +250,7 @@ def main() -> None:
                                                            error=("error_at_largest_n", "median"))
         print(summary.round(3).to_string())
         if args.svg:
-            import vl_convert as vlc
-
-            args.svg.parent.mkdir(parents=True, exist_ok=True)
-            args.svg.write_text(vlc.vegalite_to_svg(retrospective_chart(frame).to_json()))
-            print(f"wrote {args.svg}")
+            write_chart(frame, args.svg)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -63,13 +63,24 @@ def available_pairs(folder: str) -> int:
     return len(load_retrieval_data(folder).pairs("train"))
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def datasets_with_runs(store_path: str) -> dict[str, str]:
+    """Data set -> its folder (as registered, else under ../shared/data), most runs first."""
+    store = Store(store_path)
+    counts = store.law_points()["dataset"].value_counts()
+    registered = store.datasets()
+    folders = dict(zip(registered["name"], registered["path"])) if len(registered) else {}
+    names = list(counts.index) or ["squad-dev"]
+    return {name: str(folders.get(name) or SHARED_DATA / name) for name in names}
+
+
 def plan_form(store: Store) -> dict | None:
-    datasets = list(Store(str(store.path)).datasets()["name"]) or ["squad-dev"]
+    datasets = datasets_with_runs(str(store.path))
     with st.form("plan"):
         left, right = st.columns(2)
         source = left.selectbox("Fitted law", list(law_sources(str(store.path))))
-        dataset = right.selectbox("Data set (runs in the store)", datasets)
-        folder = st.text_input("Data set folder (its train pairs bound D)", str(SHARED_DATA / dataset))
+        dataset = right.selectbox("Data set (runs in the store)", list(datasets))
+        folder = st.text_input("Data set folder (its train pairs bound D; empty: the data set's)", "")
         kind = st.radio("Decision", ["N* at a budget", "prediction at a target N, D"], horizontal=True)
         a, b, c = st.columns(3)
         budget = a.number_input("Budget ($)", min_value=1.0, value=10_000.0, step=1_000.0)
@@ -87,7 +98,7 @@ def plan_form(store: Store) -> dict | None:
         negatives = e.number_input("Negatives", 1, value=64)
         if not st.form_submit_button("Plan", type="primary"):
             return st.session_state.get("plan_inputs")
-    inputs = dict(source=source, dataset=dataset, folder=folder, kind=kind, budget=budget, target_n=target_n,
+    inputs = dict(source=source, dataset=dataset, folder=folder.strip() or datasets[dataset], kind=kind, budget=budget, target_n=target_n,
                   target_d=target_d, family=family, d_points=int(d_points), experiment=experiment or None,
                   peak=peak * 1e12, mfu=mfu, steps=int(steps), batch=int(batch), negatives=int(negatives))
     st.session_state["plan_inputs"] = inputs
