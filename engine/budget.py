@@ -282,6 +282,7 @@ class DecisionUncertainty:
     regret_robust: float
     n_opt_samples: np.ndarray               # (laws,) each bootstrap law's N*
     extrapolation: Extrapolation | None
+    kept: np.ndarray | None = None          # (n_boot,) bool: which rows of fit.bootstrap_params are the laws
 
     @property
     def laws(self) -> int:
@@ -333,7 +334,7 @@ def decision_uncertainty(fit: LawFit, question: BudgetQuestion, level: float = 0
         n_robust=n_robust, d_robust=float(data_for(n_robust, question)),
         regret=float(np.mean(at_point - best)), regret_relative=float(np.mean(at_point - best) / np.mean(best)),
         regret_robust=float(np.mean(at_robust - best)),
-        n_opt_samples=np.exp(log_opt), extrapolation=extrapolation(fit, point.n_opt, point.d_opt))
+        n_opt_samples=np.exp(log_opt), extrapolation=extrapolation(fit, point.n_opt, point.d_opt), kept=keep)
 
 
 def _losses(kind: str, params: np.ndarray, question: BudgetQuestion, log_n: np.ndarray) -> np.ndarray:

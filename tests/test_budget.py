@@ -187,3 +187,11 @@ def test_budget_plans_with_the_additive_form():
     u = decision_uncertainty(fit, question)
     for law, n_opt in zip(fit.bootstrap_laws(), u.n_opt_samples):
         assert n_opt == pytest.approx(grid[np.argmin(loss_along_budget(law, question, grid))], rel=1e-3)
+
+
+def test_degenerate_bootstrap_laws_are_left_out_and_named():
+    fit = synthetic_fit(laws=20)
+    fit.bootstrap_params[3] = [np.inf, 7e3, 0.5, 1.3, 0.03]        # a refit whose scale overflowed
+    fit.bootstrap_params[7, 3] = np.nan
+    u = decision_uncertainty(fit, BudgetQuestion(2e4))
+    assert u.laws == 18 and not u.kept[3] and not u.kept[7] and u.kept.sum() == 18
