@@ -143,3 +143,25 @@ def fit_document(fit, title: str, charts: dict[str, object], equation: str | Non
         lines += [f"Held-out points, predicted from the fit on the rest (mean |error| "
                   f"{held['rel_error'].abs().mean():.2%}):", "", markdown_table(held[columns]), ""]
     return ReportDocument(title, "\n".join(lines), charts)
+
+
+MAX_CURVES = 6  # joint law: at most this many curves of the other size, spread over its values
+
+
+def fit_charts(fit, x: str) -> dict[str, object]:
+    """The fit's charts along `x` ('n' or 'd'): the law over its points (one curve per
+    size of the other variable for the joint law) and the residuals."""
+    from engine import charts
+
+    points = fit.points
+    fixed = None
+    if fit.law.kind == "joint":
+        other = "d" if x == "n" else "n"
+        values = sorted(points[other].unique())
+        keep = np.unique(np.linspace(0, len(values) - 1, min(MAX_CURVES, len(values))).round().astype(int))
+        fixed = [values[i] for i in keep]
+        points = points[points[other].isin(fixed)].assign(series=lambda p: [charts.series_name(x, v) for v in p[other]])
+    curves = charts.law_curves(fit, x, charts.padded_range(fit.points[x]), fixed)
+    x_range = (float(curves["x"].min()), float(curves["x"].max()))
+    return {"law": charts.law_chart(points, curves, x).properties(width=560),
+            "residuals": charts.residual_chart(fit.points, x, x_range).properties(width=560)}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine.laws import FitConfig, fit_law, joint_law
-from engine.report import ReportDocument, chart_png, chart_svg, fit_document
+from engine.report import ReportDocument, chart_png, chart_svg, fit_charts, fit_document
 
 POINTS = pd.DataFrame({"x": [1, 2, 3], "y": [3.0, 2.0, 1.5]})
 
@@ -48,11 +48,15 @@ def test_fit_report_names_parameters_intervals_and_held_out_points():
     truth = joint_law(points["n"], points["d"], A=2e3, B=5e2, alpha=0.5, beta=0.4, delta=1.5)
     points["loss"] = truth * np.exp(rng.normal(0, 0.003, len(points)))
     fit = fit_law(points, "joint", FitConfig(bootstrap=30, holdout_largest=1, holdout_axis="n"))
-    document = fit_document(fit, "Joint fit of squad-dev", {"law": chart()}, equation="L = (A/N)^alpha + ...")
+    charts = fit_charts(fit, "n")
+    assert set(charts) == {"law", "residuals"}
+    document = fit_document(fit, "Joint fit of squad-dev", charts, equation="L = (A/N)^alpha + ...")
     text = document.markdown()
     assert text.startswith("# Joint fit of squad-dev")
     for name in ("A", "B", "alpha", "beta", "delta"):
         assert f"| {name} |" in text
     assert f"R² = {fit.r2:.3f}" in text and "30 refits" in text
     assert "Held-out points" in text and text.count("| 3e+06 |") == 3            # the held-out model size
-    assert "<table>" in document.html()
+    page = document.html()
+    assert "<table>" in page and page.count("<svg") == 2
+    assert all(name in page for name in ("D = 1k", "D = 3k", "D = 10k"))     # one curve per data size
