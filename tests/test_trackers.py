@@ -171,7 +171,7 @@ def test_cli_dry_run_then_import_then_reimport(tmp_path):
     flags = ["--store", db, "--loss", "eval/ce", "--n", "n_params", "--d", "pairs", "--metric", "mrr@10=eval/mrr",
              "--dataset", "squad-dev"]
     dry = store_cli("import-tracker", source, *flags, "--dry-run", "--json")
-    assert dry.returncode == 0 and dry.stderr == "", dry.stderr       # no library warnings either
+    assert dry.returncode == 0 and "Warning" not in dry.stderr, dry.stderr    # tbparse's deprecations kept off
     report = json.loads(dry.stdout)
     assert report["dry_run"] and report["imported"] == 0 and len(report["runs"]) == 2
     assert all(row["points"] == 3 and row["action"] == "new" for row in report["runs"])
