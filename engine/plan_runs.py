@@ -366,7 +366,8 @@ class Plan:
             text += (f". One run of a larger model, N = {probe['n']:.3g} ({probe['factor']:g}x the largest rung) at "
                      f"D = {probe['d']:,}, would narrow it by {probe['gain']:.0%} (about {probe['cost']:.3g} "
                      f"{self.unit})")
-        return "Stop: " + text + "."
+        prefix = "Stop: " if self.stop_reason == "budget" else "More runs of the ladder will not help much: "
+        return prefix + text + "."
 
     def to_dict(self) -> dict:
         return {
@@ -508,18 +509,18 @@ def _require_bootstrap(fit: LawFit) -> None:
 
 
 def _larger_model(fit: LawFit, target: PlanTarget, cands: list[Candidate], noise: float, config: PlanConfig) -> dict:
-    """One run of a model `probe_factor` x the largest rung, at the largest data size,
-    after every ladder run: how much narrower would the interval get?"""
-    top = max(cands, key=lambda c: (c.n, c.d))
-    d_top = max(c.d for c in cands)
+    """One run of a model `probe_factor` x the largest rung, at the data size where it
+    helps most, after every ladder run: how much narrower would the interval get?"""
+    top = max(cands, key=lambda c: c.n)
     factor = config.probe_factor
-    probe = Candidate("larger model", top.n * factor, d_top, top.flops * factor, top.cost * factor)
-    ens = build_ensemble(fit, target, [*cands, probe], noise, config.level)
+    probes = [Candidate("larger model", top.n * factor, d, top.flops * factor, top.cost * factor)
+              for d in sorted({c.d for c in cands})]
+    ens = build_ensemble(fit, target, [*cands, *probes], noise, config.level)
     ladder = ens.conditioned(range(len(cands)))
-    with_probe = ens.conditioned([len(cands)], ladder)
-    gain = 1 - ens.width(with_probe) / ens.width(ladder)
-    return {"n": probe.n, "d": d_top, "factor": factor, "gain": float(gain), "cost": probe.cost,
-            "width_with_ladder": ens.width(ladder), "width_with_larger_model": ens.width(with_probe)}
+    widths = [ens.width(ens.conditioned([len(cands) + i], ladder)) for i in range(len(probes))]
+    best = int(np.argmin(widths))
+    return {"n": probes[best].n, "d": probes[best].d, "factor": factor, "gain": float(1 - widths[best] / ens.width(ladder)),
+            "cost": probes[best].cost, "width_with_ladder": ens.width(ladder), "width_with_larger_model": widths[best]}
 
 
 # --- the sweep file -----------------------------------------------------------------

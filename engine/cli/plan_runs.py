@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     target.add_argument("--budget", type=float, default=10_000.0, help="$ for the final model and its data")
     target.add_argument("--with-inference", action="store_true", help="the budget also pays for encoding the corpus")
     target.add_argument("--price-per-pair", type=float, default=0.6, help="$ per annotated pair")
+    target.add_argument("--corpus-pages", type=float, default=30e12, help="pages encoded at inference")
     target.add_argument("--target-n", type=float, help="instead: the predicted loss at this N ...")
     target.add_argument("--target-d", type=float, help="... and this D")
     target.add_argument("--level", type=float, default=0.95, help="level of the interval that is narrowed")
@@ -151,7 +152,8 @@ def _target(args):
 
     if args.target_n is not None or args.target_d is not None:
         return PlanTarget(n=args.target_n, d=args.target_d)
-    costs = CostAssumptions(price_per_pair=args.price_per_pair, gpu_price_per_hour=args.gpu_price_per_hour)
+    costs = CostAssumptions(price_per_pair=args.price_per_pair, gpu_price_per_hour=args.gpu_price_per_hour,
+                            corpus_pages=args.corpus_pages)
     return PlanTarget(BudgetQuestion(args.budget, args.with_inference, costs))
 
 
