@@ -234,6 +234,43 @@ def runs_in_store(store: Store) -> None:
                   args=(store, doomed))
 
 
+def tracker_import_form(store: Store) -> None:
+    """Runs logged by TensorBoard, MLflow or W&B into the store (store/trackers.py): preview, then import."""
+    from store.trackers import KINDS, TrackerMapping, import_runs, preview
+
+    with st.expander("Import runs from TensorBoard, MLflow or W&B"), st.form("tracker_form"):
+        cols = st.columns([3, 1])
+        path = cols[0].text_input("Folder or file", key="tracker_path",
+                                  placeholder="TensorBoard log folder, mlruns/, mlflow.db, or W&B export folder")
+        kind = cols[1].selectbox("Tracker", ["auto", *KINDS], key="tracker_kind")
+        cols = st.columns(3)
+        loss = cols[0].text_input("Metric that is the contrastive entropy", key="tracker_loss", placeholder="eval/ce")
+        n = cols[1].text_input("Parameter holding N (or N)", key="tracker_n", placeholder="n_params")
+        d = cols[2].text_input("Parameter holding D (or D)", key="tracker_d", placeholder="train_pairs")
+        cols = st.columns(3)
+        mrr = cols[0].text_input("Metric that is MRR@10 (optional)", key="tracker_mrr")
+        dataset = cols[1].text_input("Data set", "imported", key="tracker_dataset")
+        annotation = cols[2].text_input("Annotation", "human", key="tracker_annotation")
+        buttons = st.columns(6)
+        preview_clicked = buttons[0].form_submit_button("Preview")
+        import_clicked = buttons[1].form_submit_button("Import", type="primary")
+    if not (preview_clicked or import_clicked):
+        return
+    mapping = TrackerMapping(loss=loss.strip(), n=n.strip(), d=d.strip(), metrics={"mrr@10": mrr.strip()} if mrr.strip()
+                             else {}, dataset=dataset.strip(), annotation=annotation.strip())
+    try:
+        rows = (import_runs if import_clicked else preview)(store, path.strip(), mapping, kind)
+    except InputError as err:
+        st.error(str(err))
+        return
+    st.dataframe(pd.DataFrame(rows)[["action", "name", "n", "d", "points", "best_loss", "problem", "run_id"]],
+                 hide_index=True)
+    if import_clicked:
+        st.cache_data.clear()
+        st.success(f"Imported {sum(r['action'] != 'skip' for r in rows)} of {len(rows)} run(s); "
+                   "importing the same runs again updates them.")
+
+
 def main() -> None:
     st.set_page_config(page_title="Runs · Scaling-law workbench", layout="wide")
     st.title("Runs")
@@ -243,6 +280,7 @@ def main() -> None:
     live_runs(str(store.path))
     study_form(store)
     runs_in_store(store)
+    tracker_import_form(store)
 
 
 main()
