@@ -129,10 +129,12 @@ def test_disk_full_inside_a_transaction_is_an_input_error(tmp_path):
     assert store_error(path, OSError(13, "Permission denied", "/elsewhere"), opening=False) is None
 
 
-def test_training_into_a_file_that_is_no_store_fails_before_training(tmp_path, dataset):
+def test_training_into_a_file_that_is_no_store_fails_before_training(tmp_path, dataset, capsys):
+    from engine.cli import main
+
     path = _broken_store(tmp_path, "text")
-    result = run_cli("engine", "train", "--dataset", dataset, "--model", "scratch-L1-H32", "--steps", "2",
-                     "--store", path, "--run-id", "never")
+    result = in_process(main, capsys, "train", "--dataset", dataset, "--model", "scratch-L1-H32", "--steps", "2",
+                        "--store", path, "--run-id", "never")
     assert_one_error_line(result, str(path), "not a DuckDB database")
     assert not (tmp_path / "runs" / "never").exists()
 
@@ -150,9 +152,11 @@ def test_a_grade_that_is_no_whole_number_is_refused(tmp_path, grade):
         load_retrieval_data(folder)
 
 
-def test_evaluate_cli_names_a_qrels_grade_of_inf(tmp_path):
+def test_evaluate_cli_names_a_qrels_grade_of_inf(tmp_path, capsys):
+    from engine.cli import main
+
     folder = write_beir(tmp_path / "graded", qrels={"test": "q3\tp3\tinf\n"})
-    result = run_cli("engine", "evaluate", "--dataset", folder, "--checkpoint", tmp_path / "no-model")
+    result = in_process(main, capsys, "evaluate", "--dataset", folder, "--checkpoint", "scratch-L1-H32")
     assert_one_error_line(result, "test.tsv:1", "'inf' is not a whole number")
 
 
@@ -416,3 +420,18 @@ def test_evaluate_record_checks_the_store_before_evaluating(tmp_path, dataset, c
     result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", "scratch-L1-H32",
                         "--record", "--store", broken)
     assert_one_error_line(result, str(broken), "is a folder")
+
+
+def test_store_demo_load_of_a_file_without_run_ids(tmp_path, capsys):
+    """The check itself is store/demo.py's (H1's rework); here: one line, status 2, and
+    the store's rows untouched."""
+    import json
+
+    from store.__main__ import main
+
+    demo = tmp_path / "demo.json"
+    demo.write_text(json.dumps({"study": {"title": "t"}, "runs": [{"model": "m", "n": 1000, "d": 10, "loss": 2.0}]}))
+    store = tmp_path / "s.duckdb"
+    result = in_process(main, capsys, "demo", "load", "--file", demo, "--store", store)
+    assert_one_error_line(result, str(demo), 'lack a "run_id"')
+    assert Store(store).info()["counts"]["runs"] == 0
