@@ -213,12 +213,14 @@ def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> 
 
 def annotation_chart(points: pd.DataFrame, curves: pd.DataFrame) -> alt.LayerChart:
     """Data-size law per annotation type (Figure 5): observed points, the fitted
-    curves dashed, and each curve's confidence band (`engine.analysis.annotation_curves`)."""
+    curves dashed, and each curve's confidence band (`engine.analysis.annotation_curves`).
+    The loss axis spans the points and curves; a band that widens past them (a law
+    extrapolated below its smallest D) is cut at the edge rather than flattening the rest."""
     color = alt.Color("annotation:N", scale=CATEGORIES,
                       legend=alt.Legend(title="annotation", symbolType="stroke", symbolOpacity=1))
     x = log_axis("d:Q", AXIS_TITLES["d"])
-    y_scale = alt.Scale(type="log", zero=False)
-    band = alt.Chart(curves).mark_area(opacity=0.15).encode(
+    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=log_domain(points["loss"], curves["loss"]))
+    band = alt.Chart(curves).mark_area(opacity=0.15, clip=True).encode(
         x=x, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color)
     lines = alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE), color=color)

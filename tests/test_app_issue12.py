@@ -421,3 +421,13 @@ def test_a_saved_fit_exported_from_the_store_says_where_it_came_from(seeded_stor
     origin = (json.loads(fit["config"]) if isinstance(fit["config"], str) else fit["config"])["origin"]
     assert origin["dataset"] == "msmarco" and origin["annotation"] == "human" and origin["law"] == "model"
     assert "left_out" in origin and origin["fitted_at"].startswith("20") and fit["name"] == "model law, human"
+
+
+def test_figure_5_loss_axis_follows_the_points_not_an_exploding_band():
+    from engine.charts import annotation_chart
+
+    curves = pd.DataFrame({"d": [1e2, 1e3, 1e4], "annotation": "human", "loss": [6.0, 5.0, 4.8],
+                           "ci_lo": [4.0, 4.9, 4.7], "ci_hi": [100.0, 5.1, 4.9]})
+    points = pd.DataFrame({"d": [1e3, 1e4], "annotation": "human", "loss": [5.02, 4.79]})
+    low, high = chart_layers(annotation_chart(points, curves))[0]["encoding"]["y"]["scale"]["domain"]
+    assert low < 4.79 and 6.0 < high < 10
