@@ -145,12 +145,12 @@ def test_a_killed_training_run_reads_as_interrupted_in_the_store_listing(tmp_pat
                "--tokenizer-vocab-size", "300", "--max-query-length", "8", "--max-passage-length", "16",
                "--eval-every", "100000", "--eval-negatives", "16", "--no-eval-at-start", "--checkpoint-every", "5",
                "--compile", "no"]
-    trainer = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "train.log"
+    trainer = jobs.start_process(command, log, env={**os.environ, "OMP_NUM_THREADS": "1"}, own_session=False)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and jobs.checkpoint_step("victim") < 5:
-            assert trainer.poll() is None, "the training run stopped by itself"
+            assert trainer.poll() is None, f"the training run stopped by itself:\n{jobs.log_tail(log)}"
             time.sleep(0.2)
         progress = jobs.read_progress("victim")
         assert progress["status"] == "running" and progress["pid"] == trainer.pid
@@ -196,13 +196,23 @@ def test_a_written_sweep_file_reads_back_into_the_same_runs(tmp_path, text):
 
 def test_the_form_writes_a_sweep_the_engine_reads(tmp_path):
     dataset = write_synthetic(tmp_path / "syn", n_passages=40, n_train=20, n_test=5)
-    study = jobs.study_from_form("my study!", str(dataset), ["scratch-L1-H32"], "10, 20", "0, 1", True, "",
+    study = jobs.study_from_form(" my-study ", str(dataset), ["scratch-L1-H32"], "10, 20", "0, 1", True, "",
                                  steps=50, batch_size=8, negatives=8, eval_every=25)
     sweep = jobs.new_sweep_file(study.spec())
     assert sweep.path.parent == runs_dir() / "sweeps" and sweep.name == "my-study"
     again = load_sweep(sweep.path)
     assert len(again.runs) == study.runs == 4
     assert {r.config.train_pairs for r in again.runs} == {10, 20} and again.runs[0].config.steps == 50
+
+
+@pytest.mark.parametrize("name", ["my study!", "../up", ".hidden", ""])
+def test_the_form_refuses_a_study_name_that_is_no_safe_name(tmp_path, name):
+    """The study name becomes the sweep file's name: engine.paths.validate_name checks it
+    (it was silently rewritten, so two different names could write one file)."""
+    dataset = write_synthetic(tmp_path / "syn", n_passages=40, n_train=20, n_test=5)
+    with pytest.raises(InputError, match="study name .* is not a safe name"):
+        jobs.study_from_form(name, str(dataset), ["scratch-L1-H32"], "10", "0", True, "",
+                             steps=50, batch_size=8, negatives=8, eval_every=25)
 
 
 @pytest.mark.parametrize("sizes", ["nan", "inf", "1e400", "-5", "2.5"])
