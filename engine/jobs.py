@@ -310,7 +310,7 @@ def study_from_form(name: str, folder: str, models: list[str], sizes: str, seeds
     detect_format(dataset.resolve())  # no corpus.jsonl or collection.tsv: refused here
     if not models:
         raise InputError("choose at least one model")
-    study = Study(study_name(name), str(dataset.resolve()), tuple(models),
+    study = Study(validate_name("study name", name.strip()), str(dataset.resolve()), tuple(models),
                   parse_counts(sizes, "data size", ("all",), 1), parse_annotation_folders(generated), with_human,
                   parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives), int(eval_every))
     if study.runs == 0:
@@ -351,10 +351,3 @@ def parse_annotation_folders(text: str) -> dict[str, str]:
                              "(write one with `python -m engine annotate ...`)")
         folders[name] = str(Path(folder).expanduser().resolve())
     return folders
-
-
-def study_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text.strip()).strip("-")
-    if not name:
-        raise InputError("give the study a name (letters, digits, - and _)")
-    return name
