@@ -245,6 +245,9 @@ def check_lengths(model: str, max_query_length: int, max_passage_length: int, fl
     """InputError when a max length exceeds the positions of `model` (a ladder name,
     a run's model/ folder, an encoder folder or a hub name), read from its config alone,
     before any data is read or tokenised; also when a folder holds no model at all."""
+    for name, length in (("--max-query-length", max_query_length), ("--max-passage-length", max_passage_length)):
+        if length < 1:
+            raise InputError(f"{name} must be at least 1 token, got {length}")
     positions = _max_positions(model, flag)
     for name, length in (("--max-query-length", max_query_length), ("--max-passage-length", max_passage_length)):
         if positions is not None and length > positions:

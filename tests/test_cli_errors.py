@@ -435,3 +435,15 @@ def test_store_demo_load_of_a_file_without_run_ids(tmp_path, capsys):
     result = in_process(main, capsys, "demo", "load", "--file", demo, "--store", store)
     assert_one_error_line(result, str(demo), 'lack a "run_id"')
     assert Store(store).info()["counts"]["runs"] == 0
+
+
+def test_evaluate_refuses_a_zero_length_and_an_unknown_device_before_reading_data(dataset, capsys, monkeypatch):
+    from engine.cli import main
+
+    monkeypatch.setattr("engine.data.load_retrieval_data", _never("reading the data set"))
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", "scratch-L1-H32",
+                        "--max-passage-length", "0")
+    assert_one_error_line(result, "--max-passage-length must be at least 1 token, got 0")
+    result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", "scratch-L1-H32",
+                        "--device", "bogus")
+    assert_one_error_line(result, "--device 'bogus' is not a torch device")

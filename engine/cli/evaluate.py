@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.errors import InputError
+
 
 def register(subparsers) -> None:
     from engine.cli.train import add_dataclass_arguments
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
         Store(args.store).ingest()  # a --store that is no store fails before the evaluation, not after
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise InputError(f"--device {device!r} is not a torch device ({err}); use cpu, cuda or cuda:N") from None
     metrics, model = evaluate_checkpoint(
         args.checkpoint, args.dataset, config, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, pooling=args.pooling, device=device,
