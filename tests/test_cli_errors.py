@@ -447,3 +447,20 @@ def test_evaluate_refuses_a_zero_length_and_an_unknown_device_before_reading_dat
     result = in_process(main, capsys, "evaluate", "--dataset", dataset, "--checkpoint", "scratch-L1-H32",
                         "--device", "bogus")
     assert_one_error_line(result, "--device 'bogus' is not a torch device")
+
+
+def test_a_busy_store_is_an_input_error_every_cli_prints_in_one_line(tmp_path):
+    from store import StoreBusyError
+
+    path = tmp_path / "busy.duckdb"
+    Store(path).info()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(30)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError, match="stayed locked by another process") as caught:
+            Store(path, timeout_s=0.3).info()
+        assert isinstance(caught.value, InputError)
+    finally:
+        holder.kill()
+        holder.wait()
