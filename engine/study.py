@@ -172,10 +172,11 @@ def _law_row(name: str, fit: LawFit) -> dict:
 
 def _table(frame: pd.DataFrame) -> str:
     """A Markdown table; numbers to 3 significant digits."""
-    def cell(value) -> str:
-        return f"{value:.3g}" if isinstance(value, (float, np.floating)) else str(value)
+    def cell(value) -> str:  # a "|" inside a cell ("mean |error| %") is escaped, or it splits the cell
+        text = f"{value:.3g}" if isinstance(value, (float, np.floating)) else str(value)
+        return text.replace("|", "\\|")
 
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    head = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
