@@ -38,7 +38,7 @@ def law_curves(law: LawFit | ScalingLaw, x: str, x_range: tuple[float, float],
     grid = np.geomspace(*x_range, CURVE_POINTS)
     base = law.law if isinstance(law, LawFit) else law
     frames = []
-    for other in fixed if base.kind == "joint" and fixed else [None]:
+    for other in fixed if base.uses_n and base.uses_d and fixed else [None]:  # joint or additive
         n, d = (grid, other) if x == "n" else (other, grid)
         args = {"n": n if base.uses_n else None, "d": d if base.uses_d else None}
         if isinstance(law, LawFit) and len(law.bootstrap_params):

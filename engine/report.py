@@ -155,7 +155,7 @@ def fit_charts(fit, x: str) -> dict[str, object]:
 
     points = fit.points
     fixed = None
-    if fit.law.kind == "joint":
+    if fit.law.uses_n and fit.law.uses_d:  # a two-variable law: one curve per size of the other
         other = "d" if x == "n" else "n"
         values = sorted(points[other].unique())
         keep = np.unique(np.linspace(0, len(values) - 1, min(MAX_CURVES, len(values))).round().astype(int))

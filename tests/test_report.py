@@ -60,3 +60,13 @@ def test_fit_report_names_parameters_intervals_and_held_out_points():
     page = document.html()
     assert "<table>" in page and page.count("<svg") == 2
     assert all(name in page for name in ("D = 1k", "D = 3k", "D = 10k"))     # one curve per data size
+
+
+def test_additive_fit_charts_draw_one_curve_per_data_size():
+    n, d = np.meshgrid([1e5, 3e5, 1e6, 3e6], [1e3, 3e3, 1e4])
+    points = pd.DataFrame({"n": n.ravel(), "d": d.ravel()})
+    points["loss"] = joint_law(points["n"], points["d"], A=2e3, B=5e2, alpha=0.5, beta=0.4, delta=1.5)
+    fit = fit_law(points, "additive", FitConfig(bootstrap=10))
+    svg = chart_svg(fit_charts(fit, "n")["law"])
+    assert all(name in svg for name in ("D = 1k", "D = 3k", "D = 10k"))
+    assert "| E |" in fit_document(fit, "additive", {}).markdown()
