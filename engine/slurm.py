@@ -58,6 +58,9 @@ class ShardCommand:
 def render_sbatch(sweep_name: str, n_runs: int, options: SlurmOptions, command: ShardCommand) -> str:
     """The sbatch script's text."""
     _check(sweep_name, n_runs, options)
+    if options.gpus_per_node > 1 and command.parallel > 1:
+        raise InputError(f"--parallel {command.parallel} with --gpus-per-node {options.gpus_per_node}: each run "
+                         "already uses every GPU of its node through accelerate; use --parallel 1")
     shared = options.shared_dir
     launcher = "accelerate" if options.gpus_per_node > 1 else command.launcher
     argv = [str(command.python), "-m", "engine", "sweep", str(command.sweep_file),

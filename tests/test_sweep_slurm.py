@@ -95,6 +95,8 @@ def test_several_gpus_per_node_run_under_accelerate(tmp_path):
     assert "#SBATCH --partition=gpu" in text
     assert "--launcher python" in render_sbatch("t", 2, SlurmOptions(tmp_path, 2, gpus_per_node=1),
                                                 ShardCommand(sweep_file=path))
+    with pytest.raises(InputError, match="use --parallel 1"):
+        render_sbatch("t", 2, options, ShardCommand(sweep_file=path, parallel=2))
 
 
 @pytest.mark.parametrize("change, message", [
