@@ -15,6 +15,7 @@ probabilities, at the config's rates) is unchanged.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,3 +82,14 @@ def use_fast_dropout(encoder: nn.Module) -> nn.Module:
                 setattr(parent, name, FastDropout(child.p))
     encoder.config._attn_implementation = ATTENTION_NAME
     return encoder
+
+
+def seed_dropout(seed: int, process_index: int) -> int:
+    """Seed torch's generator, which draws every dropout mask (these and `nn.Dropout`'s),
+    per process: each process of a multi-process run masks its own micro-batch with its
+    own draws (the same seed everywhere would give every process the same masks, as
+    nanoGPT's per-rank seed offset avoids). Called once the model is initialised, so the
+    initialisation still depends on `seed` alone. Returns the seed used."""
+    dropout_seed = int(np.random.SeedSequence([seed, 5, process_index]).generate_state(1)[0])
+    torch.manual_seed(dropout_seed)
+    return dropout_seed

@@ -8,6 +8,7 @@ measured (`measure_matmul_peak`), not taken from a data sheet.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 
@@ -30,20 +31,33 @@ def matmul_dtype(precision: str) -> str:
     return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
-    """Best FLOP/s of a square matmul on the current torch device/thread setting."""
+def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float32", device: str = "cpu") -> float:
+    """Best FLOP/s of a square matmul on `device` at the current thread setting."""
     import torch
 
-    a = torch.randn(size, size, dtype=getattr(torch, dtype))
-    b = torch.randn(size, size, dtype=getattr(torch, dtype))
-    torch.mm(a, b)                                             # warm-up: thread pool, caches
+    a = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+    b = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+    sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
+    torch.mm(a, b)                                             # warm-up: thread pool, caches, kernels
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        sync()                                                 # a CUDA matmul returns before it is done
         best = min(best, time.perf_counter() - start)
     return 2.0 * size ** 3 / best
 
 
+@functools.cache
+def device_peak(device: str, precision: str) -> float:
+    """The matmul peak a run's MFU is measured against: measured once per process, at
+    the dtype the run's matmuls use (a CPU at 1024^2, where a training step's matmuls
+    are no larger; a GPU at 8192^2, large enough to fill it)."""
+    size = 8192 if device.startswith("cuda") else 1024
+    return measure_matmul_peak(size=size, repeats=5, dtype=matmul_dtype(precision), device=device)
+
+
 def mfu(step_flops: float, step_seconds: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: achieved FLOP/s over the peak."""
     return step_flops / step_seconds / peak_flops

@@ -36,12 +36,12 @@ import torch
 
 from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
-from engine.dropout import use_fast_dropout
+from engine.dropout import seed_dropout, use_fast_dropout
 from engine.errors import InputError
 from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
 from engine.evaluate import EvalSet, build_eval_set, check_lengths, evaluate
-from engine.flops import train_step_flops
-from engine.jobs import ProgressFile, read_progress  # noqa: F401 (read_progress: the one reader, re-exported)
+from engine.flops import device_peak, mfu, train_step_flops
+from engine.jobs import PROGRESS_INTERVAL_S, ProgressFile, read_progress  # noqa: F401 (read_progress re-exported)
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
@@ -372,6 +372,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     model, optimizer = accelerator.prepare(prepared.model, optimizer)
     if cfg.compile == "yes":  # in place: parameter names, and so checkpoints, stay as they are
         accelerator.unwrap_model(model).compile()
+    seed_dropout(cfg.seed, accelerator.process_index)  # a resumed run's generators come from its checkpoint
     state, resumed_from = TrainerState(), None
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
@@ -418,10 +419,13 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
         state.step += 1
         state.wall_time_s = wall_before + time.monotonic() - session_start
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", best=state.best_contrastive_entropy, refresh=False)
-        run.progress(state, loss, (time.monotonic() - session_start) / (state.step - session_first_step))
         final = state.step == cfg.steps
-        if final or state.step % cfg.eval_every == 0:
+        evaluating = final or state.step % cfg.eval_every == 0
+        if run.logging_due() or evaluating:
+            value = loss.item()  # the one sync point of a step, only when it is logged
+            bar.set_postfix(loss=f"{value:.3f}", best=state.best_contrastive_entropy, refresh=False)
+            run.progress(state, value, (time.monotonic() - session_start) / (state.step - session_first_step))
+        if evaluating:
             run.evaluate(model, state, final=final)
         if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0) and not final:
             save_checkpoint(accelerator, run_dir / "checkpoints" / f"step-{state.step:08d}", model, optimizer,
@@ -429,9 +433,10 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
     bar.close()
 
 
-def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step: int) -> float:
-    """One optimizer step of `grad_accum` micro-batches; returns the mean loss."""
-    total = 0.0
+def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step: int) -> torch.Tensor:
+    """One optimizer step of `grad_accum` micro-batches; returns the mean loss as a
+    0-d tensor on the device (reading it, `.item()`, waits for the step to finish)."""
+    total = torch.zeros((), device=accelerator.device)
     for micro in range(cfg.grad_accum):
         batch = {k: v.to(accelerator.device) for k, v in batches(step * cfg.grad_accum + micro).items()}
         with accelerator.accumulate(model):  # prepare() wrapped forward in autocast for mixed precision
@@ -441,7 +446,7 @@ def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
-        total += loss.detach().float().item()
+        total += loss.detach().float()
     scheduler.step()
     return total / cfg.grad_accum
 
@@ -452,6 +457,7 @@ class _RunRecorder:
     def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from):
         self.cfg, self.prepared, self.accelerator, self.store = cfg, prepared, accelerator, store
         self.main = accelerator.is_main_process
+        self._logged = time.monotonic()  # the first progress write comes a progress interval in
         self.progress_file = ProgressFile(
             run_dir / "progress.json", run_id=cfg.run_id, total_steps=cfg.steps, pid=os.getpid(),
             resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
@@ -489,11 +495,18 @@ class _RunRecorder:
             code_version=code_version(), run_id=cfg.run_id, source="engine", label=cfg.label,
         )
 
+    def logging_due(self) -> bool:
+        """True on the main process once a progress interval has passed since the last write."""
+        return self.main and time.monotonic() - self._logged >= PROGRESS_INTERVAL_S
+
     def progress(self, state: TrainerState, loss: float, seconds_per_step: float) -> None:
         if self.main:
+            self._logged = time.monotonic()
+            peak = device_peak(str(self.accelerator.device), self.cfg.precision)
             self.progress_file.update(
-                step=state.step, loss=loss, seconds_per_step=seconds_per_step,
-                flops_per_s=self.step_flops / seconds_per_step,
+                force=True, step=state.step, loss=loss, seconds_per_step=seconds_per_step,
+                flops_per_s=self.step_flops / seconds_per_step, peak_flops=peak,
+                mfu=mfu(self.step_flops, seconds_per_step, peak),
                 eta_s=seconds_per_step * (self.cfg.steps - state.step), wall_time_s=state.wall_time_s,
                 best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
             )

@@ -269,3 +269,43 @@ def test_a_run_id_keeps_its_measurement(synthetic, tmp_path, monkeypatch):
     assert again.already_complete and not first.already_complete
     assert again.best_contrastive_entropy == first.best_contrastive_entropy and again.steps == 6
     assert store.run("fixed")["status"] == "completed" and store.points("fixed")["step"].tolist() == [3, 6]
+
+
+def test_the_step_syncs_only_to_log_and_progress_carries_mfu(synthetic, monkeypatch):
+    """nanoGPT's habits: no `.item()` inside an optimizer step (a GPU would wait on each),
+    the loss read only when it is logged; MFU against the measured matmul peak in the
+    progress file; dropout seeded per process once the model is initialised."""
+    real_step, real_item, inside = train_module._optimizer_step, torch.Tensor.item, {"now": False, "items": 0}
+
+    def counting_item(tensor):  # reads by the engine's own code (torch's optimizer reads its CPU step count)
+        inside["items"] += inside["now"] and "/engine/" in sys._getframe(1).f_code.co_filename
+        return real_item(tensor)
+
+    def watched_step(*args):
+        inside["now"] = True
+        try:
+            return real_step(*args)
+        finally:
+            inside["now"] = False
+
+    seeded = []
+    real_seed = train_module.seed_dropout
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    monkeypatch.setattr(train_module, "_optimizer_step", watched_step)
+    monkeypatch.setattr(train_module, "seed_dropout", lambda seed, rank: seeded.append((seed, rank)) or real_seed(seed, rank))
+    train(tiny_config(synthetic, run_id="habits", steps=6, eval_every=3, grad_accum=2, seed=3))
+    assert inside["items"] == 0 and seeded == [(3, 0)]
+    progress = read_progress("habits")
+    assert progress["peak_flops"] > 0 and 0 < progress["mfu"] < 1
+    assert progress["mfu"] == pytest.approx(progress["flops_per_s"] / progress["peak_flops"])
+
+
+def test_each_process_draws_its_own_dropout_masks():
+    from engine.dropout import keep_mask, seed_dropout
+
+    def masks(seed, rank):
+        seed_dropout(seed, rank)
+        return keep_mask(torch.Size([4096]), 0.1, torch.device("cpu"))
+
+    assert torch.equal(masks(0, 1), masks(0, 1))
+    assert not torch.equal(masks(0, 0), masks(0, 1)) and not torch.equal(masks(0, 0), masks(1, 0))
