@@ -32,11 +32,13 @@ class CostControl:
     scale: float = 1.0
     slider: bool = True
     help: str = ""
+    floor: float | None = None    # the smallest value, when one step is too coarse for it
+    format: str | None = None     # number_input's printf format, to show values below one step
 
     @property
     def minimum(self) -> float:
-        """One step above 0: every cost of Eq. 12-14 is a positive number."""
-        return self.step
+        """Above 0 (one step unless `floor` says): every cost of Eq. 12-14 is a positive number."""
+        return self.step if self.floor is None else self.floor
 
     @property
     def key(self) -> str:
@@ -66,8 +68,9 @@ COST_CONTROLS = (
                 help="6 N per token: forward and backward"),
     CostControl("infer_flops_per_token", "Inference FLOPs per parameter and token", 100.0, 1.0, slider=False,
                 help="2 N per token: forward only"),
-    CostControl("corpus_pages", "Corpus size (billion pages)", 1e6, 1.0, scale=1e9, slider=False,
-                help="Pages encoded once at inference; the paper: Google's index, 30 trillion"),
+    CostControl("corpus_pages", "Corpus size (billion pages)", 1e6, 1.0, scale=1e9, slider=False, floor=0.001,
+                format="%.3f", help="Pages encoded once at inference; the paper: Google's index, 30 trillion "
+                                    "(30000); MS MARCO's 8.8 million passages: 0.009"),
     CostControl("tokens_per_page", "Tokens per page", 100_000, 1, slider=False),
 )
 
@@ -103,7 +106,7 @@ def cost_widget(control: CostControl) -> float:
                           **common)
     else:
         value = st.number_input(control.label, control.minimum, control.maximum, control.default,
-                                control.step, **common)
+                                control.step, format=control.format, **common)
     return value * control.scale
 
 

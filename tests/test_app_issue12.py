@@ -431,3 +431,12 @@ def test_figure_5_loss_axis_follows_the_points_not_an_exploding_band():
     points = pd.DataFrame({"d": [1e3, 1e4], "annotation": "human", "loss": [5.02, 4.79]})
     low, high = chart_layers(annotation_chart(points, curves))[0]["encoding"]["y"]["scale"]["domain"]
     assert low < 4.79 and 6.0 < high < 10
+
+
+def test_a_small_corpus_can_be_planned_for():
+    at = open_page(PLANNER, query={"inference": "true"})
+    corpus, paper = at.number_input(key="corpus_pages_scaled"), metric(at, N_LABEL)
+    assert 0 < corpus.min <= 0.0088, "MS MARCO's 8.8M passages must be enterable"
+    corpus.set_value(0.0088).run()
+    assert_clean(at)
+    assert metric(at, N_LABEL) != paper        # a corpus 3.4 million times smaller: inference is cheap
