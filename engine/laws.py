@@ -335,7 +335,7 @@ class LawFit:
             intervals=_checked_intervals(data.get("intervals", {})),
             bootstrap_params=_checked_matrix(data.get("bootstrap", []), "bootstrap", len(PARAM_NAMES[kind])),
             log_residuals=_checked_matrix(data.get("log_residuals", [0.0]), "log_residuals", None),
-            points=pd.DataFrame(data.get("points", [])),
+            points=_checked_points(data.get("points", []), kind),
             config=FitConfig(**config),
         )
 
@@ -352,6 +352,19 @@ def _checked_params(kind: str, params) -> dict[str, float]:
         if value < 0:
             raise InputError(f"parameter {name} must be >= 0, got {value:g}")
     return {name: float(params[name]) for name in names}
+
+
+def _checked_points(points, kind: str) -> pd.DataFrame:
+    """The fitted points of a saved fit: a list of objects whose sizes (those the law
+    uses) and loss are positive numbers."""
+    if not isinstance(points, list) or not all(isinstance(row, dict) for row in points):
+        raise InputError("field 'points' must be a list of objects with n, d and loss")
+    frame = pd.DataFrame(points)
+    used = {"model": ("n", "loss"), "data": ("d", "loss")}.get(kind, ("n", "d", "loss"))
+    for column in used:
+        if column in frame and not all(_is_number(v) and np.isfinite(v) and v > 0 for v in frame[column]):
+            raise InputError(f"field 'points': every {column} must be a positive number")
+    return frame
 
 
 def _checked_intervals(intervals) -> dict[str, tuple[float, float]]:

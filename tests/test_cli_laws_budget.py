@@ -111,6 +111,8 @@ def fit_json(tmp_path, edit) -> str:
     (lambda f: f.update(bootstrap=[[1.0, 2.0, 3.0, 4.0, float("nan")]]), "field 'bootstrap' contains NaN"),
     (lambda f: f.update(bootstrap="abc"), "field 'bootstrap'"),
     (lambda f: f.update(r2="high"), "field 'r2' must be a number"),
+    (lambda f: f.update(points=5), "field 'points' must be a list of objects"),
+    (lambda f: f["points"][0].update(n="big"), "every n must be a positive number"),
     (lambda f: f["config"].update(level=2), "confidence level"),
     (lambda f: f["config"].update(bootstrap=-5), "bootstrap must be a whole number"),
 ])
