@@ -6,11 +6,17 @@ Formats (`detect_format` picks one from the files in the folder):
   `qrels/<split>.tsv` with header `query-id  corpus-id  score`.
 - `msmarco`: `collection.tsv` (pid, text), `queries*.tsv` (qid, text), qrels files
   `qrels*.tsv|txt` in TREC form `qid 0 pid grade` (tab or space separated, `Q0` too)
-  or two columns `qid pid` (grade 1). A qrels file whose name says `train` is the
-  train split, `dev` the dev split, anything else the test split.
+  or two columns `qid pid` (grade 1). A qrels file whose name says `train`, `dev` or
+  `test` is that split; any other is named after its file (`qrels.dl19-passage.txt`:
+  split `dl19-passage`), never taken for the test split by guess.
 - `t2ranking`: the MS MARCO layout with header lines (`pid  para`, `qid  text`);
   `qrels.retrieval.<split>.tsv` (qid, pid) are preferred over the graded
   `qrels.<split>.tsv` (qid, -, pid, rel), whose relevant grades are 2 and 3.
+
+The test split (`RetrievalData.test_split`) is the split named by `--test-split`,
+else the one split that is not `train`; a folder with several (BEIR MS MARCO's `dev`
+and `test`, an MS MARCO folder that also holds TREC DL qrels) must name one.
+`test_split_identity` says which file that is and hashes its content.
 
 Malformed input raises `InputError` naming file, line and problem. Rows that are
 skipped (blank lines, duplicate judgments, unknown ids when `strict=False`) are
@@ -18,6 +24,7 @@ counted and logged, never dropped silently.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -49,6 +56,7 @@ class RetrievalData:
     queries: list[str]
     qrels: dict[str, dict[str, dict[str, int]]]  # split -> query id -> passage id -> grade
     relevance_threshold: int = 1  # grades >= this are positives
+    requested_test_split: str | None = None  # --test-split; None: the one split that is not train
     passage_row: dict[str, int] = field(init=False, repr=False)
     query_row: dict[str, int] = field(init=False, repr=False)
 
@@ -58,11 +66,19 @@ class RetrievalData:
 
     @property
     def test_split(self) -> str:
-        """The split the paper reports on: `test`, else `dev` (MS MARCO's dev set)."""
-        for split in ("test", "dev"):
-            if split in self.qrels:
-                return split
-        raise InputError(f"{self.path}: no test or dev qrels (splits found: {sorted(self.qrels) or 'none'})")
+        """The split evaluated: the requested one, else the only split that is not
+        `train`; several candidates are an InputError naming them and the flag."""
+        if self.requested_test_split is not None:
+            return self.requested_test_split
+        candidates = test_split_candidates(self.qrels)
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise InputError(f"{self.path}: no test split (qrels splits found: {sorted(self.qrels) or 'none'}); "
+                             "add qrels for the split to evaluate on")
+        raise InputError(f"{self.path}: {len(candidates)} qrels splits could be the test split "
+                         f"({', '.join(candidates)}); choose one with --test-split NAME "
+                         "(in a sweep file: test_split under [train.eval])")
 
     def pairs(self, split: str) -> np.ndarray:
         """(query row, passage row) of every positive judgment in `split`, file order."""
@@ -81,6 +97,44 @@ class RetrievalData:
         sample = "".join(self.passages[:200])
         cjk = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
         return "zh" if sample and cjk / len(sample) > 0.2 else "en"
+
+
+def test_split_candidates(qrels: dict) -> list[str]:
+    """The splits that may be evaluated on: every one but `train`, sorted."""
+    return sorted(split for split in qrels if split != "train")
+
+
+def _check_test_split(data: RetrievalData, name: str) -> None:
+    if name not in test_split_candidates(data.qrels):
+        raise InputError(f"--test-split {name}: {data.path} has no such test split; its candidates are "
+                         f"{', '.join(test_split_candidates(data.qrels)) or 'none'}"
+                         + (" (train is the training split)" if name == "train" else ""))
+
+
+def test_split_identity(dataset_dir: str | Path, split: str) -> dict[str, str]:
+    """Which qrels a data set's `split` is: its name, its file (relative to the data
+    set folder) and the SHA-256 of that file's bytes, so two folders' `test` splits,
+    or one file edited between runs, are told apart."""
+    path = Path(dataset_dir).expanduser().resolve()
+    files = qrels_files(path)
+    if split not in files:
+        raise InputError(f"{path}: no '{split}' qrels (splits found: {sorted(files)})")
+    digest = hashlib.sha256()
+    with files[split].open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": split, "file": files[split].relative_to(path).as_posix(), "sha256": digest.hexdigest()}
+
+
+def qrels_files(path: Path, format: str = "auto") -> dict[str, Path]:
+    """split -> the qrels file read for it, in a data set folder of any of `FORMATS`."""
+    format = detect_format(path) if format == "auto" else format
+    if format == "beir":
+        files = sorted((path / "qrels").glob("*.tsv"))
+        if not files:
+            raise InputError(f"{path / 'qrels'}: no <split>.tsv qrels files")
+        return {qrel_file.stem: qrel_file for qrel_file in files}
+    return _qrel_files_by_split(path)
 
 
 def nested_subset(n_total: int, size: int | None, seed: int) -> np.ndarray:
@@ -311,9 +365,13 @@ def detect_format(path: Path) -> str:
     )
 
 
-def load_retrieval_data(path: str | Path, format: str = "auto", strict: bool = True) -> RetrievalData:
+def load_retrieval_data(
+    path: str | Path, format: str = "auto", strict: bool = True, test_split: str | None = None
+) -> RetrievalData:
     """Read a data set folder in any of `FORMATS`; `strict=False` drops judgments that
-    point to unknown ids (counted in the log) instead of raising."""
+    point to unknown ids (counted in the log) instead of raising. `test_split` names
+    the split to evaluate on (checked here); None leaves the choice to
+    `RetrievalData.test_split`."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise InputError(f"{path}: not a folder; --dataset takes a data set folder")
@@ -324,6 +382,9 @@ def load_retrieval_data(path: str | Path, format: str = "auto", strict: bool = T
         data = _load_beir(path, strict)
     else:
         data = _load_tsv(path, format, strict)
+    if test_split is not None:
+        _check_test_split(data, test_split)
+        data.requested_test_split = test_split
     log.info(
         "%s (%s): %d passages, %d queries, positives per split: %s",
         data.name, format, len(data.passages), len(data.queries),
@@ -335,13 +396,10 @@ def load_retrieval_data(path: str | Path, format: str = "auto", strict: bool = T
 def _load_beir(path: Path, strict: bool) -> RetrievalData:
     passage_ids, passages = _read_texts(path / "corpus.jsonl", "passage", jsonl=True)
     query_ids, queries = _read_texts(path / "queries.jsonl", "query", jsonl=True)
-    qrel_files = sorted((path / "qrels").glob("*.tsv"))
-    if not qrel_files:
-        raise InputError(f"{path / 'qrels'}: no <split>.tsv qrels files")
     data = RetrievalData(path.name, path, "beir", passage_ids, passages, query_ids, queries, {})
-    for qrel_file in qrel_files:
+    for split, qrel_file in qrels_files(path, "beir").items():
         judged = _read_qrels(qrel_file)
-        data.qrels[qrel_file.stem] = _check_qrels(qrel_file, judged, data.query_row, data.passage_row, strict)
+        data.qrels[split] = _check_qrels(qrel_file, judged, data.query_row, data.passage_row, strict)
     return data
 
 
@@ -394,8 +452,15 @@ def _qrel_files_by_split(path: Path) -> dict[str, Path]:
 
 
 def _split_of(file_name: str) -> str:
+    """`train`, `dev` or `test` where the name says so; else the name without its
+    extension and the word qrels (`qrels.dl19-passage.txt`: `dl19-passage`); a bare
+    `qrels.tsv` is `test`."""
     words = set(re.split(r"[._\-]", file_name.lower()))
-    return "train" if "train" in words else "dev" if "dev" in words else "test"
+    for split in ("train", "dev", "test"):
+        if split in words:
+            return split
+    stem = re.sub(r"\.(tsv|txt|qrels)$", "", file_name, flags=re.IGNORECASE)
+    return re.sub(r"^qrels[._\-]?", "", stem, flags=re.IGNORECASE) or "test"
 
 
 # ---------------------------------------------------------------- training pairs

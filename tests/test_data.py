@@ -211,9 +211,65 @@ def test_shared_data_sets_load():
     assert (len(squad.pairs("train")), len(squad.pairs("test"))) == (7719, 2851)
     assert not set(squad.pairs("train")[:, 1]) & set(squad.pairs("test")[:, 1])  # split by article
     dl19 = load_retrieval_data(SHARED_DATA / "msmarco-dl19")
-    assert dl19.format == "msmarco" and set(dl19.qrels) == {"test"} and len(dl19.queries) == 43
-    assert max(g for judged in dl19.qrels["test"].values() for g in judged.values()) == 3
+    assert dl19.format == "msmarco" and set(dl19.qrels) == {"dl19-passage"} and len(dl19.queries) == 43
+    assert max(g for judged in dl19.qrels["dl19-passage"].values() for g in judged.values()) == 3
     assert load_retrieval_data(SHARED_DATA / "cmrc2018").language() == "zh"
+    # every shared set has one test split, so none needs --test-split
+    assert squad.test_split == "test" and dl19.test_split == "dl19-passage"
+    assert load_retrieval_data(SHARED_DATA / "cranfield").test_split == "test"
+
+
+# ---------------------------------------------------------------- the test split
+
+
+def test_two_candidate_test_splits_are_refused_with_the_list(tmp_path):
+    folder = write_beir(tmp_path / "set", qrels={"train": "q1\tp1\t1\n", "test": "q3\tp3\t1\n",
+                                                 "dev": "q2\tp2\t1\n"})
+    data = load_retrieval_data(folder)  # loading alone does not need a test split
+    with pytest.raises(InputError, match=r"2 qrels splits could be the test split \(dev, test\); "
+                                         r"choose one with --test-split NAME"):
+        data.test_split
+    assert load_retrieval_data(folder, test_split="dev").test_split == "dev"
+    assert load_retrieval_data(folder, test_split="test").pairs("test").tolist() == [[2, 2]]
+    with pytest.raises(InputError, match=r"--test-split eval: .* its candidates are dev, test"):
+        load_retrieval_data(folder, test_split="eval")
+    with pytest.raises(InputError, match=r"--test-split train: .*\(train is the training split\)"):
+        load_retrieval_data(folder, test_split="train")
+
+
+def test_msmarco_folder_with_trec_dl_qrels_is_not_evaluated_on_them_by_guess(tmp_path):
+    """MS MARCO dev beside TREC DL 2019 qrels (43 queries): it used to be 'test' and
+    win over dev silently."""
+    folder = write_msmarco(tmp_path / "ms")
+    (folder / "qrels.dl19-passage.txt").write_text("1 0 p1 2\n")
+    (folder / "qrels.dl20-passage.txt").write_text("1 0 p2 2\n")
+    data = load_retrieval_data(folder)
+    assert sorted(data.qrels) == ["dev", "dl19-passage", "dl20-passage", "train"]  # none dropped
+    with pytest.raises(InputError, match=r"3 qrels splits .*\(dev, dl19-passage, dl20-passage\).*--test-split"):
+        data.test_split
+    assert load_retrieval_data(folder, test_split="dev").test_split == "dev"
+    assert load_retrieval_data(folder, test_split="dl20-passage").qrels["dl20-passage"] == {"1": {"p2": 2}}
+    only_train = tmp_path / "train-only"
+    write_msmarco(only_train, qrels_name="qrels.train.tsv", qrels="0\t0\tp1\t1\n")
+    with pytest.raises(InputError, match="no test split"):
+        load_retrieval_data(only_train).test_split
+
+
+def test_test_split_identity_names_the_file_and_hashes_its_content(tmp_path):
+    from engine.data import test_split_identity
+
+    folder = write_msmarco(tmp_path / "ms")
+    (folder / "qrels.dl19-passage.txt").write_text("1 0 p1 2\n")
+    identity = test_split_identity(folder, "dl19-passage")
+    assert identity["name"] == "dl19-passage" and identity["file"] == "qrels.dl19-passage.txt"
+    assert len(identity["sha256"]) == 64
+    assert test_split_identity(folder, "dev")["file"] == "qrels.dev.tsv"
+    (folder / "qrels.dl19-passage.txt").write_text("1 0 p1 3\n")
+    assert test_split_identity(folder, "dl19-passage")["sha256"] != identity["sha256"]
+    beir = write_beir(tmp_path / "beir")
+    assert test_split_identity(beir, "test")["file"] == "qrels/test.tsv"
+    with pytest.raises(InputError, match="no 'dev' qrels"):
+        test_split_identity(beir, "dev")
 
 
 def write_synthetic(folder: Path, n_passages=400, n_train=300, n_test=60, vocab=300, seed=0) -> Path:
