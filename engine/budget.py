@@ -237,7 +237,7 @@ class Extrapolation:
         parts = []
         for axis, factor, (lo, hi), what in (("N", self.n, self.n_support, "parameters"),
                                             ("D", self.d, self.d_support, "pairs")):
-            where = "inside" if factor <= 1 else f"{factor:,.3g}x beyond"
+            where = "inside" if factor <= 1 else f"{format_factor(factor)} beyond"
             parts.append(f"{axis}* {where} the fitted {format_count(lo)} to {format_count(hi)} {what}")
         sentence = "; ".join(parts) + "."
         if self.beyond_warning:
@@ -248,6 +248,11 @@ class Extrapolation:
     def to_dict(self) -> dict:
         return {"n": self.n, "d": self.d, "n_support": list(self.n_support), "d_support": list(self.d_support),
                 "warning": self.describe() if self.beyond_warning else None}
+
+
+def format_factor(factor: float) -> str:
+    """2.11 -> '2.11x', 75.34 -> '75.3x', 11661.4 -> '11,661x'."""
+    return f"{factor:,.0f}x" if factor >= 100 else f"{factor:.3g}x"
 
 
 def extrapolation(fit: LawFit, n: float, d: float) -> Extrapolation | None:

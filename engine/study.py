@@ -19,7 +19,7 @@ import pandas as pd
 from engine.analysis import (RANKING_METRICS, annotation_curves, entropy_of_metrics, exchange_rate,
                              fit_annotation_laws, metric_correlations)
 from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
-                           optimise)
+                           format_factor, optimise)
 from engine.errors import InputError
 from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law, identifiability
 
@@ -299,7 +299,7 @@ def _decision_lines(report: StudyReport) -> list[str]:
         reach = extrapolation(report.joint_law, answer.n_opt, answer.d_opt)
         reaches.append(reach)
         row = {"budget $": f"{budget:,.0f}", "N*": format_count(answer.n_opt), "D*": format_count(answer.d_opt),
-               "N* beyond the fitted N": f"{reach.n:,.3g}x", "D* beyond the fitted D": f"{reach.d:,.3g}x"}
+               "N* beyond the fitted N": format_factor(reach.n), "D* beyond the fitted D": format_factor(reach.d)}
         if len(report.joint_law.bootstrap_params):
             u = decision_uncertainty(report.joint_law, question)
             row["95% interval of N*"] = f"{format_count(u.n_opt_interval[0])} to {format_count(u.n_opt_interval[1])}"
@@ -313,7 +313,7 @@ def _decision_lines(report: StudyReport) -> list[str]:
     far = [r for r in reaches if r.beyond_warning]
     if far:
         lines += ["", f"Warning: {len(far)} of these {len(reaches)} answers lie more than {EXTRAPOLATION_WARNING:g}x "
-                  f"beyond the fitted runs (up to {max(max(r.n, r.d) for r in far):,.3g}x): they are projections "
+                  f"beyond the fitted runs (up to {format_factor(max(max(r.n, r.d) for r in far))}): they are projections "
                   "of the fitted curve, not predictions checked against runs of that size."]
     return lines
 
