@@ -95,6 +95,10 @@ def entropy_vs_metrics(store_path: str) -> None:
         table = metric_correlations(frame).dropna(subset=["pearson"])
     except InputError:
         table = pd.DataFrame()
+    if table.empty and dots == "points":
+        st.info("No evaluations during training with ranking metrics here (at least 3 are needed): imported "
+                "and demo runs keep only their final numbers. Choose *one run* per dot to see them.")
+        return
     if table.empty:
         st.info("No runs with ranking metrics yet (at least 3 are needed). Runs trained here record "
                 f"{', '.join(RANKING_METRICS)} at their final evaluation; an imported CSV may carry these "

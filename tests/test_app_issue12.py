@@ -440,3 +440,10 @@ def test_a_small_corpus_can_be_planned_for():
     corpus.set_value(0.0088).run()
     assert_clean(at)
     assert metric(at, N_LABEL) != paper        # a corpus 3.4 million times smaller: inference is cheap
+
+
+def test_evaluation_dots_without_evaluations_say_what_to_choose(demo_store):
+    at = open_page(ANALYSIS)
+    at.radio(key="analysis_dots").set_value("points").run()
+    assert_clean(at)
+    assert any("Choose *one run* per dot" in i.value for i in at.info)
