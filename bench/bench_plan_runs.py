@@ -169,7 +169,9 @@ def retrospective(order_name: str, rows: pd.DataFrame, cands: list[Candidate], b
         held = largest & ~rows.index.isin(revealed)
         at_largest = rows[held] if held.any() else rows[largest]
         error = np.abs(fit.law.predict(at_largest["n"], at_largest["d"]) / at_largest["loss"] - 1).mean()
-        records.append({"order": order_name, "seed": seed, "revealed": len(revealed),
+        last = rows.loc[revealed[-1]]
+        records.append({"order": order_name, "seed": seed, "revealed": len(revealed), "last_model": last["model"],
+                        "last_d": int(last["d"]),
                         "compute_pflop": sum(cands[i].flops for i in revealed) / 1e15,
                         "n_opt_width": width(fit, target), "error_at_largest_n": 100 * float(error)})
         if not pool or (steps is not None and step >= steps):

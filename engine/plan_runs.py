@@ -284,7 +284,8 @@ class Ensemble:
 def build_ensemble(fit: LawFit, target: PlanTarget, cands: list[Candidate], noise: float,
                    level: float) -> Ensemble:
     t = target_samples(fit, target)                                                  # (B,)
-    p = _log_loss(np.asarray(fit.bootstrap_params, dtype=float), [c.n for c in cands], [c.d for c in cands])                # (B, C)
+    params = np.asarray(fit.bootstrap_params, dtype=float)
+    p = _log_loss(params, [c.n for c in cands], [c.d for c in cands])                # (B, C)
     keep = np.isfinite(t) & np.isfinite(p).all(axis=1)
     if keep.sum() < 10:
         raise InputError(f"only {int(keep.sum())} bootstrap laws give a finite {target.describe()}: "
@@ -409,8 +410,8 @@ def _moves(cands: list[Candidate], chosen: list[int], grid: bool) -> list[list[i
     a model or data size added so that the design stays a models x sizes grid."""
     models, sizes = {cands[i].model for i in chosen}, {cands[i].d for i in chosen}
     if not grid or not models:
-        return [[i] for i in range(len(cands)) if i not in set(chosen)]
-        return [[i] for i in range(len(cands))]
+        taken = set(chosen)
+        return [[i] for i in range(len(cands)) if i not in taken]
     moves = {}
     for i, c in enumerate(cands):
         if c.model not in models and c.d in sizes:
@@ -519,8 +520,9 @@ def _larger_model(fit: LawFit, target: PlanTarget, cands: list[Candidate], noise
     ladder = ens.conditioned(range(len(cands)))
     widths = [ens.width(ens.conditioned([len(cands) + i], ladder)) for i in range(len(probes))]
     best = int(np.argmin(widths))
-    return {"n": probes[best].n, "d": probes[best].d, "factor": factor, "gain": float(1 - widths[best] / ens.width(ladder)),
-            "cost": probes[best].cost, "width_with_ladder": ens.width(ladder), "width_with_larger_model": widths[best]}
+    gain = float(1 - widths[best] / ens.width(ladder))
+    return {"n": probes[best].n, "d": probes[best].d, "factor": factor, "gain": gain, "cost": probes[best].cost,
+            "width_with_ladder": ens.width(ladder), "width_with_larger_model": widths[best]}
 
 
 # --- the sweep file -----------------------------------------------------------------

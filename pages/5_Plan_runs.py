@@ -17,7 +17,7 @@ from engine.laws import FitConfig, LawFit, fit_law
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
                               ladder_rungs, plan_runs, plan_spec, sweep_name)
-from engine.study import RANDOM_SCORER_LOSS
+from engine.protocol import random_scorer_levels
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -50,10 +50,10 @@ def load_fit(store_path: str, fit_id: str, dataset: str, bootstrap: int) -> LawF
             raise InputError(f"the saved fit {fit_id} is no longer in the store")
         return law_fit_from_record(record)
     points = store.law_points(dataset=dataset, annotation="human")
-    points = points[points["loss"] < RANDOM_SCORER_LOSS]
+    points = points[points["loss"] < random_scorer_levels(points)]  # log(1 + k) of each run's k
     if points.empty:
         raise InputError(f"the store has no completed human runs of {dataset!r} to fit")
-    return fit_law(points[["n", "d", "loss"]], "joint", FitConfig(bootstrap=bootstrap))
+    return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))
 
 
 @st.cache_data(show_spinner=False)
@@ -98,9 +98,10 @@ def plan_form(store: Store) -> dict | None:
         negatives = e.number_input("Negatives", 1, value=64)
         if not st.form_submit_button("Plan", type="primary"):
             return st.session_state.get("plan_inputs")
-    inputs = dict(source=source, dataset=dataset, folder=folder.strip() or datasets[dataset], kind=kind, budget=budget, target_n=target_n,
-                  target_d=target_d, family=family, d_points=int(d_points), experiment=experiment or None,
-                  peak=peak * 1e12, mfu=mfu, steps=int(steps), batch=int(batch), negatives=int(negatives))
+    inputs = dict(source=source, dataset=dataset, folder=folder.strip() or datasets[dataset], kind=kind,
+                  budget=budget, target_n=target_n, target_d=target_d, family=family, d_points=int(d_points),
+                  experiment=experiment or None, peak=peak * 1e12, mfu=mfu, steps=int(steps), batch=int(batch),
+                  negatives=int(negatives))
     st.session_state["plan_inputs"] = inputs
     return inputs
 
