@@ -125,3 +125,13 @@ def test_app_panel_ranks_runs_and_launches_them_through_the_job_code(demo_store)
     assert not at.exception, [e.message for e in at.exception]
     assert calls and calls[0][1:4] == ["-m", "engine", "sweep"]
     assert Path(calls[0][4]).is_file()
+
+
+def test_app_panel_on_an_empty_store_says_what_is_missing():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "5_Plan_runs.py"), default_timeout=60)
+    at.run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.error and "no completed human runs" in at.error[0].value
