@@ -14,6 +14,7 @@ from engine.charts import training_curve
 from engine.errors import InputError
 from engine.ladder import LADDER
 from engine.paths import SHARED_DATA, runs_dir
+from engine.progress import active_commands
 from store import Store
 from store.core import RUN_STATUSES
 
@@ -113,6 +114,21 @@ def refresh_when_something_finished(watched: set) -> None:
         st.rerun()
 
 
+def running_commands() -> None:
+    """Sweeps, annotation, studies, imports and evaluations running now, from their
+    progress files (engine/progress.py)."""
+    commands = active_commands()
+    if commands:
+        st.markdown(f"#### Commands running now ({len(commands)})")
+    for command in commands:
+        done, total = command["done"], command["total"]
+        text = f"{command['command']} (pid {command['pid']}): " + (
+            f"{done:,} of {total:,} {command['unit']}" if total else "starting")
+        if command.get("detail"):
+            text += f" · {command['detail']}"
+        st.progress(min(done / total, 1.0) if total else 0.0, text=text)
+
+
 @st.fragment(run_every=POLL_SECONDS)
 def live_runs(store_path: str) -> None:
     registry = job_registry(str(runs_dir()))
@@ -127,6 +143,7 @@ def live_runs(store_path: str) -> None:
         st.markdown("#### Started from a shell")
         for run_id, progress in elsewhere.items():
             show_progress(run_id, progress, store_path)
+    running_commands()
     if not registry and not active:
         st.caption("Nothing is training. Start a study below, or from a shell: "
                    "`python -m engine train --dataset ../shared/data/squad-dev --model scratch-L2-H64 "

@@ -1,7 +1,9 @@
-"""The Runs page's tracker import form (AppTest): Preview lists what would be imported
+"""The Runs page (AppTest): the tracker import form (Preview lists what would be imported
 and writes nothing, Import adds the runs, importing again updates them, a bad path is
-one message."""
+one message) and the progress of commands running now."""
 from __future__ import annotations
+
+import time
 
 from store import Store
 from tests.test_app import assert_clean, open_page
@@ -46,3 +48,16 @@ def test_a_bad_path_is_one_message(tmp_path):
     fill(at, tmp_path / "nothing-here")
     click(at, "Preview")
     assert not at.exception and "no such file or folder" in at.error[-1].value
+
+
+def test_commands_running_now_show_their_progress(tmp_path):
+    from engine.progress import CommandProgress
+
+    with CommandProgress("import", total=4, unit="run") as progress:
+        time.sleep(1.05)                                   # the file is rewritten at most once a second
+        progress.advance(detail="small")
+        at = open_page(PAGE)
+        assert_clean(at)
+        bars = [bar for bar in at.get("progress") if bar.text.startswith("import (pid")]
+        assert len(bars) == 1 and bars[0].value == 25 and "1 of 4 run · small" in bars[0].text
+    assert not [bar for bar in open_page(PAGE).get("progress") if bar.text.startswith("import (pid")]
