@@ -3,6 +3,8 @@ must recover the law, the extrapolations must predict what they left out, the
 correlation must come out negative, and every figure must render."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +124,17 @@ def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
     assert "Eq. 8" in (tmp_path / "out" / "report.html").read_text()
     assert "Eq. 8" in capsys.readouterr().out
     assert engine_cli(["study", "--source", "engine", "--out", str(tmp_path / "x")]) == 2  # no such runs
+
+
+def test_cli_json_is_one_object(tmp_path, capsys):
+    from store import Store
+
+    rows = study_runs().rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
+                                        "model_name": "model"})
+    Store().load_rows(rows, source="demo")
+    assert engine_cli(["study", "--source", "demo", "--bootstrap", "20", "--json", "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads(capsys.readouterr().out)                # stdout is the one object, no Markdown
+    assert summary["dataset"] == "squad-dev" and summary["runs_fitted"] == 30
+    assert set(summary["laws"]) == {"model", "data", "joint"} and summary["laws"]["joint"]["r2"] > 0.95
+    assert {e["law"] for e in summary["extrapolations"]} >= {"Eq. 8, L(N, D)"}
+    assert str(tmp_path / "o" / "report.html") in summary["written"]

@@ -4,6 +4,7 @@ entropy against ranking metrics; Markdown to stdout; with `--out`, report.md wit
 figures/*.svg and *.png, and the same report as one standalone report.html."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -15,6 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("--dataset", default="squad-dev", help="the data set of the main study")
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap refits per law")
     parser.add_argument("--out", type=Path, help="folder for report.md, report.html and figures/*.svg, *.png")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (the fitted laws, extrapolations, files written) instead of "
+                             "the Markdown")
     parser.set_defaults(handler=run_study)
 
 
@@ -36,9 +40,24 @@ def run_study(args) -> int:
         report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap))
         progress.advance(detail="laws fitted")
         document = study_document(report)
-        print(document.body)
+        if not args.json:
+            print(document.body)
+        written = document.write(args.out) if args.out else []
         if args.out:
-            for path in document.write(args.out):
-                print(f"wrote {path}")
             progress.advance(detail="report written")
+    if args.json:
+        print(json.dumps(study_summary(report, written)))
+    else:
+        for path in written:
+            print(f"wrote {path}")
     return 0
+
+
+def study_summary(report, written: list[Path]) -> dict:
+    """The --json object: the laws (without their bootstrap draws), extrapolations, files."""
+    laws = {"model": report.model_law, "data": report.data_law, "joint": report.joint_law}
+    return {"dataset": report.config.dataset, "runs_fitted": len(report.points), "left_out": len(report.diverged),
+            "laws": {name: fit.to_dict(include_bootstrap=False) for name, fit in laws.items()},
+            "annotation_laws": {a: fit.to_dict(include_bootstrap=False) for a, fit in report.annotation_laws.items()},
+            "extrapolations": [e.summary() for e in report.extrapolations.values()],
+            "written": [str(path) for path in written]}
