@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.optimize import least_squares, minimize_scalar
 
 from engine.errors import InputError
+from engine.protocol import check_one_protocol
 
 LAW_KINDS = ("model", "data", "joint", "additive")
 PARAM_NAMES = {
@@ -175,9 +176,11 @@ def preset(name: str) -> ScalingLaw:
 # --- input checks ---------------------------------------------------------------
 
 def validate_points(points: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Check the points a `kind` law is fitted to; return them with float columns."""
+    """Check the points a `kind` law is fitted to (all of one evaluation protocol,
+    engine.protocol); return them with float columns."""
     if kind not in LAW_KINDS:
         raise InputError(f"unknown law {kind!r}: choose one of {', '.join(LAW_KINDS)}")
+    check_one_protocol(points)
     needed = {"model": ["n", "loss"], "data": ["d", "loss"]}.get(kind, ["n", "d", "loss"])
     missing = [c for c in needed if c not in points.columns]
     if missing:

@@ -22,9 +22,10 @@ from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decis
                            format_factor, optimise)
 from engine.errors import InputError
 from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law, identifiability
+from engine.protocol import DEFAULT_NEGATIVES, fingerprints_of, random_scorer_levels
 
 REFERENCE_ANNOTATION = "human"
-RANDOM_SCORER_LOSS = float(np.log(1 + 256))  # Eq. 5 with k = 256 for a model that scores at random
+RANDOM_SCORER_LOSS = float(np.log(1 + DEFAULT_NEGATIVES))  # Eq. 5 at k = 256 (a run's own: engine.protocol)
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class StudyConfig:
     budgets: tuple[float, ...] = (1_000.0, 3_000.0, 10_000.0)  # $, for the budget figure
     budget_with_inference: bool = True
     budget_corpus_pages: float = 1e8  # the budget figure's inference corpus (the paper's: 3e13 pages)
-    # a run whose best entropy is no better than a random scorer's has learnt nothing the
-    # laws describe (it diverged or overfit before its first evaluation): left out of the fits
-    diverged_at: float = RANDOM_SCORER_LOSS
+    # a run whose best entropy is no better than a random scorer's, log(1 + k) of its own
+    # evaluation's k, has learnt nothing the laws describe (it diverged or overfit before
+    # its first evaluation): left out of the fits. A number here replaces every run's level.
+    diverged_at: float | None = None
 
 
 @dataclass
@@ -87,13 +89,17 @@ def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise InputError(f"study rows need columns n, d, loss, dataset, annotation; missing {missing}")
     keep = ["n", "d", "loss", "dataset", "annotation"] + [  # contrastive_entropy: that of the metrics' evaluation
-        c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy") if c in rows]
+        c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy", "eval_protocol", "eval_fingerprint")
+        if c in rows]
     return rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
 
 
 def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> StudyReport:
     rows = study_rows(runs)
-    diverged = rows[rows["loss"] >= config.diverged_at]
+    levels = pd.Series(random_scorer_levels(rows) if config.diverged_at is None else config.diverged_at,
+                       index=rows.index, dtype=float)
+    random = rows["loss"] >= levels
+    diverged = rows[random].assign(random_level=levels[random])
     rows = rows.drop(diverged.index).reset_index(drop=True)
     fit_config = FitConfig(bootstrap=config.bootstrap, seed=config.seed)
     main = rows[(rows["dataset"] == config.dataset) & (rows["annotation"] == REFERENCE_ANNOTATION)]
@@ -191,7 +197,7 @@ def report_markdown(report: StudyReport) -> str:
         f"N from {main['n'].min():,} to {main['n'].max():,} ({np.log10(main['n'].max() / main['n'].min()):.2f} "
         f"decades), D from {main['d'].min():,} to {main['d'].max():,} "
         f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); contrastive entropy from "
-        f"{main['loss'].min():.3f} to {main['loss'].max():.3f} (log 257 = {np.log(257):.3f} is a random scorer).",
+        f"{main['loss'].min():.3f} to {main['loss'].max():.3f} ({_random_level_words(main)}).",
         "",
         *_diverged_lines(report),
         "Fitted laws, with 95% bootstrap intervals over configurations:",
@@ -228,9 +234,16 @@ def _diverged_lines(report: StudyReport) -> list[str]:
     if report.diverged.empty:
         return []
     runs = "; ".join(f"{r.get('model', 'N = %d' % r['n'])} ({r['dataset']}, {r['annotation']}, D = {int(r['d']):,}): "
-                     f"{r['loss']:.3f}" for _, r in report.diverged.iterrows())
-    return [f"Left out of every fit as no better than a random scorer (best entropy >= "
-            f"{report.config.diverged_at:.3f}): {runs}.", ""]
+                     f"{r['loss']:.3f} >= {r['random_level']:.3f}" for _, r in report.diverged.iterrows())
+    return [f"Left out of every fit as no better than a random scorer (best entropy >= log(1 + k) of its "
+            f"evaluation): {runs}.", ""]
+
+
+def _random_level_words(rows: pd.DataFrame) -> str:
+    """'log 257 = 5.549 is a random scorer' for the k of these rows' evaluations."""
+    ks = sorted({(f or {}).get("negatives") or DEFAULT_NEGATIVES for f in fingerprints_of(rows)})
+    return ", ".join(f"log {1 + k} = {np.log(1 + k):.3f}" for k in ks) + " is a random scorer" + \
+        (f" at k = {', '.join(map(str, ks))}" if len(ks) > 1 else "")
 
 
 def _exchange_lines(report: StudyReport) -> list[str]:

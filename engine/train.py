@@ -45,6 +45,7 @@ from engine.jobs import PROGRESS_INTERVAL_S, ProgressFile, read_progress  # noqa
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
+from engine.protocol import eval_set_pairs, evaluation_fingerprint
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
@@ -493,6 +494,8 @@ class _RunRecorder:
             n_params_strict=self.prepared.n_params_strict, train_pairs=len(pairs.pairs),
             annotation=cfg.annotation, dataset=data.name, seed=cfg.seed, device=_device_name(self.accelerator),
             code_version=code_version(), run_id=cfg.run_id, source="engine", label=cfg.label,
+            eval_fingerprint=evaluation_fingerprint(cfg, split=data.test_split,
+                                                    pairs=eval_set_pairs(self.prepared.eval_set)),
         )
 
     def logging_due(self) -> bool:

@@ -15,16 +15,19 @@ from engine.errors import InputError
 from engine.ladder import LADDER
 from engine.paths import SHARED_DATA, runs_dir
 from engine.progress import active_commands
+from engine.protocol import describe
 from store import Store
 from store.core import RUN_STATUSES
 
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
 TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
-                 "best_contrastive_entropy", "wall_time_s", "started_at", "source", "run_id"]
+                 "best_contrastive_entropy", "eval_protocol", "wall_time_s", "started_at", "source", "run_id"]
 TABLE_FORMAT = {"n_params": st.column_config.NumberColumn("N", format="compact"),
                 "train_pairs": st.column_config.NumberColumn("D", format="compact"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
-                "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f")}
+                "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+                "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/protocol.py); "
+                                                             "empty: not recorded")}
 STATUSES = (*RUN_STATUSES, jobs.INTERRUPTED)
 POLL_SECONDS = 2.0
 JOBS_SHOWN = 5
@@ -243,6 +246,10 @@ def runs_in_store(store: Store) -> None:
     show_interrupted(runs)
     st.dataframe(runs[[c for c in TABLE_COLUMNS if c in runs]], hide_index=True, column_config=TABLE_FORMAT)
     st.caption(f"{len(runs)} of {len(everything)} runs.")
+    if "eval_fingerprint" in runs:
+        protocols = {p: describe(f) for p, f in zip(runs["eval_protocol"], runs["eval_fingerprint"]) if f}
+        st.caption("Evaluation protocols: " + "; ".join(f"{p}: {d}" for p, d in sorted(protocols.items()))
+                   if protocols else "No run here records its evaluation protocol.")
     with st.expander("Delete runs"):
         doomed = st.multiselect("Runs to delete", list(runs["run_id"]), key="runs_delete")
         sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their evaluation points", key="runs_delete_sure",

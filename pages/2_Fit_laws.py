@@ -23,7 +23,7 @@ from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded
 from engine.errors import InputError
 from engine.laws import LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
 from engine.numbers import format_coefficient, format_count, format_r2, formatted_table
-from engine.study import RANDOM_SCORER_LOSS
+from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
 from store import Store
 from store.imports import DELIMITER_NAMES, check_csv_bytes
 
@@ -32,7 +32,7 @@ KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joi
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
-HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi")
+HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi", "eval_protocol")
 COEFFICIENTS = ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")
 LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
 PROGRESS_EVERY = 10         # bootstrap refits between two updates of the progress bar
@@ -135,6 +135,23 @@ def show_rejected(name: str, rejected: list[tuple[int, str]], good: int) -> None
                f"header):\n{lines}{more}")
 
 
+def one_protocol(points: pd.DataFrame, about: dict) -> pd.DataFrame:
+    """The points of one evaluation protocol (engine/protocol.py; by default the most
+    common): a fit over points measured differently is refused."""
+    labels = pd.Series(protocol_labels(points), index=points.index)
+    described = {label: describe(fingerprint) for label, fingerprint in zip(labels, fingerprints_of(points))}
+    counts = labels.value_counts()
+    options = sorted(counts.index, key=lambda label: (-counts[label], label))
+    chosen = st.selectbox("Evaluation protocol", options, key="fit_protocol",
+                          format_func=lambda label: f"{label} ({counts[label]} runs): {described[label]}",
+                          help="Runs measured with other negatives, repeats, pool, test pairs, lengths or "
+                               "precision are not one curve: fit one protocol at a time.")
+    about["protocol"] = chosen
+    kept = labels == chosen  # the fingerprint as JSON text: a table of dicts cannot be hashed (FitRequest.key)
+    text = [json.dumps(f, sort_keys=True) if f else None for f, keep in zip(fingerprints_of(points), kept) if keep]
+    return points[kept].assign(eval_protocol=chosen, eval_fingerprint=text)
+
+
 def slice_for_kind(points: pd.DataFrame, kind: str, about: dict) -> pd.DataFrame:
     """A one-variable law holds the other variable fixed (the paper: full data for
     Eq. 6, the largest model for Eq. 7); let the user pick which value."""
@@ -164,13 +181,14 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
     the request it describes and whether **Fit** was pressed."""
     points = slice_for_kind(points, kind, about).reset_index(drop=True)
     names = point_names(points)
-    random_level = names[points["loss"] >= RANDOM_SCORER_LOSS]  # no better than a random scorer (k = 256)
+    levels = random_scorer_levels(points)
+    random_level = names[points["loss"] >= levels]  # no better than a random scorer: log(1 + k) of the run's k
     with st.form("fit_settings"):
         left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
-                                  key=f"fit_leave_out_{kind}",
+                                  key=f"fit_leave_out_{kind}_{about.get('protocol')}",  # a choice per protocol
                                   help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy "
-                                       f"is no better than a random scorer's (>= log 257 = {RANDOM_SCORER_LOSS:.3f}) "
-                                       "start left out.")
+                                       "is no better than a random scorer's (>= log(1 + k) of their evaluation's k, "
+                                       "log 257 = 5.549 where k is not recorded) start left out.")
         chosen = points[~names.isin(left_out)]
         size_column = "d" if kind == "data" else "n"
         with st.expander("Held-out check and fit settings"):
@@ -286,7 +304,7 @@ def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) 
 def fit_title(about: dict) -> str:
     """A fit in words: its law, data set and filters, left-out and held-out points, date."""
     parts = [f"{about['law']} law", about.get("file") or about.get("source", "")]
-    parts += [f"{k} {about[k]}" for k in ("dataset", "annotation") if about.get(k)]
+    parts += [f"{k} {about[k]}" for k in ("dataset", "annotation", "protocol") if about.get(k)]
     parts += [f"{k} = {format_count(v)}" for k, v in about.items() if k.endswith("held fixed")]
     parts += [f"{len(about.get('left_out', []))} left out", f"held out: {about.get('held_out', 'none')}"]
     return ", ".join(p for p in parts if p) + (f" ({about['fitted_at']})" if about.get("fitted_at") else "")
@@ -414,6 +432,7 @@ def main() -> None:
     chosen = store_source(str(store.path)) if source == SOURCES[0] else upload_source(store)
     if chosen is not None:
         points, about = chosen
+        points = one_protocol(points, about)
         try:
             request, submitted = fit_settings(points, kind, about)
         except InputError as err:

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from engine import paths
+from engine import paths, protocol
 from engine.errors import InputError
 from store import imports
 from store.connection import connection, transaction
@@ -39,6 +39,7 @@ RUN_COLUMNS = (
     "run_id", "label", "source", "status", "dataset", "annotation", "model_name",
     "n_params", "n_params_strict", "train_pairs", "seed", "device", "code_version",
     "started_at", "ended_at", "wall_time_s", "best_contrastive_entropy", "metrics", "config",
+    "eval_protocol", "eval_fingerprint",
 )  # fmt: skip
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 EXPORT_QUERIES = {
@@ -53,6 +54,7 @@ _RESULT_SCHEMA = pa.schema([
     ("model_name", pa.string()), ("n_params", pa.int64()), ("train_pairs", pa.int64()),
     ("started_at", pa.timestamp("us")), ("ended_at", pa.timestamp("us")),
     ("best_contrastive_entropy", pa.float64()), ("metrics", pa.string()), ("config", pa.string()),
+    ("eval_fingerprint", pa.string()), ("eval_protocol", pa.string()),
 ])  # fmt: skip
 
 
@@ -221,12 +223,15 @@ class Store:
         run_id: str | None = None,
         source: str = "engine",
         label: str | None = None,
+        eval_fingerprint: dict | None = None,
     ) -> str:
         """Record a run as running; with the id of an existing run (a resume), set it
-        back to running instead of adding another. Returns the run id."""
+        back to running instead of adding another. `eval_fingerprint` is how it is
+        evaluated (engine.protocol.evaluation_fingerprint). Returns the run id."""
         if not isinstance(config, dict):
             raise InputError(f"config must be a dict, got {type(config).__name__}")
         run_id = uuid.uuid4().hex if run_id is None else _name("run_id", run_id)
+        fingerprint = protocol.check_fingerprint(eval_fingerprint)
         self._spool.append("start_run", {
             "run_id": run_id,
             "config": to_json(config),
@@ -241,6 +246,8 @@ class Store:
             "code_version": str(code_version),
             "source": _name("source", source),
             "label": None if label is None else str(label),
+            "eval_fingerprint": to_json(fingerprint),
+            "eval_protocol": protocol.protocol_id(fingerprint),
         })  # fmt: skip
         return run_id
 
@@ -295,21 +302,23 @@ class Store:
         annotation: str | Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """One row per run; `config` and `metrics` as dicts, each metric also a column."""
+        """One row per run; `config`, `metrics` and `eval_fingerprint` as dicts (None where
+        not recorded), each metric also a column; `eval_protocol` names the fingerprint."""
         for wanted in [status] if isinstance(status, str) else status or []:
             _choice("status", wanted, RUN_STATUSES)
         where, params = _where({"dataset": dataset, "annotation": annotation, "status": status})
         query = f"{_SELECT_RUNS} WHERE true{where} ORDER BY started_at, run_id"
         with self._session() as con:
             frame = con.execute(query, params).df()
-        return _decoded(frame, ["metrics", "config"], flatten="metrics")
+        return _decoded(frame, ["metrics", "config", "eval_fingerprint"], flatten="metrics")
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run as a dict (config and metrics decoded), or None if unknown."""
         with self._session() as con:
             row = _row_dict(con.execute(f"{_SELECT_RUNS} WHERE run_id = ?", [run_id]))
         if row is not None:
-            row["config"], row["metrics"] = from_json(row["config"]), from_json(row["metrics"])
+            for column in ("config", "metrics", "eval_fingerprint"):
+                row[column] = from_json(row[column])
         return row
 
     def points(self, run_id: str | None = None) -> pd.DataFrame:
@@ -328,17 +337,20 @@ class Store:
         annotation: str | Sequence[str] | None = None,
         source: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """(n, d, loss) of every completed run — trained, imported or demo — for fitting."""
+        """(n, d, loss) of every completed run — trained, imported or demo — for fitting,
+        with how it was evaluated: `eval_protocol` (8 hex, None where not recorded) and
+        `eval_fingerprint` (a dict, or None). A fit takes one protocol's points."""
         where, params = _where({"dataset": dataset, "annotation": annotation, "source": source})
         query = f"""
             SELECT n_params AS n, train_pairs AS d, best_contrastive_entropy AS loss, label,
-                   dataset, annotation, model_name AS model, run_id, source
+                   dataset, annotation, model_name AS model, run_id, source, eval_protocol, eval_fingerprint
             FROM runs
             WHERE status = 'completed' AND best_contrastive_entropy IS NOT NULL
                   AND n_params IS NOT NULL AND train_pairs IS NOT NULL{where}
             ORDER BY source, n, d, run_id"""
         with self._session() as con:
-            return con.execute(query, params).df()
+            frame = con.execute(query, params).df()
+        return _decoded(frame, ["eval_fingerprint"])
 
     def info(self) -> dict[str, Any]:
         """Where the store is, its schema version, how many rows each table holds and
@@ -467,6 +479,8 @@ class Store:
                 "started_at": now, "ended_at": now, "best_contrastive_entropy": row["loss"],
                 "metrics": to_json(row["metrics"]),
                 "config": to_json({**(origin or {}), "row": line}),
+                "eval_fingerprint": to_json(row.get("eval_fingerprint")),
+                "eval_protocol": protocol.protocol_id(row.get("eval_fingerprint")),
             }
             for line, row in good
         ], schema=_RESULT_SCHEMA)  # fmt: skip

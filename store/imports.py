@@ -5,8 +5,12 @@ A file must have the columns `n` (the paper's non-embedding parameter count), `d
 `dataset`, `annotation`, `model`, the ranking metrics `mrr@10`, `ndcg@10`, `map@10`,
 `recall@1000`, and `metrics_loss`: the contrastive entropy of the evaluation those
 metrics come from, when it is not the (best) `loss`, kept with the metrics as
-`contrastive_entropy` as the engine keeps it. Other columns are ignored and named in
-the report.
+`contrastive_entropy` as the engine keeps it, and the evaluation protocol's columns
+(engine/protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
+`eval_test_pairs`, `eval_max_query_length`, `eval_max_passage_length`,
+`eval_precision`, `eval_test_split`, `eval_metric`), kept as the run's evaluation
+fingerprint; rows without them form a protocol group of their own. Other columns are
+ignored and named in the report.
 
 Two kinds of problem are told apart. A problem with the file as a whole (missing
 column, empty, binary, not UTF-8, over the size or row limit) raises `InputError` and
@@ -30,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
+from engine.protocol import PROTOCOL_COLUMNS, fingerprint_from_row
 
 REQUIRED_COLUMNS = ("n", "d", "loss")
 TEXT_COLUMNS = ("label", "dataset", "annotation", "model")
@@ -134,6 +139,10 @@ def check_row(raw: Mapping[str, Any]) -> dict[str, Any]:
             metrics["contrastive_entropy"] = _positive_number(METRICS_LOSS_COLUMN, raw[METRICS_LOSS_COLUMN], whole=False)
         except ValueError as err:
             problems.append(str(err))
+    try:
+        row["eval_fingerprint"] = fingerprint_from_row(raw)
+    except ValueError as err:
+        problems.append(str(err))
     if problems:
         raise ValueError("; ".join(problems))
     row["n"], row["d"] = int(row["n"]), int(row["d"])
@@ -158,7 +167,7 @@ def _check_columns(path: str | Path, columns: list[str]) -> list[str]:
             f"expected {', '.join(REQUIRED_COLUMNS)} (optional: "
             f"{', '.join(TEXT_COLUMNS + METRIC_COLUMNS)})"
         )
-    known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS + (METRICS_LOSS_COLUMN,))
+    known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS + (METRICS_LOSS_COLUMN,) + PROTOCOL_COLUMNS)
     return [column for column in columns if column and column not in known]
 
 

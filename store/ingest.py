@@ -64,8 +64,8 @@ def upsert(
 def _fixed_fields(record: Record) -> dict[str, Any]:
     """The record's arguments under its op's fixed field names (spool.RECORD_FIELDS), in
     their order: column names in SQL come from that list, never from a record's keys."""
-    args = record["args"]
-    return {column: args[column] for column in RECORD_FIELDS[record["op"]]}
+    args = record["args"]  # a field added after the record was written (spool.ADDED_FIELDS) reads as null
+    return {column: args.get(column) for column in RECORD_FIELDS[record["op"]]}
 
 
 def _register_dataset(con: duckdb.DuckDBPyConnection, record: Record) -> None:

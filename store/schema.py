@@ -110,7 +110,17 @@ _V4_SETTINGS = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS)
+# Step 5: how each run was evaluated (engine/protocol.py): its evaluation fingerprint and
+# the fingerprint's 8-hex name, so a fit takes one protocol's runs. Rows from before
+# keep NULL: a group of their own.
+_V5_EVAL_PROTOCOL = (
+    "ALTER TABLE runs ADD COLUMN eval_fingerprint JSON",
+    "ALTER TABLE runs ADD COLUMN eval_protocol VARCHAR",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS, _V5_EVAL_PROTOCOL,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 

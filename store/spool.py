@@ -6,7 +6,7 @@ the call returns. A SIGKILL therefore loses at most the record being written, an
 torn line it leaves is set aside when read.
 
 A record is `{"op", "ts", "args"}` with exactly the fields `RECORD_FIELDS` gives its op,
-of their kinds. A line that is not one (torn, not JSON, a field missing, unknown or of
+of their kinds (a field added later, `ADDED_FIELDS`, may be absent from older records). A line that is not one (torn, not JSON, a field missing, unknown or of
 the wrong type, e.g. from a newer writer) is set aside in `<db>.spool/quarantine.log`
 with the reason, once, and the records around it are ingested as usual.
 
@@ -192,6 +192,7 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
         "run_id": TEXT, "config": JSON_TEXT, "model_name": TEXT, "n_params": COUNT,
         "n_params_strict": COUNT, "train_pairs": COUNT, "annotation": TEXT, "dataset": TEXT,
         "seed": COUNT, "device": TEXT, "code_version": TEXT, "source": TEXT, "label": OPTIONAL_TEXT,
+        "eval_fingerprint": OPTIONAL_JSON, "eval_protocol": OPTIONAL_TEXT,
     },
     "add_point": {
         "run_id": TEXT, "step": COUNT, "contrastive_entropy": OPTIONAL_NUMBER,
@@ -202,6 +203,9 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
         "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER,
     },
 }  # fmt: skip
+# Fields added to an op after its first release: a record from an older writer (a spool
+# file left by a run that started before the upgrade) may lack them, and reads as null.
+ADDED_FIELDS: dict[str, frozenset[str]] = {"start_run": frozenset({"eval_fingerprint", "eval_protocol"})}
 _MAX_COUNT = 2**63 - 1  # BIGINT
 
 
@@ -243,10 +247,10 @@ def check_record(record: Any) -> str | None:
     args, expected = record["args"], RECORD_FIELDS[record["op"]]
     if not isinstance(args, dict):
         return "args must be an object"
-    if set(args) != set(expected):
-        missing, extra = sorted(set(expected) - set(args)), sorted(set(args) - set(expected))
-        return f"{record['op']}: missing field(s) {missing}, unknown field(s) {extra}"
-    wrong = [f"{name} must be {kind}" for name, kind in expected.items() if not _fits(kind, args[name])]
+    missing = set(expected) - set(args) - ADDED_FIELDS.get(record["op"], frozenset())
+    if missing or not set(args) <= set(expected):
+        return f"{record['op']}: missing field(s) {sorted(missing)}, unknown field(s) {sorted(set(args) - set(expected))}"
+    wrong = [f"{name} must be {kind}" for name, kind in expected.items() if not _fits(kind, args.get(name))]
     return f"{record['op']}: {'; '.join(wrong)}" if wrong else None
 
 

@@ -128,7 +128,8 @@ def test_law_points_combine_completed_runs_and_loaded_rows(store):
 
     points = store.law_points()
     assert list(points.columns) == [
-        "n", "d", "loss", "label", "dataset", "annotation", "model", "run_id", "source"
+        "n", "d", "loss", "label", "dataset", "annotation", "model", "run_id", "source", "eval_protocol",
+        "eval_fingerprint",
     ]  # fmt: skip
     demo_ids = set(store.runs().query("source == 'demo'")["run_id"])
     assert len(demo_ids) == 2 and set(points["run_id"]) == {done} | demo_ids

@@ -1,5 +1,6 @@
 """`python -m engine laws fit|compare|presets`: fit Eq. 6, 7, 8 or the additive form to a
-CSV of runs; compare the joint forms on the same points."""
+CSV of runs or the store's runs (`--store`, one evaluation protocol at a time); compare
+the joint forms on the same points."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,15 @@ from engine.errors import InputError
 def register(subparsers) -> None:
     laws = subparsers.add_parser("laws", help="fit and inspect scaling laws (Eq. 6-8)")
     actions = laws.add_subparsers(dest="laws_command", required=True)
-    fit = actions.add_parser("fit", help="fit a law to a CSV with columns n, d, loss [, label]")
-    fit.add_argument("--csv", required=True, type=Path, help="columns n (non-embedding params), d (pairs), loss")
+    fit = actions.add_parser("fit", help="fit a law to a CSV with columns n, d, loss [, label], or to the store's runs")
+    source = fit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", type=Path, help="columns n (non-embedding params), d (pairs), loss "
+                                                 "[, eval_negatives and the other eval_* protocol columns]")
+    source.add_argument("--store", type=Path, metavar="PATH",
+                        help="fit the completed runs of this results store (all of one evaluation protocol)")
+    fit.add_argument("--dataset", action="append", help="with --store: only runs on this data set (repeatable)")
+    fit.add_argument("--annotation", action="append",
+                     help="with --store: only runs of this annotation type, e.g. human (repeatable)")
     fit.add_argument("--law", required=True, choices=["model", "data", "joint", "additive"],
                      help="model (Eq. 6), data (Eq. 7), joint (Eq. 8) or additive (E + A/N^alpha + B/D^beta)")
     fit.add_argument("--holdout-largest", type=int, default=0, metavar="K",
@@ -24,7 +32,7 @@ def register(subparsers) -> None:
     fit.add_argument("--huber-scale", type=float, default=0.05,
                      help="residuals in log L beyond this count linearly (Epoch AI's Chinchilla replication: 1e-3)")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--out", type=Path, help="where to write the fit as JSON (default: next to the CSV)")
+    fit.add_argument("--out", type=Path, help="where to write the fit as JSON (default: next to the CSV or store)")
     fit.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     fit.set_defaults(handler=run_fit)
     compare = actions.add_parser("compare", help="fit every joint form to the same points and compare them")
@@ -56,10 +64,14 @@ def run_fit(args) -> int:
 
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
                        holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
-    if not args.csv.is_file():
-        raise InputError(f"{args.csv}: no such file")
-    out = _checked_out(args.out or args.csv.with_name(f"{args.csv.stem}.{args.law}-fit.json"), args.csv)
-    fit = fit_law(read_points(args.csv), args.law, config)
+    source = args.csv or args.store
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    if args.csv and (args.dataset or args.annotation):
+        raise InputError("--dataset and --annotation filter the store's runs: use them with --store, not --csv")
+    out = _checked_out(args.out or source.with_name(f"{source.stem}.{args.law}-fit.json"), source, args.store)
+    points = read_points(args.csv) if args.csv else store_points(args.store, args.dataset, args.annotation)
+    fit = fit_law(points, args.law, config)
     out.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.json:
         print(json.dumps({**fit.to_dict(include_bootstrap=False), "identifiability": identifiability(fit).to_dict(),
@@ -70,12 +82,28 @@ def run_fit(args) -> int:
     return 0
 
 
-def _checked_out(out: Path, csv: Path) -> Path:
-    """`out`, unless writing it would overwrite the --csv input or the results store."""
+def store_points(path: Path, dataset: list[str] | None, annotation: list[str] | None):
+    """The completed runs of the store at `path` (filtered) as law points, or InputError."""
+    from store import Store
+
+    points = Store(path).law_points(dataset=dataset, annotation=annotation)
+    if points.empty:
+        filters = [f"{name} {', '.join(values)}" for name, values in (("dataset", dataset), ("annotation", annotation))
+                   if values]
+        raise InputError(f"the store {path} holds no completed runs{' of ' + ' and '.join(filters) if filters else ''}; "
+                         "see `python -m store info`")
+    return points
+
+
+def _checked_out(out: Path, source: Path, store: Path | None) -> Path:
+    """`out`, unless writing it would overwrite the input (--csv or --store) or the results store."""
     from engine.paths import check_output_path
     from store import Store
 
-    return check_output_path(out, protected={"the --csv input": csv, **Store().own_files()})
+    protected = {"the --store input" if store else "the --csv input": source, **Store().own_files()}
+    if store:
+        protected.update({f"{what} (--store)": path for what, path in Store(store).own_files().items()})
+    return check_output_path(out, protected=protected)
 
 
 def format_fit(fit) -> str:

@@ -115,13 +115,13 @@ def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human
     random scorer left out, as the study does)."""
     from engine.errors import InputError
     from engine.laws import FitConfig, fit_law
-    from engine.study import RANDOM_SCORER_LOSS
+    from engine.protocol import random_scorer_levels
 
     points = store.law_points(dataset=dataset, annotation=annotation)
-    points = points[points["loss"] < RANDOM_SCORER_LOSS]
+    points = points[points["loss"] < random_scorer_levels(points)]  # log(1 + k) of each run's k
     if points.empty:
         raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r} to fit")
-    return fit_law(points[["n", "d", "loss"]], "joint", FitConfig(bootstrap=bootstrap))
+    return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))
 
 
 def available_pairs(dataset: Path) -> int:

@@ -26,12 +26,15 @@ def run_study(args) -> int:
     from engine.errors import InputError
     from engine.progress import CommandProgress
     from engine.study import StudyConfig, build_report, study_document
-    from engine.paths import make_output_folder
+    from engine.paths import check_output_path
+    from engine.report import FIGURES_FOLDER
     from store import Store
 
-    if args.out:
-        make_output_folder(args.out)  # before the fits: a folder that cannot be made fails now, not after
-    runs = Store(args.store).runs(status="completed")
+    store = Store(args.store)
+    if args.out:  # before the fits: an output that cannot be made, or would overwrite the store, fails now
+        for name in ("report.md", "report.html", f"{FIGURES_FOLDER}/model-law.svg"):
+            check_output_path(args.out / name, protected=store.own_files())
+    runs = store.runs(status="completed")
     if args.source != "any":
         runs = runs[runs["source"] == args.source]
     if runs.empty:
