@@ -42,6 +42,7 @@ RUN_COLUMNS = (
     "eval_protocol", "eval_fingerprint",
 )  # fmt: skip
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_DATASET_NAMES = "SELECT name FROM datasets UNION SELECT dataset FROM runs WHERE dataset IS NOT NULL ORDER BY 1"
 EXPORT_QUERIES = {
     "runs": f"{_SELECT_RUNS} ORDER BY started_at, run_id",
     "points": "SELECT * FROM points ORDER BY run_id, step",
@@ -353,15 +354,19 @@ class Store:
         return _decoded(frame, ["eval_fingerprint"])
 
     def info(self) -> dict[str, Any]:
-        """Where the store is, its schema version, how many rows each table holds and
-        how many malformed spool records were set aside (and where)."""
+        """Where the store is, its schema version, how many rows each table holds, the
+        data sets it knows (`dataset_names`: registered or named by a run, as imported and
+        demo runs name theirs without registering them) and how many malformed spool
+        records were set aside (and where)."""
         with self._session() as con:
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+            names = con.execute(_DATASET_NAMES).fetchall()
             version = current_version(con)
         return {
             "path": str(self.path),
             "schema_version": version,
             "counts": counts,
+            "dataset_names": [name for (name,) in names],
             "spool_files_waiting": len(spool_files(self.spool_dir)),
             "spool_records_quarantined": quarantined(self.spool_dir),
             "quarantine_file": str(self.spool_dir / QUARANTINE),
