@@ -76,8 +76,9 @@ def load_checkpoint(accelerator, folder: Path, model, optimizer, scheduler) -> d
         raise InputError(f"{folder}: a checkpoint of an earlier version (pickled optimizer and RNG files, "
                          "which are never loaded); delete its checkpoints folder to train the run again")
     try:
+        # read to the CPU, copied into the parameters wherever they live
         missing, unexpected = load_model(accelerator.unwrap_model(model), str(folder / "model.safetensors"),
-                                         strict=False, device=str(accelerator.device))
+                                         strict=False, device="cpu")
     except (SafetensorError, OSError, RuntimeError) as err:
         raise InputError(f"{folder}: weights not readable or not this model's ({type(err).__name__}: {err}); "
                          "delete the checkpoint to resume from an earlier one or start again") from None
