@@ -64,11 +64,13 @@ class ProgressFile:
 
 def read_progress(run_id: str) -> dict | None:
     """The run's progress file, None when it has none (or it is unreadable, or the id
-    could not be a run folder: an imported row's id never leads outside runs/)."""
+    could not be a run folder: an imported row's id never leads outside runs/), or
+    holds no JSON object."""
     try:
-        return json.loads((runs_dir() / validate_name("run id", run_id) / "progress.json").read_text())
-    except (OSError, json.JSONDecodeError, InputError):
+        progress = json.loads((runs_dir() / validate_name("run id", run_id) / "progress.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError):
         return None
+    return progress if isinstance(progress, dict) else None
 
 
 def process_alive(pid: int | None) -> bool:
@@ -95,9 +97,12 @@ def run_state(progress: dict, now: float | None = None) -> str:
     if status != "running":
         return status
     if progress.get("host", socket.gethostname()) == socket.gethostname():
-        return status if process_alive(progress.get("pid")) else INTERRUPTED
-    age = (now or time.time()) - float(progress.get("updated_at") or 0)
-    return status if age <= STALE_AFTER_S else INTERRUPTED
+        pid = progress.get("pid")
+        return status if isinstance(pid, int) and process_alive(pid) else INTERRUPTED
+    updated_at = progress.get("updated_at")
+    if not isinstance(updated_at, (int, float)) or not math.isfinite(updated_at):
+        return INTERRUPTED  # no heartbeat it could be judged by
+    return status if (now or time.time()) - updated_at <= STALE_AFTER_S else INTERRUPTED
 
 
 def active_runs() -> dict[str, dict]:
@@ -130,9 +135,14 @@ def interrupted_runs(runs) -> list[dict]:
     found = []
     for run_id in runs.loc[runs["status"] == INTERRUPTED, "run_id"]:
         progress = read_progress(run_id) or {}
-        found.append({"run_id": run_id, "step": progress.get("step"), "total_steps": progress.get("total_steps"),
-                      "resumes_from_step": checkpoint_step(run_id)})
+        found.append({"run_id": run_id, "step": _count(progress.get("step")),
+                      "total_steps": _count(progress.get("total_steps")), "resumes_from_step": checkpoint_step(run_id)})
     return found
+
+
+def _count(value) -> int | None:
+    """A step count from a progress file, None when it holds no whole number (NaN, text)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def checkpoint_step(run_id: str) -> int:

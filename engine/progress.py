@@ -103,10 +103,12 @@ class CommandProgress:
 
 
 def read_command_progress(path: Path) -> dict | None:
+    """The progress file at `path`, None when it is unreadable or holds no JSON object."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        progress = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return progress if isinstance(progress, dict) else None
 
 
 def active_commands() -> list[dict]:
