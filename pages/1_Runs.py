@@ -13,6 +13,7 @@ from engine import jobs
 from engine.charts import training_curve
 from engine.errors import InputError
 from engine.ladder import LADDER
+from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA, runs_dir
 from engine.progress import active_commands
 from engine.protocol import describe
@@ -22,8 +23,8 @@ from store.core import RUN_STATUSES
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
 TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
                  "best_contrastive_entropy", "eval_protocol", "wall_time_s", "started_at", "source", "run_id"]
-TABLE_FORMAT = {"n_params": st.column_config.NumberColumn("N", format="compact"),
-                "train_pairs": st.column_config.NumberColumn("D", format="compact"),
+TABLE_FORMAT = {"n_params": st.column_config.TextColumn("N", help="parameters (engine/numbers.py: 39.1k, 6.77B)"),
+                "train_pairs": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
                 "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f"),
                 "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/protocol.py); "
@@ -244,7 +245,8 @@ def runs_in_store(store: Store) -> None:
     if status:
         runs = runs[runs["status"].isin(status)]
     show_interrupted(runs)
-    st.dataframe(runs[[c for c in TABLE_COLUMNS if c in runs]], hide_index=True, column_config=TABLE_FORMAT)
+    st.dataframe(formatted_table(runs[[c for c in TABLE_COLUMNS if c in runs]], counts=("n_params", "train_pairs")),
+                 hide_index=True, column_config=TABLE_FORMAT)
     st.caption(f"{len(runs)} of {len(everything)} runs.")
     if "eval_fingerprint" in runs:
         protocols = {p: describe(f) for p, f in zip(runs["eval_protocol"], runs["eval_fingerprint"]) if f}

@@ -14,6 +14,7 @@ from engine.budget import BudgetQuestion
 from engine.charts import law_fit_from_record
 from engine.errors import InputError
 from engine.laws import FitConfig, LawFit, fit_law
+from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
                               ladder_rungs, plan_runs, plan_spec, sweep_name)
@@ -21,8 +22,8 @@ from engine.protocol import random_scorer_levels
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
-TABLE_FORMAT = {"n": st.column_config.NumberColumn("N", format="compact"),
-                "d": st.column_config.NumberColumn("D", format="compact"),
+TABLE_FORMAT = {"n": st.column_config.TextColumn("N", help="parameters"),
+                "d": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "expected_gain": st.column_config.NumberColumn("expected gain (decades)", format="%.4f"),
                 "width_after": st.column_config.NumberColumn("width after (decades)", format="%.3f"),
                 "cost": st.column_config.NumberColumn("cost", format="%.3g")}
@@ -131,8 +132,8 @@ def show_plan(store: Store, plan, settings: RunSettings, available: int, folder:
     st.caption(f"Every run of the ladder, each once, would leave a width of {plan.ladder_width:.3f}; "
                f"{plan.laws} bootstrap laws, run noise {plan.noise:.3g} in log L.")
     table = plan.table()
-    st.dataframe(table[["rank", "model", "n", "d", "expected_gain", "width_after", "cost", "measured"]],
-                 hide_index=True, column_config=TABLE_FORMAT)
+    columns = ["rank", "model", "n", "d", "expected_gain", "width_after", "cost", "measured"]
+    st.dataframe(formatted_table(table[columns], counts=("n", "d")), hide_index=True, column_config=TABLE_FORMAT)
     if not plan.runs:
         return
     if st.button("Launch this plan as a sweep", type="primary"):

@@ -39,3 +39,29 @@ def test_store_info_names_registered_and_run_data_sets(tmp_path):
                                  "dataset": ["squad-dev", "msmarco"]}), source="test")
     info = store.info()
     assert info["dataset_names"] == ["msmarco", "squad-dev"] and info["counts"]["datasets"] == 1
+
+
+# --- N and D as engine/numbers.py writes them, on every page -----------------------------
+
+def test_the_runs_table_writes_n_and_d_as_the_other_pages_do(demo_store):
+    from engine.numbers import format_count
+
+    at = open_page("pages/1_Runs.py")
+    assert_clean(at)
+    table = next(t.value for t in at.dataframe if "run_id" in t.value.columns).set_index("run_id")
+    runs = demo_store.runs().set_index("run_id")
+    assert list(table["n_params"]) == [format_count(n) for n in runs.loc[table.index, "n_params"]]
+    assert list(table["train_pairs"]) == [format_count(d) for d in runs.loc[table.index, "train_pairs"]]
+    assert "39.1k" in set(table["n_params"])          # the demo's smallest model: 39,104 parameters
+
+
+@pytest.mark.skipif(not (PROJECT_ROOT.parent / "shared" / "data" / "squad-dev").is_dir(),
+                    reason="../shared/data/squad-dev is absent")
+def test_the_plan_table_writes_n_and_d_as_the_other_pages_do(demo_store):
+    at = open_page("pages/5_Plan_runs.py")
+    at.number_input[0].set_value(300.0)
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert_clean(at)
+    table = next(t.value for t in at.dataframe if "expected_gain" in t.value.columns)
+    assert len(table) and all(isinstance(v, str) and v[-1] in "kMBT0123456789" for v in table["n"])
+    assert all(isinstance(v, str) for v in table["d"]) and not any("e+" in v for v in table["n"])
