@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
     else:
-        print(f"run {result.run_id}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "
+        done = " was already complete (nothing trained)" if result.already_complete else ""
+        print(f"run {result.run_id}{done}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "
               f"entropy {result.best_contrastive_entropy} at step {result.best_step}; model in {result.run_dir}/model")
     return 0
 
