@@ -50,6 +50,9 @@ class EvalConfig:
                                    "choices": ("every", "final", "never")}
     )
     seed: int = field(default=0, metadata={"help": "seed of the sub-corpus, pool and negatives"})
+    test_split: str | None = field(default=None, metadata={
+        "help": "qrels split evaluated on (default: the data set's one split other than train; a data set with "
+                "several, e.g. dev and test, must name one)", "flag": "--test-split"})
 
     def __post_init__(self) -> None:
         check_fields(self, _EVAL_LOWEST, prefix="eval.")
@@ -155,7 +158,7 @@ class TrainConfig(RunOptions, Measurement):
 
     def measurement_digest(self) -> str:
         """8 hex digits of the Measurement: equal for runs that measure the same thing."""
-        text = json.dumps(asdict(self.measurement), sort_keys=True, default=str)
+        text = json.dumps(without_later_defaults(asdict(self.measurement)), sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     def measurement_differences(self, other: "TrainConfig") -> list[str]:
@@ -179,6 +182,18 @@ class TrainConfig(RunOptions, Measurement):
             if unknown:
                 raise InputError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
         return cls(**{**values, "eval": EvalConfig(**evaluation)})
+
+
+# evaluation settings added after sweeps hashed their run ids: left out of a digest while
+# at their default, so the runs of an unchanged sweep file keep their ids
+_EVAL_ADDED_LATER = {"test_split": None}
+
+
+def without_later_defaults(values: dict) -> dict:
+    """An `asdict` config without the `_EVAL_ADDED_LATER` settings that hold their default."""
+    evaluation = {name: value for name, value in values["eval"].items()
+                  if name not in _EVAL_ADDED_LATER or value != _EVAL_ADDED_LATER[name]}
+    return {**values, "eval": evaluation}
 
 
 # ---------------------------------------------------------------- checks

@@ -296,7 +296,8 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
     from engine.tokenize_cache import tokenize_cached
 
     check_lengths(checkpoint, max_query_length, max_passage_length)
-    data = load_retrieval_data(dataset, strict=strict)
+    data = load_retrieval_data(dataset, strict=strict, test_split=config.test_split)
+    log.info("%s: evaluating on its %s split", data.name, data.test_split)  # several, none named: InputError now
     try:
         model, tokenizer = BiEncoder.load(checkpoint, pooling=pooling)
     except InputError:

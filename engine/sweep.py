@@ -42,7 +42,7 @@ from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
 from engine.paths import runs_dir, validate_name
 from engine.progress import CommandProgress
-from engine.config import TrainConfig  # not engine.train: reading a sweep imports no torch
+from engine.config import TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
 PATH_FIELDS = ("dataset", "train_data", "tokenizer")
@@ -182,7 +182,8 @@ _LEGACY_HASHED = frozenset(
 def _legacy_run_id(config: TrainConfig) -> str:
     """The id the same run got when the digest covered every setting (run options too),
     so a store's runs completed under such ids are not run again."""
-    values = {k: v for k, v in asdict(replace(config, run_id=None)).items() if k in _LEGACY_HASHED}
+    values = {k: v for k, v in without_later_defaults(asdict(replace(config, run_id=None))).items()
+              if k in _LEGACY_HASHED}
     values["eval"] = {**values["eval"], "batch_size": config.eval_batch_size}
     digest = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.run_id.rsplit('-', 1)[0]}-{digest}"
@@ -206,16 +207,17 @@ def shard(runs, index: int, count: int) -> list[SweepRun]:
 
 
 def check_data(runs: list[SweepRun]) -> None:
-    """Every run's data set reads and holds the D pairs the run asks for, checked
+    """Every run's data set reads, has its test split and holds the D pairs the run asks for, checked
     before anything trains (each data set and training set read once)."""
     from engine.data import load_retrieval_data, training_pairs
 
     available: dict[tuple, int] = {}
     for run in runs:
         c = run.config
-        key = (c.dataset, c.train_data, c.lenient_qrels, c.data_seed)
+        key = (c.dataset, c.train_data, c.lenient_qrels, c.data_seed, c.eval.test_split)
         if key not in available:
-            data = load_retrieval_data(c.dataset, strict=not c.lenient_qrels)
+            data = load_retrieval_data(c.dataset, strict=not c.lenient_qrels, test_split=c.eval.test_split)
+            data.test_split  # resolves now: several candidate test splits and none named is an InputError
             pairs = training_pairs(data, c.train_data, None, c.data_seed, strict=not c.lenient_qrels)
             available[key] = pairs.n_available
         if c.train_pairs is not None and c.train_pairs > available[key]:

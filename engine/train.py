@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, training_pairs
+from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, split_identity, training_pairs
 from engine.dropout import seed_dropout, use_fast_dropout
 from engine.errors import InputError
 from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
@@ -68,6 +68,7 @@ class TrainResult:
     final_metrics: dict
     wall_time_s: float
     already_complete: bool = False  # the run id had completed before: nothing was trained
+    test_split: dict | None = None  # the qrels evaluated on: name, file, sha256 (engine.data.split_identity)
 
 
 @dataclass
@@ -197,7 +198,7 @@ def _scratch_config(model: str, vocab_size: int):
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
-    data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels)
+    data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels, test_split=cfg.eval.test_split)
     pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels)
     n_negative_pool = len(data.passages) - len(np.unique(data.pairs(data.test_split)[:, 1]))
     if cfg.negatives > n_negative_pool:
@@ -390,6 +391,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     result = TrainResult(
         run_id=cfg.run_id, run_dir=str(run_dir), status="completed", n_params=prepared.n_params,
         n_params_strict=prepared.n_params_strict, train_pairs=len(prepared.pairs.pairs), steps=state.step,
+        test_split=split_identity(prepared.data.path, prepared.data.test_split),
         resumed_from_step=resumed_from, best_contrastive_entropy=state.best_contrastive_entropy,
         best_step=state.best_step, final_metrics=state.curve[-1] if state.curve else {},
         wall_time_s=state.wall_time_s,

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     from engine.config import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH, EvalConfig
 
     parser = subparsers.add_parser("evaluate", help="measure a trained or pretrained encoder", description=__doc__)
-    parser.add_argument("--dataset", required=True, help="data set folder; its test (or dev) split is used")
+    parser.add_argument("--dataset", required=True, help="data set folder; evaluated on its one split other than "
+                        "train, or the one --test-split names")
     parser.add_argument("--checkpoint", required=True, help="a run's model/ folder, or an encoder folder or hub name")
     parser.add_argument("--pooling", default="mean", choices=("mean", "cls"), help="for a plain encoder")
     parser.add_argument("--max-query-length", type=int, default=DEFAULT_MAX_QUERY_LENGTH)

@@ -18,7 +18,8 @@ from engine.errors import InputError
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     """A `--flag` per field of the dataclass `cls` (a nested dataclass's fields get its
-    name as a prefix), with the field's help and choices. Flags not given stay out of
+    name as a prefix; a field's metadata "flag" is a second, short name), with the
+    field's help and choices. Flags not given stay out of
     the namespace, so they can be laid over a config file's values."""
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
@@ -27,15 +28,15 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = 
         if dataclasses.is_dataclass(kind):
             add_dataclass_arguments(parser, kind, prefix=f"{dest}_")
             continue
-        flag = "--" + dest.replace("_", "-")
+        flags = ["--" + dest.replace("_", "-")] + ([item.metadata["flag"]] if "flag" in item.metadata else [])
         default = "required" if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING \
             else f"default: {item.default}"
         options = {"help": f"{item.metadata.get('help', '')} ({default})", "dest": dest, "default": argparse.SUPPRESS}
         base = _base_type(kind)
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **options)
         else:
-            parser.add_argument(flag, type=base, choices=item.metadata.get("choices"), **options)
+            parser.add_argument(*flags, type=base, choices=item.metadata.get("choices"), **options)
 
 
 def _base_type(kind):
