@@ -44,10 +44,24 @@ def test_import_info_export_round_trip(tmp_path):
 
 def test_bad_input_is_one_error_line_and_status_2(tmp_path):
     db = tmp_path / "cli.duckdb"
-    semicolons = tmp_path / "semi.csv"
-    semicolons.write_text("n;d;loss\n1;2;3\n")
-    result = cli("import", semicolons, "--store", db)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "semicolon-separated" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    no_loss = tmp_path / "no-loss.csv"
+    no_loss.write_text("n,d,accuracy\n1,2,3\n")
+    binary = tmp_path / "figure.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    for bad, problem in ((no_loss, "missing the required column(s) loss"), (binary, "not a text file")):
+        result = cli("import", bad, "--store", db)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("error: ") and problem in result.stderr and str(bad) in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
     assert json.loads(cli("info", "--store", db).stdout)["counts"]["runs"] == 0
+
+
+def test_a_semicolon_separated_file_imports(tmp_path):
+    """The import sniffs the delimiter (issue 12 item 19): a spreadsheet's semicolon CSV is no error."""
+    db = tmp_path / "cli.duckdb"
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("n;d;loss\n1000;100;2.0\n4000;100;1.5\n")
+    result = cli("import", semicolons, "--store", db)
+    assert result.returncode == 0, result.stderr
+    assert "imported 2 row(s)" in result.stdout
+    assert json.loads(cli("info", "--store", db).stdout)["counts"]["runs"] == 2
