@@ -259,3 +259,25 @@ def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65(
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "12"
+
+
+def test_laws_fit_csv_refuses_rows_of_two_protocols(tmp_path):
+    csv = tmp_path / "runs.csv"
+    pd.concat([grid_rows(eval_negatives=64), grid_rows(eval_negatives=256)]).to_csv(csv, index=False)
+    result = run_cli("laws", "fit", "--csv", str(csv), "--law", "joint", "--bootstrap", "0")
+    assert result.returncode == 2 and "differ in negatives (negatives 256 vs 64)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
+    from test_app import assert_clean, open_page, press_fit
+
+    data = pd.concat([grid_rows(eval_negatives=64), grid_rows().head(5)]).to_csv(index=False).encode()
+    at = open_page("pages/2_Fit_laws.py")
+    at.radio(key="fit_source").set_value("Upload a CSV").run()
+    at.radio(key="fit_kind").set_value("joint").run()
+    at.file_uploader(key="fit_upload").set_value(("mixed.csv", data, "text/csv")).run()
+    assert at.selectbox(key="fit_protocol").value == protocol.protocol_id({"negatives": 64})
+    press_fit(at)
+    assert_clean(at)
+    assert next(m.value for m in at.metric if m.label == "Points fitted") == "16"
