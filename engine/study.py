@@ -22,7 +22,7 @@ from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decis
                            format_factor, optimise)
 from engine.errors import InputError
 from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law, identifiability
-from engine.protocol import DEFAULT_NEGATIVES, fingerprints_of, random_scorer_levels
+from engine.protocol import DEFAULT_NEGATIVES, METRICS, fingerprints_of, protocol_id, random_scorer_levels
 
 REFERENCE_ANNOTATION = "human"
 RANDOM_SCORER_LOSS = float(np.log(1 + DEFAULT_NEGATIVES))  # Eq. 5 at k = 256 (a run's own: engine.protocol)
@@ -42,6 +42,9 @@ class StudyConfig:
     # evaluation's k, has learnt nothing the laws describe (it diverged or overfit before
     # its first evaluation): left out of the fits. A number here replaces every run's level.
     diverged_at: float | None = None
+    # each run's loss: its best raw contrastive entropy (the paper's) or its best calibrated
+    # one (engine/evaluate.py); runs without the calibrated one are left out of a calibrated study
+    metric: str = "raw"
 
 
 @dataclass
@@ -81,9 +84,14 @@ class StudyReport:
     all_rows: pd.DataFrame = field(repr=False)
 
 
-def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """`Store.runs()` rows (or demo rows) -> n, d, loss, dataset, annotation, model, metrics."""
+def study_rows(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
+    """`Store.runs()` rows (or demo rows) -> n, d, loss, dataset, annotation, model, metrics;
+    with metric="calibrated", loss and contrastive_entropy are the calibrated ones."""
+    if metric not in METRICS:
+        raise InputError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
     renames = {"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss", "model_name": "model"}
+    if metric == "calibrated":
+        runs = _as_calibrated(runs)
     rows = runs.rename(columns={k: v for k, v in renames.items() if k in runs and v not in runs})
     missing = [c for c in ("n", "d", "loss", "dataset", "annotation") if c not in rows]
     if missing:
@@ -91,11 +99,29 @@ def study_rows(runs: pd.DataFrame) -> pd.DataFrame:
     keep = ["n", "d", "loss", "dataset", "annotation"] + [  # contrastive_entropy: that of the metrics' evaluation
         c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy", "eval_protocol", "eval_fingerprint")
         if c in rows]
-    return rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
+    rows = rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
+    if rows.empty and metric == "calibrated":
+        raise InputError("no run has a calibrated contrastive entropy (runs trained before it, imports and the demo "
+                         "study have none): study the raw one (--metric raw) or train runs now")
+    return rows
+
+
+def _as_calibrated(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose entropy columns are the calibrated ones, their fingerprints naming it."""
+    columns = {"best_calibrated_entropy": "best_contrastive_entropy", "calibrated_entropy": "contrastive_entropy"}
+    frame = runs.drop(columns=[c for c in columns.values() if c in runs])
+    frame = frame.rename(columns={k: v for k, v in columns.items() if k in frame})
+    if "best_contrastive_entropy" not in frame:
+        return frame.assign(best_contrastive_entropy=np.nan)
+    if "eval_fingerprint" in frame:
+        fingerprints = [{**f, "metric": "calibrated"} if isinstance(f, dict) else f for f in frame["eval_fingerprint"]]
+        frame = frame.assign(eval_fingerprint=pd.Series(fingerprints, index=frame.index, dtype=object))
+        frame = frame.assign(eval_protocol=[protocol_id(f) if isinstance(f, dict) else None for f in fingerprints])
+    return frame
 
 
 def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> StudyReport:
-    rows = study_rows(runs)
+    rows = study_rows(runs, config.metric)
     levels = pd.Series(random_scorer_levels(rows) if config.diverged_at is None else config.diverged_at,
                        index=rows.index, dtype=float)
     random = rows["loss"] >= levels
@@ -196,7 +222,7 @@ def report_markdown(report: StudyReport) -> str:
         "",
         f"N from {main['n'].min():,} to {main['n'].max():,} ({np.log10(main['n'].max() / main['n'].min()):.2f} "
         f"decades), D from {main['d'].min():,} to {main['d'].max():,} "
-        f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); contrastive entropy from "
+        f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); {c.metric} contrastive entropy from "
         f"{main['loss'].min():.3f} to {main['loss'].max():.3f} ({_random_level_words(main)}).",
         "",
         *_diverged_lines(report),

@@ -49,6 +49,7 @@ from engine.protocol import eval_set_pairs, evaluation_fingerprint
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
+POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # a point's own columns, not its metrics
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
 
@@ -69,6 +70,8 @@ class TrainResult:
     wall_time_s: float
     already_complete: bool = False  # the run id had completed before: nothing was trained
     test_split: dict | None = None  # the qrels evaluated on: name, file, sha256 (engine.data.split_identity)
+    best_calibrated_entropy: float | None = None  # best over training on its own (engine.evaluate)
+    best_calibrated_step: int | None = None
 
 
 @dataclass
@@ -80,12 +83,17 @@ class TrainerState:
     best_step: int | None = None
     curve: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    best_calibrated_entropy: float | None = None  # the best of each metric is kept on its own
+    best_calibrated_step: int | None = None
 
     def record(self, step: int, metrics: dict) -> None:
         self.curve = [p for p in self.curve if p["step"] != step] + [{"step": step, **metrics}]
         ce = metrics.get("contrastive_entropy")
         if ce is not None and (self.best_contrastive_entropy is None or ce < self.best_contrastive_entropy):
             self.best_contrastive_entropy, self.best_step = ce, step
+        calibrated = metrics.get("calibrated_entropy")
+        if calibrated is not None and (self.best_calibrated_entropy is None or calibrated < self.best_calibrated_entropy):
+            self.best_calibrated_entropy, self.best_calibrated_step = calibrated, step
 
 
 # ---------------------------------------------------------------- configuration
@@ -394,7 +402,8 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         test_split=split_identity(prepared.data.path, prepared.data.test_split),
         resumed_from_step=resumed_from, best_contrastive_entropy=state.best_contrastive_entropy,
         best_step=state.best_step, final_metrics=state.curve[-1] if state.curve else {},
-        wall_time_s=state.wall_time_s,
+        wall_time_s=state.wall_time_s, best_calibrated_entropy=state.best_calibrated_entropy,
+        best_calibrated_step=state.best_calibrated_step,
     )
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save(run_dir / "model", prepared.tokenizer)
@@ -533,7 +542,8 @@ class _RunRecorder:
             if self.store is not None:
                 self.store.add_point(
                     self.cfg.run_id, step=state.step, contrastive_entropy=metrics["contrastive_entropy"],
-                    metrics={k: v for k, v in metrics.items() if k != "contrastive_entropy"},
+                    calibrated_entropy=metrics.get("calibrated_entropy"), temperature=metrics.get("temperature"),
+                    metrics={k: v for k, v in metrics.items() if k not in POINT_COLUMNS},
                     wall_time_s=state.wall_time_s,
                 )
         self.accelerator.wait_for_everyone()
@@ -547,6 +557,7 @@ class _RunRecorder:
             final = state.curve[-1] if state.curve else {}
             self.store.finish_run(
                 self.cfg.run_id, status=status, best_contrastive_entropy=state.best_contrastive_entropy,
+                best_calibrated_entropy=state.best_calibrated_entropy,
                 metrics={k: v for k, v in final.items() if k != "step"} or None,  # with the entropy they go with
                 wall_time_s=state.wall_time_s,
             )

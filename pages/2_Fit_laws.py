@@ -32,6 +32,7 @@ KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joi
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
+METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi", "eval_protocol")
 COEFFICIENTS = ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")
 LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
@@ -59,8 +60,8 @@ class FitRequest:
 # --- data -------------------------------------------------------------------------
 
 @st.cache_data(ttl=5, show_spinner=False)
-def store_law_points(store_path: str) -> pd.DataFrame:
-    return Store(store_path).law_points()
+def store_law_points(store_path: str, metric: str = "raw") -> pd.DataFrame:
+    return Store(store_path).law_points(metric=metric)
 
 
 def import_upload(store: Store, data: bytes, name: str) -> None:
@@ -79,12 +80,19 @@ def import_upload(store: Store, data: bytes, name: str) -> None:
 def store_source(store_path: str) -> tuple[pd.DataFrame, dict] | None:
     """The store's points of one data set and annotation type (by default the most
     common of each, not a mix), and those filters."""
-    points = store_law_points(store_path)
+    metric = st.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="fit_metric",
+                          help="Raw: Eq. 5 as the paper computes it. Calibrated: Eq. 5 at a temperature "
+                               "cross-fitted at each evaluation, so a model is not punished for its score scale.")
+    points = store_law_points(store_path, metric)
+    if points.empty and metric == "calibrated":
+        st.info("No completed run in the store has a calibrated entropy (runs trained before it, imports "
+                "and the demo study have none): fit the raw entropy, or train runs now.")
+        return None
     if points.empty:
         st.info("No completed runs in the store yet. Train some on the **Runs** page, import results "
                 "(`python -m store import results.csv`), upload a CSV here, or look at the paper presets.")
         return None
-    about = {"source": "store"}
+    about = {"source": "store", "metric": metric}
     cols = st.columns(2)
     for col, column, label in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type")):
         counts = points[column].value_counts()
@@ -304,7 +312,7 @@ def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) 
 def fit_title(about: dict) -> str:
     """A fit in words: its law, data set and filters, left-out and held-out points, date."""
     parts = [f"{about['law']} law", about.get("file") or about.get("source", "")]
-    parts += [f"{k} {about[k]}" for k in ("dataset", "annotation", "protocol") if about.get(k)]
+    parts += [f"{k} {about[k]}" for k in ("dataset", "annotation", "metric", "protocol") if about.get(k)]
     parts += [f"{k} = {format_count(v)}" for k, v in about.items() if k.endswith("held fixed")]
     parts += [f"{len(about.get('left_out', []))} left out", f"held out: {about.get('held_out', 'none')}"]
     return ", ".join(p for p in parts if p) + (f" ({about['fitted_at']})" if about.get("fitted_at") else "")

@@ -39,9 +39,11 @@ RUN_COLUMNS = (
     "run_id", "label", "source", "status", "dataset", "annotation", "model_name",
     "n_params", "n_params_strict", "train_pairs", "seed", "device", "code_version",
     "started_at", "ended_at", "wall_time_s", "best_contrastive_entropy", "metrics", "config",
-    "eval_protocol", "eval_fingerprint",
+    "eval_protocol", "eval_fingerprint", "best_calibrated_entropy",
 )  # fmt: skip
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+# the runs column each fit metric reads (engine.protocol.METRICS)
+_LOSS_COLUMNS = {"raw": "best_contrastive_entropy", "calibrated": "best_calibrated_entropy"}
 _DATASET_NAMES = "SELECT name FROM datasets UNION SELECT dataset FROM runs WHERE dataset IS NOT NULL ORDER BY 1"
 EXPORT_QUERIES = {
     "runs": f"{_SELECT_RUNS} ORDER BY started_at, run_id",
@@ -260,14 +262,20 @@ class Store:
         contrastive_entropy: float,
         metrics: dict[str, float] | None = None,
         wall_time_s: float,
+        calibrated_entropy: float | None = None,
+        temperature: float | None = None,
     ) -> None:
-        """Record an evaluation; the same (run_id, step) again replaces the earlier one."""
+        """Record an evaluation: raw and calibrated contrastive entropy and the calibrated
+        one's temperature (engine.evaluate); the same (run_id, step) again replaces the
+        earlier one."""
         self._spool.append("add_point", {
             "run_id": _name("run_id", run_id),
             "step": _count("step", step),
             "contrastive_entropy": finite_or_none(contrastive_entropy),
             "metrics": _metrics_json(metrics),
             "wall_time_s": finite_or_none(wall_time_s),
+            "calibrated_entropy": finite_or_none(calibrated_entropy),
+            "temperature": finite_or_none(temperature),
         })  # fmt: skip
 
     def finish_run(
@@ -278,14 +286,17 @@ class Store:
         best_contrastive_entropy: float | None,
         metrics: dict | None = None,
         wall_time_s: float | None = None,
+        best_calibrated_entropy: float | None = None,
     ) -> None:
-        """Mark a run completed, failed or cancelled with its best result."""
+        """Mark a run completed, failed or cancelled with its best result: the best raw
+        and the best calibrated entropy over training, each tracked on its own."""
         self._spool.append("finish_run", {
             "run_id": _name("run_id", run_id),
             "status": _choice("status", status, FINISH_STATUSES),
             "best_contrastive_entropy": finite_or_none(best_contrastive_entropy),
             "metrics": _metrics_json(metrics),
             "wall_time_s": finite_or_none(wall_time_s),
+            "best_calibrated_entropy": finite_or_none(best_calibrated_entropy),
         })  # fmt: skip
 
     # -- readers: ingest the spool first, so they see every finished write ---------
@@ -337,21 +348,30 @@ class Store:
         dataset: str | Sequence[str] | None = None,
         annotation: str | Sequence[str] | None = None,
         source: str | Sequence[str] | None = None,
+        metric: str = "raw",
     ) -> pd.DataFrame:
         """(n, d, loss) of every completed run — trained, imported or demo — for fitting,
         with how it was evaluated: `eval_protocol` (8 hex, None where not recorded) and
-        `eval_fingerprint` (a dict, or None). A fit takes one protocol's points."""
+        `eval_fingerprint` (a dict, or None). A fit takes one protocol's points. `loss` is
+        the best raw contrastive entropy (the paper's), or with metric="calibrated" the
+        best calibrated one (runs without it are left out), which the fingerprint then names."""
+        loss = _LOSS_COLUMNS[_choice("metric", metric, tuple(_LOSS_COLUMNS))]
         where, params = _where({"dataset": dataset, "annotation": annotation, "source": source})
         query = f"""
-            SELECT n_params AS n, train_pairs AS d, best_contrastive_entropy AS loss, label,
+            SELECT n_params AS n, train_pairs AS d, {loss} AS loss, label,
                    dataset, annotation, model_name AS model, run_id, source, eval_protocol, eval_fingerprint
             FROM runs
-            WHERE status = 'completed' AND best_contrastive_entropy IS NOT NULL
+            WHERE status = 'completed' AND {loss} IS NOT NULL
                   AND n_params IS NOT NULL AND train_pairs IS NOT NULL{where}
             ORDER BY source, n, d, run_id"""
         with self._session() as con:
             frame = con.execute(query, params).df()
-        return _decoded(frame, ["eval_fingerprint"])
+        frame = _decoded(frame, ["eval_fingerprint"])
+        if metric == "raw":  # the stored fingerprint says what best_contrastive_entropy measures
+            return frame
+        fingerprints = [None if f is None else {**f, "metric": metric} for f in frame["eval_fingerprint"]]
+        return frame.assign(eval_fingerprint=pd.Series(fingerprints, index=frame.index, dtype=object),
+                            eval_protocol=[protocol.protocol_id(f) for f in fingerprints])
 
     def info(self) -> dict[str, Any]:
         """Where the store is, its schema version, how many rows each table holds, the

@@ -86,12 +86,13 @@ def _start_run(con: duckdb.DuckDBPyConnection, record: Record) -> None:
 def _finish_run(con: duckdb.DuckDBPyConnection, record: Record) -> None:
     args = record["args"]
     con.execute(
-        """UPDATE runs SET status = ?, best_contrastive_entropy = ?, ended_at = ?,
+        """UPDATE runs SET status = ?, best_contrastive_entropy = ?, best_calibrated_entropy = ?, ended_at = ?,
                metrics = coalesce(?, metrics), wall_time_s = coalesce(?, wall_time_s)
            WHERE run_id = ?""",
         [
             args["status"],
             args["best_contrastive_entropy"],
+            args.get("best_calibrated_entropy"),  # absent from records written before it existed
             utc_from_epoch(record["ts"]),
             args["metrics"],
             args["wall_time_s"],
@@ -107,6 +108,8 @@ _POINT_SCHEMA = pa.schema(
         ("contrastive_entropy", pa.float64()),
         ("metrics", pa.string()),
         ("wall_time_s", pa.float64()),
+        ("calibrated_entropy", pa.float64()),
+        ("temperature", pa.float64()),
         ("recorded_at", pa.timestamp("us")),
     ]
 )
@@ -133,9 +136,9 @@ def _write_points(con: duckdb.DuckDBPyConnection, points: dict[tuple[str, int], 
         )
         con.execute(
             """INSERT INTO points (run_id, step, contrastive_entropy, metrics, wall_time_s,
-                                   recorded_at)
+                                   calibrated_entropy, temperature, recorded_at)
                SELECT i.run_id, i.step, i.contrastive_entropy, i.metrics, i.wall_time_s,
-                      i.recorded_at
+                      i.calibrated_entropy, i.temperature, i.recorded_at
                FROM incoming_points i WHERE i.run_id IN (SELECT run_id FROM runs)"""
         )
     finally:

@@ -118,8 +118,17 @@ _V5_EVAL_PROTOCOL = (
     "ALTER TABLE runs ADD COLUMN eval_protocol VARCHAR",
 )
 
+# Step 6: calibrated contrastive entropy beside the raw one (engine/evaluate.py): at
+# each evaluation, and its temperature; a run's best of it, tracked apart from the raw
+# best. Rows from before keep NULL (the demo study, imports, older runs).
+_V6_CALIBRATED_ENTROPY = (
+    "ALTER TABLE points ADD COLUMN calibrated_entropy DOUBLE",
+    "ALTER TABLE points ADD COLUMN temperature DOUBLE",
+    "ALTER TABLE runs ADD COLUMN best_calibrated_entropy DOUBLE",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS, _V5_EVAL_PROTOCOL,
+    _V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS, _V5_EVAL_PROTOCOL, _V6_CALIBRATED_ENTROPY,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -15,9 +15,13 @@ appends one line, the ingester while it reads new bytes and while it removes a f
 has fully ingested. A writer that finds its file removed (link count 0, or gone)
 starts a new file under a new name; names are never reused, so the ingested byte
 offsets the database keeps per file name can never point into someone else's data.
+
+A disk that refuses an append (full, over quota, read-only) is a `SpoolWriteError`, an
+InputError naming the spool file and what to do; the lines before it stay readable.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -27,6 +31,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine.errors import InputError
 
 SUFFIX = ".jsonl"
 QUARANTINE = "quarantine.log"  # rejected lines, one JSON object each; not a spool file
@@ -102,6 +108,19 @@ def _ends_torn(fd: int) -> bool:
     return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
+# what a failed spool append means, by errno: (the problem, what to do about it)
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("the disk is full", "free space on that disk"),
+    errno.EDQUOT: ("the disk quota is used up", "free space within your quota, or raise it"),
+    errno.EROFS: ("the file system is read-only", "remount that file system writable"),
+}
+
+
+class SpoolWriteError(InputError):
+    """A result record could not be written to the spool: a full disk or quota, or a
+    read-only file system (an InputError: the CLIs report it in one line)."""
+
+
 class SpoolWriter:
     """Appends records to this process's spool file; never touches the database."""
 
@@ -117,6 +136,21 @@ class SpoolWriter:
         if problem:  # a writer out of step with RECORD_FIELDS: fail here, not at every read
             raise ValueError(f"not a valid spool record: {problem}")
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
+        try:
+            self._append_line(line)
+        except OSError as err:
+            if err.errno not in _WRITE_FAILURES:
+                raise
+            problem, remedy = _WRITE_FAILURES[err.errno]
+            target = self._file or self.directory
+            raise SpoolWriteError(
+                f"cannot write a {op} record to the results spool {target}: {problem} ({err.strerror}); {remedy}, "
+                f"or point --store (or $WORKBENCH_STORE) at a writable disk with room (the records written before "
+                f"are kept, and ingested on the next store access)"
+            ) from err
+
+    def _append_line(self, line: bytes) -> None:
+        """Append one encoded record under the file's lock and fsync it."""
         while True:
             fd = self._open()
             if fd is None:
@@ -197,15 +231,20 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
     "add_point": {
         "run_id": TEXT, "step": COUNT, "contrastive_entropy": OPTIONAL_NUMBER,
         "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER,
+        "calibrated_entropy": OPTIONAL_NUMBER, "temperature": OPTIONAL_NUMBER,
     },
     "finish_run": {
         "run_id": TEXT, "status": TEXT, "best_contrastive_entropy": OPTIONAL_NUMBER,
-        "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER,
+        "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER, "best_calibrated_entropy": OPTIONAL_NUMBER,
     },
 }  # fmt: skip
 # Fields added to an op after its first release: a record from an older writer (a spool
 # file left by a run that started before the upgrade) may lack them, and reads as null.
-ADDED_FIELDS: dict[str, frozenset[str]] = {"start_run": frozenset({"eval_fingerprint", "eval_protocol"})}
+ADDED_FIELDS: dict[str, frozenset[str]] = {
+    "start_run": frozenset({"eval_fingerprint", "eval_protocol"}),
+    "add_point": frozenset({"calibrated_entropy", "temperature"}),
+    "finish_run": frozenset({"best_calibrated_entropy"}),
+}
 _MAX_COUNT = 2**63 - 1  # BIGINT
 
 

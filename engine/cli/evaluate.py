@@ -90,9 +90,12 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
         dataset=Path(args.dataset).expanduser().resolve().name, seed=train_config.get("seed", 0), device=device, code_version=code_version(),
         source="evaluate", label=args.label,
     )
-    ce = metrics.get("contrastive_entropy")
+    ce, calibrated = metrics.get("contrastive_entropy"), metrics.get("calibrated_entropy")
     others = {k: v for k, v in metrics.items() if k != "contrastive_entropy"}
-    store.add_point(run_id, step=0, contrastive_entropy=ce, metrics=others, wall_time_s=metrics["eval_seconds"])
-    store.finish_run(run_id, status="completed", best_contrastive_entropy=ce, metrics=others,
-                     wall_time_s=metrics["eval_seconds"])
+    store.add_point(run_id, step=0, contrastive_entropy=ce, calibrated_entropy=calibrated,
+                    temperature=metrics.get("temperature"),
+                    metrics={k: v for k, v in others.items() if k not in ("calibrated_entropy", "temperature")},
+                    wall_time_s=metrics["eval_seconds"])
+    store.finish_run(run_id, status="completed", best_contrastive_entropy=ce, best_calibrated_entropy=calibrated,
+                     metrics=others, wall_time_s=metrics["eval_seconds"])
     return run_id

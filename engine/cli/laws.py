@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     fit.add_argument("--dataset", action="append", help="with --store: only runs on this data set (repeatable)")
     fit.add_argument("--annotation", action="append",
                      help="with --store: only runs of this annotation type, e.g. human (repeatable)")
+    fit.add_argument("--metric", choices=["raw", "calibrated"],
+                     help="with --store: fit each run's best raw contrastive entropy (the paper's; the default) or "
+                          "its best calibrated one (Eq. 5 at a cross-fitted temperature, engine/evaluate.py)")
     fit.add_argument("--law", required=True, choices=["model", "data", "joint", "additive"],
                      help="model (Eq. 6), data (Eq. 7), joint (Eq. 8) or additive (E + A/N^alpha + B/D^beta)")
     fit.add_argument("--holdout-largest", type=int, default=0, metavar="K",
@@ -64,13 +67,17 @@ def run_fit(args) -> int:
 
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
                        holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
+    if args.csv and args.metric:
+        raise InputError("--metric chooses which of the store's entropies to fit: use it with --store; a CSV's loss "
+                         "column is fitted as it is (an eval_metric column says which it is)")
     source = args.csv or args.store
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     if args.csv and (args.dataset or args.annotation):
         raise InputError("--dataset and --annotation filter the store's runs: use them with --store, not --csv")
     out = _checked_out(args.out or source.with_name(f"{source.stem}.{args.law}-fit.json"), source, args.store)
-    points = read_points(args.csv) if args.csv else store_points(args.store, args.dataset, args.annotation)
+    points = (read_points(args.csv) if args.csv else
+              store_points(args.store, args.dataset, args.annotation, args.metric or "raw"))
     fit = fit_law(points, args.law, config)
     out.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.json:
@@ -82,16 +89,18 @@ def run_fit(args) -> int:
     return 0
 
 
-def store_points(path: Path, dataset: list[str] | None, annotation: list[str] | None):
-    """The completed runs of the store at `path` (filtered) as law points, or InputError."""
+def store_points(path: Path, dataset: list[str] | None, annotation: list[str] | None, metric: str = "raw"):
+    """The completed runs of the store at `path` (filtered) as law points of `metric`
+    (raw or calibrated contrastive entropy), or InputError."""
     from store import Store
 
-    points = Store(path).law_points(dataset=dataset, annotation=annotation)
+    points = Store(path).law_points(dataset=dataset, annotation=annotation, metric=metric)
     if points.empty:
         filters = [f"{name} {', '.join(values)}" for name, values in (("dataset", dataset), ("annotation", annotation))
                    if values]
-        raise InputError(f"the store {path} holds no completed runs{' of ' + ' and '.join(filters) if filters else ''}; "
-                         "see `python -m store info`")
+        measured = " with a calibrated entropy (runs trained before it have none)" if metric == "calibrated" else ""
+        raise InputError(f"the store {path} holds no completed runs{' of ' + ' and '.join(filters) if filters else ''}"
+                         f"{measured}; see `python -m store info`")
     return points
 
 

@@ -15,6 +15,9 @@ def register(subparsers) -> None:
                         help="which runs: the demo study, runs trained here, imported ones, or all")
     parser.add_argument("--dataset", default="squad-dev", help="the data set of the main study")
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap refits per law")
+    parser.add_argument("--metric", default="raw", choices=["raw", "calibrated"],
+                        help="each run's loss: its best raw contrastive entropy (the paper's) or its best calibrated "
+                             "one (Eq. 5 at a cross-fitted temperature; runs without it are left out)")
     parser.add_argument("--out", type=Path, help="folder for report.md, report.html and figures/*.svg, *.png")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (the fitted laws, extrapolations, files written) instead of "
@@ -40,7 +43,7 @@ def run_study(args) -> int:
     if runs.empty:
         raise InputError(f"the store holds no completed {args.source} runs")
     with CommandProgress("study", 2 if args.out else 1, "step", desc="study") as progress:
-        report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap))
+        report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap, metric=args.metric))
         progress.advance(detail="laws fitted")
         document = study_document(report)
         if not args.json:
