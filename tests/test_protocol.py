@@ -281,3 +281,17 @@ def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "16"
+
+
+def test_the_runs_page_shows_each_runs_protocol():
+    from test_app import assert_clean, open_page, table_with
+
+    store = Store()
+    start(store, "measured", K64)
+    start(store, "older", None)
+    at = open_page("pages/1_Runs.py")
+    assert_clean(at)
+    table = table_with(at, "eval_protocol").set_index("run_id")
+    assert table.at["measured", "eval_protocol"] == protocol.protocol_id(K64)
+    assert pd.isna(table.at["older", "eval_protocol"])
+    assert any(f"{protocol.protocol_id(K64)}: k=64, 10 repeats, pool 100,000 (seed 0)" in c.value for c in at.caption)
