@@ -16,7 +16,7 @@ Formats (`detect_format` picks one from the files in the folder):
 The test split (`RetrievalData.test_split`) is the split named by `--test-split`,
 else the one split that is not `train`; a folder with several (BEIR MS MARCO's `dev`
 and `test`, an MS MARCO folder that also holds TREC DL qrels) must name one.
-`test_split_identity` says which file that is and hashes its content.
+`split_identity` says which file that is and hashes its content.
 
 Malformed input raises `InputError` naming file, line and problem. Rows that are
 skipped (blank lines, duplicate judgments, unknown ids when `strict=False`) are
@@ -70,7 +70,7 @@ class RetrievalData:
         `train`; several candidates are an InputError naming them and the flag."""
         if self.requested_test_split is not None:
             return self.requested_test_split
-        candidates = test_split_candidates(self.qrels)
+        candidates = candidate_test_splits(self.qrels)
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
@@ -99,19 +99,19 @@ class RetrievalData:
         return "zh" if sample and cjk / len(sample) > 0.2 else "en"
 
 
-def test_split_candidates(qrels: dict) -> list[str]:
+def candidate_test_splits(qrels: dict) -> list[str]:
     """The splits that may be evaluated on: every one but `train`, sorted."""
     return sorted(split for split in qrels if split != "train")
 
 
 def _check_test_split(data: RetrievalData, name: str) -> None:
-    if name not in test_split_candidates(data.qrels):
+    if name not in candidate_test_splits(data.qrels):
         raise InputError(f"--test-split {name}: {data.path} has no such test split; its candidates are "
-                         f"{', '.join(test_split_candidates(data.qrels)) or 'none'}"
+                         f"{', '.join(candidate_test_splits(data.qrels)) or 'none'}"
                          + (" (train is the training split)" if name == "train" else ""))
 
 
-def test_split_identity(dataset_dir: str | Path, split: str) -> dict[str, str]:
+def split_identity(dataset_dir: str | Path, split: str) -> dict[str, str]:
     """Which qrels a data set's `split` is: its name, its file (relative to the data
     set folder) and the SHA-256 of that file's bytes, so two folders' `test` splits,
     or one file edited between runs, are told apart."""

@@ -256,20 +256,20 @@ def test_msmarco_folder_with_trec_dl_qrels_is_not_evaluated_on_them_by_guess(tmp
 
 
 def test_test_split_identity_names_the_file_and_hashes_its_content(tmp_path):
-    from engine.data import test_split_identity
+    from engine.data import split_identity
 
     folder = write_msmarco(tmp_path / "ms")
     (folder / "qrels.dl19-passage.txt").write_text("1 0 p1 2\n")
-    identity = test_split_identity(folder, "dl19-passage")
+    identity = split_identity(folder, "dl19-passage")
     assert identity["name"] == "dl19-passage" and identity["file"] == "qrels.dl19-passage.txt"
     assert len(identity["sha256"]) == 64
-    assert test_split_identity(folder, "dev")["file"] == "qrels.dev.tsv"
+    assert split_identity(folder, "dev")["file"] == "qrels.dev.tsv"
     (folder / "qrels.dl19-passage.txt").write_text("1 0 p1 3\n")
-    assert test_split_identity(folder, "dl19-passage")["sha256"] != identity["sha256"]
+    assert split_identity(folder, "dl19-passage")["sha256"] != identity["sha256"]
     beir = write_beir(tmp_path / "beir")
-    assert test_split_identity(beir, "test")["file"] == "qrels/test.tsv"
+    assert split_identity(beir, "test")["file"] == "qrels/test.tsv"
     with pytest.raises(InputError, match="no 'dev' qrels"):
-        test_split_identity(beir, "dev")
+        split_identity(beir, "dev")
 
 
 def write_synthetic(folder: Path, n_passages=400, n_train=300, n_test=60, vocab=300, seed=0) -> Path:
