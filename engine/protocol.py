@@ -163,15 +163,15 @@ def describe(fingerprint: Mapping[str, Any] | None) -> str:
     if not fingerprint:
         return "protocol not recorded"
     f = fingerprint
-    parts = [f"k={f['negatives']}" if "negatives" in f else None,
-             f"{f['repeats']} repeats" if "repeats" in f else None,
-             f"pool {f['pool']:,}" + (f" (seed {f['pool_seed']})" if "pool_seed" in f else "") if "pool" in f else
-             (f"seed {f['pool_seed']}" if "pool_seed" in f else None),
-             f"{f['test_pairs']:,} test pairs" if "test_pairs" in f else None,
-             f"lengths {f.get('max_query_length', '?')}/{f.get('max_passage_length', '?')}"
-             if "max_query_length" in f or "max_passage_length" in f else None,
-             f.get("precision"), f.get("test_split"), f.get("metric")]
-    return ", ".join(str(p) for p in parts if p)
+    pool = f"pool {f['pool']:,}" if "pool" in f else ""
+    if "pool_seed" in f:
+        pool = f"{pool} (seed {f['pool_seed']})" if pool else f"seed {f['pool_seed']}"
+    lengths = (f"lengths {f.get('max_query_length', '?')}/{f.get('max_passage_length', '?')}"
+               if "max_query_length" in f or "max_passage_length" in f else "")
+    parts = [f"k={f['negatives']}" if "negatives" in f else "", f"{f['repeats']} repeats" if "repeats" in f else "",
+             pool, f"{f['test_pairs']:,} test pairs" if "test_pairs" in f else "", lengths,
+             f.get("precision", ""), f.get("test_split", ""), f.get("metric", "")]
+    return ", ".join(part for part in parts if part)
 
 
 def differing_fields(fingerprints: Iterable[Mapping[str, Any] | None]) -> list[str]:

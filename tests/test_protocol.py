@@ -295,3 +295,15 @@ def test_the_runs_page_shows_each_runs_protocol():
     assert table.at["measured", "eval_protocol"] == protocol.protocol_id(K64)
     assert pd.isna(table.at["older", "eval_protocol"])
     assert any(f"{protocol.protocol_id(K64)}: k=64, 10 repeats, pool 100,000 (seed 0)" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page", [None, "pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py",
+                                  "pages/4_Analysis.py", "pages/5_Plan_runs.py"])
+def test_every_page_works_with_runs_that_carry_fingerprints(page):
+    from test_app import assert_clean, open_page
+
+    store = Store()
+    store.load_rows(grid_rows(eval_negatives=64, eval_precision="bf16"), source="import")
+    store.load_rows(grid_rows(annotation="ict"), source="import")
+    start(store, "measured", K64)
+    assert_clean(open_page(page))
