@@ -295,6 +295,17 @@ def _padded(rows: list[np.ndarray]) -> torch.Tensor:
 # ---------------------------------------------------------------- progress and checkpoints
 
 
+def _fresh_accelerator_state() -> None:
+    """accelerate keeps one state per process and refuses a second Accelerator of another
+    precision, so a process that trains runs one after another (tests, a notebook) starts
+    each from a clean one, as accelerate's own tests do. A launched process (torchrun,
+    accelerate launch) trains one run and keeps its distributed state."""
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+
+
 # ---------------------------------------------------------------- a run id's configuration
 
 CONFIG_FILE = "train_config.json"  # a run's resolved config, written when it starts
@@ -370,6 +381,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     if done is not None:
         log.info("%s: already complete (%s); nothing to train", cfg.run_id, run_dir / "model")
         return done
+    _fresh_accelerator_state()
     accelerator = Accelerator(
         mixed_precision=cfg.precision, gradient_accumulation_steps=cfg.grad_accum,
         cpu=cfg.cpu, step_scheduler_with_optimizer=False,
