@@ -51,6 +51,17 @@ def validate_name(kind: str, value: str) -> str:
     return value
 
 
+def store_files(db_path: str | Path) -> dict[str, Path]:
+    """The files of the store at `db_path` that no output may overwrite (what -> path),
+    named without opening it (a running sweep may hold it): the database, its
+    write-ahead log and its spool folder, as Store.own_files gives them."""
+    from store.spool import spool_dir  # the spool folder's one naming rule
+
+    db_path = Path(db_path).expanduser()
+    return {"the store": db_path, "the store's write-ahead log": db_path.with_name(db_path.name + ".wal"),
+            "the store's spool folder": spool_dir(db_path)}
+
+
 def check_output_path(out: str | Path, *, protected: dict[str, str | Path]) -> Path:
     """`out`, absolute, unless it resolves to one of the `protected` paths (what -> path:
     the store file, its WAL, an input of the same command) or lies inside one (a spool

@@ -103,10 +103,11 @@ def _check(sweep_name: str, n_runs: int, options: SlurmOptions) -> None:
     validate_name("sweep name", sweep_name)
     if not 1 <= options.array_tasks <= max(n_runs, 1):
         raise InputError(f"--array-tasks must be between 1 and the sweep's {n_runs} runs, got {options.array_tasks}")
-    for what, number in (("--gpus-per-node", options.gpus_per_node), ("--cpus-per-task", options.cpus_per_task),
-                         ("--max-concurrent", options.max_concurrent)):
-        if number is not None and number < 0:
-            raise InputError(f"{what} must not be negative, got {number}")
+    if options.gpus_per_node < 0:
+        raise InputError(f"--gpus-per-node must not be negative, got {options.gpus_per_node}")
+    for what, number in (("--cpus-per-task", options.cpus_per_task), ("--max-concurrent", options.max_concurrent)):
+        if number is not None and number < 1:
+            raise InputError(f"{what} must be at least 1 (or left out), got {number}")
     if not options.shared_dir.is_absolute():
         raise InputError(f"--shared-dir {options.shared_dir} must be an absolute path on the shared file system")
     values = {"--shared-dir": str(options.shared_dir), "--time": options.time, "--partition": options.partition,

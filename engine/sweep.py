@@ -96,8 +96,10 @@ def sweep_from_spec(spec: dict, path: Path) -> Sweep:
     if "dataset" not in shared:
         raise InputError(f"{path}: [train] needs dataset = \"PATH\"")
     base = path.parent
-    shared = {k: _resolve_path(base, v) if k in PATH_FIELDS and v else v for k, v in shared.items()}
-    annotation_data = {k: _resolve_path(base, v) for k, v in _table(spec, "annotation_data", path).items()}
+    shared = {k: _resolve_path(base, v, f"{path}: [train] {k}") if k in PATH_FIELDS and v else v
+              for k, v in shared.items()}
+    annotation_data = {k: _resolve_path(base, v, f"{path}: [annotation_data] {k}")
+                       for k, v in _table(spec, "annotation_data", path).items()}
     runs = [SweepRun(config, _legacy_run_id(config)) for config in _expand(name, grid, shared, annotation_data, path)]
     tables = {"name": name, "grid": grid, "annotation_data": annotation_data, "train": shared}
     return Sweep(name, path, tuple(runs), {key: value for key, value in tables.items() if value})
@@ -139,7 +141,9 @@ def _grid(spec: dict, path: Path) -> dict[str, list]:
     return grid
 
 
-def _resolve_path(base: Path, value: str) -> str:
+def _resolve_path(base: Path, value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a path in quotes, e.g. \"../data/squad-dev\"; got {value!r}")
     candidate = Path(value).expanduser()
     return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
 

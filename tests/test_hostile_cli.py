@@ -62,3 +62,66 @@ def test_active_commands_skip_unreadable_progress_files():
     live = {"status": "running", "host": socket.gethostname(), "pid": os.getpid(), "done": 1}
     (commands_dir() / "live.json").write_text(json.dumps(live))
     assert [command["path"].rsplit("/", 1)[-1] for command in active_commands()] == ["live.json"]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture()
+def sweep_file(tmp_path):
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    return write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
+
+
+def test_sweep_path_setting_of_the_wrong_type_is_one_line(sweep_file, capsys):
+    sweep_file.write_text(sweep_file.read_text().replace('dataset = "', 'dataset = 5\n# "'))
+    assert engine_main(["sweep", str(sweep_file), "--dry-run"]) == 2
+    assert "[train] dataset must be a path" in one_error_line(capsys)
+
+
+def test_slurm_script_never_overwrites_a_store(sweep_file, tmp_path, capsys, monkeypatch):
+    store = tmp_path / "store" / "workbench.duckdb"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_bytes(b"results")
+    monkeypatch.setenv("WORKBENCH_STORE", str(store))
+    shared = tmp_path / "shared"
+    for out in (store, store.with_name(store.name + ".spool") / "x.sbatch", shared / "workbench.duckdb"):
+        assert engine_main(["sweep", str(sweep_file), "--emit", "slurm", "--shared-dir", str(shared),
+                            "--out", str(out)]) == 2
+        assert "would overwrite the store" in one_error_line(capsys)
+    assert store.read_bytes() == b"results"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--array-tasks", "0"], "--array-tasks must be between 1"),
+    (["--max-concurrent", "0"], "--max-concurrent must be at least 1"),
+    (["--cpus-per-task", "0"], "--cpus-per-task must be at least 1"),
+])
+def test_slurm_zero_counts_are_refused(sweep_file, tmp_path, capsys, flags, message):
+    out = tmp_path / "t.sbatch"
+    assert engine_main(["sweep", str(sweep_file), "--emit", "slurm", "--shared-dir", str(tmp_path / "shared"),
+                        "--out", str(out), *flags]) == 2
+    assert message in one_error_line(capsys) and not out.exists()
+
+
+def test_slurm_shared_dir_that_is_a_file_writes_nothing(sweep_file, tmp_path, capsys):
+    out = tmp_path / "t.sbatch"
+    assert engine_main(["sweep", str(sweep_file), "--emit", "slurm", "--shared-dir", str(sweep_file),
+                        "--out", str(out)]) == 2
+    assert "is a file, not a folder" in one_error_line(capsys) and not out.exists()
+
+
+def test_plan_runs_never_overwrites_its_law_or_the_store(tmp_path, capsys):
+    from engine.paths import store_path
+
+    law = tmp_path / "fit.json"
+    law.write_text("{}")
+    for out in (law, store_path()):
+        assert engine_main(["plan-runs", "--law", str(law), "--dataset", str(tmp_path), "--out", str(out)]) == 2
+        assert "would overwrite the" in one_error_line(capsys)
+    assert law.read_text() == "{}" and not store_path().exists()

@@ -55,11 +55,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from engine.errors import InputError
-    from engine.paths import check_output_path
+    from engine.paths import check_output_path, store_files, store_path
     from engine.plan_runs import (Hardware, PlanConfig, RunSettings, candidates, data_sizes, json_records,
                                   ladder_rungs, plan_runs, plan_sweep)
 
-    check_output_path(args.out, protected={"the data set": args.dataset})
+    protected = {"the data set": args.dataset, **store_files(args.store or store_path()),
+                 **({"the --law file": args.law} if Path(args.law).is_file() else {})}
+    check_output_path(args.out, protected=protected)
     fit = load_fit(args)
     available = available_pairs(args.dataset)
     settings = RunSettings(args.steps, args.batch_size, args.negatives, args.query_tokens, args.passage_tokens)

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 def emit(sweep, args) -> int:
     from engine.errors import InputError
-    from engine.paths import check_output_path
+    from engine.paths import check_output_path, make_output_folder, store_path, store_files
     from engine.slurm import ShardCommand, SlurmOptions, render_sbatch
 
     if args.shard or args.dry_run:
@@ -35,17 +35,19 @@ def emit(sweep, args) -> int:
         raise InputError("--emit slurm needs --shared-dir DIR: a folder every node sees "
                          "(the store and its spool, run folders, cache and logs go there)")
     shared = args.shared_dir.expanduser().absolute()
-    options = SlurmOptions(shared_dir=shared, array_tasks=args.array_tasks or len(sweep.runs),
+    array_tasks = len(sweep.runs) if args.array_tasks is None else args.array_tasks
+    options = SlurmOptions(shared_dir=shared, array_tasks=array_tasks,
                            gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, time=args.time,
                            partition=args.partition, account=args.account, max_concurrent=args.max_concurrent,
                            extra=tuple(args.sbatch))
     command = ShardCommand(sweep_file=sweep.path.expanduser().resolve(), launcher=args.launcher,
                            parallel=args.parallel)
     script = render_sbatch(sweep.name, len(sweep.runs), options, command)
-    out = check_output_path(args.out or sweep.path.with_name(f"{sweep.name}.sbatch"),
-                            protected={"the sweep file": sweep.path})
+    protected = {"the sweep file": sweep.path, **store_files(args.store or store_path()),
+                 **{f"{what} on --shared-dir": path for what, path in store_files(shared / "workbench.duckdb").items()}}
+    out = check_output_path(args.out or sweep.path.with_name(f"{sweep.name}.sbatch"), protected=protected)
+    make_output_folder(shared / "logs", args.shared_dir)   # Slurm does not create the --output folder
     out.write_text(script)
-    (shared / "logs").mkdir(parents=True, exist_ok=True)   # Slurm does not create the --output folder
     summary = {"script": str(out), "sweep": sweep.name, "runs": len(sweep.runs),
                "array_tasks": options.array_tasks, "shared_dir": str(shared)}
     if args.json:
