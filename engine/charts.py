@@ -13,7 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from engine.budget import BudgetAnswer
+from engine.budget import BudgetAnswer, DecisionUncertainty
 from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
 from engine.numbers import COUNT_LABEL_EXPR, format_count
 
@@ -157,11 +157,16 @@ def optima_table(answers: list[BudgetAnswer], tolerance: float) -> pd.DataFrame:
     } for a in answers]), ["n_opt", "d_opt", "band_lo", "band_hi"])
 
 
-def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -> alt.LayerChart:
+def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float,
+                 decision: DecisionUncertainty | None = None,
+                 support: tuple[float, float] | None = None) -> alt.LayerChart:
     """Predicted loss against N for each budget; a diamond at the optimum and a bar
     spanning the near-optimal band at the band's loss level. The loss axis stops at
     LOSS_AXIS_CAP times the worst optimum: where a budget runs out of data the loss
-    explodes, and drawing that would flatten everything else."""
+    explodes, and drawing that would flatten everything else. With `decision` (of the
+    highlighted budget), each bootstrap law's N* as a faint tick under the curve, its
+    interval as a black bar and the robust choice as a triangle; with `support` (the
+    fit's N range), grey bands where the law extrapolates."""
     top, bottom = LOSS_AXIS_CAP * optima["loss"].max(), 0.9 * optima["loss"].min()
     curves = curves[curves["loss"] <= top]
     curves = with_count_labels(curves, ["n", "d"]).assign(budget_label=curves["budget"].map(budget_label),
@@ -184,7 +189,63 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float) -
                  alt.Tooltip("d_opt_label:N", title="D*"), alt.Tooltip("loss:Q", format=".4f"),
                  alt.Tooltip("band_lo_label:N", title="band from"),
                  alt.Tooltip("band_hi_label:N", title="band to")])
-    return alt.layer(lines, bands, dots).properties(height=440)
+    layers = [lines, bands, dots]
+    if support is not None:
+        layers.insert(0, support_shading(support, (float(curves["n"].min()), float(curves["n"].max()))))
+    if decision is not None:
+        at_loss = 0.97 * float(optima.loc[optima["budget_label"] == budget_label(highlight), "loss"].iloc[0])
+        layers += n_opt_spread(decision, at_loss, y_scale)
+    return alt.layer(*layers).properties(height=440)
+
+
+BEYOND_SUPPORT_COLOR = "#7f7f7f"
+
+
+def beyond_support(support: tuple[float, float], domain: tuple[float, float]) -> pd.DataFrame:
+    """The stretches of an axis over `domain` outside the fitted `support`: columns
+    start, end, side; empty when the support covers the domain."""
+    lo, hi = domain
+    rows = [{"start": lo, "end": min(support[0], hi), "side": "below the fitted sizes"},
+            {"start": max(support[1], lo), "end": hi, "side": "beyond the fitted sizes"}]
+    return pd.DataFrame([r for r in rows if r["end"] > r["start"]], columns=["start", "end", "side"])
+
+
+def support_shading(support: tuple[float, float], domain: tuple[float, float]) -> alt.Chart:
+    """Grey bands over the parts of a size axis where the law extrapolates."""
+    return alt.Chart(beyond_support(support, domain)).mark_rect(opacity=0.12, color=BEYOND_SUPPORT_COLOR).encode(
+        x="start:Q", x2="end:Q", tooltip=[alt.Tooltip("side:N", title="outside the fit's points")])
+
+
+SPREAD_BINS = 48   # ticks of the N* spread: one per log bin, not one per law (a chart of 1,000 rows renders slowly)
+
+
+def n_opt_histogram(n_opt_samples: np.ndarray, bins: int = SPREAD_BINS) -> pd.DataFrame:
+    """N* of the bootstrap laws in log-spaced bins: columns n (the bin's geometric
+    centre), share (of the laws), n_label; empty bins left out."""
+    logs = np.log(n_opt_samples)
+    counts, edges = np.histogram(logs, bins=bins if np.ptp(logs) > 0 else 1)
+    centres = np.exp((edges[:-1] + edges[1:]) / 2)
+    keep = counts > 0
+    return with_count_labels(pd.DataFrame({"n": centres[keep], "share": counts[keep] / len(logs)}), ["n"])
+
+
+def n_opt_spread(decision: DecisionUncertainty, at_loss: float, y_scale: alt.Scale) -> list[alt.Chart]:
+    """Layers at height `at_loss`: the bootstrap laws' N* as ticks whose darkness is the
+    share of laws in each log bin, the N* interval as a bar, the robust choice as a triangle."""
+    y = alt.Y("loss:Q", scale=y_scale)
+    ticks = alt.Chart(n_opt_histogram(decision.n_opt_samples).assign(loss=at_loss)).mark_tick(
+        thickness=2, size=14, color="black").encode(
+        x="n:Q", y=y, opacity=alt.Opacity("share:Q", scale=alt.Scale(range=[0.08, 0.9]), legend=None),
+        tooltip=[alt.Tooltip("n_label:N", title="N*"), alt.Tooltip("share:Q", format=".1%", title="of the laws")])
+    lo, hi = decision.n_opt_interval
+    summary = with_count_labels(pd.DataFrame([{"lo": lo, "hi": hi, "n_robust": decision.n_robust,
+                                               "loss": at_loss}]), ["lo", "hi", "n_robust"])
+    bar = alt.Chart(summary).mark_rule(strokeWidth=2, color="black").encode(
+        x="lo:Q", x2="hi:Q", y=y, tooltip=[alt.Tooltip("lo_label:N", title=f"{decision.level:.0%} N* interval from"),
+                                           alt.Tooltip("hi_label:N", title="to")])
+    robust = alt.Chart(summary).mark_point(shape="triangle-up", size=110, filled=True, color="black").encode(
+        x="n_robust:Q", y=y, tooltip=[alt.Tooltip("n_robust_label:N", title="robust N")])
+    return [ticks, bar, robust]
 
 
 # --- training progress ----------------------------------------------------------
@@ -236,9 +297,10 @@ def law_snippet(law: ScalingLaw, title: str = "") -> str:
     """A few lines of Python that evaluate `law` (the fit named by `title`), for a
     notebook or a paper."""
     formula = {"model": "(A / n) ** alpha + delta", "data": "(B / d) ** beta + delta",
-               "joint": "((A / n) ** (alpha / beta) + B / d) ** beta + delta"}[law.kind]
-    args = {"model": "n", "data": "d", "joint": "n, d"}[law.kind]
-    example = {"model": "1e8", "data": "1e5", "joint": "1e8, 1e5"}[law.kind]
+               "joint": "((A / n) ** (alpha / beta) + B / d) ** beta + delta",
+               "additive": "E + A / n ** alpha + B / d ** beta"}[law.kind]
+    args = {"model": "n", "data": "d"}.get(law.kind, "n, d")
+    example = {"model": "1e8", "data": "1e5"}.get(law.kind, "1e8, 1e5")
     constants = "\n".join(f"{name} = {value!r}" for name, value in law.params.items())
     title = title.replace('"', "'").replace("\\", "/")   # inside the docstring
     return (f'"""{LAW_EQUATIONS[law.kind]}: contrastive entropy (nats) of a dense retriever\n'

@@ -21,14 +21,16 @@ import streamlit as st
 
 from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded_range, residual_chart, series_name
 from engine.errors import InputError
-from engine.laws import LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
+from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
+                         compare_laws, fit_law, identifiability)
 from engine.numbers import format_coefficient, format_count, format_r2, formatted_table
 from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
 from store import Store
 from store.imports import DELIMITER_NAMES, check_csv_bytes
 
 SOURCES = ("Runs in the store", "Upload a CSV", "Paper presets")
-KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joint, Eq. 8"}
+KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joint, Eq. 8",
+         "additive": "Additive, E + A/N^α + B/D^β"}
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
 ALL = "(all)"
@@ -36,6 +38,7 @@ METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "c
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi", "eval_protocol")
 COEFFICIENTS = ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")
 LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
+LAST_COMPARISON = "fit_last_comparison"   # session state: the joint forms compared on the points of that fit
 PROGRESS_EVERY = 10         # bootstrap refits between two updates of the progress bar
 SHOWN_REJECTED = 10
 
@@ -163,7 +166,7 @@ def one_protocol(points: pd.DataFrame, about: dict) -> pd.DataFrame:
 def slice_for_kind(points: pd.DataFrame, kind: str, about: dict) -> pd.DataFrame:
     """A one-variable law holds the other variable fixed (the paper: full data for
     Eq. 6, the largest model for Eq. 7); let the user pick which value."""
-    if kind == "joint":
+    if kind in JOINT_KINDS:
         return points
     other = "d" if kind == "model" else "n"
     if other not in points or points[other].nunique() < 2:
@@ -201,7 +204,7 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
         size_column = "d" if kind == "data" else "n"
         with st.expander("Held-out check and fit settings"):
             axis = "auto"
-            if kind == "joint":
+            if kind in JOINT_KINDS:
                 size_column = axis = st.radio("Hold out along", ["n", "d"], horizontal=True,
                                               key="fit_holdout_axis",
                                               format_func={"n": "model size", "d": "data size"}.get)
@@ -287,14 +290,14 @@ def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: Sc
     """Chart the law (and `compare`) over the points; return the curves drawn."""
     kind = (law.law if isinstance(law, LawFit) else law).kind
     x_range = padded_range(points[x]) if len(points) else ((3e5, 1e9) if x == "n" else (1e3, 1e7))
-    fixed = joint_series(points, x) if kind == "joint" and len(points) else None
-    if kind == "joint" and fixed is None:
+    fixed = joint_series(points, x) if kind in JOINT_KINDS and len(points) else None
+    if kind in JOINT_KINDS and fixed is None:
         fixed = [1e5, 1e6] if x == "n" else [1e6, 1e8]
     curves = law_curves(law, x, x_range, fixed)
     if compare is not None:
         paper = law_curves(compare, x, x_range, fixed)
         curves = pd.concat([curves, paper.assign(series="paper: " + paper["series"])], ignore_index=True)
-    if kind == "joint" and len(points):
+    if kind in JOINT_KINDS and len(points):
         other = "d" if x == "n" else "n"
         points = points[points[other].isin(fixed)].assign(
             series=lambda p: [series_name(x, v) for v in p[other]])
@@ -365,14 +368,55 @@ def show_fit(result: dict, store: Store) -> None:
     st.dataframe(formatted_table(parameter_table(fit.law, fit.intervals), coefficients=COEFFICIENTS), hide_index=True)
     st.caption(f"low – high: {fit.config.level:.0%} bootstrap interval ({len(fit.bootstrap_params)} refits "
                "resampling whole configurations).")
+    if len(fit.bootstrap_params):
+        st.info(identifiability(fit).sentence())
     if len(fit.heldout):
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
         columns = [c for c in HELDOUT_COLUMNS if c in fit.heldout]
         st.dataframe(formatted_table(fit.heldout[columns], counts=("n", "d"), coefficients=COEFFICIENTS,
                                      percents=("rel_error",)), hide_index=True)
+    if kind in JOINT_KINDS:
+        show_comparison(fit, x, result["key"])
     save_form(fit, store, about)
     export_buttons({"fit": fit_title(about), **about, **fit.to_dict(include_bootstrap=True)}, fit_table(fit, about),
                    fit.law, export_stem(about), fit_title(about))
+
+
+def show_comparison(fit: LawFit, x: str, key: str) -> None:
+    """Eq. 8 and the additive form fitted the same way to the same points, judged side
+    by side, with both curves; computed on request and kept for this fit."""
+    st.markdown("**Rival joint forms on the same points**")
+    kept = st.session_state.get(LAST_COMPARISON)
+    if not (kept and kept["key"] == key):
+        st.caption("Fits Eq. 8 and the additive form of Hoffmann et al. the same way (Huber on log L, many "
+                   "starts) and judges each by R², AIC and BIC on the log residuals and the error on the largest "
+                   "N and D when fitted without them.")
+        if not st.button("Compare the joint forms", key="fit_compare_forms"):
+            return
+        with st.spinner("Fitting both forms, with and without their largest sizes ..."):
+            compared = compare_laws(fit.points[["n", "d", "loss"]], config=FitConfig(
+                huber_scale=fit.config.huber_scale, bootstrap=0, seed=fit.config.seed))
+        kept = st.session_state[LAST_COMPARISON] = {"key": key, "compared": compared}
+    compared = kept["compared"]
+
+    def held(c, axis: str) -> str:
+        out = c.leave_largest_out[axis]
+        return "n/a" if out is None else f"{out['mean_abs_error']:.2%} (max {out['max_abs_error']:.2%})"
+
+    st.dataframe(pd.DataFrame([{
+        "form": KINDS[c.fit.law.kind], "R²": format_r2(c.fit.r2), "AIC": f"{c.aic:.1f}", "BIC": f"{c.bic:.1f}",
+        "largest N, fitted without it": held(c, "n"), "largest D, fitted without it": held(c, "d"),
+        "parameters": ", ".join(f"{k} = {format_coefficient(v)}" for k, v in c.fit.law.params.items()),
+    } for c in compared]), hide_index=True)
+    other = "d" if x == "n" else "n"
+    at = float(fit.points[other].max())
+    curves = pd.concat([law_curves(c.fit.law, x, padded_range(fit.points[x]), [at]).assign(
+        series=KINDS[c.fit.law.kind]) for c in compared], ignore_index=True)
+    points = fit.points[fit.points[other] == at].drop(columns="series", errors="ignore")
+    st.altair_chart(law_chart(points, curves, x, f"both forms at {other.upper()} = {format_count(at)}"),
+                    width="stretch")
+    st.caption("Lower AIC or BIC is better; a difference under about 2 does not tell the forms apart. "
+               "Plan with either on the Budget planner: save a fit of each form.")
 
 
 def save_form(fit: LawFit, store: Store, origin: dict) -> None:

@@ -8,17 +8,18 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from engine.budget import BudgetAnswer, BudgetQuestion, CostAssumptions, budget_curves, optimise
+from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, DecisionUncertainty, budget_curves,
+                           decision_uncertainty, extrapolation, optimise)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError
-from engine.laws import PRESETS, LawFit, ScalingLaw
+from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
 from engine.numbers import format_count, format_r2
 from store import Store
 
 PAPER = CostAssumptions()
 BUDGETS = [m * 10 ** e for e in range(2, 8) for m in (1, 2, 5)]   # $100 ... $50M, 1-2-5 steps
 COMPARE_DEFAULT = [5_000, 50_000, 500_000]
-JOINT_PRESETS = [name for name, p in PRESETS.items() if p.law.kind == "joint"]
+JOINT_PRESETS = [name for name, p in PRESETS.items() if p.law.kind in JOINT_KINDS]
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ COST_CONTROLS = (
 def saved_joint_fits(store_path: str) -> dict[str, str]:
     """fit_id -> how the law selector (and so the URL) names every saved joint fit."""
     fits = Store(store_path).fits()
-    joint = fits[fits["law"] == "joint"] if len(fits) else fits
+    joint = fits[fits["law"].isin(JOINT_KINDS)] if len(fits) else fits   # Eq. 8 or the additive form
     return {row.fit_id: f"{row.name or 'fit'} [{row.fit_id[:6]}]" for row in joint.itertuples()}
 
 
@@ -124,7 +125,8 @@ def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
     names = {**{p: p for p in JOINT_PRESETS}, **fits}
     choice = st.selectbox("Law L(N, D)", list(names), format_func=names.__getitem__, key="law",
                           bind="query-params",
-                          help="A preset with the paper's coefficients or a joint fit saved on the Fit laws page")
+                          help="A preset with the paper's coefficients or a joint fit (Eq. 8 or the additive "
+                               "form) saved on the Fit laws page")
     if choice in PRESETS:
         st.caption(f"{PRESETS[choice].source}. Fit and save a joint law on the **Fit laws** page to plan "
                    "with your own data.")
@@ -155,7 +157,30 @@ def show_answer(answer: BudgetAnswer) -> None:
         col.metric(f"{part.capitalize()} ({dollars / q.budget:.1%} of the budget)", f"${dollars:,.0f}")
 
 
-def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[int]) -> None:
+def show_decision(law: LawFit, answer: BudgetAnswer) -> DecisionUncertainty | None:
+    """How sure the answer is: N* under each bootstrap law, the robust choice, the regret,
+    and how far N* and D* lie beyond the fitted points (a plain warning beyond 10x)."""
+    reach = extrapolation(law, answer.n_opt, answer.d_opt)
+    if reach is not None:
+        (st.warning if reach.beyond_warning else st.caption)(reach.describe())
+    if not len(law.bootstrap_params):
+        st.caption("No interval on N*: this fit was saved without bootstrap refits.")
+        return None
+    u = decision_uncertainty(law, answer.question)
+    cols = st.columns(3)
+    cols[0].metric(f"N* {u.level:.0%} interval", f"{format_count(u.n_opt_interval[0])} – "
+                   f"{format_count(u.n_opt_interval[1])}", help=f"Where the {u.laws:,} bootstrap laws put the optimum; "
+                   f"D* {format_count(u.d_opt_interval[0])} – {format_count(u.d_opt_interval[1])}")
+    cols[1].metric("Robust N (lowest expected loss)", format_count(u.n_robust),
+                   help=f"The N with the lowest loss averaged over the bootstrap laws; D = {format_count(u.d_robust)}")
+    cols[2].metric("Expected regret of N*", f"{u.regret_relative:.2%}",
+                   help=f"{u.regret:.4g} nats: how much worse N* does, on average, than each bootstrap law's own "
+                        f"optimum (the robust N: {u.regret_robust:.4g} nats)")
+    return u
+
+
+def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[int],
+                decision: DecisionUncertainty | None = None) -> None:
     """Loss against N for the chosen budget and the comparison budgets (Figures 7, 8)."""
     q = answer.question
     answers, skipped = [answer], []
@@ -166,9 +191,13 @@ def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[in
             skipped.append(format_count(budget))
     budgets = [a.question.budget for a in answers]
     curves = budget_curves(law, budgets, q.with_inference, q.costs, q.n_min)
-    st.altair_chart(budget_chart(curves, optima_table(answers, q.band_tolerance), q.budget),
+    support = law.support.get("n") if isinstance(law, LawFit) else None
+    st.altair_chart(budget_chart(curves, optima_table(answers, q.band_tolerance), q.budget, decision, support),
                     width="stretch")
     st.caption("Diamonds mark N* for each budget; the bar under each is the near-optimal band. "
+               + ("Grey: model sizes outside the fitted points, where the law extrapolates. " if support else "")
+               + ("Faint ticks: N* under each bootstrap law, the black bar their interval, the triangle the "
+                  "robust N. " if decision else "")
                + (f"Too small for the smallest model: ${', $'.join(skipped)}." if skipped else ""))
 
 
@@ -207,8 +236,10 @@ def main() -> None:
         st.error(f"Cannot plan this scenario: {err}")
         return
     show_answer(answer)
-    show_curves(law, answer, compare)
-    st.download_button("Download this plan (JSON)", json.dumps({"law": law_name, **answer.to_dict()}, indent=2),
+    decision = show_decision(law, answer) if isinstance(law, LawFit) else None
+    show_curves(law, answer, compare, decision)
+    plan = {"law": law_name, **answer.to_dict(), **(decision.to_dict() if decision else {})}
+    st.download_button("Download this plan (JSON)", json.dumps(plan, indent=2),
                        file_name="budget-plan.json", mime="application/json", on_click="ignore")
 
 
