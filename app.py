@@ -18,6 +18,7 @@ PAGES = (
     ("pages/2_Fit_laws.py", "Fit laws", "Fit Eq. 6, 7 or 8 to runs or a CSV, with intervals and a held-out check."),
     ("pages/3_Budget_planner.py", "Budget planner", "Split a budget between annotation and model size."),
     ("pages/4_Analysis.py", "Analysis", "Contrastive entropy against ranking metrics; annotation types compared."),
+    ("pages/5_Plan_runs.py", "Plan runs", "Which runs would most narrow the interval of your decision, and their cost."),
 )
 
 

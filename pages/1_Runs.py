@@ -23,12 +23,16 @@ from store.core import RUN_STATUSES
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
 TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
                  "best_contrastive_entropy", "eval_protocol", "wall_time_s", "started_at", "source", "run_id"]
-TABLE_FORMAT = {"n_params": st.column_config.TextColumn("N", help="parameters (engine/numbers.py: 39.1k, 6.77B)"),
+TABLE_FORMAT = {"label": st.column_config.TextColumn("label", width="medium"),   # long demo labels hid N, D, loss
+                "model_name": st.column_config.TextColumn("model"),
+                "n_params": st.column_config.TextColumn("N", help="non-embedding parameters"),
                 "train_pairs": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
                 "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f"),
                 "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/protocol.py); "
-                                                             "empty: not recorded")}
+                                                             "empty: not recorded"),
+                "started_at": st.column_config.DatetimeColumn("started (UTC)"),
+                "run_id": st.column_config.TextColumn("run id")}
 STATUSES = (*RUN_STATUSES, jobs.INTERRUPTED)
 POLL_SECONDS = 2.0
 JOBS_SHOWN = 5

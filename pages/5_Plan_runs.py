@@ -147,6 +147,7 @@ def show_plan(store: Store, plan, settings: RunSettings, available: int, folder:
 
 
 def main() -> None:
+    st.set_page_config(page_title="Plan runs · Scaling-law workbench", layout="wide")
     st.title("Plan runs")
     st.write("Which runs would most narrow the interval of your decision? Each candidate's outcome is "
              "simulated under every bootstrap law of the fit; the runs are chosen greedily by the expected "

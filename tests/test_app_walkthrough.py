@@ -65,3 +65,36 @@ def test_the_plan_table_writes_n_and_d_as_the_other_pages_do(demo_store):
     table = next(t.value for t in at.dataframe if "expected_gain" in t.value.columns)
     assert len(table) and all(isinstance(v, str) and v[-1] in "kMBT0123456789" for v in table["n"])
     assert all(isinstance(v, str) for v in table["d"]) and not any("e+" in v for v in table["n"])
+
+
+# --- what the walk found ------------------------------------------------------------------
+
+def test_the_overview_points_to_every_page(demo_store):
+    at = open_page()
+    linked = {link.proto.page for link in at.get("page_link")}     # a page's URL name: 5_Plan_runs.py -> Plan_runs
+    pages = {path.stem.split("_", 1)[1] for path in (PROJECT_ROOT / "pages").glob("*.py")}
+    assert pages <= linked, pages - linked
+
+
+def test_every_page_is_wide_and_named_in_the_browser_tab(monkeypatch):
+    import streamlit
+
+    configs, real = [], streamlit.set_page_config
+    monkeypatch.setattr(streamlit, "set_page_config", lambda **kw: (configs.append(kw), real(**kw))[1])
+    for path in sorted((PROJECT_ROOT / "pages").glob("*.py")):
+        configs.clear()
+        at = open_page(f"pages/{path.name}")
+        assert_clean(at)
+        assert configs and configs[-1].get("layout") == "wide", path.name
+        assert configs[-1]["page_title"].endswith("· Scaling-law workbench"), path.name
+
+
+def test_the_runs_table_has_worded_headers_and_a_label_column_that_leaves_room(demo_store):
+    import json
+
+    at = open_page("pages/1_Runs.py")
+    frame = next(t for t in at.dataframe if "run_id" in t.value.columns)
+    config = json.loads(frame.proto.columns)
+    headers = [config.get(f"name:{c}", config.get(c, {})).get("label", c) for c in frame.value.columns]
+    assert not [h for h in headers if "_" in h], headers
+    assert config.get("name:label", config.get("label", {})).get("width") == "medium"
