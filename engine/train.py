@@ -91,8 +91,8 @@ class TrainerState:
         ce = metrics.get("contrastive_entropy")
         if ce is not None and (self.best_contrastive_entropy is None or ce < self.best_contrastive_entropy):
             self.best_contrastive_entropy, self.best_step = ce, step
-        calibrated = metrics.get("calibrated_entropy")
-        if calibrated is not None and (self.best_calibrated_entropy is None or calibrated < self.best_calibrated_entropy):
+        calibrated, best = metrics.get("calibrated_entropy"), self.best_calibrated_entropy
+        if calibrated is not None and (best is None or calibrated < best):
             self.best_calibrated_entropy, self.best_calibrated_step = calibrated, step
 
 
