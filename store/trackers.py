@@ -152,7 +152,12 @@ def _read_mlruns(root: Path) -> list[TrackerRun]:
         run_dir = meta_file.parent
         if not (run_dir / "metrics").is_dir() or ".trash" in run_dir.parts:
             continue  # an experiment's meta.yaml, or a run already deleted
-        meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
+        try:
+            meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8
+            raise InputError(f"{meta_file}: not a readable MLflow meta.yaml ({' '.join(str(err).split())}); fix or remove it") from None
+        if not isinstance(meta, dict):
+            raise InputError(f"{meta_file}: an MLflow meta.yaml holds one mapping, got {type(meta).__name__}")
         if meta.get("lifecycle_stage") == "deleted":
             continue
         run_uuid = run_dir.name   # MLflow names the folder by the run's uuid (YAML may read the uuid as a number)
@@ -232,7 +237,12 @@ def _read_wandb_run(history: Path) -> TrackerRun:
         values = pd.to_numeric(table[column], errors="coerce")
         series[column] = {int(step): float(value) for step, value in zip(steps, values) if not math.isnan(value)}
     config_file = history.with_name("config.json")
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (OSError, ValueError) as err:  # ValueError: not JSON, not UTF-8
+        raise InputError(f"{config_file}: not a readable W&B config.json ({err}); fix or remove it") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{config_file}: a W&B config.json holds one JSON object, got {type(config).__name__}")
     params = {str(k): str(v["value"] if isinstance(v, dict) and "value" in v else v)
               for k, v in config.items() if not str(k).startswith("_")}
     run_dir = history.parent.resolve()

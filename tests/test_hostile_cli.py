@@ -125,3 +125,25 @@ def test_plan_runs_never_overwrites_its_law_or_the_store(tmp_path, capsys):
         assert engine_main(["plan-runs", "--law", str(law), "--dataset", str(tmp_path), "--out", str(out)]) == 2
         assert "would overwrite the" in one_error_line(capsys)
     assert law.read_text() == "{}" and not store_path().exists()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("config.json", '{"n_params": 2e5, "train_pairs": 1e4', "not a readable W&B config.json"),
+    ("config.json", "[1, 2]", "holds one JSON object, got list"),
+    ("meta.yaml", "x: [\n", "not a readable MLflow meta.yaml"),
+    ("meta.yaml", "- a\n", "holds one mapping, got list"),
+])
+def test_tracker_import_with_a_broken_run_file_is_one_line(tmp_path, capsys, name, text, message):
+    run = tmp_path / "logs" / "0" / "run-1"
+    if name == "config.json":  # a W&B export
+        run.mkdir(parents=True)
+        (run / "history.csv").write_text("_step,eval/ce\n0,4.5\n")
+    else:  # an MLflow file store
+        (run / "metrics").mkdir(parents=True)
+        (run / "metrics" / "loss").write_text("1 4.5 0\n")
+    (run / name).write_text(text)
+    kind = "wandb" if name == "config.json" else "mlflow"
+    argv = ["import-tracker", str(tmp_path / "logs"), "--kind", kind, "--loss", "eval/ce", "--n", "100",
+            "--d", "100", "--dry-run"]
+    assert store_main(argv) == 2
+    assert message in one_error_line(capsys)
