@@ -29,7 +29,6 @@ each passage is encoded once per evaluation.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -141,19 +140,19 @@ def split_halves(n_pairs: int, seed: int) -> np.ndarray:
 
 @torch.inference_mode()
 def encode_rows(model, tokens: TokenizedTexts, rows: np.ndarray, *, batch_size: int, device,
-                autocast_dtype: torch.dtype | None = None, progress=None) -> torch.Tensor:
+                progress=None) -> torch.Tensor:
     """(len(rows), dim) vectors of `rows`, in length-sorted batches so padding is
-    small; float32 on `device`. `progress.advance(k)` after each batch of k, if given."""
+    small; float32 on `device`, computed in fp32 on every path (no autocast: a run's
+    training-time evaluation and `engine evaluate` give one value for one checkpoint).
+    `progress.advance(k)` after each batch of k, if given."""
     order = np.argsort(tokens.lengths(rows), kind="stable")
     out = None
     was_training = model.training
     model.eval()
-    autocast = torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     for start in range(0, len(rows), batch_size):
         chunk = order[start : start + batch_size]
         input_ids, attention_mask = tokens.batch(rows[chunk])  # (b, len)
-        with autocast:
-            reps = model.encode(input_ids.to(device), attention_mask.to(device)).float()  # (b, dim)
+        reps = model.encode(input_ids.to(device), attention_mask.to(device)).float()  # (b, dim)
         if out is None:
             out = torch.empty(len(rows), reps.shape[1], device=device)
         out[torch.as_tensor(chunk, device=device)] = reps
@@ -260,15 +259,15 @@ def _run(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet) -> dict[
 
 
 def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, ranking: bool = True,
-             autocast_dtype: torch.dtype | None = None, progress=None) -> dict[str, float]:
+             progress=None) -> dict[str, float]:
     """Measure `model` (anything with `encode(input_ids, attention_mask)`): contrastive
     entropy raw (`contrastive_entropy`) and calibrated (`calibrated_entropy`, with its
     `temperature`), and the ranking metrics when `ranking`; `progress` counts encoded texts."""
     started = time.perf_counter()
     q_reps = encode_rows(model, eval_set.query_tokens, eval_set.query_rows, batch_size=batch_size,
-                         device=device, autocast_dtype=autocast_dtype, progress=progress)  # (n_queries, dim)
+                         device=device, progress=progress)  # (n_queries, dim)
     p_reps = encode_rows(model, eval_set.passage_tokens, eval_set.passage_rows, batch_size=batch_size,
-                         device=device, autocast_dtype=autocast_dtype, progress=progress)  # (n_subcorpus, dim)
+                         device=device, progress=progress)  # (n_subcorpus, dim)
     metrics: dict[str, float] = {}
     if eval_set.negatives is not None:
         margins = score_margins(q_reps, p_reps, eval_set.pair_query, eval_set.pair_passage,

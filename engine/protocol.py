@@ -42,10 +42,10 @@ COLUMN_PREFIX = "eval_"
 PROTOCOL_COLUMNS = tuple(COLUMN_PREFIX + name for name in FIELDS)
 
 
-def evaluation_precision(precision: str) -> str:
-    """The precision a training run evaluates in: its (resolved) mixed precision, whose
-    autocast wraps the evaluation's forward pass; fp32 without one."""
-    return precision if precision in ("bf16", "fp16") else "fp32"
+# The precision every run evaluates in, whatever its mixed precision (engine.evaluate.encode_rows
+# uses no autocast). Runs recorded before evaluated under their bf16/fp16 autocast: their
+# fingerprints keep saying so, a protocol of their own.
+EVALUATION_PRECISION = "fp32"
 
 
 def test_split_identity(split: str, pairs: Iterable[tuple[str, str]]) -> str:
@@ -62,7 +62,7 @@ def evaluation_fingerprint(cfg, *, split: str, pairs: list[tuple[str, str]]) -> 
     return {
         "negatives": evaluation.negatives, "repeats": evaluation.repeats, "pool": evaluation.subcorpus_size,
         "pool_seed": evaluation.seed, "test_pairs": len(pairs), "max_query_length": cfg.max_query_length,
-        "max_passage_length": cfg.max_passage_length, "precision": evaluation_precision(cfg.precision),
+        "max_passage_length": cfg.max_passage_length, "precision": EVALUATION_PRECISION,
         "test_split": test_split_identity(split, pairs), "metric": "raw",
     }  # fmt: skip
 

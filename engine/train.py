@@ -543,8 +543,8 @@ class _RunRecorder:
             ranking = self.cfg.eval.ranking == "every" or (final and self.cfg.eval.ranking == "final")
             metrics = evaluate(
                 self.accelerator.unwrap_model(model), self.prepared.eval_set, device=self.accelerator.device,
-                batch_size=self.cfg.eval_batch_size, ranking=ranking, autocast_dtype=_autocast_dtype(self.accelerator),
-            )
+                batch_size=self.cfg.eval_batch_size, ranking=ranking,
+            )  # in fp32 whatever the run's precision, as engine evaluate does
             state.record(state.step, metrics)
             log.info("%s step %d: %s", self.cfg.run_id, state.step,
                      {k: round(v, 4) for k, v in metrics.items()})
@@ -573,10 +573,6 @@ class _RunRecorder:
                 metrics={k: v for k, v in final.items() if k != "step"} or None,  # with the entropy they go with
                 wall_time_s=state.wall_time_s,
             )
-
-
-def _autocast_dtype(accelerator) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
 
 
 def _device_name(accelerator) -> str:
