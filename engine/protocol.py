@@ -23,7 +23,7 @@ from typing import Any
 from engine.errors import InputError
 
 DEFAULT_NEGATIVES = 256  # k where a run does not say (the paper's)
-METRICS = ("raw", "calibrated")  # contrastive entropy as Eq. 5 computes it; room for a calibrated one
+METRICS = ("raw", "calibrated")  # Eq. 5 as the paper computes it; at a cross-fitted temperature (engine.evaluate)
 UNRECORDED = "unrecorded"  # the group of runs without a fingerprint
 # fingerprint field -> (kind, what it is); a CSV import names them with an eval_ prefix
 FIELDS: dict[str, tuple[type, str]] = {
