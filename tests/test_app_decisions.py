@@ -93,3 +93,17 @@ def test_fit_page_fits_the_additive_form(seeded_store):
     assert_clean(at)
     params = table_with(at, "parameter")
     assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "E"]
+
+
+def test_planner_on_the_demo_studys_saved_fit():
+    """Issue 16's "done when": the demo's joint fit, saved, planned at $20,000."""
+    from tests.test_laws import demo_points
+
+    fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=200))
+    fit_id = Store().save_fit(**fit_record(fit, "demo joint", {"source": "demo"}))
+    at = open_page("pages/3_Budget_planner.py")
+    at.selectbox(key="law").set_value(fit_id).run()
+    assert_clean(at)
+    assert metric(at, "N* (optimal model size)") == "21.5B"
+    assert "–" in metric(at, INTERVAL) and metric(at, ROBUST).endswith("B")
+    assert any("N* 11,661x beyond the fitted 39.1k to 1.84M parameters" in w.value for w in at.warning)
