@@ -120,6 +120,9 @@ def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale, color:
     return layers
 
 
+RESIDUAL_TITLE = ["predicted / observed", "- 1 (%)"]   # two lines: one is taller than the 220-pixel chart
+
+
 def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | None = None) -> alt.LayerChart:
     """Relative error of the law at every point, in percent, against N or D, over
     `x_range` (default: that of the law chart of the same points, `padded_range`)."""
@@ -129,7 +132,7 @@ def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | 
     pad = max(0.1 * (high - low), 0.5)                   # percent: room for the outermost markers
     base = alt.Chart(frame).mark_point(filled=True, size=60).encode(
         x=log_axis("x:Q", AXIS_TITLES[x], [float(x_range[0]), float(x_range[1])]),
-        y=alt.Y("error_pct:Q", title="predicted / observed - 1 (%)",
+        y=alt.Y("error_pct:Q", title=RESIDUAL_TITLE,
                 scale=alt.Scale(domain=[min(low, 0.0) - pad, max(high, 0.0) + pad])),
         color=alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"),
         tooltip=[c for c in ("label", "n", "d", "loss", "predicted", "error_pct") if c in frame])

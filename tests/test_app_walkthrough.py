@@ -98,3 +98,25 @@ def test_the_runs_table_has_worded_headers_and_a_label_column_that_leaves_room(d
     headers = [config.get(f"name:{c}", config.get(c, {})).get("label", c) for c in frame.value.columns]
     assert not [h for h in headers if "_" in h], headers
     assert config.get("name:label", config.get("label", {})).get("width") == "medium"
+
+
+def _titles(spec) -> list:
+    """Every axis title in a Vega-Lite spec (nested layers and encodings)."""
+    if isinstance(spec, dict):
+        found = [spec["title"]] if "title" in spec and isinstance(spec.get("field"), str) else []
+        return found + [t for value in spec.values() for t in _titles(value)]
+    return [t for value in spec for t in _titles(value)] if isinstance(spec, list) else []
+
+
+def test_the_residual_axis_title_fits_its_chart(demo_store):
+    import json
+
+    at = open_page("pages/2_Fit_laws.py")
+    at.number_input(key="fit_bootstrap").set_value(0)
+    at.button(key="fit_submit").click().run()
+    assert_clean(at)
+    titles = [t for chart in at.get("vega_lite_chart") for t in _titles(json.loads(chart.proto.spec))]
+    residual = [t for t in titles if "observed" in "".join(t)]
+    assert residual, titles
+    # Vega's 11 px axis title: about 6.5 px a character; the 220-pixel chart plots ~170 px, so <= 22 a line
+    assert all(isinstance(t, list) and max(map(len, t)) <= 22 for t in residual), residual
