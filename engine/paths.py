@@ -80,6 +80,19 @@ def check_output_path(out: str | Path, *, protected: dict[str, str | Path]) -> P
     return Path(out).expanduser().absolute()
 
 
+def write_output(path: str | Path, text: str) -> None:
+    """`text` into the file at `path` (checked by check_output_path) all at once: written
+    beside it under a temporary name, then renamed over it, so a killed command leaves
+    the old file or the new one, never half of one."""
+    path = Path(path).expanduser()
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def make_output_folder(folder: str | Path, out: str | Path | None = None) -> Path:
     """`folder` (absolute), made with its parents where missing; InputError naming
     `out` (default: the folder) when it cannot be: a file in the way, no permission."""

@@ -147,3 +147,15 @@ def test_tracker_import_with_a_broken_run_file_is_one_line(tmp_path, capsys, nam
             "--d", "100", "--dry-run"]
     assert store_main(argv) == 2
     assert message in one_error_line(capsys)
+
+
+def test_an_output_write_that_fails_keeps_the_old_file(tmp_path):
+    from engine.paths import write_output
+
+    out = tmp_path / "plan.toml"
+    out.write_text("old plan")
+    with pytest.raises(TypeError):
+        write_output(out, None)  # fails while writing, as a killed or full-disk write would
+    assert out.read_text() == "old plan" and sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+    write_output(out, "new plan")
+    assert out.read_text() == "new plan" and sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from engine.errors import InputError
-    from engine.paths import check_output_path, store_files, store_path
+    from engine.paths import check_output_path, store_files, store_path, write_output
     from engine.plan_runs import (Hardware, PlanConfig, RunSettings, candidates, data_sizes, json_records,
                                   ladder_rungs, plan_runs, plan_sweep)
 
@@ -76,7 +76,7 @@ def run(args) -> int:
     written = None
     if plan.runs:
         sweep, text = plan_sweep(plan, args.dataset, args.out, settings, available, args.annotation)
-        args.out.write_text(text)
+        write_output(args.out, text)
         written = str(args.out)
     result = {**plan.to_dict(), "sweep_file": written, "dataset": str(args.dataset), "available_pairs": available}
     if args.json:

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 
 def emit(sweep, args) -> int:
     from engine.errors import InputError
-    from engine.paths import check_output_path, make_output_folder, store_path, store_files
+    from engine.paths import check_output_path, make_output_folder, store_files, store_path, write_output
     from engine.slurm import ShardCommand, SlurmOptions, render_sbatch
 
     if args.shard or args.dry_run:
@@ -47,7 +47,7 @@ def emit(sweep, args) -> int:
                  **{f"{what} on --shared-dir": path for what, path in store_files(shared / "workbench.duckdb").items()}}
     out = check_output_path(args.out or sweep.path.with_name(f"{sweep.name}.sbatch"), protected=protected)
     make_output_folder(shared / "logs", args.shared_dir)   # Slurm does not create the --output folder
-    out.write_text(script)
+    write_output(out, script)
     summary = {"script": str(out), "sweep": sweep.name, "runs": len(sweep.runs),
                "array_tasks": options.array_tasks, "shared_dir": str(shared)}
     if args.json:
