@@ -365,9 +365,13 @@ def _budget_chart(report: StudyReport):
     questions = [BudgetQuestion(b, c.budget_with_inference, costs) for b in c.budgets]
     answers = [optimise(report.joint_law, q) for q in questions]
     curves = budget_curves(report.joint_law, c.budgets, c.budget_with_inference, costs)
-    return charts.budget_chart(curves, charts.optima_table(answers, questions[0].band_tolerance),
-                               report.config.budgets[len(report.config.budgets) // 2]).properties(
-        title=f"Fitted Eq. 8 under the paper's prices (Eq. 11-14), inference over {c.budget_corpus_pages:.0e} pages")
+    middle = len(c.budgets) // 2      # the highlighted budget, with the N* spread of the bootstrap laws
+    decision = decision_uncertainty(report.joint_law, questions[middle]) if len(
+        report.joint_law.bootstrap_params) else None
+    return charts.budget_chart(curves, charts.optima_table(answers, questions[0].band_tolerance), c.budgets[middle],
+                               decision, report.joint_law.support["n"]).properties(
+        title=f"Fitted Eq. 8 under the paper's prices (Eq. 11-14), inference over {c.budget_corpus_pages:.0e} pages; "
+              "grey: beyond the fitted model sizes")
 
 
 def study_document(report: StudyReport):

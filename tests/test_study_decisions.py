@@ -14,3 +14,12 @@ def test_report_states_identifiability_decision_uncertainty_and_extrapolation():
     # the figure's budgets ($1,000-10,000 with inference over 1e8 pages) ask for models beyond 1.84M
     assert "N* beyond the fitted N" in text
     assert "Warning:" in text and "projections" in text
+
+
+def test_budget_figure_shades_beyond_the_fitted_sizes_and_draws_the_n_star_spread():
+    from engine.study import figures
+
+    spec = figures(build_report(study_runs(), StudyConfig(bootstrap=30)))["budget"].to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks[0] == "rect" and "tick" in marks
+    assert "grey: beyond the fitted model sizes" in str(spec["title"])
