@@ -3,11 +3,9 @@ choice, regret), how far it lies beyond the fitted points, and plans with either
 form; the Fit page says what its points determine and compares the joint forms."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from engine.budget import BudgetQuestion, decision_uncertainty, optimise
+from engine.budget import BudgetQuestion, budget_curves, decision_uncertainty, optimise
 from engine.charts import beyond_support, budget_chart, fit_record, optima_table
 from engine.laws import FitConfig, fit_law
 from store import Store
@@ -59,7 +57,6 @@ def test_budget_chart_draws_the_spread_and_shades_beyond_the_support(seeded_stor
     question = BudgetQuestion(20_000.0)
     answer = optimise(fit, question)
     decision = decision_uncertainty(fit, question)
-    from engine.budget import budget_curves
     curves = budget_curves(fit, [20_000.0], False)
     spec = budget_chart(curves, optima_table([answer], 0.01), 20_000.0, decision, fit.support["n"]).to_dict()
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
