@@ -761,10 +761,17 @@ def _profile_starts(x, loss, weights) -> np.ndarray:
     """Starting theta (B, 3) of one-variable refits: each resample's best exponent on
     the profile grid, with its exactly solved log K and delta."""
     grid = np.geomspace(0.02, EXPONENT_BOUNDS[1], 120)
-    log_k, delta, sse = _profile_weighted(grid, x, loss, weights)               # each (B, m)
-    best = np.argmin(sse, axis=1)
-    rows = np.arange(len(weights))
-    return np.column_stack([log_k[rows, best], grid[best], delta[rows, best]])
+    chunk = max(1, PROFILE_CELLS // (len(grid) * len(loss)))                   # resamples per (chunk, m, k) block
+    starts = []
+    for first in range(0, len(weights), chunk):
+        log_k, delta, sse = _profile_weighted(grid, x, loss, weights[first:first + chunk])  # each (chunk, m)
+        best = np.argmin(sse, axis=1)
+        rows = np.arange(len(best))
+        starts.append(np.column_stack([log_k[rows, best], grid[best], delta[rows, best]]))
+    return np.concatenate(starts)
+
+
+PROFILE_CELLS = 2_000_000   # floats per (resamples, exponents, points) block of the profile grid: ~16 MB
 
 
 def _profile_weighted(exponents, x, loss, weights):

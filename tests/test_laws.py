@@ -268,3 +268,12 @@ def test_identifiability_reports_an_estimate_at_its_bound():
     fit = fit_law(pd.DataFrame({"n": n, "loss": (3e4 / n) ** 0.5}), "model", FitConfig(bootstrap=50))  # no floor
     assert identifiability(fit).at_bound == {"delta": "0 (no floor)"}
     assert "delta sits at its bound 0" in identifiability(fit).sentence()
+
+
+def test_profile_starts_in_chunks_give_the_same_refits(monkeypatch):
+    import engine.laws as laws
+
+    points = model_points(np.random.default_rng(13))
+    whole = fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params
+    monkeypatch.setattr(laws, "PROFILE_CELLS", 120 * len(points) * 7)        # 7 resamples per block
+    assert np.array_equal(fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params, whole)
