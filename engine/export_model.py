@@ -49,6 +49,8 @@ class TrainedModel:
 def find_model(run: str) -> Path:
     """The model folder of `run`: a run id (under runs_dir()), a run folder, or a model folder."""
     path = Path(run).expanduser()
+    if len(run) > 4096 or any(len(part) > 255 for part in path.parts):
+        raise InputError(f"{run[:80]}...: too long for a run id or a path; give a run id or a run's model folder")
     for candidate in (path, path / "model"):
         if (candidate / MODEL_CONFIG).is_file():
             return candidate
@@ -61,13 +63,17 @@ def find_model(run: str) -> Path:
 
 
 def read_model(folder: Path) -> TrainedModel:
-    settings = json.loads((folder / MODEL_CONFIG).read_text())
-    encoder_config = json.loads((folder / "encoder" / "config.json").read_text())
-    train_config_file = folder / "train_config.json"
-    train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
-    length = train_config.get("max_passage_length") or encoder_config.get("max_position_embeddings", 512)
-    return TrainedModel(folder, settings["pooling"], settings["projection_dim"], encoder_config["hidden_size"],
-                        int(length))
+    try:
+        settings = json.loads((folder / MODEL_CONFIG).read_text())
+        encoder_config = json.loads((folder / "encoder" / "config.json").read_text())
+        train_config_file = folder / "train_config.json"
+        train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
+        length = train_config.get("max_passage_length") or encoder_config.get("max_position_embeddings", 512)
+        return TrainedModel(folder, settings["pooling"], settings["projection_dim"], encoder_config["hidden_size"],
+                            int(length))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # missing, truncated, other shape
+        raise InputError(f"{folder}: not a complete trained model ({type(err).__name__}: {err}); "
+                         "export a run that finished training") from None
 
 
 def export_sentence_transformers(run: str, out: Path) -> dict:

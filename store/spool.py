@@ -44,8 +44,9 @@ def spool_dir(db_path: Path) -> Path:
 
 
 def spool_files(directory: Path) -> list[Path]:
-    """The spool files waiting in `directory` (none if it does not exist yet)."""
-    return sorted(directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
+    """The spool files waiting in `directory` (none if it does not exist yet); a folder
+    or other non-file that happens to end in .jsonl is no spool file."""
+    return sorted(p for p in directory.glob(f"*{SUFFIX}") if p.is_file()) if directory.is_dir() else []
 
 
 def quarantine(directory: Path, rejected: list[Rejected]) -> list[Rejected]:

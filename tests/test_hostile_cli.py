@@ -159,3 +159,33 @@ def test_an_output_write_that_fails_keeps_the_old_file(tmp_path):
     assert out.read_text() == "old plan" and sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
     write_output(out, "new plan")
     assert out.read_text() == "new plan" and sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+
+
+@pytest.mark.parametrize("model_json, encoder_json", [
+    ('{"pooling": "me', None), ("[]", "{}"), ("{}", '{"hidden_size": 32}'),
+    ('{"pooling": "mean", "projection_dim": 0}', None),  # no encoder/config.json
+])
+def test_export_model_of_a_broken_model_folder_is_one_line(tmp_path, capsys, model_json, encoder_json):
+    model = tmp_path / "run" / "model"
+    model.mkdir(parents=True)
+    (model / "bi_encoder.json").write_text(model_json)
+    if encoder_json is not None:
+        (model / "encoder").mkdir()
+        (model / "encoder" / "config.json").write_text(encoder_json)
+    assert engine_main(["export-model", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 2
+    assert "not a complete trained model" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_model_with_a_run_id_too_long_for_a_path_is_one_line(tmp_path, capsys):
+    assert engine_main(["export-model", "a" * 300, "--out", str(tmp_path / "out")]) == 2
+    assert "too long" in one_error_line(capsys)
+
+
+def test_a_folder_named_like_a_spool_file_does_not_stop_the_store(capsys):
+    from engine.paths import store_path
+    from store.spool import spool_dir
+
+    (spool_dir(store_path()) / "x.jsonl").mkdir(parents=True)  # e.g. an export written there
+    assert store_main(["info"]) == 0
+    assert json.loads(capsys.readouterr().out)["spool_files_waiting"] == 0
