@@ -26,7 +26,7 @@ TABLE_FORMAT = {"n": st.column_config.TextColumn("N", help="parameters"),
                 "d": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "expected_gain": st.column_config.NumberColumn("expected gain (decades)", format="%.4f"),
                 "width_after": st.column_config.NumberColumn("width after (decades)", format="%.3f"),
-                "cost": st.column_config.NumberColumn("cost", format="%.3g")}
+                "cost": st.column_config.NumberColumn("cost (GPU-hours)", format="%.3g")}
 
 
 def current_launcher() -> jobs.Launcher:

@@ -4,6 +4,8 @@ Runs and Plan runs tables write N and D, and what each page says on first sight.
 tests/conftest.py gives every test a fresh store."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -65,6 +67,9 @@ def test_the_plan_table_writes_n_and_d_as_the_other_pages_do(demo_store):
     table = next(t.value for t in at.dataframe if "expected_gain" in t.value.columns)
     assert len(table) and all(isinstance(v, str) and v[-1] in "kMBT0123456789" for v in table["n"])
     assert all(isinstance(v, str) for v in table["d"]) and not any("e+" in v for v in table["n"])
+    frame = next(t for t in at.dataframe if "expected_gain" in t.value.columns)
+    config = json.loads(frame.proto.columns)
+    assert config.get("name:cost", config.get("cost", {})).get("label") == "cost (GPU-hours)"  # as the metric above
 
 
 # --- what the walk found ------------------------------------------------------------------
@@ -90,8 +95,6 @@ def test_every_page_is_wide_and_named_in_the_browser_tab(monkeypatch):
 
 
 def test_the_runs_table_has_worded_headers_and_a_label_column_that_leaves_room(demo_store):
-    import json
-
     at = open_page("pages/1_Runs.py")
     frame = next(t for t in at.dataframe if "run_id" in t.value.columns)
     config = json.loads(frame.proto.columns)
@@ -109,8 +112,6 @@ def _titles(spec) -> list:
 
 
 def test_the_residual_axis_title_fits_its_chart(demo_store):
-    import json
-
     at = open_page("pages/2_Fit_laws.py")
     at.number_input(key="fit_bootstrap").set_value(0)
     at.button(key="fit_submit").click().run()
