@@ -25,6 +25,7 @@ from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitCo
                          compare_laws, fit_law, identifiability)
 from engine.numbers import format_coefficient, format_count, format_r2, formatted_table
 from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
+from engine.report import chart_png, chart_svg, fit_charts, fit_document
 from store import Store
 from store.imports import DELIMITER_NAMES, check_csv_bytes
 
@@ -341,6 +342,24 @@ def export_buttons(payload: dict, table: pd.DataFrame, law: ScalingLaw, stem: st
                             key="export_py", on_click="ignore")
 
 
+def report_buttons(fit: LawFit, about: dict, x: str) -> None:
+    """The fit's report, as one HTML file or as Markdown with its figures (zip), and its
+    charts as SVG and PNG; each is rendered only when its button is pressed."""
+    stem = export_stem(about)
+    document = fit_document(fit, fit_title(about), fit_charts(fit, x), LAW_EQUATIONS[fit.law.kind])
+    cols = st.columns(3)
+    cols[0].download_button("Report (HTML)", document.html, f"{stem}.html", "text/html", key="report_html",
+                            on_click="ignore")
+    cols[1].download_button("Report (Markdown + figures, zip)", document.zip_bytes, f"{stem}-report.zip",
+                            "application/zip", key="report_zip", on_click="ignore")
+    cols = st.columns(4)
+    for i, (name, chart) in enumerate(document.charts.items()):
+        cols[2 * i].download_button(f"{name.capitalize()} chart (SVG)", lambda c=chart: chart_svg(c),
+                                    f"{stem}-{name}.svg", "image/svg+xml", key=f"chart_svg_{name}", on_click="ignore")
+        cols[2 * i + 1].download_button(f"{name.capitalize()} chart (PNG)", lambda c=chart: chart_png(c),
+                                        f"{stem}-{name}.png", "image/png", key=f"chart_png_{name}", on_click="ignore")
+
+
 def fit_table(fit: LawFit, about: dict) -> pd.DataFrame:
     """The points of the fit (fitted, held out and left out) with what the fit was."""
     left_out = pd.DataFrame(about.get("left_out", [])).assign(role="left out")
@@ -380,6 +399,7 @@ def show_fit(result: dict, store: Store) -> None:
     save_form(fit, store, about)
     export_buttons({"fit": fit_title(about), **about, **fit.to_dict(include_bootstrap=True)}, fit_table(fit, about),
                    fit.law, export_stem(about), fit_title(about))
+    report_buttons(fit, about, x)
 
 
 def show_comparison(fit: LawFit, x: str, key: str) -> None:

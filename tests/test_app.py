@@ -161,7 +161,9 @@ def test_a_fit_on_seeded_runs_shows_parameters(seeded_store):
     assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "delta"]
     assert float(params.set_index("parameter").at["alpha", "value"]) == pytest.approx(0.56, abs=0.05)
     assert float(metric(at, "R² (fitted points)")) > 0.99
-    assert {b.label for b in at.download_button} == {"Export JSON", "Export CSV", "Export Python"}
+    assert {b.label for b in at.download_button} == {
+        "Export JSON", "Export CSV", "Export Python", "Report (HTML)", "Report (Markdown + figures, zip)",
+        "Law chart (SVG)", "Law chart (PNG)", "Residuals chart (SVG)", "Residuals chart (PNG)"}
 
 
 def test_holding_out_the_largest_model_reports_its_error(seeded_store):
