@@ -24,6 +24,7 @@ from engine.ladder import PROJECTION_DIM
 POOLING = ("mean", "cls")
 CONFIG_FILE = "bi_encoder.json"
 PROJECTION_FILE = "projection.safetensors"
+PADDING_IDENTITY = -2  # passage_identity of a row that fills a process's short block of negatives: no candidate
 
 
 @dataclass
@@ -67,9 +68,11 @@ class ContrastiveLoss(nn.Module):
 
     Inputs (per process, each process the same shapes):
       q_reps (queries, dim): query vectors.
-      p_reps (queries + k', dim): row i is query i's positive, then k' = k / processes
-        random negatives (`TrainingBatches` lays a batch out so).
-      passage_identity (queries + k',): the corpus row each passage row stands for.
+      p_reps (queries + k', dim): row i is query i's positive, then k' = ceil(k / processes)
+        rows of this process's share of the k random negatives (`TrainingBatches` lays a
+        batch out so; a short share is padded).
+      passage_identity (queries + k',): the corpus row each passage row stands for;
+        PADDING_IDENTITY for a padding row, which is no query's candidate.
       query_positives (queries, max_positives): every corpus row relevant to each
         query, -1 padding.
     Returns (scores (all queries, all passages), loss): every process's queries
@@ -259,10 +262,12 @@ def false_negative_mask(
     positives (other than its label column) or, when `positive_columns` is given
     (in-batch negatives off), another query's positive.
 
-    candidate_identity (candidates,): passage row each candidate stands for.
+    candidate_identity (candidates,): passage row each candidate stands for;
+      PADDING_IDENTITY: a padding row, masked for every query.
     query_positives (queries, max_positives): positive passage rows per query, -1 pad.
     """
     mask = (candidate_identity[None, :, None] == query_positives[:, None, :]).any(-1)  # (queries, candidates)
+    mask |= (candidate_identity == PADDING_IDENTITY)[None, :]
     if positive_columns is not None:
         mask[:, positive_columns] = True
     mask[torch.arange(len(labels), device=labels.device), labels] = False

@@ -43,7 +43,7 @@ from engine.evaluate import EvalSet, build_eval_set, check_lengths, evaluate
 from engine.flops import device_peak, mfu, train_step_flops
 from engine.jobs import PROGRESS_INTERVAL_S, ProgressFile, read_progress  # noqa: F401 (read_progress re-exported)
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
-from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
+from engine.model import PADDING_IDENTITY, BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
 from engine.protocol import eval_set_pairs, evaluation_fingerprint
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
@@ -208,10 +208,9 @@ def _scratch_config(model: str, vocab_size: int):
 def prepare(cfg: TrainConfig) -> Prepared:
     data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels, test_split=cfg.eval.test_split)
     pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels)
-    n_negative_pool = len(data.passages) - len(np.unique(data.pairs(data.test_split)[:, 1]))
-    if cfg.negatives > n_negative_pool:
-        raise InputError(f"negatives = {cfg.negatives} but only {n_negative_pool} passages are relevant to no "
-                         "test query; lower --negatives")
+    if cfg.negatives > len(data.passages) - cfg.batch_size:
+        raise InputError(f"negatives = {cfg.negatives} but the corpus holds only {len(data.passages)} passages, "
+                         f"{cfg.batch_size} of them a batch's positives; lower --negatives")
     model, tokenizer, n_params, n_params_strict = build_model(cfg, data.passages)
     corpus_tokens = tokenize_cached(data.passages, tokenizer, cfg.max_passage_length)
     data_query_tokens = tokenize_cached(data.queries, tokenizer, cfg.max_query_length)
@@ -229,25 +228,33 @@ def prepare(cfg: TrainConfig) -> Prepared:
     return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set)
 
 
+def negatives_per_process(negatives: int, processes: int) -> int:
+    """Negative rows each process's batch holds: ceil(k / P), a short share padded."""
+    return math.ceil(negatives / processes)
+
+
 class TrainingBatches:
     """The batch of micro-step m on process r, a pure function of (seed, m, r): pairs
     are read in seeded epoch permutations, each process taking its slice of the global
-    batch, and k / processes negatives are drawn from the corpus.
+    batch, and the global batch's k negatives are drawn once from the corpus (seeded by
+    (seed, m): every process draws the same k) and dealt out, k // P to each process
+    and one more to the first k % P. The processes' vectors are gathered, so every
+    block holds `negatives_per_process` rows: a short one is padded with copies of its
+    first positive of identity PADDING_IDENTITY, which no query's softmax sees. One
+    process with the global batch draws the same k negatives as P processes together.
 
-    Negatives never include a passage relevant to a test query: one that is always a
-    negative and never a positive is a label, and the model learns to push it down
-    (on squad-dev, where test paragraphs are a fifth of the corpus, test contrastive
-    entropy then rises above log(257) while the training loss falls). On a corpus of
-    millions the exclusion changes almost nothing."""
+    Negatives exclude only the global batch's own positives (every positive of its
+    queries), as the released code does, so training reads no test label; a drawn
+    passage that is still some query's positive is masked by identity in ContrastiveLoss."""
 
     def __init__(self, prepared: Prepared, cfg: TrainConfig, process_index: int, num_processes: int):
         self.pairs = prepared.pairs
         self.query_tokens = prepared.query_tokens
         self.passage_tokens = prepared.passage_tokens
-        test_positives = prepared.data.pairs(prepared.data.test_split)[:, 1]
-        self.negative_pool = np.setdiff1d(np.arange(len(prepared.data.passages)), test_positives)
+        self.n_corpus = len(prepared.data.passages)  # negatives are corpus rows, the first of passage_tokens
         self.batch_size = cfg.batch_size
-        self.negatives = math.ceil(cfg.negatives / num_processes)
+        self.negatives = cfg.negatives  # k in total, over all processes
+        self.block = negatives_per_process(cfg.negatives, num_processes)
         self.seed = cfg.seed
         self.process_index = process_index
         self.num_processes = num_processes
@@ -256,9 +263,9 @@ class TrainingBatches:
         self.query_pad_to = cfg.max_query_length if fixed else None
         self.passage_pad_to = cfg.max_passage_length if fixed else None
 
-    def _pair_rows(self, micro_step: int) -> np.ndarray:
+    def _pair_rows(self, micro_step: int, process_index: int) -> np.ndarray:
         n = len(self.pairs.pairs)
-        start = (micro_step * self.num_processes + self.process_index) * self.batch_size
+        start = (micro_step * self.num_processes + process_index) * self.batch_size
         positions = np.arange(start, start + self.batch_size)
         rows = np.empty(self.batch_size, dtype=np.int64)
         for epoch in np.unique(positions // n):
@@ -268,19 +275,39 @@ class TrainingBatches:
             rows[here] = self._permutations[epoch][positions[here] % n]
         return rows
 
+    def global_negatives(self, micro_step: int) -> np.ndarray:
+        """(k,) distinct corpus rows, none a positive of the global batch's queries."""
+        queries = [int(q) for r in range(self.num_processes) for q in self.pairs.pairs[self._pair_rows(micro_step, r), 0]]
+        excluded = np.unique(np.concatenate([self.pairs.positives[q] for q in queries]))
+        excluded = excluded[excluded < self.n_corpus]  # (n_excluded,) corpus rows
+        rng = np.random.default_rng([self.seed, 4, micro_step])
+        candidates = rng.choice(self.n_corpus, min(self.n_corpus, self.negatives + len(excluded)), replace=False)
+        negatives = candidates[~np.isin(candidates, excluded)][: self.negatives]
+        if len(negatives) < self.negatives:
+            raise InputError(f"negatives = {self.negatives} but step {micro_step}'s batch leaves only "
+                             f"{len(negatives)} passages that are none of its positives; lower --negatives")
+        return negatives
+
+    def _own_share(self, negatives: np.ndarray) -> np.ndarray:
+        base, extra = divmod(len(negatives), self.num_processes)
+        start = self.process_index * base + min(self.process_index, extra)
+        return negatives[start : start + base + (self.process_index < extra)]
+
     def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
-        chosen = self.pairs.pairs[self._pair_rows(micro_step)]  # (batch, 2) query row, passage row
-        rng = np.random.default_rng([self.seed, 4, micro_step, self.process_index])
-        negatives = self.negative_pool[rng.choice(len(self.negative_pool), self.negatives, replace=False)]  # (k,)
-        passages = np.concatenate([chosen[:, 1], negatives])  # (batch + k,) positives first
+        chosen = self.pairs.pairs[self._pair_rows(micro_step, self.process_index)]  # (batch, 2) query row, passage row
+        negatives = self._own_share(self.global_negatives(micro_step))  # (share,) share <= block
+        padding = self.block - len(negatives)
+        passages = np.concatenate([chosen[:, 1], negatives, np.repeat(chosen[:1, 1], padding)])  # (batch + block,)
+        identity = self.pairs.identity[passages].copy()
+        identity[len(passages) - padding :] = PADDING_IDENTITY
         query_input_ids, query_attention_mask = self.query_tokens.batch(chosen[:, 0], self.query_pad_to)
         passage_input_ids, passage_attention_mask = self.passage_tokens.batch(passages, self.passage_pad_to)
         return {
             "query_input_ids": query_input_ids,  # (batch, q_len)
             "query_attention_mask": query_attention_mask,
-            "passage_input_ids": passage_input_ids,  # (batch + k, p_len)
+            "passage_input_ids": passage_input_ids,  # (batch + block, p_len) positives first
             "passage_attention_mask": passage_attention_mask,
-            "passage_identity": torch.from_numpy(self.pairs.identity[passages]),  # (batch + k,)
+            "passage_identity": torch.from_numpy(identity),  # (batch + block,)
             "query_positives": _padded([self.pairs.positives[q] for q in chosen[:, 0]]),  # (batch, max_pos)
         }
 
@@ -487,10 +514,12 @@ class _RunRecorder:
             resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
         )
         config = prepared.model.encoder.config
-        # nominal FLOPs of a step (sequences at their max lengths, this process), as nanoGPT logs them
+        # nominal FLOPs of a step (sequences at their max lengths, this process), as nanoGPT logs them:
+        # its queries, its positives and its block of the k negatives (TrainingBatches)
+        passages = cfg.batch_size + negatives_per_process(cfg.negatives, accelerator.num_processes)
         self.step_flops = train_step_flops(
             prepared.n_params, config.num_hidden_layers, config.hidden_size,
-            [(cfg.batch_size, cfg.max_query_length), (cfg.batch_size + cfg.negatives, cfg.max_passage_length)],
+            [(cfg.batch_size, cfg.max_query_length), (passages, cfg.max_passage_length)],
         ) * cfg.grad_accum
         if not self.main:
             return

@@ -113,16 +113,16 @@ def test_batches_are_a_function_of_the_step(synthetic):
     assert all(torch.equal(later[k], fresh(7)[k]) for k in later)
     seen = {int(r) for s in range(10) for r in batches(s)["passage_identity"][: cfg.batch_size]}
     assert seen <= {int(p) for p in prepared.pairs.pairs[:, 1]}  # positives only from the D-pair subset
-    test_positives = set(prepared.data.pairs("test")[:, 1].tolist())
-    for step in range(10):
-        assert not {int(r) for r in batches(step)["passage_identity"][cfg.batch_size:]} & test_positives
+    for step in range(10):  # negatives: none of the batch's own positives
+        batch = batches(step)
+        assert not {int(r) for r in batch["passage_identity"][cfg.batch_size:]} & set(batch["query_positives"].flatten().tolist())
     other = TrainingBatches(prepared, cfg, process_index=1, num_processes=2)(7)
     assert not torch.equal(other["query_input_ids"], later["query_input_ids"])
 
 
 def test_bad_configs_are_input_errors(synthetic):
-    with pytest.raises(InputError, match="relevant to no test query"):
-        prepare(resolve(tiny_config(synthetic, negatives=500)))
+    with pytest.raises(InputError, match="negatives = 390 but the corpus holds only 400 passages, 16 of them"):
+        prepare(resolve(tiny_config(synthetic, negatives=390)))
     with pytest.raises(InputError, match="asked for 301 training pairs"):
         prepare(resolve(tiny_config(synthetic, train_pairs=301)))
     with pytest.raises(InputError, match="steps must be positive"):

@@ -52,3 +52,113 @@ def test_fingerprints_recorded_with_bf16_evaluation_still_load():
            "max_passage_length": 180, "precision": "bf16", "test_split": "test:abc", "metric": "raw"}
     assert protocol.check_fingerprint(old) == old
     assert protocol.differing_fields([old, {**old, "precision": "fp32"}]) == ["precision"]  # a protocol of its own
+
+
+# --- item 6: negatives without test labels, exactly k across processes -------------------------
+
+def _batches(dataset, cfg, processes=1, rank=0):
+    from engine.train import TrainingBatches, prepare, resolve
+
+    cfg = resolve(cfg)
+    return cfg, TrainingBatches(prepare(cfg), cfg, process_index=rank, num_processes=processes)
+
+
+def test_training_batches_do_not_depend_on_the_test_labels(tmp_path):
+    """Two copies of a data set, their test qrels different: the training batches are
+    the same (negatives exclude the batch's own positives, never test positives)."""
+    same = write_synthetic(tmp_path / "a")
+    other = write_synthetic(tmp_path / "b")
+    header = "query-id\tcorpus-id\tscore\n"
+    (other / "qrels" / "test.tsv").write_text(header + "".join(f"te{i}\tp{i + 300}\t1\n" for i in range(60)))
+    _, first = _batches(same, tiny_config(same, negatives=64))
+    _, second = _batches(other, tiny_config(other, negatives=64))
+    for step in range(6):
+        one, two = first(step), second(step)
+        assert all(torch.equal(one[k], two[k]) for k in one), f"step {step}"
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_draw_exactly_k_negatives_together(tmp_path, processes):
+    """k = 16 over P processes: each holds ceil(k / P) rows, padding masked; together
+    exactly the 16 negatives one process holding the global batch draws."""
+    from engine.model import PADDING_IDENTITY
+
+    dataset = write_synthetic(tmp_path / "syn")
+    cfg, whole = _batches(dataset, tiny_config(dataset, batch_size=4 * processes, negatives=16))
+    for step in range(3):
+        expected = whole(step)["passage_identity"][cfg.batch_size:]  # (16,)
+        parts = []
+        for rank in range(processes):
+            part_cfg, part = _batches(dataset, tiny_config(dataset, batch_size=4, negatives=16), processes, rank)
+            identity = part(step)["passage_identity"]  # (4 + ceil(16 / P),)
+            assert len(identity) == 4 + -(-16 // processes)
+            parts.append(identity[4:][identity[4:] != PADDING_IDENTITY])
+        assert torch.equal(torch.cat(parts), expected) and len(set(expected.tolist())) == 16
+
+
+def test_padding_rows_are_no_candidate():
+    from engine.model import PADDING_IDENTITY, false_negative_mask
+
+    identity = torch.tensor([0, 1, 5, PADDING_IDENTITY])
+    mask = false_negative_mask(identity, torch.tensor([[0, -1], [1, -1]]), torch.tensor([0, 1]))
+    assert mask.tolist() == [[False, False, False, True], [False, False, False, True]]
+
+
+def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
+    from types import SimpleNamespace
+
+    from engine.flops import train_step_flops
+    from engine.train import _RunRecorder, prepare, resolve
+
+    dataset = write_synthetic(tmp_path / "syn")
+    cfg = resolve(tiny_config(dataset, negatives=15, grad_accum=2))
+    prepared = prepare(cfg)
+    config = prepared.model.encoder.config
+    for processes, share in ((1, 15), (4, 4)):
+        accelerator = SimpleNamespace(is_main_process=False, num_processes=processes, process_index=processes - 1)
+        recorder = _RunRecorder(cfg, prepared, accelerator, None, tmp_path / "run", None)
+        assert recorder.step_flops == 2 * train_step_flops(
+            prepared.n_params, config.num_hidden_layers, config.hidden_size, [(16, 16), (16 + share, 32)])
+
+
+def test_two_processes_train_with_an_odd_k(tmp_path):
+    """torchrun, 2 CPU processes, k = 15: blocks of 8 rows, one padded, gathered and trained."""
+    import json
+    import math
+    import os
+    import subprocess
+    import sys
+
+    from engine.paths import PROJECT_ROOT
+
+    dataset = write_synthetic(tmp_path / "syn")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
+               "train", "--cpu", "--dataset", str(dataset), "--model", "scratch-L1-H32", "--tokenizer-vocab-size", "400",
+               "--steps", "2", "--batch-size", "8", "--negatives", "15", "--max-query-length", "16",
+               "--max-passage-length", "32", "--eval-every", "2", "--checkpoint-every", "0", "--eval-repeats", "1",
+               "--run-id", "odd", "--no-store", "--json"]
+    out = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert math.isfinite(json.loads(out.stdout)["best_contrastive_entropy"])
+
+
+def test_the_paper_sweep_states_its_negatives_and_offers_the_other():
+    """paper-msmarco-bert.toml says in_batch_negatives (the paper's text: random +
+    in-batch); its commented variant (the released code: random only) loads too."""
+    import re
+    import tomllib
+
+    from engine.paths import PROJECT_ROOT
+    from engine.sweep import sweep_from_spec
+
+    path = PROJECT_ROOT / "sweeps" / "paper-msmarco-bert.toml"
+    text = path.read_text()
+    spec = tomllib.loads(text)
+    assert spec["train"]["in_batch_negatives"] is True
+    commented = tomllib.loads("\n".join(re.findall(r"^#   ((?:name|in_batch_negatives) = \S+)", text, flags=re.M)))
+    assert commented["in_batch_negatives"] is False
+    variant = {**spec, "name": commented["name"], "train": {**spec["train"], **commented}}
+    del variant["train"]["name"]
+    assert all(not run.config.in_batch_negatives for run in sweep_from_spec(variant, path).runs)
+    assert all(run.config.in_batch_negatives for run in sweep_from_spec(spec, path).runs)
