@@ -132,8 +132,10 @@ def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
                    "with your own data.")
         return choice, PRESETS[choice].law
     law = saved_fit(store_path, choice)
-    st.caption(f"Saved fit: R² {format_r2(law.r2)} on {len(law.points)} points, {len(law.bootstrap_params)} "
-               "bootstrap refits.")
+    held = len(law.heldout) if "role" in law.points else 0
+    held_text = f" ({held} held out)" if held else ""
+    st.caption(f"Saved fit: R² {format_r2(law.r2)} on {len(law.points) - held} fitted points{held_text}, "
+               f"{len(law.bootstrap_params)} bootstrap refits.")
     return names[choice], law
 
 

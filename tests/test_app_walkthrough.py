@@ -121,3 +121,19 @@ def test_the_residual_axis_title_fits_its_chart(demo_store):
     assert residual, titles
     # Vega's 11 px axis title: about 6.5 px a character; the 220-pixel chart plots ~170 px, so <= 22 a line
     assert all(isinstance(t, list) and max(map(len, t)) <= 22 for t in residual), residual
+
+
+def test_the_planner_counts_a_saved_fits_fitted_and_held_out_points_apart():
+    from engine.charts import fit_record
+    from engine.laws import FitConfig, fit_law
+    from tests.test_laws import demo_points
+
+    fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=0, holdout_largest=1))
+    held, fitted = len(fit.heldout), len(fit.points) - len(fit.heldout)
+    assert held and fitted
+    fit_id = Store().save_fit(**fit_record(fit, "demo joint", {"source": "demo"}))
+    at = open_page("pages/3_Budget_planner.py")
+    at.selectbox(key="law").set_value(fit_id).run()
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("Saved fit"))
+    assert f"on {fitted} fitted points ({held} held out)" in caption, caption
