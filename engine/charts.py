@@ -20,7 +20,8 @@ from engine.numbers import COUNT_LABEL_EXPR, format_count
 LOSS_TITLE = "contrastive entropy (nats)"
 AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
 FIT_COLOR, HELDOUT_COLOR = "#1f77b4", "#d62728"
-FIT_ROLE_COLORS = alt.Scale(domain=["fit", "heldout"], range=[FIT_COLOR, HELDOUT_COLOR])
+ROLE_WORDS = {"fit": "fitted", "heldout": "held out"}     # a point's role as a legend names it
+FIT_ROLE_COLORS = alt.Scale(domain=list(ROLE_WORDS.values()), range=[FIT_COLOR, HELDOUT_COLOR])
 CURVE_POINTS = 120
 MARKER_MARGIN = 1.04    # a log axis reaches this factor past the outermost value, so no marker is cut
 LOSS_AXIS_CAP = 3.0
@@ -126,7 +127,7 @@ RESIDUAL_TITLE = ["predicted / observed", "- 1 (%)"]   # two lines: one is talle
 def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | None = None) -> alt.LayerChart:
     """Relative error of the law at every point, in percent, against N or D, over
     `x_range` (default: that of the law chart of the same points, `padded_range`)."""
-    frame = points.assign(x=points[x], error_pct=100 * points["rel_error"])
+    frame = points.assign(x=points[x], error_pct=100 * points["rel_error"], point=points["role"].map(ROLE_WORDS))
     x_range = x_range or padded_range(points[x])
     low, high = float(frame["error_pct"].min()), float(frame["error_pct"].max())
     pad = max(0.1 * (high - low), 0.5)                   # percent: room for the outermost markers
@@ -134,7 +135,7 @@ def residual_chart(points: pd.DataFrame, x: str, x_range: tuple[float, float] | 
         x=log_axis("x:Q", AXIS_TITLES[x], [float(x_range[0]), float(x_range[1])]),
         y=alt.Y("error_pct:Q", title=RESIDUAL_TITLE,
                 scale=alt.Scale(domain=[min(low, 0.0) - pad, max(high, 0.0) + pad])),
-        color=alt.Color("role:N", scale=FIT_ROLE_COLORS, title="point"),
+        color=alt.Color("point:N", scale=FIT_ROLE_COLORS, title="point"),
         tooltip=[c for c in ("label", "n", "d", "loss", "predicted", "error_pct") if c in frame])
     zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")
     return alt.layer(zero, base).properties(height=220)

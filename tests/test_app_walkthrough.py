@@ -137,3 +137,14 @@ def test_the_planner_counts_a_saved_fits_fitted_and_held_out_points_apart():
     assert_clean(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Saved fit"))
     assert f"on {fitted} fitted points ({held} held out)" in caption, caption
+
+
+def test_the_residual_legend_names_its_points_in_words():
+    from engine.charts import residual_chart
+    from tests.test_app_issue12 import heldout_fit
+
+    spec = residual_chart(heldout_fit().points, "n").to_dict()
+    color = next(layer["encoding"]["color"] for layer in spec["layer"] if "color" in layer.get("encoding", {}))
+    rows = next(rows for rows in spec["datasets"].values() if rows and color["field"] in rows[0])
+    legend = set(color["scale"]["domain"])
+    assert {row[color["field"]] for row in rows} == legend == {"fitted", "held out"}, legend
