@@ -83,10 +83,13 @@ class PlanTarget:
 
     def __post_init__(self):
         point = self.n is not None or self.d is not None
-        if point and (self.n is None or self.d is None or self.n <= 0 or self.d <= 0):
-            raise InputError("a point target needs both a positive --target-n and --target-d")
+        if point and not (_positive(self.n) and _positive(self.d)):
+            raise InputError(f"a point target needs both a positive --target-n and --target-d, got {self.n} "
+                             f"and {self.d}")
         if not point and self.question is None:
             raise InputError("give a budget (the N* interval) or --target-n and --target-d")
+        if not point and not _positive(self.question.budget):
+            raise InputError(f"--budget must be a positive number of dollars, got {self.question.budget}")
 
     @property
     def kind(self) -> str:
@@ -150,6 +153,20 @@ class PlanConfig:
     min_step: float = 0.01                   # a move must lower the target's variance by this fraction of it
     ladder_share: float = 0.7                # every ladder run leaving more than this of the width: extrapolation
     probe_factor: float = 10.0               # the larger model the stop advice prices: this x the largest rung
+
+    def __post_init__(self):
+        if not 0 < self.level < 1:
+            raise InputError(f"--level is the interval's level strictly between 0 and 1 (0.95), got {self.level}")
+        if self.noise is not None and not _positive(self.noise):
+            raise InputError(f"--noise is the run-to-run scatter of log L, a positive number (e.g. 0.02), "
+                             f"got {self.noise}")
+        if not 0 <= self.min_gain < 1:
+            raise InputError(f"--min-gain is a fraction of the interval's width in [0, 1), got {self.min_gain}")
+
+
+def _positive(value) -> bool:
+    """A finite number above 0 (NaN, inf, None and text are not)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and bool(np.isfinite(value)) and value > 0
 
 
 @dataclass(frozen=True)

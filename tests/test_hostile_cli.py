@@ -189,3 +189,27 @@ def test_a_folder_named_like_a_spool_file_does_not_stop_the_store(capsys):
     (spool_dir(store_path()) / "x.jsonl").mkdir(parents=True)  # e.g. an export written there
     assert store_main(["info"]) == 0
     assert json.loads(capsys.readouterr().out)["spool_files_waiting"] == 0
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"level": 1.0}, "--level"), ({"level": float("nan")}, "--level"), ({"noise": float("nan")}, "--noise"),
+    ({"noise": -1.0}, "--noise"), ({"min_gain": -1.0}, "--min-gain"),
+])
+def test_plan_settings_out_of_range_are_refused(settings, message):
+    from engine.errors import InputError
+    from engine.plan_runs import PlanConfig
+
+    with pytest.raises(InputError, match=message):
+        PlanConfig(**settings)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -5.0, 0.0])
+def test_plan_target_budget_must_be_a_positive_number(budget):
+    from engine.budget import BudgetQuestion
+    from engine.errors import InputError
+    from engine.plan_runs import PlanTarget
+
+    with pytest.raises(InputError, match="--budget must be a positive number"):
+        PlanTarget(BudgetQuestion(budget))
+    with pytest.raises(InputError, match="positive --target-n"):
+        PlanTarget(n=budget, d=1000.0)

@@ -68,6 +68,8 @@ def run(args) -> int:
     hardware = Hardware(args.peak_flops, args.mfu, args.gpu_price_per_hour, args.unit)
     d_values = sorted(set(args.d_values)) if args.d_values else data_sizes(
         available, args.d_min or _smallest_d(fit), args.d_points)
+    if min(d_values) < 1:
+        raise InputError(f"--d-values are numbers of training pairs, at least 1; got {min(d_values)}")
     if max(d_values) > available:
         raise InputError(f"--d-values: {args.dataset} has {available:,} training pairs; {max(d_values):,} is more")
     rungs = ladder_rungs(_family(args, fit), args.models)
