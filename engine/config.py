@@ -109,8 +109,10 @@ class Measurement:
         "help": "how dropout masks are drawn: fast (16-bit masks, engine/dropout.py), torch (bernoulli); "
                 "auto: fast on a CPU, where torch's masks took a fifth of a small model's step", "choices": DROPOUT_MASKS})
     # evaluation
-    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (and at the end)"})
-    eval_at_start: bool = field(default=False, metadata={"help": "also evaluate before the first step"})
+    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (besides step 0, s/64, ..., s/2 and the end)"})
+    eval_at_start: bool = field(default=False, metadata={
+        "help": "kept so stored configs and sweep ids stay as they were: step 0 is now always evaluated "
+                "(engine.train.evaluation_steps)"})
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

@@ -1,8 +1,9 @@
 """Training a dense retriever as the paper does (Section 3.4) and measuring it along
 the way (Section 3.5): a fixed number of steps of the contrastive loss of Eq. 3 with k
 random negatives shared by the batch (plus in-batch negatives unless turned off), the
-test contrastive entropy every `eval_every` steps, and the best value kept (Section
-4.1 reports the best test loss over training, no early stopping).
+test contrastive entropy at step 0, at s/64, s/32, ..., s/2 and every `eval_every` steps
+(`evaluation_steps`), and the best value kept with its weights (Section 4.1 reports the
+best test loss over training, no early stopping).
 
 Built on accelerate, so the same code runs on a CPU, one GPU, or under `accelerate
 launch` on several GPUs or nodes (query and passage vectors gathered across
@@ -16,7 +17,8 @@ and a run started again with the same `run_id` continues from the latest one. Th
 
 Files per run, in `runs_dir()/<run_id>/`: `progress.json` (rewritten atomically:
 step, loss, latest evaluation, best, ETA, status), `checkpoints/step-*/`, and at the
-end `model/` (`BiEncoder.load` reads it). Results go to the store from the main process.
+end `model/` (`BiEncoder.load` reads it); `best/` holds the weights of the best
+evaluation so far, in the same form, and best.json its step. Results go to the store from the main process.
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # a point's own columns, not its metrics
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
+SCHEDULE_HALVINGS = 6  # evaluate at s/64, s/32, ..., s/2 too: an early overfitter's best is observed
+BEST_DIR = "best"  # runs/<id>/best/: the weights of the best evaluation (BiEncoder.save) and best.json
 
 
 @dataclass
@@ -157,6 +161,13 @@ def code_version() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def evaluation_steps(steps: int, eval_every: int) -> frozenset[int]:
+    """The steps a run evaluates after: 0 (the untrained model), the log-spaced
+    s/64, s/32, ..., s/2 (rounded down), every `eval_every`-th, and the last, s."""
+    log_spaced = {max(1, steps >> halvings) for halvings in range(1, SCHEDULE_HALVINGS + 1)}
+    return frozenset({0, steps} | log_spaced | set(range(eval_every, steps + 1, eval_every)))
 
 
 # ---------------------------------------------------------------- model and data
@@ -460,7 +471,8 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
     batches = TrainingBatches(prepared, cfg, accelerator.process_index, accelerator.num_processes)
     bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.run_id, disable=not accelerator.is_main_process,
                mininterval=1.0, dynamic_ncols=True)
-    if cfg.eval_at_start and state.step == 0 and not state.curve:
+    schedule = evaluation_steps(cfg.steps, cfg.eval_every)
+    if state.step == 0 and not state.curve:  # step 0 is always on the schedule
         run.evaluate(model, state, final=False)
     session_start, session_first_step = time.monotonic(), state.step
     wall_before = state.wall_time_s
@@ -471,7 +483,7 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
         state.wall_time_s = wall_before + time.monotonic() - session_start
         bar.update(1)
         final = state.step == cfg.steps
-        evaluating = final or state.step % cfg.eval_every == 0
+        evaluating = state.step in schedule
         if run.logging_due() or evaluating:
             value = loss.item()  # the one sync point of a step, only when it is logged
             bar.set_postfix(loss=f"{value:.3f}", best=state.best_contrastive_entropy, refresh=False)
@@ -506,7 +518,7 @@ class _RunRecorder:
     """Where a run reports: progress file, log, and store (main process only)."""
 
     def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from):
-        self.cfg, self.prepared, self.accelerator, self.store = cfg, prepared, accelerator, store
+        self.cfg, self.prepared, self.accelerator, self.store, self.run_dir = cfg, prepared, accelerator, store, run_dir
         self.main = accelerator.is_main_process
         self._logged = time.monotonic()  # the first progress write comes a progress interval in
         self.progress_file = ProgressFile(
@@ -575,6 +587,8 @@ class _RunRecorder:
                 batch_size=self.cfg.eval_batch_size, ranking=ranking,
             )  # in fp32 whatever the run's precision, as engine evaluate does
             state.record(state.step, metrics)
+            if state.best_step == state.step:
+                self._save_best(model, state)
             log.info("%s step %d: %s", self.cfg.run_id, state.step,
                      {k: round(v, 4) for k, v in metrics.items()})
             self.progress_file.update(force=True, latest_eval={"step": state.step, **metrics},
@@ -588,6 +602,17 @@ class _RunRecorder:
                     wall_time_s=state.wall_time_s,
                 )
         self.accelerator.wait_for_everyone()
+
+    def _save_best(self, model, state: TrainerState) -> None:
+        """The weights of the best evaluation so far, in `run_dir/best` (safetensors, as
+        `model/`), with best.json naming its step; written beside, then swapped in."""
+        best, partial = self.run_dir / BEST_DIR, self.run_dir / f"{BEST_DIR}.{os.getpid()}.tmp"
+        shutil.rmtree(partial, ignore_errors=True)
+        self.accelerator.unwrap_model(model).save(partial, self.prepared.tokenizer)
+        (partial / "best.json").write_text(json.dumps(
+            {"step": state.best_step, "contrastive_entropy": state.best_contrastive_entropy}, indent=1))
+        shutil.rmtree(best, ignore_errors=True)
+        os.replace(partial, best)
 
     def finish(self, state: TrainerState, status: str, error: str | None = None) -> None:
         if not self.main:

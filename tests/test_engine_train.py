@@ -62,7 +62,7 @@ def test_train_evaluate_store(synthetic, tmp_path):
     assert run["metrics"]["mrr@10"] > 0.1 and run["dataset"] == "syn"
     assert TrainConfig.from_dict(run["config"]) == resolve(tiny_config(synthetic, run_id="tiny", eval_at_start=True))
     points = store.points("tiny")
-    assert points["step"].tolist() == [0, 20, 40]
+    assert points["step"].tolist() == [0, 1, 2, 5, 10, 20, 40]  # 0, log-spaced, every 20
     assert points["contrastive_entropy"].iloc[0] > result.best_contrastive_entropy + 1.0  # step 0: untrained
     assert points["contrastive_entropy"].min() == pytest.approx(result.best_contrastive_entropy)
     assert "mrr@10" in points.columns and not math.isnan(points["mrr@10"].iloc[-1])  # ranking at the end
@@ -101,7 +101,7 @@ def test_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
     assert resumed.best_contrastive_entropy == pytest.approx(whole.best_contrastive_entropy, abs=1e-6)
     assert resumed.final_metrics["contrastive_entropy"] == pytest.approx(whole.final_metrics["contrastive_entropy"], abs=1e-6)
     assert len(store.runs()) == 1 and store.run("split")["status"] == "completed"
-    assert store.points("split")["step"].tolist() == [10, 20, 30]
+    assert store.points("split")["step"].tolist() == [0, 1, 3, 7, 10, 15, 20, 30]
 
 
 def test_batches_are_a_function_of_the_step(synthetic):
@@ -268,7 +268,7 @@ def test_a_run_id_keeps_its_measurement(synthetic, tmp_path, monkeypatch):
     again = train(replace(config, checkpoint_every=2, label="again"), store=store)
     assert again.already_complete and not first.already_complete
     assert again.best_contrastive_entropy == first.best_contrastive_entropy and again.steps == 6
-    assert store.run("fixed")["status"] == "completed" and store.points("fixed")["step"].tolist() == [3, 6]
+    assert store.run("fixed")["status"] == "completed" and store.points("fixed")["step"].tolist() == [0, 1, 3, 6]
 
 
 def test_the_step_syncs_only_to_log_and_progress_carries_mfu(synthetic, monkeypatch):

@@ -134,7 +134,7 @@ def test_a_training_run_stores_both_at_every_evaluation(tmp_path, capsys):
     assert recorded["best_calibrated_entropy"] == pytest.approx(evaluated["calibrated_entropy"])
     assert store.points(evaluated["run_id"])["temperature"].tolist() == [pytest.approx(evaluated["temperature"])]
     points = store.points("both")
-    assert points["step"].tolist() == [0, 20, 40]
+    assert points["step"].tolist() == [0, 1, 2, 5, 10, 20, 40]
     assert points["calibrated_entropy"].notna().all() and (points["temperature"] > 0).all()
     assert "calibrated_entropy" not in points["metrics"].iloc[-1]  # a column of its own, not a metric too
     assert (points["calibrated_entropy"] <= points["contrastive_entropy"] + 0.01).all()

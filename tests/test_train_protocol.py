@@ -2,6 +2,7 @@
 never read test labels and draw exactly k negatives across processes (item 6)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -162,3 +163,45 @@ def test_the_paper_sweep_states_its_negatives_and_offers_the_other():
     del variant["train"]["name"]
     assert all(not run.config.in_batch_negatives for run in sweep_from_spec(variant, path).runs)
     assert all(run.config.in_batch_negatives for run in sweep_from_spec(spec, path).runs)
+
+
+# --- item 4: best over training observed, and kept ----------------------------------------------
+
+def test_the_schedule_is_step_0_log_spaced_and_every_eval_every():
+    from engine.train import evaluation_steps
+
+    assert sorted(evaluation_steps(400, 100)) == [0, 6, 12, 25, 50, 100, 200, 300, 400]
+    assert sorted(evaluation_steps(10, 1000)) == [0, 1, 2, 5, 10]
+
+
+def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
+    """An early overfitter: the learning rate so high the model is best early. The
+    weights of the best evaluation are in runs/<id>/best (safetensors), best.json names
+    its step, and evaluating them gives the best value again."""
+    from engine import train as train_module
+
+    dataset = write_synthetic(tmp_path / "syn")
+    cfg = tiny_config(dataset, run_id="early", steps=16, eval_every=1000, precision="no", cpu=True)
+    entropies = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7])  # steps 0, 1, 2, 4, 8, 16: best at step 2
+    real_evaluate = train_module.evaluate
+
+    def scripted(*args, **kwargs):
+        return {**real_evaluate(*args, **kwargs), "contrastive_entropy": next(entropies)}
+
+    saved = []
+    real_save = train_module.BiEncoder.save
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    monkeypatch.setattr(train_module.BiEncoder, "save", lambda self, folder, tok: saved.append(
+        (folder.name, {k: v.clone() for k, v in self.state_dict().items()})) or real_save(self, folder, tok))
+    result = train(cfg)
+    assert result.best_step == 2 and result.best_contrastive_entropy == 3.0
+    best = runs_dir() / "early" / "best"
+    assert json.loads((best / "best.json").read_text()) == {"step": 2, "contrastive_entropy": 3.0}
+    assert sorted(p.name for p in best.rglob("*.safetensors")) == ["model.safetensors", "projection.safetensors"]
+    assert [name.split(".")[0] for name, _ in saved] == ["best", "best", "best", "model"]  # steps 0, 1, 2; final
+    from engine.model import BiEncoder
+
+    loaded, _ = BiEncoder.load(best)
+    step_2 = saved[2][1]
+    assert all(torch.equal(loaded.state_dict()[k], step_2[k]) for k in step_2)
+    assert not all(torch.equal(saved[3][1][k], step_2[k]) for k in step_2)  # the final weights differ
