@@ -28,11 +28,12 @@ TABLE_FORMAT = {"label": st.column_config.TextColumn("label", width="medium"),  
                 "n_params": st.column_config.TextColumn("N", help="non-embedding parameters"),
                 "train_pairs": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
-                "wall_time_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+                "wall_time_s": st.column_config.TextColumn("seconds", help="training wall time; —: not recorded"),
                 "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/protocol.py); "
-                                                             "empty: not recorded"),
+                                                             "—: not recorded"),
                 "started_at": st.column_config.DatetimeColumn("started (UTC)"),
                 "run_id": st.column_config.TextColumn("run id")}
+NOT_RECORDED = "—"    # a protocol or wall time the run did not record (the demo study's runs, imports)
 STATUSES = (*RUN_STATUSES, jobs.INTERRUPTED)
 POLL_SECONDS = 2.0
 JOBS_SHOWN = 5
@@ -233,6 +234,23 @@ def show_interrupted(runs: pd.DataFrame) -> None:
                            for r in interrupted))
 
 
+def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
+    """The table's columns as text: N and D as counts, seconds whole, NOT_RECORDED where a run has none."""
+    table = formatted_table(runs[[c for c in TABLE_COLUMNS if c in runs]], counts=("n_params", "train_pairs"))
+    writers = {"eval_protocol": str, "wall_time_s": lambda seconds: f"{seconds:,.0f}"}
+    return table.assign(**{c: [NOT_RECORDED if pd.isna(v) else write(v) for v in table[c]]
+                           for c, write in writers.items() if c in table})
+
+
+def not_recorded_note(runs: pd.DataFrame) -> str:
+    missing = runs[[c for c in ("eval_protocol", "wall_time_s") if c in runs]].isna().any(axis=1)
+    if not missing.any():
+        return ""
+    sources = ", ".join(sorted(runs.loc[missing, "source"].dropna().astype(str).unique())) or "unknown"
+    return (f"{NOT_RECORDED}: not recorded. {int(missing.sum())} run(s) carry no evaluation protocol or "
+            f"training time (source: {sources}).")
+
+
 def runs_in_store(store: Store) -> None:
     st.subheader("Runs in the store")
     everything = jobs.with_live_status(runs_table(str(store.path), (), (), ()))
@@ -249,9 +267,10 @@ def runs_in_store(store: Store) -> None:
     if status:
         runs = runs[runs["status"].isin(status)]
     show_interrupted(runs)
-    st.dataframe(formatted_table(runs[[c for c in TABLE_COLUMNS if c in runs]], counts=("n_params", "train_pairs")),
-                 hide_index=True, column_config=TABLE_FORMAT)
+    st.dataframe(runs_display(runs), hide_index=True, column_config=TABLE_FORMAT)
     st.caption(f"{len(runs)} of {len(everything)} runs.")
+    if note := not_recorded_note(runs):
+        st.caption(note)
     if "eval_fingerprint" in runs:
         protocols = {p: describe(f) for p, f in zip(runs["eval_protocol"], runs["eval_fingerprint"]) if f}
         st.caption("Evaluation protocols: " + "; ".join(f"{p}: {d}" for p, d in sorted(protocols.items()))

@@ -293,7 +293,7 @@ def test_the_runs_page_shows_each_runs_protocol():
     assert_clean(at)
     table = table_with(at, "eval_protocol").set_index("run_id")
     assert table.at["measured", "eval_protocol"] == protocol.protocol_id(K64)
-    assert pd.isna(table.at["older", "eval_protocol"])
+    assert table.at["older", "eval_protocol"] == "—"             # not recorded, as the page's caption says
     assert any(f"{protocol.protocol_id(K64)}: k=64, 10 repeats, pool 100,000 (seed 0)" in c.value for c in at.caption)
 
 
