@@ -54,8 +54,10 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.ladder import LADDER, LadderModel, non_embedding_params
 from engine.laws import LawFit
+from engine.numbers import format_count
 
 COST_UNITS = ("gpu-hours", "dollars")
+UNIT_WORDS = {"gpu-hours": "GPU-hours", "dollars": "dollars"}    # a cost unit as a sentence writes it
 FAMILIES = ("bert", "ernie", "scratch")
 Z_CLIP = 4.0                  # robust z-scores beyond this are clipped: one wild bootstrap law is not a trend
 NOISE_FLOOR = 1e-3            # smallest run-to-run scatter assumed (log loss)
@@ -97,7 +99,7 @@ class PlanTarget:
 
     def describe(self) -> str:
         if self.kind == "point":
-            return f"predicted loss at N = {self.n:.3g}, D = {self.d:.3g}"
+            return f"predicted loss at N = {format_count(self.n)}, D = {format_count(self.d)}"
         return f"N* at a budget of ${self.question.budget:,.0f}"
 
 
@@ -374,16 +376,17 @@ class Plan:
 
     def message(self) -> str:
         """What the plan does, or why more runs of the ladder will not help and what would."""
+        unit = UNIT_WORDS[self.unit]
         if self.stop_reason is None:
-            return (f"{len(self.runs)} runs ({self.total_cost:.3g} {self.unit}) narrow the interval of "
+            return (f"{len(self.runs)} runs ({self.total_cost:.3g} {unit}) narrow the interval of "
                     f"{self.target.describe()} from {self.width_now:.3g} to {self.width_after:.3g} (expected).")
         text = STOP_REASONS[self.stop_reason].format(min_gain=self.min_gain,
                                                      ladder_gain=1 - self.ladder_width / self.width_now)
         probe = self.larger_model
         if probe:
-            text += (f". One run of a larger model, N = {probe['n']:.3g} ({probe['factor']:g}x the largest rung) at "
-                     f"D = {probe['d']:,}, would narrow it by {probe['gain']:.0%} (about {probe['cost']:.3g} "
-                     f"{self.unit})")
+            text += (f". One run of a larger model, N = {format_count(probe['n'])} ({probe['factor']:g}x the largest "
+                     f"rung) at D = {format_count(probe['d'])}, would narrow it by {probe['gain']:.0%} (about "
+                     f"{probe['cost']:.3g} {unit})")
         prefix = "Stop: " if self.stop_reason == "budget" else "More runs of the ladder will not help much: "
         return prefix + text + "."
 

@@ -160,3 +160,18 @@ def test_the_runs_table_writes_a_dash_for_what_a_run_did_not_record_and_says_so(
         assert not table[column].isna().any() and "None" not in set(table[column]), column
         assert (table[column] == "—").tolist() == runs[column].isna().tolist(), column
     assert any(c.value.startswith("—: not recorded") and "demo" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("stop_reason", [None, "extrapolation"])
+def test_the_plan_message_writes_n_and_d_as_counts_and_says_gpu_hours(stop_reason):
+    from engine.budget import BudgetQuestion
+    from engine.numbers import format_count
+    from engine.plan_runs import Plan, PlanTarget
+
+    probe = {"n": 34_200_000.0, "d": 4_465, "factor": 8.0, "gain": 0.4, "cost": 2.5}
+    target = PlanTarget(n=34_200_000.0, d=4_465.0) if stop_reason is None else PlanTarget(BudgetQuestion(1e6))
+    plan = Plan(target, "gpu-hours", 1.0, 0.5, 0.9, [], 10.0, 0.01, 40, 0.05,
+                probe if stop_reason else None, stop_reason)
+    text = plan.message()
+    assert f"N = {format_count(34_200_000)}" in text and f"D = {format_count(4_465)}" in text, text
+    assert "GPU-hours" in text and "gpu-hours" not in text and "e+" not in text, text
