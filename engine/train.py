@@ -256,7 +256,10 @@ class TrainingBatches:
 
     Negatives exclude only the global batch's own positives (every positive of its
     queries), as the released code does, so training reads no test label; a drawn
-    passage that is still some query's positive is masked by identity in ContrastiveLoss."""
+    passage that is still some query's positive is masked by identity in ContrastiveLoss.
+    On a small corpus whose test passages are no training positive (squad-dev: a fifth
+    of the corpus), those are then only ever negatives; excluding them had been chosen
+    for that, at the price of reading the test labels."""
 
     def __init__(self, prepared: Prepared, cfg: TrainConfig, process_index: int, num_processes: int):
         self.pairs = prepared.pairs
