@@ -27,6 +27,7 @@ Each run is an ordinary `python -m engine train --config FILE` process, or
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -271,32 +272,55 @@ def train_command(config: TrainConfig, store_path: Path, launcher: str) -> list[
 
 def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: int = 1,
               log=print) -> dict[str, int]:
-    """Run the runs not yet completed, `parallel` at a time; returns counts by outcome."""
+    """Run the runs not yet completed, `parallel` at a time; returns counts by outcome
+    ("busy" too when another sweep process was training some of the runs: each run is
+    trained under a lock on its folder, so two sweeps on one store never train a run twice)."""
     done = completed_run_ids(store)
     pending = [run for run in runs if run.run_id not in done and run.legacy_run_id not in done]
     log(f"{len(runs) - len(pending)} of {len(runs)} runs already complete; {len(pending)} to run")
     env = _thread_env(parallel)
     outcome = {"completed": len(runs) - len(pending), "failed": 0}
-    active: list[tuple[SweepRun, subprocess.Popen]] = []
+    active: list[tuple[SweepRun, subprocess.Popen, int]] = []
     queue = list(pending)
     with CommandProgress("sweep", len(runs), "run", initial=outcome["completed"]) as progress:
         while queue or active:
             while queue and len(active) < parallel:
                 run = queue.pop(0)
+                lock = _run_lock(run.run_id)
+                if lock is None:
+                    outcome["busy"] = outcome.get("busy", 0) + 1
+                    log(f"skipped {run.run_id}: another sweep is training it now")
+                    progress.advance(detail=run.run_id)
+                    continue
                 log_path = runs_dir() / run.run_id / "train.log"
                 command = train_command(run.config, store.path, launcher)
                 # in the sweep's process group: a cancel of the study reaches the run too
-                active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None)))
+                active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None), lock))
                 log(f"started {run.run_id} (log: {log_path})")
             time.sleep(0.2)
-            for run, process in list(active):
+            for run, process, lock in list(active):
                 if process.poll() is None:
                     continue
-                active.remove((run, process))
+                active.remove((run, process, lock))
+                os.close(lock)  # releases the run's lock
                 outcome["completed" if process.returncode == 0 else "failed"] += 1
                 log(outcome_line(run.run_id, process.returncode))
                 progress.advance(detail=run.run_id)
     return outcome
+
+
+def _run_lock(run_id: str) -> int | None:
+    """An open descriptor holding the exclusive lock of the run's folder (released when
+    closed or when this process dies), None when another process holds it."""
+    folder = runs_dir() / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _thread_env(parallel: int) -> dict[str, str]:

@@ -213,3 +213,21 @@ def test_plan_target_budget_must_be_a_positive_number(budget):
         PlanTarget(BudgetQuestion(budget))
     with pytest.raises(InputError, match="positive --target-n"):
         PlanTarget(n=budget, d=1000.0)
+
+
+def test_a_run_another_sweep_is_training_is_not_started_twice(sweep_file):
+    from engine.sweep import _run_lock, load_sweep, run_sweep
+    from store.core import Store
+
+    first = load_sweep(sweep_file).runs[0]
+    held = _run_lock(first.run_id)  # as the other sweep process holds it while its run trains
+    assert held is not None and _run_lock(first.run_id) is None
+    lines = []
+    try:
+        assert run_sweep([first], Store(), log=lines.append) == {"completed": 0, "failed": 0, "busy": 1}
+    finally:
+        os.close(held)
+    assert "another sweep is training it now" in lines[-1]
+    again = _run_lock(first.run_id)  # released with its holder
+    assert again is not None
+    os.close(again)

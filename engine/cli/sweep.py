@@ -45,7 +45,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"sweep": sweep.name, "runs": len(runs), **outcome}))
     else:
-        print(f"sweep {sweep.name}: {outcome['completed']} of {len(runs)} runs complete, {outcome['failed']} failed")
+        busy = f", {outcome['busy']} being trained by another sweep" if outcome.get("busy") else ""
+        print(f"sweep {sweep.name}: {outcome['completed']} of {len(runs)} runs complete, {outcome['failed']} failed"
+              f"{busy}")
     return 1 if outcome["failed"] else 0
 
 
