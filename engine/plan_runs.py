@@ -100,7 +100,8 @@ class PlanTarget:
     def describe(self) -> str:
         if self.kind == "point":
             return f"predicted loss at N = {format_count(self.n)}, D = {format_count(self.d)}"
-        return f"N* at a budget of ${self.question.budget:,.0f}"
+        budget = self.question.budget  # written out below a trillion dollars, in powers of ten above
+        return f"N* at a budget of ${budget:,.0f}" if budget < 1e12 else f"N* at a budget of ${budget:.3g}"
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,11 @@ def test_a_run_another_sweep_is_training_is_not_started_twice(sweep_file):
     again = _run_lock(first.run_id)  # released with its holder
     assert again is not None
     os.close(again)
+
+
+def test_a_huge_plan_budget_is_written_in_powers_of_ten():
+    from engine.budget import BudgetQuestion
+    from engine.plan_runs import PlanTarget
+
+    assert PlanTarget(BudgetQuestion(1e300)).describe() == "N* at a budget of $1e+300"
+    assert PlanTarget(BudgetQuestion(10_000)).describe() == "N* at a budget of $10,000"
