@@ -76,6 +76,8 @@ class Sweep:
 def load_sweep(path: str | Path) -> Sweep:
     """Read a sweep file and expand its grid into runs, in a stable order."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a sweep file; give the .toml file's path")
     if not path.is_file():
         raise InputError(f"{path}: no such sweep file")
     try:

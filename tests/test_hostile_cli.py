@@ -239,3 +239,8 @@ def test_a_huge_plan_budget_is_written_in_powers_of_ten():
 
     assert PlanTarget(BudgetQuestion(1e300)).describe() == "N* at a budget of $1e+300"
     assert PlanTarget(BudgetQuestion(10_000)).describe() == "N* at a budget of $10,000"
+
+
+def test_a_folder_given_as_the_sweep_file_is_named_as_one(tmp_path, capsys):
+    assert engine_main(["sweep", str(tmp_path), "--dry-run"]) == 2
+    assert "a folder, not a sweep file" in one_error_line(capsys)
