@@ -297,13 +297,20 @@ class LawFit:
         pi_lo, pi_hi = np.percentile(curves * noise, [tail, 100 - tail], axis=0)
         return {"pred": pred, "ci_lo": ci_lo, "ci_hi": ci_hi, "pi_lo": pi_lo, "pi_hi": pi_hi}
 
+    @property
+    def bootstrap_kept(self) -> int:
+        """How many bootstrap refits are finite: the intervals are computed over these."""
+        return int(np.isfinite(self.bootstrap_params).all(axis=1).sum())
+
     def to_dict(self, include_bootstrap: bool = True) -> dict:
-        """The JSON contract: law, params, r2, intervals (+ points, config, bootstrap)."""
+        """The JSON contract: law, params, r2, intervals (+ points, config, bootstrap), as
+        strict JSON: a non-finite number is written as `json_numbers` says."""
         out = {
             "law": self.law.kind,
             "params": dict(self.law.params),
-            "r2": self.r2,
-            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "r2": json_numbers(self.r2),
+            "intervals": {k: json_numbers(list(v)) for k, v in self.intervals.items()},
+            "bootstrap_kept": self.bootstrap_kept,
             "level": self.config.level,
             "equation": LAW_EQUATIONS[self.law.kind],
             "config": asdict(self.config),
@@ -311,8 +318,8 @@ class LawFit:
             "points": json.loads(self.points.to_json(orient="records")),
         }
         if include_bootstrap:
-            out["bootstrap"] = self.bootstrap_params.tolist()
-            out["log_residuals"] = self.log_residuals.tolist()
+            out["bootstrap"] = json_numbers(self.bootstrap_params)
+            out["log_residuals"] = json_numbers(self.log_residuals)
         return out
 
     @classmethod
@@ -341,6 +348,19 @@ class LawFit:
             points=_checked_points(data.get("points", []), kind),
             config=FitConfig(**config),
         )
+
+
+JSON_INFINITY = {"inf": np.inf, "-inf": -np.inf}   # JSON has no infinity: a fit writes it as these strings
+
+
+def json_numbers(values):
+    """A number or array as strict JSON values: inf and -inf as the strings "inf" and
+    "-inf" (a bootstrap refit whose scale overflowed; read back by `LawFit.from_dict`),
+    NaN as null."""
+    array = np.asarray(values, dtype=float)
+    out = array.astype(object)
+    out[np.isposinf(array)], out[np.isneginf(array)], out[np.isnan(array)] = "inf", "-inf", None
+    return out.tolist()
 
 
 def _checked_params(kind: str, params) -> dict[str, float]:
@@ -374,9 +394,10 @@ def _checked_intervals(intervals) -> dict[str, tuple[float, float]]:
     if not isinstance(intervals, dict):
         raise InputError("field 'intervals' must be an object of [low, high] pairs")
     for name, pair in intervals.items():
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_number(v) for v in pair):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
+                _is_number(v) or v is None or v in JSON_INFINITY for v in pair):
             raise InputError(f"interval of {name} must be a [low, high] pair of numbers, got {pair!r}")
-    return {name: (float(lo), float(hi)) for name, (lo, hi) in intervals.items()}
+    return {name: tuple(float("nan") if v is None else float(v) for v in pair) for name, pair in intervals.items()}
 
 
 def _checked_matrix(values, name: str, columns: int | None) -> np.ndarray:
@@ -482,7 +503,7 @@ class Identifiability:
         return sentence
 
     def to_dict(self) -> dict:
-        return {"decades": self.decades, "determined": self.determined, "undetermined": self.undetermined,
+        return {"decades": {p: json_numbers(width) for p, width in self.decades.items()}, "determined": self.determined, "undetermined": self.undetermined,
                 "at_bound": self.at_bound, "correlated": [list(c) for c in self.correlated],
                 "sentence": self.sentence()}
 
@@ -496,10 +517,11 @@ def identifiability(fit: LawFit) -> Identifiability:
     within DETERMINED_DECADES for its role), estimates sitting on a fitting bound, and
     parameter pairs whose bootstrap draws move together (scales compared in log)."""
     names = PARAM_NAMES[fit.law.kind]
+    diverged = dict(zip(names, ~np.isfinite(fit.bootstrap_params).all(axis=0)))   # some refit ran to infinity
     decades = {}
     for name in names:
         lo, hi = fit.intervals.get(name, (np.nan, np.nan))
-        decades[name] = float(np.log10(hi / lo)) if lo > 0 and hi > 0 else float("inf")
+        decades[name] = float(np.log10(hi / lo)) if lo > 0 and hi > 0 and not diverged[name] else float("inf")
     known = [p for p in names if p in fit.intervals]
     determined = [p for p in known if decades[p] <= DETERMINED_DECADES[_role(p)]]
     return Identifiability(decades, determined, [p for p in known if p not in determined], _at_bounds(fit),
@@ -907,6 +929,9 @@ def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
 
 
 def _percentile_intervals(kind, boot: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    """Percentile intervals over the finite refits of `boot` (a refit whose scale
+    overflowed says only that the parameter is unbounded); {} when none is finite."""
+    boot = boot[np.isfinite(boot).all(axis=1)]
     if len(boot) == 0:
         return {}
     tail = 100 * (1 - level) / 2

@@ -194,3 +194,50 @@ def test_laws_fit_additive_then_plan_with_it(joint_csv, tmp_path):
     assert set(json.loads(fitted.stdout)["params"]) == {"A", "B", "alpha", "beta", "E"}
     answer = json.loads(run_cli("budget", "--budget", "1e6", "--with-inference", "--law", str(out), "--json").stdout)
     assert answer["n_opt_interval"][0] <= answer["n_opt"] <= answer["n_opt_interval"][1]
+
+
+def strict_json(text: str):
+    """`text` parsed as strict JSON: NaN, Infinity and -Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_fit_with_diverging_refits_is_strict_json_and_reloads(tmp_path):
+    """The demo store's squad-dev model-size fit has refits whose A runs to infinity:
+    the intervals come from the finite ones (and say how many), the file is strict
+    JSON, nothing warns on stderr, and the file loads back."""
+    store, out = tmp_path / "demo.duckdb", tmp_path / "m.json"
+    loaded = subprocess.run([sys.executable, "-m", "store", "demo", "load", "--store", str(store)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    result = run_cli("laws", "fit", "--store", str(store), "--dataset", "squad-dev", "--law", "model",
+                     "--bootstrap", "50", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "nan" not in result.stdout
+    saved = strict_json(out.read_text())
+    assert "inf" in {value for row in saved["bootstrap"] for value in row}, "the case needs a diverged refit"
+    assert 0 < saved["bootstrap_kept"] < 50
+    assert f"{saved['bootstrap_kept']} of 50 bootstrap refits" in result.stdout
+    assert all(np.isfinite(bound) for pair in saved["intervals"].values() for bound in pair)
+    again = LawFit.from_dict(saved)
+    assert again.bootstrap_params.shape == (50, 3) and np.isinf(again.bootstrap_params).any()
+    assert again.intervals == {k: tuple(v) for k, v in saved["intervals"].items()}
+
+
+def test_an_old_fit_file_with_infinity_and_nan_still_loads(joint_csv, tmp_path):
+    out = tmp_path / "fit.json"
+    assert run_cli("laws", "fit", "--csv", str(joint_csv), "--law", "joint", "--bootstrap", "10",
+                   "--out", str(out)).returncode == 0
+    old = json.loads(out.read_text())
+    old["bootstrap"][0][0], old["intervals"]["A"][1] = float("inf"), float("nan")   # as files before strict JSON
+    old.pop("bootstrap_kept")
+    fit = LawFit.from_dict(json.loads(json.dumps(old)))
+    assert np.isinf(fit.bootstrap_params[0, 0]) and np.isnan(fit.intervals["A"][1])
+    assert strict_json(json.dumps(fit.to_dict(), allow_nan=False))["intervals"]["A"][1] is None
+
+
+def test_laws_fit_of_a_folder_says_it_is_a_folder(tmp_path):
+    result = run_cli("laws", "fit", "--csv", str(tmp_path), "--law", "model")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path} is a folder, not a CSV file; give the path of a CSV file"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.paths import write_output
 
 
 def register(subparsers) -> None:
@@ -54,12 +55,19 @@ def read_points(path: Path):
     """The CSV at `path` as a DataFrame, or InputError."""
     import pandas as pd
 
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    check_input_file(path, "a CSV file")
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read as CSV ({err})") from err
+
+
+def check_input_file(path: Path, what: str) -> None:
+    """InputError unless `path` is a file: a folder is named as one, not as missing."""
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not {what}; give the path of {what}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
 
 
 def run_fit(args) -> int:
@@ -71,18 +79,17 @@ def run_fit(args) -> int:
         raise InputError("--metric chooses which of the store's entropies to fit: use it with --store; a CSV's loss "
                          "column is fitted as it is (an eval_metric column says which it is)")
     source = args.csv or args.store
-    if not source.is_file():
-        raise InputError(f"{source}: no such file")
+    check_input_file(source, "a CSV file" if args.csv else "a results store file")
     if args.csv and (args.dataset or args.annotation):
         raise InputError("--dataset and --annotation filter the store's runs: use them with --store, not --csv")
     out = _checked_out(args.out or source.with_name(f"{source.stem}.{args.law}-fit.json"), source, args.store)
     points = (read_points(args.csv) if args.csv else
               store_points(args.store, args.dataset, args.annotation, args.metric or "raw"))
     fit = fit_law(points, args.law, config)
-    out.write_text(json.dumps(fit.to_dict(), indent=1))
+    write_output(out, json.dumps(fit.to_dict(), indent=1, allow_nan=False))
     if args.json:
         print(json.dumps({**fit.to_dict(include_bootstrap=False), "identifiability": identifiability(fit).to_dict(),
-                          "saved_to": str(out)}))
+                          "saved_to": str(out)}, allow_nan=False))
     else:
         print(format_fit(fit))
         print(f"saved to {out}")
@@ -125,6 +132,9 @@ def format_fit(fit) -> str:
     from engine.laws import identifiability
 
     lines.append(identifiability(fit).sentence())
+    if fit.bootstrap_kept < fit.config.bootstrap:
+        lines.append(f"intervals from the {fit.bootstrap_kept} of {fit.config.bootstrap} bootstrap refits that are "
+                     "finite (the others could not determine the law, or a scale ran to infinity)")
     held = fit.heldout
     if len(held):
         lines.append("held-out points (fit without them):")
