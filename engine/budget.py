@@ -250,8 +250,15 @@ class Extrapolation:
                 "warning": self.describe() if self.beyond_warning else None}
 
 
+FACTOR_DIGITS_LIMIT = 1e6   # from a million times on, a factor is written as a count: 3.4Mx, 1.68e+296x
+
+
 def format_factor(factor: float) -> str:
-    """2.11 -> '2.11x', 75.34 -> '75.3x', 11661.4 -> '11,661x'."""
+    """2.11 -> '2.11x', 75.34 -> '75.3x', 11661.4 -> '11,661x', 3.4e6 -> '3.4Mx', 1.7e296 -> '1.7e+296x'."""
+    from engine.numbers import format_count
+
+    if factor >= FACTOR_DIGITS_LIMIT:
+        return f"{format_count(factor)}x"
     return f"{factor:,.0f}x" if factor >= 100 else f"{factor:.3g}x"
 
 

@@ -241,3 +241,37 @@ def test_laws_fit_of_a_folder_says_it_is_a_folder(tmp_path):
     result = run_cli("laws", "fit", "--csv", str(tmp_path), "--law", "model")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path} is a folder, not a CSV file; give the path of a CSV file"
+
+
+def test_laws_fit_out_is_written_whole_or_not_at_all(joint_csv, tmp_path, monkeypatch, capsys):
+    """A write killed before it ends leaves the old fit, not a truncated one."""
+    import engine.paths
+    from engine.cli import main
+
+    out = tmp_path / "fit.json"
+    out.write_text('{"old": "fit"}')
+
+    def killed(source, target):
+        raise KeyboardInterrupt   # the command is stopped between writing and renaming
+
+    monkeypatch.setattr(engine.paths.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(["laws", "fit", "--csv", str(joint_csv), "--law", "joint", "--bootstrap", "0", "--out", str(out)])
+    assert out.read_text() == '{"old": "fit"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.json", "runs.csv"]
+
+
+def test_budget_warning_writes_a_huge_factor_as_a_count(joint_csv, tmp_path):
+    """A budget of 1e300 puts N* and D* some 1e290 times beyond the fit: the warning says
+    so in powers of ten, not as 300-digit integers."""
+    from engine.budget import format_factor
+
+    out = tmp_path / "fit.json"
+    assert run_cli("laws", "fit", "--csv", str(joint_csv), "--law", "joint", "--bootstrap", "10",
+                   "--out", str(out)).returncode == 0
+    result = run_cli("budget", "--budget", "1e300", "--law", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    warning = json.loads(result.stdout)["extrapolation"]["warning"]
+    assert warning.startswith("Warning:") and max(len(word) for word in warning.split()) < 20, warning
+    assert "e+" in warning
+    assert [format_factor(f) for f in (2.114, 11661.4, 3.4e6, 1.68e296)] == ["2.11x", "11,661x", "3.4Mx", "1.68e+296x"]
