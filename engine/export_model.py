@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.paths import runs_dir, validate_name
+from engine.paths import runs_dir, store_files, store_path, validate_name
 
 MODEL_CONFIG = "bi_encoder.json"        # engine.model.CONFIG_FILE
 PROJECTION_WEIGHTS = "projection.safetensors"  # engine.model.PROJECTION_FILE
@@ -80,6 +80,7 @@ def export_sentence_transformers(run: str, out: Path) -> dict:
     """Write `run`'s model to `out` (which must not exist or be empty); returns a summary."""
     model = read_model(find_model(run))
     out = Path(out).expanduser().absolute()
+    _check_not_protected(out, {**store_files(store_path()), "the run's model folder": model.folder})
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} exists and is not an empty folder; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,17 @@ def export_sentence_transformers(run: str, out: Path) -> dict:
     return {"format": "sentence-transformers", "out": str(out), "model_folder": str(model.folder),
             "modules": [m["type"].rsplit(".", 1)[-1] for m in modules], "pooling": model.pooling,
             "dimension": model.projection_dim or model.hidden_size, "max_seq_length": model.max_seq_length}
+
+
+def _check_not_protected(out: Path, protected: dict[str, Path]) -> None:
+    """InputError when the export folder `out` is one of the `protected` paths (what ->
+    path: the store, its write-ahead log, its spool folder, the model read) or lies inside one."""
+    target = out.resolve()
+    for what, path in protected.items():
+        kept = Path(path).expanduser().resolve()
+        if target == kept or kept in target.parents:
+            inside = "" if target == kept else " (inside it)"
+            raise InputError(f"--out {out} would write into {what} {kept}{inside}; choose a folder outside it")
 
 
 def _write_modules(model: TrainedModel, folder: Path) -> list[dict]:

@@ -244,3 +244,23 @@ def test_a_huge_plan_budget_is_written_in_powers_of_ten():
 def test_a_folder_given_as_the_sweep_file_is_named_as_one(tmp_path, capsys):
     assert engine_main(["sweep", str(tmp_path), "--dry-run"]) == 2
     assert "a folder, not a sweep file" in one_error_line(capsys)
+
+
+def fake_model_folder(tmp_path):
+    """A run's model folder complete enough for export-model to read (no weights)."""
+    model = tmp_path / "run" / "model"
+    (model / "encoder").mkdir(parents=True)
+    (model / "bi_encoder.json").write_text('{"pooling": "mean", "projection_dim": 0}')
+    (model / "encoder" / "config.json").write_text('{"hidden_size": 32}')
+    return model
+
+
+def test_export_model_never_writes_into_the_store_or_the_model(tmp_path, capsys):
+    from engine.paths import store_files, store_path
+
+    model = fake_model_folder(tmp_path)
+    spool = store_files(store_path())["the store's spool folder"]
+    for out, what in ((spool / "exp", "the store's spool folder"), (store_path(), "the store"),
+                      (model / "exp", "the run's model folder")):
+        assert engine_main(["export-model", str(model), "--out", str(out)]) == 2
+        assert what in one_error_line(capsys) and not out.exists()
