@@ -38,6 +38,8 @@ def run(store, args) -> int:
     else:
         rows = import_runs(store, args.path, mapping, args.kind, label=args.label)
     imported = sum(row["action"] != "skip" for row in rows)
+    if not imported:
+        raise InputError(_nothing_importable(args.path, rows))
     if args.json:
         print(json.dumps({"dry_run": args.dry_run, "store": str(store.path), "runs": rows,
                           "imported": 0 if args.dry_run else imported}))
@@ -47,7 +49,17 @@ def run(store, args) -> int:
             print(f"{row['action']:<6} {row['run_id']}  {row['name']}: {detail}")
         verb = "would import" if args.dry_run else "imported"
         print(f"{verb} {imported} of {len(rows)} run(s) into {store.path}")
-    return 0 if imported else 1
+    return 0
+
+
+def _nothing_importable(path: str, rows: list[dict]) -> str:
+    """One line: no run under `path` can be imported, with the first run's problem."""
+    if not rows:
+        return f"{path}: no tracker runs found there; give a TensorBoard, MLflow or W&B export"
+    first = rows[0]
+    more = f" (and {len(rows) - 1} more run(s) skipped)" if len(rows) > 1 else ""
+    return (f"{path}: none of its {len(rows)} run(s) can be imported: {first['name']}: {first['problem']}{more}; "
+            "check --loss, --n and --d (see --dry-run)")
 
 
 def _metric_pairs(pairs: list[str]) -> dict[str, str]:

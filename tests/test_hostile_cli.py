@@ -264,3 +264,20 @@ def test_export_model_never_writes_into_the_store_or_the_model(tmp_path, capsys)
                       (model / "exp", "the run's model folder")):
         assert engine_main(["export-model", str(model), "--out", str(out)]) == 2
         assert what in one_error_line(capsys) and not out.exists()
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_tracker_import_that_skips_every_run_is_one_line(tmp_path, capsys, dry_run):
+    from store.core import Store
+
+    for name in ("run-1", "run-2"):  # a W&B export of two runs
+        run = tmp_path / "logs" / name
+        run.mkdir(parents=True)
+        (run / "history.csv").write_text("_step,eval/ce\n0,4.5\n")
+        (run / "config.json").write_text('{"train_pairs": 1e4}')
+    argv = ["import-tracker", str(tmp_path / "logs"), "--kind", "wandb", "--loss", "eval/ce", "--n", "0",
+            "--d", "train_pairs", *dry_run]
+    assert store_main(argv) == 2
+    line = one_error_line(capsys)
+    assert "none of its 2 run(s) can be imported" in line and "1 more" in line and "--n" in line
+    assert len(Store().runs()) == 0
