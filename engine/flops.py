@@ -35,8 +35,11 @@ def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float
     """Best FLOP/s of a square matmul on `device` at the current thread setting."""
     import torch
 
-    a = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
-    b = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+    # a generator of its own: a run that measures its peak mid-training must not move the
+    # global random stream that its batches, dropout or evaluation may draw from
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, dtype=getattr(torch, dtype), device=device, generator=generator)
+    b = torch.randn(size, size, dtype=getattr(torch, dtype), device=device, generator=generator)
     sync = torch.cuda.synchronize if a.is_cuda else (lambda: None)
     torch.mm(a, b)                                             # warm-up: thread pool, caches, kernels
     sync()
