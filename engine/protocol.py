@@ -211,3 +211,10 @@ def random_scorer_loss(fingerprint: Mapping[str, Any] | None) -> float:
 def random_scorer_levels(points) -> list[float]:
     """Each row's random-scorer level, log(1 + its k)."""
     return [random_scorer_loss(f) for f in fingerprints_of(points)]
+
+
+def better_than_random(points):
+    """The rows of `points` whose loss is below their random-scorer level, and the rows
+    left out (a run that never beat a random scorer measures no scaling)."""
+    beaten = points["loss"] < random_scorer_levels(points)
+    return points[beaten], points[~beaten]

@@ -18,7 +18,7 @@ from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
                               ladder_rungs, plan_runs, plan_spec, sweep_name)
-from engine.protocol import random_scorer_levels
+from engine.protocol import better_than_random
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -50,8 +50,7 @@ def load_fit(store_path: str, fit_id: str, dataset: str, bootstrap: int) -> LawF
         if record is None:
             raise InputError(f"the saved fit {fit_id} is no longer in the store")
         return law_fit_from_record(record)
-    points = store.law_points(dataset=dataset, annotation="human")
-    points = points[points["loss"] < random_scorer_levels(points)]  # log(1 + k) of each run's k
+    points, _ = better_than_random(store.law_points(dataset=dataset, annotation="human"))
     if points.empty:
         raise InputError(f"the store has no completed human runs of {dataset!r} to fit")
     return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))

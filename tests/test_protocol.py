@@ -140,6 +140,19 @@ def test_the_demo_study_loads_as_one_unrecorded_group_and_fits(tmp_path):
     fit_law(points, "joint", FitConfig(bootstrap=0))
 
 
+def test_laws_fit_store_leaves_out_runs_no_better_than_random_and_names_them(tmp_path, capsys):
+    """As the study and the Fit page do: the demo's largest model on 500 pairs (6.574 >=
+    log 257) is left out of `laws fit --store`, said on stderr, and the fit is the report's."""
+    store_path = tmp_path / "s.duckdb"
+    load_demo(Store(store_path), PROJECT_ROOT / "demo" / "cpu-study.json")
+    out = tmp_path / "fit.json"
+    assert engine_cli(["laws", "fit", "--store", str(store_path), "--dataset", "squad-dev", "--annotation", "human",
+                       "--law", "joint", "--bootstrap", "0", "--out", str(out), "--json"]) == 0
+    assert "left out 1 run(s) no better than a random scorer" in capsys.readouterr().err
+    fitted = json.loads(out.read_text())
+    assert len(fitted["points"]) == 29 and fitted["r2"] == pytest.approx(0.897, abs=1e-3)
+
+
 # --- one protocol per fit --------------------------------------------------------------
 
 def test_a_fit_over_two_protocols_is_refused_naming_the_fields(tmp_path):

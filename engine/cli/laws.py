@@ -4,10 +4,12 @@ the joint forms on the same points."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from engine.errors import InputError
 from engine.paths import write_output
+from engine.protocol import better_than_random
 
 
 def register(subparsers) -> None:
@@ -108,7 +110,13 @@ def store_points(path: Path, dataset: list[str] | None, annotation: list[str] | 
         measured = " with a calibrated entropy (runs trained before it have none)" if metric == "calibrated" else ""
         raise InputError(f"the store {path} holds no completed runs{' of ' + ' and '.join(filters) if filters else ''}"
                          f"{measured}; see `python -m store info`")
-    return points
+    kept, left_out = better_than_random(points)
+    if len(left_out):
+        print(f"left out {len(left_out)} run(s) no better than a random scorer (loss >= log(1 + k)): "
+              + ", ".join(left_out["run_id"].astype(str)), file=sys.stderr)
+    if kept.empty:
+        raise InputError(f"none of the {len(points)} runs in {path} beat a random scorer; nothing to fit")
+    return kept
 
 
 def _checked_out(out: Path, source: Path, store: Path | None) -> Path:

@@ -119,10 +119,9 @@ def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human
     random scorer left out, as the study does)."""
     from engine.errors import InputError
     from engine.laws import FitConfig, fit_law
-    from engine.protocol import random_scorer_levels
+    from engine.protocol import better_than_random
 
-    points = store.law_points(dataset=dataset, annotation=annotation)
-    points = points[points["loss"] < random_scorer_levels(points)]  # log(1 + k) of each run's k
+    points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation))
     if points.empty:
         raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r} to fit")
     return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))
