@@ -22,3 +22,15 @@ def no_demo_study(tmp_path, monkeypatch):
     import store.demo
 
     monkeypatch.setattr(store.demo, "DEMO_FILE", tmp_path / "no-demo.json")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine
+    two spinning threads per process slow everything down many times over."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,14 +24,7 @@ from test_data import write_synthetic
 LOG_257 = math.log(257)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine
-    two spinning threads per process slow everything down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture()
@@ -188,9 +181,13 @@ def test_squad_dev_small_scratch_model_learns():
         run_id="squad",
     )
     result = train(config)
-    # measured: 4.69 and 0.042 (test articles share no paragraph with training ones)
-    assert result.best_contrastive_entropy < LOG_257 - 0.5
-    assert result.final_metrics["mrr@10"] > 0.02
+    # Measured with the released code's negatives (drawn from the whole corpus, the test
+    # passages included, issue 14 item 6): best 5.19 at step 150 (5.32 untrained), MRR@10
+    # 0.023. With test positives kept out of the negatives, as before, 4.69 and 0.042: on a
+    # 2,067-passage corpus training learns to push the test passages away.
+    assert result.best_step > 0  # better than the untrained model
+    assert result.best_contrastive_entropy < LOG_257 - 0.25
+    assert result.final_metrics["mrr@10"] > 0.01  # a random ranking: about 0.0015
 
 
 def test_cli_config_file_with_flags_laid_over(synthetic, tmp_path):

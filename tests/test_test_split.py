@@ -5,7 +5,6 @@ refused with the list; the split a run evaluated on is recorded with it."""
 from dataclasses import replace
 
 import pytest
-import torch
 
 from engine.cli import build_parser, main
 from engine.cli.train import train_config_from_args
@@ -17,13 +16,7 @@ from engine.train import train
 from test_data import write_synthetic
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model on a shared 2-core machine: one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture()

@@ -15,12 +15,7 @@ from engine.train import TrainConfig, train
 from test_data import write_synthetic
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_config(dataset, **changes) -> TrainConfig:
