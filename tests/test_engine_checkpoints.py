@@ -11,7 +11,9 @@ from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.train import train
 from test_data import write_synthetic
-from test_engine_train import one_thread, tiny_config  # noqa: F401 (fixture)
+from test_engine_train import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 # the files accelerate's load_state reads (custom_checkpoint_0.pkl, the registered scheduler, with
 # torch.load(weights_only=False): the hole)
