@@ -28,6 +28,7 @@ PRECISIONS = ("auto", "no", "bf16", "fp16")
 DROPOUT_MASKS = ("auto", "fast", "torch")
 INITS = ("auto", "pretrained", "scratch")
 COMPILE_CHOICES = ("auto", "yes", "no")
+NEGATIVE_POOLS = ("corpus", "training")
 DEFAULT_MAX_QUERY_LENGTH = 32  # the paper's released code
 DEFAULT_MAX_PASSAGE_LENGTH = 180
 # a trained WordPiece vocabulary holds the 5 special tokens and every character of the
@@ -91,6 +92,11 @@ class Measurement:
     negatives: int = field(default=256, metadata={"help": "k random negatives per step shared by the batch "
                                                           "(paper: 256), split over processes"})
     in_batch_negatives: bool = field(default=True, metadata={"help": "other queries' positives are negatives too"})
+    negatives_from: str = field(default="corpus", metadata={
+        "help": "pool of the k random negatives: the whole corpus (the released code) or the passages of the "
+                "training set (every training pair's positive, not only the D drawn): on a small corpus the test "
+                "passages are then never negatives, as they almost never are in MS MARCO's 8.8M; reads no test label",
+        "choices": NEGATIVE_POOLS})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rung's, 5e-6 "
                                                               "for pretrained BERT)"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
@@ -186,16 +192,20 @@ class TrainConfig(RunOptions, Measurement):
         return cls(**{**values, "eval": EvalConfig(**evaluation)})
 
 
-# evaluation settings added after sweeps hashed their run ids: left out of a digest while
-# at their default, so the runs of an unchanged sweep file keep their ids
+# settings added after sweeps hashed their run ids: left out of a digest while at their
+# default, so the runs of an unchanged sweep file keep their ids
+_ADDED_LATER = {"negatives_from": "corpus"}
 _EVAL_ADDED_LATER = {"test_split": None}
 
 
 def without_later_defaults(values: dict) -> dict:
-    """An `asdict` config without the `_EVAL_ADDED_LATER` settings that hold their default."""
+    """An `asdict` config without the settings of `_ADDED_LATER` and `_EVAL_ADDED_LATER`
+    that hold their default."""
+    kept = {name: value for name, value in values.items()
+            if name not in _ADDED_LATER or value != _ADDED_LATER[name]}
     evaluation = {name: value for name, value in values["eval"].items()
                   if name not in _EVAL_ADDED_LATER or value != _EVAL_ADDED_LATER[name]}
-    return {**values, "eval": evaluation}
+    return {**kept, "eval": evaluation}
 
 
 # ---------------------------------------------------------------- checks

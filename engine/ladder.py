@@ -96,13 +96,41 @@ def _ernie(name: str) -> LadderModel:
     )
 
 
+# Peak learning rates of the from-scratch rungs, chosen by sweeps/scratch-lr-tuning.toml
+# (issue 15): of 1e-3, 3e-3 and 1e-2 at 2,000 squad-dev pairs and 400 steps, the rate of
+# lowest calibrated entropy after step 0 (engine/lr_tuning.py; table in the README). The
+# L4 rungs were not swept: they take the rate of the L2 rung of their width.
+TUNED_L2_H256 = 1e-3  # PROVISIONAL: confirm with tune-lr when the sweep ends
+TUNED_SCRATCH_LR = {(1, 32): 1e-2, (2, 32): 3e-3, (1, 64): 3e-3, (2, 64): 3e-3, (1, 128): 3e-3,
+                    (2, 128): 3e-3, (4, 128): 3e-3, (2, 256): TUNED_L2_H256,
+                    (4, 256): TUNED_L2_H256}
+
+
 def _scratch(layers: int, hidden: int) -> LadderModel:
     # heads of width 32 so the narrowest rungs still have one; vocab is the tokenizer's
     return LadderModel(
         name=f"scratch-L{layers}-H{hidden}", family="scratch", layers=layers, hidden=hidden,
         heads=max(1, hidden // 32), intermediate=4 * hidden, vocab_size=8192, max_position=512,
-        scratch=True, language="any", lr=1e-3 if hidden < 128 else 5e-4,
+        scratch=True, language="any", lr=TUNED_SCRATCH_LR[layers, hidden],
     )
+
+
+def _first_default_lr(rung: LadderModel) -> float:
+    """The rung's default rate when sweeps first hashed run ids (before issue 15's tuning)."""
+    if not rung.scratch:
+        return rung.lr
+    return 1e-3 if rung.hidden < 128 else 5e-4
+
+
+def hashed_lr(model: str) -> float | None:
+    """The rate a sweep writes into the Measurement of a run that names none: None (the
+    rung's default) where that default is the one it had when run ids were first hashed,
+    so those ids stay; else the default itself, so runs trained at an earlier default are
+    not taken for runs at the new one."""
+    rung = ladder_model(model)
+    if rung is None or rung.lr == _first_default_lr(rung):
+        return None
+    return rung.lr
 
 
 LADDER: dict[str, LadderModel] = {

@@ -82,6 +82,7 @@ class StudyReport:
     other_model_laws: dict[str, LawFit]  # Eq. 6 of every other data set
     correlations: pd.DataFrame           # per data set and metric
     all_rows: pd.DataFrame = field(repr=False)
+    comparison: pd.DataFrame | None = None  # raw and calibrated entropy side by side (metric_comparison)
 
 
 def study_rows(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
@@ -153,6 +154,59 @@ def build_report(runs: pd.DataFrame, config: StudyConfig = StudyConfig()) -> Stu
                        fit_law(at_max_d, "model", fit_config),
                        fit_law(at_max_n, "data", fit_config), fit_law(main, "joint", fit_config), extrapolations,
                        annotation_laws, annotation_model, others, _correlations(rows), rows)
+
+
+def with_metric_comparison(report: StudyReport, runs: pd.DataFrame) -> StudyReport:
+    """`report` with its `comparison`: the same study under the other metric beside it
+    (issue 15), where every run has both entropies; else `report` as it is."""
+    other = "calibrated" if report.config.metric == "raw" else "raw"
+    try:
+        rival = build_report(runs, replace(report.config, metric=other))
+    except InputError:
+        return report  # no calibrated entropy (imports, older runs) or too few sizes under it
+    reports = {report.config.metric: report, other: rival}
+    table = pd.DataFrame({metric: _comparison_column(reports[metric]) for metric in METRICS})
+    return replace(report, comparison=table.rename_axis("quantity").reset_index())
+
+
+def _comparison_column(report: StudyReport) -> dict[str, str]:
+    main = report.points
+    column = {
+        "runs fitted (main study)": f"{len(main)}",
+        "runs left out as no better than random (all data sets)": f"{len(report.diverged)}",
+        "best entropy range": f"{main['loss'].min():.3f} to {main['loss'].max():.3f}",
+        "R², Eq. 6 / Eq. 7 / Eq. 8": " / ".join(f"{fit.r2:.3f}" for fit in
+                                               (report.model_law, report.data_law, report.joint_law)),
+    }
+    for name, fit, param in (("alpha, Eq. 6", report.model_law, "alpha"), ("beta, Eq. 7", report.data_law, "beta"),
+                             ("alpha, Eq. 8", report.joint_law, "alpha"), ("beta, Eq. 8", report.joint_law, "beta")):
+        column[f"{name}: 95% interval (high / low)"] = _interval_words(*fit.intervals.get(param, (np.nan, np.nan)))
+    for key, axis in (("joint-n", "N"), ("joint-d", "D")):
+        if key in report.extrapolations:
+            summary = report.extrapolations[key].summary()
+            column[f"held-out mean |error| at the largest {axis} (Eq. 8)"] = f"{summary['mean |error| %']:.1f}%"
+    column["Pearson r with MRR@10, all runs of the main study"] = _mrr_correlation(report)
+    spread = main.groupby(["n", "d"])["loss"].agg(["count", np.ptp])
+    spread = spread[spread["count"] > 1]
+    if len(spread):
+        column["seed spread: mean |difference| at one N, D"] = f"{spread['ptp'].mean():.3f} ({len(spread)} configurations)"
+    return column
+
+
+def _interval_words(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "not determined"
+    factor = f"{hi / lo:.1f}x" if lo > 0 else "spans 0"
+    return f"{lo:.3g} to {hi:.3g} ({factor})"
+
+
+def _mrr_correlation(report: StudyReport) -> str:
+    c = report.correlations
+    if c.empty:
+        return "no ranking metrics"
+    row = c[(c["dataset"] == report.config.dataset) & (c["annotation"] == REFERENCE_ANNOTATION)
+            & (c["runs"] == "all") & (c["metric"] == "mrr@10")]
+    return "no ranking metrics" if row.empty else f"{row['pearson'].iloc[0]:.3f} ({int(row['n_runs'].iloc[0])} runs)"
 
 
 def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, LawFit], str | None]:
@@ -242,6 +296,7 @@ def report_markdown(report: StudyReport) -> str:
         _table(pd.DataFrame([e.summary() for e in report.extrapolations.values()])),
     ]
     lines += _decision_lines(report)
+    lines += _comparison_lines(report)
     if report.annotation_laws:
         lines += ["", f"Data-size law per annotation type ({report.annotation_model}):", "",
                   _table(pd.DataFrame([_law_row(f"Eq. 7, {a}", f) for a, f in report.annotation_laws.items()]))]
@@ -254,6 +309,15 @@ def report_markdown(report: StudyReport) -> str:
                   "evaluation; negative: lower entropy, better ranking. 'not overfit': runs whose final entropy is "
                   f"within {OVERFIT_GAP} of their best:", "", _table(table)]
     return "\n".join(lines) + "\n"
+
+
+def _comparison_lines(report: StudyReport) -> list[str]:
+    if report.comparison is None:
+        return []
+    return ["", "The same study on raw and on calibrated contrastive entropy (Eq. 5 on scores divided by a "
+            "cross-fitted temperature): raw also punishes the score scale, calibrated only the ranking of the "
+            "positive among its negatives. An exponent interval's factor is its high end over its low end:", "",
+            _table(report.comparison)]
 
 
 def _diverged_lines(report: StudyReport) -> list[str]:

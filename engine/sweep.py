@@ -9,6 +9,7 @@ A sweep file (TOML) names the grid and the training settings every run shares:
     train_pairs = [500, 1000, "all"]
     annotations = ["human", "ict"]
     seeds = [0]
+    lr = [1e-3, 3e-3]            # optional: peak learning rates (else [train] lr or the rung's)
 
     [annotation_data]            # training pairs of each non-human annotation type
     ict = "annotations/squad-ict" # a BEIR folder written by `python -m engine annotate`
@@ -41,11 +42,12 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
+from engine.ladder import hashed_lr
 from engine.paths import runs_dir, validate_name
 from engine.progress import CommandProgress
 from engine.config import TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
 
-GRID_KEYS = ("models", "train_pairs", "annotations", "seeds")
+GRID_KEYS = ("models", "train_pairs", "annotations", "seeds", "lr")
 PATH_FIELDS = ("dataset", "train_data", "tokenizer")
 
 
@@ -96,6 +98,8 @@ def sweep_from_spec(spec: dict, path: Path) -> Sweep:
     bad = set(shared) - allowed
     if bad:
         raise InputError(f"{path}: unknown [train] settings {sorted(bad)}")
+    if "lr" in grid and "lr" in shared:
+        raise InputError(f"{path}: lr is both a [grid] axis and a [train] setting; keep one")
     if "dataset" not in shared:
         raise InputError(f"{path}: [train] needs dataset = \"PATH\"")
     base = path.parent
@@ -117,7 +121,8 @@ def _table(spec: dict, name: str, path: Path) -> dict:
 
 # what each [grid] list holds, and an example of it
 _GRID_ENTRIES = {"models": (str, '["scratch-L2-H64"]'), "annotations": (str, '["human", "ict"]'),
-                 "seeds": (int, "[0, 1]"), "train_pairs": (int | str, '[500, 1000, "all"]')}
+                 "seeds": (int, "[0, 1]"), "train_pairs": (int | str, '[500, 1000, "all"]'),
+                 "lr": (float | int, "[1e-3, 3e-3]")}
 
 
 def _grid(spec: dict, path: Path) -> dict[str, list]:
@@ -136,7 +141,8 @@ def _grid(spec: dict, path: Path) -> dict[str, list]:
         if not values:
             raise InputError(f"{path}: [grid] {key} is empty, so the sweep has no runs; list at least one, "
                              f"e.g. {key} = {example}")
-        wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 0)]
+        wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 0)
+                 or (key == "lr" and not 0 < v < float("inf"))]
         if wrong:
             raise InputError(f"{path}: [grid] {key} holds {wrong[0]!r}; entries look like {key} = {example}")
         if len(set(values)) < len(values):
@@ -159,21 +165,27 @@ def _expand(name, grid, shared, annotation_data, path) -> list[TrainConfig]:
         for model in grid["models"]:
             for pairs in grid.get("train_pairs", ["all"]):
                 for seed in grid.get("seeds", [0]):
-                    configs.append(_run_config(name, shared, model, pairs, annotation, seed,
-                                               annotation_data.get(annotation), path))
+                    for lr in grid.get("lr", [None]):
+                        configs.append(_run_config(name, shared, model, pairs, annotation, seed, lr,
+                                                   annotation_data.get(annotation), path))
     return configs
 
 
-def _run_config(name, shared, model, pairs, annotation, seed, train_data, path) -> TrainConfig:
+def _run_config(name, shared, model, pairs, annotation, seed, lr, train_data, path) -> TrainConfig:
     if pairs != "all" and (not isinstance(pairs, int) or pairs <= 0):
         raise InputError(f"{path}: train_pairs entries are positive integers or \"all\", got {pairs!r}")
     values = {**shared, "model": model, "train_pairs": None if pairs == "all" else pairs, "seed": seed,
               "annotation": annotation, "train_data": train_data}
+    if lr is not None:  # the grid's lr axis (its runs' ids name the rate)
+        values["lr"] = float(lr)
+    elif values.get("lr") is None:  # the rung's default, in the id where it changed (engine.ladder.hashed_lr)
+        values["lr"] = hashed_lr(model)
     try:
         config = TrainConfig.from_dict(values)
     except (TypeError, InputError) as err:  # a wrong type or range in [train]: name the file
         raise InputError(f"{path}: {err}") from err
-    run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}-{config.measurement_digest()}"
+    rate = "" if lr is None else f"-lr{float(lr):g}"
+    run_id = f"{name}-{Path(model).name}-D{pairs}-{annotation}-s{seed}{rate}-{config.measurement_digest()}"
     return replace(config, run_id=validate_name(f"{path}: run id", run_id))
 
 

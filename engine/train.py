@@ -219,8 +219,10 @@ def _scratch_config(model: str, vocab_size: int):
 def prepare(cfg: TrainConfig) -> Prepared:
     data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels, test_split=cfg.eval.test_split)
     pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels)
-    if cfg.negatives > len(data.passages) - cfg.batch_size:
-        raise InputError(f"negatives = {cfg.negatives} but the corpus holds only {len(data.passages)} passages, "
+    pool = negative_pool(pairs, len(data.passages), cfg.negatives_from)
+    if cfg.negatives > len(pool) - cfg.batch_size:
+        where = "the corpus holds" if cfg.negatives_from == "corpus" else "the training set's positives are"
+        raise InputError(f"negatives = {cfg.negatives} but {where} only {len(pool)} passages, "
                          f"{cfg.batch_size} of them a batch's positives; lower --negatives")
     model, tokenizer, n_params, n_params_strict = build_model(cfg, data.passages)
     corpus_tokens = tokenize_cached(data.passages, tokenizer, cfg.max_passage_length)
@@ -237,6 +239,16 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise InputError(f"{data.path}: too few passages relevant to no test query for k = {cfg.eval.negatives} "
                          "evaluation negatives; lower --eval-negatives")
     return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set)
+
+
+def negative_pool(pairs: TrainingPairs, n_corpus: int, negatives_from: str) -> np.ndarray:
+    """(pool,) the corpus rows random negatives are drawn from: every row, or the rows
+    some training pair has as its positive (all pairs of the training set, so the pool
+    is the same for every D)."""
+    if negatives_from == "corpus":
+        return np.arange(n_corpus)
+    rows = np.unique(np.concatenate(list(pairs.positives.values())))
+    return rows[rows < n_corpus]  # a pseudo-annotated set's own passages are never negatives
 
 
 def negatives_per_process(negatives: int, processes: int) -> int:
@@ -258,14 +270,17 @@ class TrainingBatches:
     queries), as the released code does, so training reads no test label; a drawn
     passage that is still some query's positive is masked by identity in ContrastiveLoss.
     On a small corpus whose test passages are no training positive (squad-dev: a fifth
-    of the corpus), those are then only ever negatives; excluding them had been chosen
-    for that, at the price of reading the test labels."""
+    of the corpus), those are then only ever negatives and training pushes them away
+    from every query; `negatives_from = "training"` draws from the training set's
+    passages instead (`negative_pool`), which reads no test label either."""
 
     def __init__(self, prepared: Prepared, cfg: TrainConfig, process_index: int, num_processes: int):
         self.pairs = prepared.pairs
         self.query_tokens = prepared.query_tokens
         self.passage_tokens = prepared.passage_tokens
-        self.n_corpus = len(prepared.data.passages)  # negatives are corpus rows, the first of passage_tokens
+        n_corpus = len(prepared.data.passages)  # negatives are corpus rows, the first of passage_tokens
+        self.pool = negative_pool(prepared.pairs, n_corpus, cfg.negatives_from)  # (pool,) corpus rows
+        self.n_corpus = n_corpus
         self.batch_size = cfg.batch_size
         self.negatives = cfg.negatives  # k in total, over all processes
         self.block = negatives_per_process(cfg.negatives, num_processes)
@@ -295,7 +310,8 @@ class TrainingBatches:
         excluded = np.unique(np.concatenate([self.pairs.positives[q] for q in queries]))
         excluded = excluded[excluded < self.n_corpus]  # (n_excluded,) corpus rows
         rng = np.random.default_rng([self.seed, 4, micro_step])
-        candidates = rng.choice(self.n_corpus, min(self.n_corpus, self.negatives + len(excluded)), replace=False)
+        drawn = rng.choice(len(self.pool), min(len(self.pool), self.negatives + len(excluded)), replace=False)
+        candidates = self.pool[drawn]  # (drawn,) corpus rows
         negatives = candidates[~np.isin(candidates, excluded)][: self.negatives]
         if len(negatives) < self.negatives:
             raise InputError(f"negatives = {self.negatives} but step {micro_step}'s batch leaves only "

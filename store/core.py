@@ -57,7 +57,7 @@ _RESULT_SCHEMA = pa.schema([
     ("model_name", pa.string()), ("n_params", pa.int64()), ("train_pairs", pa.int64()),
     ("started_at", pa.timestamp("us")), ("ended_at", pa.timestamp("us")),
     ("best_contrastive_entropy", pa.float64()), ("metrics", pa.string()), ("config", pa.string()),
-    ("eval_fingerprint", pa.string()), ("eval_protocol", pa.string()),
+    ("eval_fingerprint", pa.string()), ("eval_protocol", pa.string()), ("best_calibrated_entropy", pa.float64()),
 ])  # fmt: skip
 
 
@@ -506,6 +506,7 @@ class Store:
                 "config": to_json({**(origin or {}), "row": line}),
                 "eval_fingerprint": to_json(row.get("eval_fingerprint")),
                 "eval_protocol": protocol.protocol_id(row.get("eval_fingerprint")),
+                "best_calibrated_entropy": row.get("calibrated_loss"),
             }
             for line, row in good
         ], schema=_RESULT_SCHEMA)  # fmt: skip

@@ -3,8 +3,8 @@ into a fresh store on its first launch so the app opens on real fitted laws, lab
 as a demo (data sets, hardware, date, command), and removable in one action. A
 removed demo stays removed; `load_demo` brings it back.
 
-The file holds numbers only (one row per run: N, D, best contrastive entropy, ranking
-metrics), never the data sets. `write_demo` makes it from the store the study's sweeps
+The file holds numbers only (one row per run: N, D, best raw and calibrated contrastive
+entropy, ranking metrics, the evaluation protocol as eval_* columns), never the data sets. `write_demo` makes it from the store the study's sweeps
 wrote to:
 
     python -m store demo write --store STUDY.duckdb --meta META.json
@@ -20,13 +20,14 @@ import pandas as pd
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store.core import Store
-from store.imports import METRIC_COLUMNS, METRICS_LOSS_COLUMN
+from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS
+from store.imports import CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN
 from store.values import utc_now
 
 DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
 SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
-ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", "dataset", "annotation", *METRIC_COLUMNS, METRICS_LOSS_COLUMN,
-               "wall_time_s")
+ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", CALIBRATED_LOSS_COLUMN, "dataset", "annotation", *METRIC_COLUMNS,
+               METRICS_LOSS_COLUMN, METRICS_CALIBRATED_COLUMN, "wall_time_s", *PROTOCOL_COLUMNS)
 
 
 def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -112,6 +113,11 @@ def demo_rows(store: Store) -> pd.DataFrame:
     last_evaluation = _last_evaluated_entropy(store)
     rows[METRICS_LOSS_COLUMN] = [(m or {}).get("contrastive_entropy", last_evaluation.get(run_id))
                                  for run_id, m in zip(runs["run_id"], runs["metrics"])]
+    rows[CALIBRATED_LOSS_COLUMN] = runs["best_calibrated_entropy"]
+    rows[METRICS_CALIBRATED_COLUMN] = [(m or {}).get("calibrated_entropy") for m in runs["metrics"]]
+    for column in PROTOCOL_COLUMNS:  # the run's evaluation fingerprint, as an import's columns
+        name = column.removeprefix(COLUMN_PREFIX)
+        rows[column] = [(f or {}).get(name) if isinstance(f, dict) else None for f in runs["eval_fingerprint"]]
     return rows[list(ROW_COLUMNS)].sort_values(["dataset", "annotation", "n", "d"]).reset_index(drop=True)
 
 

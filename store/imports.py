@@ -5,7 +5,9 @@ A file must have the columns `n` (the paper's non-embedding parameter count), `d
 `dataset`, `annotation`, `model`, the ranking metrics `mrr@10`, `ndcg@10`, `map@10`,
 `recall@1000`, and `metrics_loss`: the contrastive entropy of the evaluation those
 metrics come from, when it is not the (best) `loss`, kept with the metrics as
-`contrastive_entropy` as the engine keeps it, and the evaluation protocol's columns
+`contrastive_entropy` as the engine keeps it, `calibrated_loss` and
+`metrics_calibrated_loss`: the best calibrated contrastive entropy and that of the
+metrics' evaluation (engine/evaluate.py), and the evaluation protocol's columns
 (engine/protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
 `eval_test_pairs`, `eval_max_query_length`, `eval_max_passage_length`,
 `eval_precision`, `eval_test_split`, `eval_metric`), kept as the run's evaluation
@@ -40,6 +42,9 @@ REQUIRED_COLUMNS = ("n", "d", "loss")
 TEXT_COLUMNS = ("label", "dataset", "annotation", "model")
 METRIC_COLUMNS = ("mrr@10", "ndcg@10", "map@10", "recall@1000")
 METRICS_LOSS_COLUMN = "metrics_loss"
+CALIBRATED_LOSS_COLUMN = "calibrated_loss"  # best calibrated entropy (runs.best_calibrated_entropy)
+METRICS_CALIBRATED_COLUMN = "metrics_calibrated_loss"  # calibrated entropy of the metrics' evaluation
+LOSS_COLUMNS = {METRICS_LOSS_COLUMN: "contrastive_entropy", METRICS_CALIBRATED_COLUMN: "calibrated_entropy"}
 MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
 MAX_IMPORT_ROWS = 100_000
 _BIGINT_LIMIT = 2**63
@@ -134,9 +139,16 @@ def check_row(raw: Mapping[str, Any]) -> dict[str, Any]:
                 metrics[column] = value
         except ValueError as err:
             problems.append(str(err))
-    if _text(raw.get(METRICS_LOSS_COLUMN)) is not None:
+    for column, key in LOSS_COLUMNS.items():
+        if _text(raw.get(column)) is not None:
+            try:
+                metrics[key] = _positive_number(column, raw[column], whole=False)
+            except ValueError as err:
+                problems.append(str(err))
+    row[CALIBRATED_LOSS_COLUMN] = None
+    if _text(raw.get(CALIBRATED_LOSS_COLUMN)) is not None:
         try:
-            metrics["contrastive_entropy"] = _positive_number(METRICS_LOSS_COLUMN, raw[METRICS_LOSS_COLUMN], whole=False)
+            row[CALIBRATED_LOSS_COLUMN] = _positive_number(CALIBRATED_LOSS_COLUMN, raw[CALIBRATED_LOSS_COLUMN], whole=False)
         except ValueError as err:
             problems.append(str(err))
     try:
@@ -167,7 +179,8 @@ def _check_columns(path: str | Path, columns: list[str]) -> list[str]:
             f"expected {', '.join(REQUIRED_COLUMNS)} (optional: "
             f"{', '.join(TEXT_COLUMNS + METRIC_COLUMNS)})"
         )
-    known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS + (METRICS_LOSS_COLUMN,) + PROTOCOL_COLUMNS)
+    known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS + tuple(LOSS_COLUMNS) + (CALIBRATED_LOSS_COLUMN,)
+                + PROTOCOL_COLUMNS)
     return [column for column in columns if column and column not in known]
 
 

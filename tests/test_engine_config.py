@@ -65,7 +65,7 @@ def test_run_options_leave_the_run_id(tmp_path, run_option):
     assert [r.run_id for r in sweep_runs(tmp_path, run_option)] == [r.run_id for r in sweep_runs(tmp_path)]
 
 
-@pytest.mark.parametrize("setting", ["lr = 0.01", "negatives = 64", "precision = 'bf16'", "max_passage_length = 64",
+@pytest.mark.parametrize("setting", ["lr = 0.02", "negatives = 64", "precision = 'bf16'", "max_passage_length = 64",
                                      "dropout_masks = 'torch'", "grad_accum = 2"])
 def test_measurement_settings_change_the_run_id(tmp_path, setting):
     assert sweep_runs(tmp_path, setting)[0].run_id != sweep_runs(tmp_path)[0].run_id
@@ -85,6 +85,7 @@ def test_finished_runs_are_not_rerun_for_a_new_checkpoint_interval(tmp_path, mon
 
 
 def test_runs_completed_under_a_legacy_id_are_not_rerun(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.sweep.hashed_lr", lambda model: None)  # the rung's default as it was then
     run = sweep_runs(tmp_path)[0]
     assert run.legacy_run_id == LEGACY_ID and run.run_id != LEGACY_ID
     store = Store(tmp_path / "results.duckdb")

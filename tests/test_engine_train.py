@@ -113,6 +113,25 @@ def test_batches_are_a_function_of_the_step(synthetic):
     assert not torch.equal(other["query_input_ids"], later["query_input_ids"])
 
 
+def test_negatives_from_training_come_only_from_training_passages(tmp_path):
+    # 400 passages: 0-59 judged for test and train queries, 60-299 train only, 300-399 neither
+    dataset = write_synthetic(tmp_path / "syn")
+    drawn = {}
+    for pool in ("corpus", "training"):
+        cfg = resolve(tiny_config(dataset, train_pairs=50, negatives_from=pool))
+        batches = TrainingBatches(prepare(cfg), cfg, process_index=0, num_processes=1)
+        drawn[pool] = {int(r) for step in range(30) for r in batches(step)["passage_identity"][cfg.batch_size:]}
+    assert drawn["corpus"] & set(range(300, 400))  # the released code's pool: the whole corpus
+    assert drawn["training"] <= set(range(300))  # every training pair's passage, not only the D = 50 drawn
+    assert len(drawn["training"] - set(range(60))) > 100
+
+
+def test_a_training_pool_smaller_than_the_negatives_is_refused(tmp_path):
+    dataset = write_synthetic(tmp_path / "syn", n_train=30, n_test=10)
+    with pytest.raises(InputError, match="training set's positives are only 30 passages"):
+        prepare(resolve(tiny_config(dataset, negatives_from="training")))
+
+
 def test_bad_configs_are_input_errors(synthetic):
     with pytest.raises(InputError, match="negatives = 390 but the corpus holds only 400 passages, 16 of them"):
         prepare(resolve(tiny_config(synthetic, negatives=390)))

@@ -95,3 +95,30 @@ def test_committed_demo_is_a_study_of_the_promised_size():
     assert {"ict"} <= set(rows["annotation"]) and "cmrc2018" in set(rows["dataset"])
     assert rows["loss"].between(0, 20).all() and rows["mrr@10"].notna().all()
     json.dumps(study)  # plain JSON, shown as is in the app
+
+
+def test_the_demo_keeps_calibrated_entropy_and_the_protocol_of_each_run(tmp_path):
+    store = Store(tmp_path / "study.duckdb")
+    fingerprint = {"negatives": 256, "repeats": 3, "pool": 100000, "pool_seed": 0, "test_pairs": 60,
+                   "max_query_length": 32, "max_passage_length": 96, "precision": "fp32",
+                   "test_split": "test:0123456789ab", "metric": "raw"}
+    for i, n in enumerate([1000, 2000, 4000]):
+        run_id = store.start_run(config={}, model_name=f"m{n}", n_params=n, n_params_strict=n, train_pairs=10,
+                                 annotation="human", dataset="toy", seed=0, device="cpu", code_version="t",
+                                 run_id=f"run{i}", eval_fingerprint=fingerprint)
+        store.finish_run(run_id, status="completed", best_contrastive_entropy=5.0 - i / 10,
+                         best_calibrated_entropy=4.5 - i / 10,
+                         metrics={"mrr@10": 0.1, "contrastive_entropy": 5.1, "calibrated_entropy": 4.6 - i / 10})
+    rows = read_demo(write_demo(store, STUDY, tmp_path / "demo.json"))[1]
+    assert list(rows["calibrated_loss"]) == pytest.approx([4.5, 4.4, 4.3])
+    assert list(rows["metrics_calibrated_loss"]) == pytest.approx([4.6, 4.5, 4.4])
+    assert set(rows["eval_max_passage_length"]) == {96} and set(rows["eval_test_split"]) == {"test:0123456789ab"}
+
+    fresh = Store(tmp_path / "fresh.duckdb")
+    load_demo(fresh, tmp_path / "demo.json")
+    runs = fresh.runs()
+    assert sorted(runs["best_calibrated_entropy"]) == pytest.approx([4.3, 4.4, 4.5])
+    assert sorted(runs["calibrated_entropy"]) == pytest.approx([4.4, 4.5, 4.6])
+    assert runs["eval_fingerprint"].iloc[0] == fingerprint  # the protocol travels with the numbers
+    calibrated = fresh.law_points(dataset="toy", metric="calibrated")
+    assert sorted(calibrated["loss"]) == pytest.approx([4.3, 4.4, 4.5])

@@ -138,3 +138,31 @@ def test_cli_json_is_one_object(tmp_path, capsys):
     assert set(summary["laws"]) == {"model", "data", "joint"} and summary["laws"]["joint"]["r2"] > 0.95
     assert {e["law"] for e in summary["extrapolations"]} >= {"Eq. 8, L(N, D)"}
     assert str(tmp_path / "o" / "report.html") in summary["written"]
+
+
+def test_raw_and_calibrated_side_by_side():
+    """Calibrated entropy from a law with steeper exponents, a second seed at the largest N:
+    the comparison puts the two studies' numbers in one table."""
+    runs = study_runs()
+    steeper = ScalingLaw("joint", {"A": 2e4, "B": 300.0, "alpha": 0.7, "beta": 0.8, "delta": 3.0})
+    runs["best_calibrated_entropy"] = [steeper.predict(n, d) for n, d in zip(runs["n_params"], runs["train_pairs"])]
+    runs["calibrated_entropy"] = runs["best_calibrated_entropy"] + 0.01
+    second = runs[(runs["n_params"] == runs["n_params"].max()) & (runs["annotation"] == "human")].copy()
+    second["best_contrastive_entropy"] += 0.02
+    runs = pd.concat([runs, second], ignore_index=True)
+    from engine.study import with_metric_comparison
+
+    report = with_metric_comparison(build_report(runs, StudyConfig(bootstrap=60)), runs)
+    table = report.comparison.set_index("quantity")
+    assert list(table.columns) == ["raw", "calibrated"]
+    assert table.loc["runs fitted (main study)", "raw"] == "35"
+    assert table.loc["runs left out as no better than random (all data sets)"].tolist() == ["0", "0"]
+    assert table.loc["seed spread: mean |difference| at one N, D", "raw"] == "0.020 (5 configurations)"
+    assert table.loc["seed spread: mean |difference| at one N, D", "calibrated"] == "0.000 (5 configurations)"
+    alpha_raw, alpha_calibrated = table.loc["alpha, Eq. 8: 95% interval (high / low)"]
+    assert alpha_calibrated.startswith("0.7") and "x)" in alpha_calibrated and alpha_raw != alpha_calibrated
+    assert table.loc["Pearson r with MRR@10, all runs of the main study", "raw"].startswith("-0.9")
+    assert "raw and on calibrated" in report_markdown(report)
+    # without calibrated entropy (an import, the old demo) there is nothing to compare
+    plain = study_runs()
+    assert with_metric_comparison(build_report(plain, StudyConfig(bootstrap=20)), plain).comparison is None

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "run models x data sizes x annotations x seeds from a TOML file"),
     "annotate": ("annotate", "generate pseudo-annotations (ICT, docT5query, LLM)"),
     "study": ("study", "fit, extrapolate and chart a scaling study from the store"),
+    "tune-lr": ("tune_lr", "each model's best learning rate from a sweep with an lr axis"),
     "plan-runs": ("plan_runs", "choose the next runs that most narrow the decision's interval"),
     "export-model": ("export_model", "write a trained run's model for sentence-transformers"),
 }

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 def run_study(args) -> int:
     from engine.errors import InputError
     from engine.progress import CommandProgress
-    from engine.study import StudyConfig, build_report, study_document
+    from engine.study import StudyConfig, build_report, study_document, with_metric_comparison
     from engine.paths import check_output_path
     from engine.report import FIGURES_FOLDER
     from store import Store
@@ -44,6 +44,7 @@ def run_study(args) -> int:
         raise InputError(f"the store holds no completed {args.source} runs")
     with CommandProgress("study", 2 if args.out else 1, "step", desc="study") as progress:
         report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap, metric=args.metric))
+        report = with_metric_comparison(report, runs)
         progress.advance(detail="laws fitted")
         document = study_document(report)
         if not args.json:
@@ -66,4 +67,5 @@ def study_summary(report, written: list[Path]) -> dict:
             "laws": {name: fit.to_dict(include_bootstrap=False) for name, fit in laws.items()},
             "annotation_laws": {a: fit.to_dict(include_bootstrap=False) for a, fit in report.annotation_laws.items()},
             "extrapolations": [e.summary() for e in report.extrapolations.values()],
+            "metric_comparison": None if report.comparison is None else report.comparison.to_dict("records"),
             "written": [str(path) for path in written]}
