@@ -53,7 +53,8 @@ from engine.budget import BudgetQuestion, data_for, n_max
 from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.ladder import LADDER, LadderModel, non_embedding_params
-from engine.laws import LawFit
+from engine.laws import FitConfig, LawFit, fit_law
+from engine.protocol import better_than_random
 from engine.numbers import format_count
 
 COST_UNITS = ("gpu-hours", "dollars")
@@ -579,3 +580,12 @@ def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, avai
               f"# expected interval width {plan.width_now:.3g} -> {plan.width_after:.3g} (log10), "
               f"cost {plan.total_cost:.3g} {plan.unit}\n")
     return sweep, header + sweep.to_toml()
+
+
+def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human"):
+    """Eq. 8 fitted to the store's completed runs of `dataset` (runs no better than a
+    random scorer left out, as the study does)."""
+    points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation))
+    if points.empty:
+        raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r} to fit")
+    return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))

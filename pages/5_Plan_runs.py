@@ -13,12 +13,11 @@ from engine import jobs
 from engine.budget import BudgetQuestion
 from engine.charts import law_fit_from_record
 from engine.errors import InputError
-from engine.laws import FitConfig, LawFit, fit_law
+from engine.laws import LawFit
 from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
-                              ladder_rungs, plan_runs, plan_spec, sweep_name)
-from engine.protocol import better_than_random
+                              fit_store_runs, ladder_rungs, plan_runs, plan_spec, sweep_name)
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -50,10 +49,7 @@ def load_fit(store_path: str, fit_id: str, dataset: str, bootstrap: int) -> LawF
         if record is None:
             raise InputError(f"the saved fit {fit_id} is no longer in the store")
         return law_fit_from_record(record)
-    points, _ = better_than_random(store.law_points(dataset=dataset, annotation="human"))
-    if points.empty:
-        raise InputError(f"the store has no completed human runs of {dataset!r} to fit")
-    return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))
+    return fit_store_runs(store, dataset, bootstrap)
 
 
 @st.cache_data(show_spinner=False)

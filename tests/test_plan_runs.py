@@ -76,7 +76,7 @@ def test_cli_plans_on_the_demo_store_and_the_sweep_dry_runs(demo_store, tmp_path
 
 @needs_squad
 def test_stop_rule_names_extrapolation_and_a_larger_model(demo_store):
-    from engine.cli.plan_runs import fit_store_runs
+    from engine.plan_runs import fit_store_runs
 
     fit = fit_store_runs(demo_store, "squad-dev", 40)
     cands = candidates(ladder_rungs("scratch"), [500, 2000, 7719], RunSettings(400, 32, 64, 32, 96),

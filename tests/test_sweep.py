@@ -132,3 +132,17 @@ def test_killed_sweep_resumes_and_completes_every_run_once(tmp_path):
     points = store.points(victim)
     assert points["step"].is_unique and points["step"].max() == 40
     assert len(list(checkpoints.glob("step-*"))) <= 1                          # old checkpoints pruned
+
+
+def test_the_demo_seed_files_join_the_demo_study():
+    """sweeps/squad-seeds-*.toml add a second seed to squad-scratch-study.toml's runs: same
+    name and [train], so their ids are that study's, and the run both hold trains once."""
+    main = load_sweep(ROOT / "sweeps" / "squad-scratch-study.toml")
+    seeds = [load_sweep(ROOT / "sweeps" / f"squad-seeds-{axis}.toml") for axis in ("largest-n", "largest-d")]
+    for extra in seeds:
+        assert extra.name == main.name and extra.spec["train"] == main.spec["train"]
+        assert {run.config.seed for run in extra.runs} == {1}
+    main_configs = {(r.config.model, r.config.train_pairs) for r in main.runs}
+    both = {r.run_id for r in seeds[0].runs} & {r.run_id for r in seeds[1].runs}
+    assert len(both) == 1 and all((r.config.model, r.config.train_pairs) in main_configs
+                                  for extra in seeds for r in extra.runs)

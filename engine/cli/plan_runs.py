@@ -105,6 +105,8 @@ def load_fit(args):
 
     store = Store(args.store)
     if args.law == "store":
+        from engine.plan_runs import fit_store_runs
+
         return fit_store_runs(store, args.dataset.name, args.bootstrap)
     record = store.fit(args.law)
     if record is None:
@@ -112,19 +114,6 @@ def load_fit(args):
     fit = law_fit_from_record(record)
     assert isinstance(fit, LawFit)
     return fit
-
-
-def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human"):
-    """Eq. 8 fitted to the store's completed runs of `dataset` (runs no better than a
-    random scorer left out, as the study does)."""
-    from engine.errors import InputError
-    from engine.laws import FitConfig, fit_law
-    from engine.protocol import better_than_random
-
-    points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation))
-    if points.empty:
-        raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r} to fit")
-    return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))
 
 
 def available_pairs(dataset: Path) -> int:
