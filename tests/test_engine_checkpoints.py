@@ -11,7 +11,7 @@ from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.train import train
 from test_data import write_synthetic
-from test_engine_train import tiny_config
+from test_engine_train import tiny_config, two_process_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -83,24 +83,12 @@ def test_a_checkpoint_of_the_pickled_layout_is_refused(interrupted_run, tmp_path
 def test_two_processes_save_and_resume(tmp_path):
     """torchrun, 2 CPU processes (gloo): each writes its own generator file, and a run
     stopped after its checkpoint resumes from it."""
-    import os
-    import subprocess
-    import sys
-
-    from engine.paths import PROJECT_ROOT
-
     dataset = write_synthetic(tmp_path / "syn")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
-               "train", "--cpu", "--dataset", str(dataset), "--model", "scratch-L1-H32", "--tokenizer-vocab-size", "400",
-               "--steps", "4", "--batch-size", "8", "--negatives", "16", "--max-query-length", "16",
-               "--max-passage-length", "32", "--eval-every", "2", "--checkpoint-every", "2", "--eval-repeats", "1",
-               "--run-id", "two", "--no-store", "--json"]
-    first = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    first = two_process_train(dataset, "two", steps=4, negatives=16, checkpoint_every=2)
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoint = latest_checkpoint(runs_dir() / "two")
     assert {p.name for p in checkpoint.glob("rng-*")} == {"rng-0.safetensors", "rng-1.safetensors"}
     shutil.rmtree(runs_dir() / "two" / "model")
-    resumed = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    resumed = two_process_train(dataset, "two", steps=4, negatives=16, checkpoint_every=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["resumed_from_step"] == 2

@@ -258,6 +258,20 @@ os._exit(0)
 """
 
 
+def two_process_train(dataset, run_id: str, *, steps: int, negatives: int, checkpoint_every: int):
+    """`engine train` on 2 CPU processes under torchrun (gloo), a tiny scratch model,
+    no store; the finished process (stdout: its --json result)."""
+    import os
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
+               "train", "--cpu", "--dataset", str(dataset), "--model", "scratch-L1-H32", "--tokenizer-vocab-size", "400",
+               "--steps", str(steps), "--batch-size", "8", "--negatives", str(negatives), "--max-query-length", "16",
+               "--max-passage-length", "32", "--eval-every", "2", "--checkpoint-every", str(checkpoint_every),
+               "--eval-repeats", "1", "--run-id", run_id, "--no-store", "--json"]
+    return subprocess.run(command, cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_two_processes_give_the_single_process_gradient(tmp_path):
     """Negatives gathered across processes: the loss and the gradient of a 2-process
     step (torchrun, gloo on the CPU) equal those of one process holding both halves."""

@@ -3,6 +3,7 @@ never read test labels and draw exactly k negatives across processes (item 6).""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -13,6 +14,7 @@ from engine.evaluate import EvalConfig, evaluate_checkpoint
 from engine.paths import runs_dir
 from engine.train import TrainConfig, train
 from test_data import write_synthetic
+from test_engine_train import two_process_train
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -119,22 +121,7 @@ def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
 
 def test_two_processes_train_with_an_odd_k(tmp_path):
     """torchrun, 2 CPU processes, k = 15: blocks of 8 rows, one padded, gathered and trained."""
-    import json
-    import math
-    import os
-    import subprocess
-    import sys
-
-    from engine.paths import PROJECT_ROOT
-
-    dataset = write_synthetic(tmp_path / "syn")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "engine",
-               "train", "--cpu", "--dataset", str(dataset), "--model", "scratch-L1-H32", "--tokenizer-vocab-size", "400",
-               "--steps", "2", "--batch-size", "8", "--negatives", "15", "--max-query-length", "16",
-               "--max-passage-length", "32", "--eval-every", "2", "--checkpoint-every", "0", "--eval-repeats", "1",
-               "--run-id", "odd", "--no-store", "--json"]
-    out = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = two_process_train(write_synthetic(tmp_path / "syn"), "odd", steps=2, negatives=15, checkpoint_every=0)
     assert out.returncode == 0, out.stderr[-3000:]
     assert math.isfinite(json.loads(out.stdout)["best_contrastive_entropy"])
 
