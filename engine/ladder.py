@@ -100,10 +100,9 @@ def _ernie(name: str) -> LadderModel:
 # (issue 15): of 1e-3, 3e-3 and 1e-2 at 2,000 squad-dev pairs and 400 steps, the rate of
 # lowest calibrated entropy after step 0 (engine/lr_tuning.py; table in the README). The
 # L4 rungs were not swept: they take the rate of the L2 rung of their width.
-TUNED_L2_H256 = 1e-3  # PROVISIONAL: confirm with tune-lr when the sweep ends
 TUNED_SCRATCH_LR = {(1, 32): 1e-2, (2, 32): 3e-3, (1, 64): 3e-3, (2, 64): 3e-3, (1, 128): 3e-3,
-                    (2, 128): 3e-3, (4, 128): 3e-3, (2, 256): TUNED_L2_H256,
-                    (4, 256): TUNED_L2_H256}
+                    (2, 128): 3e-3, (4, 128): 3e-3, (2, 256): 1e-3,
+                    (4, 256): 1e-3}
 
 
 def _scratch(layers: int, hidden: int) -> LadderModel:
