@@ -98,7 +98,8 @@ def study_rows(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
     if missing:
         raise InputError(f"study rows need columns n, d, loss, dataset, annotation; missing {missing}")
     keep = ["n", "d", "loss", "dataset", "annotation"] + [  # contrastive_entropy: that of the metrics' evaluation
-        c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy", "eval_protocol", "eval_fingerprint")
+        c for c in ("model", "label", *RANKING_METRICS, "contrastive_entropy", "best_step", "eval_protocol",
+                    "eval_fingerprint")
         if c in rows]
     rows = rows[keep].dropna(subset=["n", "d", "loss"]).reset_index(drop=True)
     if rows.empty and metric == "calibrated":
@@ -109,7 +110,8 @@ def study_rows(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
 
 def _as_calibrated(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose entropy columns are the calibrated ones, their fingerprints naming it."""
-    columns = {"best_calibrated_entropy": "best_contrastive_entropy", "calibrated_entropy": "contrastive_entropy"}
+    columns = {"best_calibrated_entropy": "best_contrastive_entropy", "calibrated_entropy": "contrastive_entropy",
+               "calibrated_best_step": "best_step"}
     frame = runs.drop(columns=[c for c in columns.values() if c in runs])
     frame = frame.rename(columns={k: v for k, v in columns.items() if k in frame})
     if "best_contrastive_entropy" not in frame:
@@ -186,6 +188,9 @@ def _comparison_column(report: StudyReport) -> dict[str, str]:
             summary = report.extrapolations[key].summary()
             column[f"held-out mean |error| at the largest {axis} (Eq. 8)"] = f"{summary['mean |error| %']:.1f}%"
     column["Pearson r with MRR@10, all runs of the main study"] = _mrr_correlation(report)
+    if "best_step" in main and main["best_step"].notna().all():
+        untrained = int((main["best_step"] == 0).sum())
+        column["runs whose best is the untrained model (step 0)"] = f"{untrained} of {len(main)}"
     spread = main.groupby(["n", "d"])["loss"].agg(["count", np.ptp])
     spread = spread[spread["count"] > 1]
     if len(spread):

@@ -21,13 +21,14 @@ from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store.core import Store
 from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS
-from store.imports import CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN
+from store.imports import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
+                           STEP_COLUMNS)
 from store.values import utc_now
 
 DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
 SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
 ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", CALIBRATED_LOSS_COLUMN, "dataset", "annotation", *METRIC_COLUMNS,
-               METRICS_LOSS_COLUMN, METRICS_CALIBRATED_COLUMN, "wall_time_s", *PROTOCOL_COLUMNS)
+               METRICS_LOSS_COLUMN, METRICS_CALIBRATED_COLUMN, *STEP_COLUMNS, "wall_time_s", *PROTOCOL_COLUMNS)
 
 
 def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -114,6 +115,8 @@ def demo_rows(store: Store) -> pd.DataFrame:
     rows[METRICS_LOSS_COLUMN] = [(m or {}).get("contrastive_entropy", last_evaluation.get(run_id))
                                  for run_id, m in zip(runs["run_id"], runs["metrics"])]
     rows[CALIBRATED_LOSS_COLUMN] = runs["best_calibrated_entropy"]
+    for column, step in zip(STEP_COLUMNS, _best_steps(store)):
+        rows[column] = [step.get(run_id) for run_id in runs["run_id"]]
     rows[METRICS_CALIBRATED_COLUMN] = [(m or {}).get("calibrated_entropy") for m in runs["metrics"]]
     for column in PROTOCOL_COLUMNS:  # the run's evaluation fingerprint, as an import's columns
         name = column.removeprefix(COLUMN_PREFIX)
@@ -126,6 +129,18 @@ def _last_evaluated_entropy(store: Store) -> dict[str, float]:
     runs recorded before the engine kept the entropy with them."""
     points = store.points().dropna(subset=["contrastive_entropy"]).sort_values("step")
     return points.groupby("run_id")["contrastive_entropy"].last().to_dict()
+
+
+def _best_steps(store: Store) -> tuple[dict[str, int], dict[str, int]]:
+    """run id -> the step of its lowest raw, and of its lowest calibrated, entropy (the
+    first such step; 0 is the untrained model)."""
+    points = store.points()
+    steps = []
+    for column in ("contrastive_entropy", "calibrated_entropy"):
+        measured = points.dropna(subset=[column]) if column in points else points.iloc[:0]
+        lowest = measured.sort_values(["run_id", column, "step"]).groupby("run_id").first()
+        steps.append({run_id: int(step) for run_id, step in lowest["step"].items()})
+    return steps[0], steps[1]
 
 
 def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:

@@ -7,7 +7,8 @@ A file must have the columns `n` (the paper's non-embedding parameter count), `d
 metrics come from, when it is not the (best) `loss`, kept with the metrics as
 `contrastive_entropy` as the engine keeps it, `calibrated_loss` and
 `metrics_calibrated_loss`: the best calibrated contrastive entropy and that of the
-metrics' evaluation (engine/evaluate.py), and the evaluation protocol's columns
+metrics' evaluation (engine/evaluate.py), `best_step` and `calibrated_best_step`: the
+evaluation step of each best (0: the untrained model), and the evaluation protocol's columns
 (engine/protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
 `eval_test_pairs`, `eval_max_query_length`, `eval_max_passage_length`,
 `eval_precision`, `eval_test_split`, `eval_metric`), kept as the run's evaluation
@@ -45,6 +46,7 @@ METRICS_LOSS_COLUMN = "metrics_loss"
 CALIBRATED_LOSS_COLUMN = "calibrated_loss"  # best calibrated entropy (runs.best_calibrated_entropy)
 METRICS_CALIBRATED_COLUMN = "metrics_calibrated_loss"  # calibrated entropy of the metrics' evaluation
 LOSS_COLUMNS = {METRICS_LOSS_COLUMN: "contrastive_entropy", METRICS_CALIBRATED_COLUMN: "calibrated_entropy"}
+STEP_COLUMNS = ("best_step", "calibrated_best_step")  # the evaluation step of each best (0: the untrained model)
 MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
 MAX_IMPORT_ROWS = 100_000
 _BIGINT_LIMIT = 2**63
@@ -145,6 +147,18 @@ def check_row(raw: Mapping[str, Any]) -> dict[str, Any]:
                 metrics[key] = _positive_number(column, raw[column], whole=False)
             except ValueError as err:
                 problems.append(str(err))
+    for column in STEP_COLUMNS:
+        value = raw.get(column)
+        if _text(value) is None:
+            continue
+        try:
+            step = float(value)
+        except (TypeError, ValueError):
+            step = math.nan
+        if not (math.isfinite(step) and step.is_integer() and step >= 0):
+            problems.append(f"{column} must be a whole number >= 0 (got {value!r})")
+            continue
+        metrics[column] = int(step)
     row[CALIBRATED_LOSS_COLUMN] = None
     if _text(raw.get(CALIBRATED_LOSS_COLUMN)) is not None:
         try:
@@ -180,7 +194,7 @@ def _check_columns(path: str | Path, columns: list[str]) -> list[str]:
             f"{', '.join(TEXT_COLUMNS + METRIC_COLUMNS)})"
         )
     known = set(REQUIRED_COLUMNS + TEXT_COLUMNS + METRIC_COLUMNS + tuple(LOSS_COLUMNS) + (CALIBRATED_LOSS_COLUMN,)
-                + PROTOCOL_COLUMNS)
+                + STEP_COLUMNS + PROTOCOL_COLUMNS)
     return [column for column in columns if column and column not in known]
 
 

@@ -109,7 +109,10 @@ def test_the_demo_keeps_calibrated_entropy_and_the_protocol_of_each_run(tmp_path
         store.finish_run(run_id, status="completed", best_contrastive_entropy=5.0 - i / 10,
                          best_calibrated_entropy=4.5 - i / 10,
                          metrics={"mrr@10": 0.1, "contrastive_entropy": 5.1, "calibrated_entropy": 4.6 - i / 10})
+        for step, raw, calibrated in ((0, 5.5, 4.5 - i / 10), (10, 5.0 - i / 10, 4.9)):  # calibrated best: untrained
+            store.add_point(run_id, step=step, contrastive_entropy=raw, wall_time_s=1.0, calibrated_entropy=calibrated)
     rows = read_demo(write_demo(store, STUDY, tmp_path / "demo.json"))[1]
+    assert set(rows["best_step"]) == {10} and set(rows["calibrated_best_step"]) == {0}
     assert list(rows["calibrated_loss"]) == pytest.approx([4.5, 4.4, 4.3])
     assert list(rows["metrics_calibrated_loss"]) == pytest.approx([4.6, 4.5, 4.4])
     assert set(rows["eval_max_passage_length"]) == {96} and set(rows["eval_test_split"]) == {"test:0123456789ab"}
@@ -120,5 +123,6 @@ def test_the_demo_keeps_calibrated_entropy_and_the_protocol_of_each_run(tmp_path
     assert sorted(runs["best_calibrated_entropy"]) == pytest.approx([4.3, 4.4, 4.5])
     assert sorted(runs["calibrated_entropy"]) == pytest.approx([4.4, 4.5, 4.6])
     assert runs["eval_fingerprint"].iloc[0] == fingerprint  # the protocol travels with the numbers
+    assert set(runs["best_step"]) == {10} and set(runs["calibrated_best_step"]) == {0}
     calibrated = fresh.law_points(dataset="toy", metric="calibrated")
     assert sorted(calibrated["loss"]) == pytest.approx([4.3, 4.4, 4.5])

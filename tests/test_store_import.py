@@ -51,6 +51,19 @@ def test_metrics_loss_is_kept_with_the_metrics(store, tmp_path):
     assert runs["contrastive_entropy"].isna().sum() == 1  # none given: the page falls back to the best loss
 
 
+def test_calibrated_entropy_and_best_steps_are_imported(store, tmp_path):
+    path = write(tmp_path, "t.csv", "n,d,loss,calibrated_loss,metrics_calibrated_loss,best_step,calibrated_best_step\n"
+                                    "1000,10,5.0,4.6,4.7,400,0\n2000,10,4.9,,,,\n3000,10,4.8,-4,4.7,1.5,x\n")
+    report = store.import_file(path)
+    assert report.imported == 2 and report.ignored_columns == []
+    assert report.rejected == [(4, "best_step must be a whole number >= 0 (got '1.5'); calibrated_best_step must be "
+                                   "a whole number >= 0 (got 'x'); calibrated_loss must be greater than 0 (got '-4')")]
+    runs = store.runs().set_index("n_params")
+    assert runs.loc[1000, "best_calibrated_entropy"] == 4.6 and runs.loc[1000, "calibrated_entropy"] == 4.7
+    assert runs.loc[1000, "best_step"] == 400 and runs.loc[1000, "calibrated_best_step"] == 0
+    assert runs["best_calibrated_entropy"].isna().sum() == 1  # none given
+
+
 def test_partly_bad_file_imports_good_rows_and_reports_bad_lines(store, tmp_path):
     path = write(tmp_path, "mixed.csv",
                  "n,d,loss,label\n"

@@ -147,6 +147,7 @@ def test_raw_and_calibrated_side_by_side():
     steeper = ScalingLaw("joint", {"A": 2e4, "B": 300.0, "alpha": 0.7, "beta": 0.8, "delta": 3.0})
     runs["best_calibrated_entropy"] = [steeper.predict(n, d) for n, d in zip(runs["n_params"], runs["train_pairs"])]
     runs["calibrated_entropy"] = runs["best_calibrated_entropy"] + 0.01
+    runs["best_step"], runs["calibrated_best_step"] = 400, np.where(runs["train_pairs"] == 500, 0, 400)
     second = runs[(runs["n_params"] == runs["n_params"].max()) & (runs["annotation"] == "human")].copy()
     second["best_contrastive_entropy"] += 0.02
     runs = pd.concat([runs, second], ignore_index=True)
@@ -162,6 +163,8 @@ def test_raw_and_calibrated_side_by_side():
     alpha_raw, alpha_calibrated = table.loc["alpha, Eq. 8: 95% interval (high / low)"]
     assert alpha_calibrated.startswith("0.7") and "x)" in alpha_calibrated and alpha_raw != alpha_calibrated
     assert table.loc["Pearson r with MRR@10, all runs of the main study", "raw"].startswith("-0.9")
+    untrained = table.loc["runs whose best is the untrained model (step 0)"]
+    assert untrained.tolist() == ["0 of 35", "7 of 35"]  # 6 sizes at D = 500, the largest twice
     assert "raw and on calibrated" in report_markdown(report)
     # without calibrated entropy (an import, the old demo) there is nothing to compare
     plain = study_runs()
