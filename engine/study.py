@@ -167,8 +167,16 @@ def with_metric_comparison(report: StudyReport, runs: pd.DataFrame) -> StudyRepo
     except InputError:
         return report  # no calibrated entropy (imports, older runs) or too few sizes under it
     reports = {report.config.metric: report, other: rival}
-    table = pd.DataFrame({metric: _comparison_column(reports[metric]) for metric in METRICS})
+    columns = {metric: _comparison_column(reports[metric]) for metric in METRICS}
+    if "trained_calibrated_entropy" in runs and runs["trained_calibrated_entropy"].notna().all():
+        trained = runs.assign(best_calibrated_entropy=runs["trained_calibrated_entropy"], calibrated_best_step=np.nan)
+        columns[TRAINED_CALIBRATED] = _comparison_column(build_report(trained, replace(report.config,
+                                                                                       metric="calibrated")))
+    table = pd.DataFrame(columns).fillna("")
     return replace(report, comparison=table.rename_axis("quantity").reset_index())
+
+
+TRAINED_CALIBRATED = "calibrated, best after step 0"  # the trained checkpoints only
 
 
 def _comparison_column(report: StudyReport) -> dict[str, str]:
@@ -321,8 +329,9 @@ def _comparison_lines(report: StudyReport) -> list[str]:
         return []
     return ["", "The same study on raw and on calibrated contrastive entropy (Eq. 5 on scores divided by a "
             "cross-fitted temperature): raw also punishes the score scale, calibrated only the ranking of the "
-            "positive among its negatives. An exponent interval's factor is its high end over its low end:", "",
-            _table(report.comparison)]
+            "positive among its negatives. Each is the best over training, step 0 (the untrained model) "
+            f"included; '{TRAINED_CALIBRATED}' leaves step 0 out, where the data has it. An exponent interval's "
+            "factor is its high end over its low end:", "", _table(report.comparison)]
 
 
 def _diverged_lines(report: StudyReport) -> list[str]:

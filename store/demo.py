@@ -22,13 +22,13 @@ from engine.paths import PROJECT_ROOT
 from store.core import Store
 from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS
 from store.imports import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
-                           STEP_COLUMNS)
+                           STEP_COLUMNS, TRAINED_CALIBRATED_COLUMN)
 from store.values import utc_now
 
 DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
 SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}
 ROW_COLUMNS = ("run_id", "model", "n", "d", "loss", CALIBRATED_LOSS_COLUMN, "dataset", "annotation", *METRIC_COLUMNS,
-               METRICS_LOSS_COLUMN, METRICS_CALIBRATED_COLUMN, *STEP_COLUMNS, "wall_time_s", *PROTOCOL_COLUMNS)
+               TRAINED_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN, METRICS_CALIBRATED_COLUMN, *STEP_COLUMNS, "wall_time_s", *PROTOCOL_COLUMNS)
 
 
 def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -115,8 +115,11 @@ def demo_rows(store: Store) -> pd.DataFrame:
     rows[METRICS_LOSS_COLUMN] = [(m or {}).get("contrastive_entropy", last_evaluation.get(run_id))
                                  for run_id, m in zip(runs["run_id"], runs["metrics"])]
     rows[CALIBRATED_LOSS_COLUMN] = runs["best_calibrated_entropy"]
-    for column, step in zip(STEP_COLUMNS, _best_steps(store)):
+    points = store.points()
+    for column, step in zip(STEP_COLUMNS, _best_steps(points)):
         rows[column] = [step.get(run_id) for run_id in runs["run_id"]]
+    trained = _trained_calibrated(points)
+    rows[TRAINED_CALIBRATED_COLUMN] = [trained.get(run_id) for run_id in runs["run_id"]]
     rows[METRICS_CALIBRATED_COLUMN] = [(m or {}).get("calibrated_entropy") for m in runs["metrics"]]
     for column in PROTOCOL_COLUMNS:  # the run's evaluation fingerprint, as an import's columns
         name = column.removeprefix(COLUMN_PREFIX)
@@ -131,16 +134,23 @@ def _last_evaluated_entropy(store: Store) -> dict[str, float]:
     return points.groupby("run_id")["contrastive_entropy"].last().to_dict()
 
 
-def _best_steps(store: Store) -> tuple[dict[str, int], dict[str, int]]:
+def _best_steps(points: pd.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
     """run id -> the step of its lowest raw, and of its lowest calibrated, entropy (the
     first such step; 0 is the untrained model)."""
-    points = store.points()
     steps = []
     for column in ("contrastive_entropy", "calibrated_entropy"):
         measured = points.dropna(subset=[column]) if column in points else points.iloc[:0]
         lowest = measured.sort_values(["run_id", column, "step"]).groupby("run_id").first()
         steps.append({run_id: int(step) for run_id, step in lowest["step"].items()})
     return steps[0], steps[1]
+
+
+def _trained_calibrated(points: pd.DataFrame) -> dict[str, float]:
+    """run id -> its lowest calibrated entropy at a step after 0."""
+    if "calibrated_entropy" not in points:
+        return {}
+    trained = points[points["step"] > 0].dropna(subset=["calibrated_entropy"])
+    return trained.groupby("run_id")["calibrated_entropy"].min().to_dict()
 
 
 def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:

@@ -7,7 +7,8 @@ A file must have the columns `n` (the paper's non-embedding parameter count), `d
 metrics come from, when it is not the (best) `loss`, kept with the metrics as
 `contrastive_entropy` as the engine keeps it, `calibrated_loss` and
 `metrics_calibrated_loss`: the best calibrated contrastive entropy and that of the
-metrics' evaluation (engine/evaluate.py), `best_step` and `calibrated_best_step`: the
+metrics' evaluation (engine/evaluate.py), `trained_calibrated_loss`: the best calibrated
+one after step 0, `best_step` and `calibrated_best_step`: the
 evaluation step of each best (0: the untrained model), and the evaluation protocol's columns
 (engine/protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
 `eval_test_pairs`, `eval_max_query_length`, `eval_max_passage_length`,
@@ -45,7 +46,10 @@ METRIC_COLUMNS = ("mrr@10", "ndcg@10", "map@10", "recall@1000")
 METRICS_LOSS_COLUMN = "metrics_loss"
 CALIBRATED_LOSS_COLUMN = "calibrated_loss"  # best calibrated entropy (runs.best_calibrated_entropy)
 METRICS_CALIBRATED_COLUMN = "metrics_calibrated_loss"  # calibrated entropy of the metrics' evaluation
-LOSS_COLUMNS = {METRICS_LOSS_COLUMN: "contrastive_entropy", METRICS_CALIBRATED_COLUMN: "calibrated_entropy"}
+TRAINED_CALIBRATED_COLUMN = "trained_calibrated_loss"  # best calibrated entropy after step 0 (trained checkpoints)
+# column -> the key it is kept under in a run's metrics
+LOSS_COLUMNS = {METRICS_LOSS_COLUMN: "contrastive_entropy", METRICS_CALIBRATED_COLUMN: "calibrated_entropy",
+                TRAINED_CALIBRATED_COLUMN: "trained_calibrated_entropy"}
 STEP_COLUMNS = ("best_step", "calibrated_best_step")  # the evaluation step of each best (0: the untrained model)
 MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
 MAX_IMPORT_ROWS = 100_000

@@ -94,6 +94,12 @@ def test_committed_demo_is_a_study_of_the_promised_size():
     assert squad["d"].max() == 7719
     assert {"ict"} <= set(rows["annotation"]) and "cmrc2018" in set(rows["dataset"])
     assert rows["loss"].between(0, 20).all() and rows["mrr@10"].notna().all()
+    # issue 15: both entropies, the step of each best, and two seeds at the largest N and the largest D
+    assert rows["calibrated_loss"].between(0, 20).all() and rows["calibrated_best_step"].notna().all()
+    runs_per_config = squad.groupby(["n", "d"]).size()
+    at_edges = runs_per_config[(runs_per_config.index.get_level_values("n") == squad["n"].max())
+                               | (runs_per_config.index.get_level_values("d") == squad["d"].max())]
+    assert len(at_edges) == 10 and (at_edges >= 2).all()
     json.dumps(study)  # plain JSON, shown as is in the app
 
 
@@ -113,6 +119,7 @@ def test_the_demo_keeps_calibrated_entropy_and_the_protocol_of_each_run(tmp_path
             store.add_point(run_id, step=step, contrastive_entropy=raw, wall_time_s=1.0, calibrated_entropy=calibrated)
     rows = read_demo(write_demo(store, STUDY, tmp_path / "demo.json"))[1]
     assert set(rows["best_step"]) == {10} and set(rows["calibrated_best_step"]) == {0}
+    assert set(rows["trained_calibrated_loss"]) == {4.9}  # the best after step 0
     assert list(rows["calibrated_loss"]) == pytest.approx([4.5, 4.4, 4.3])
     assert list(rows["metrics_calibrated_loss"]) == pytest.approx([4.6, 4.5, 4.4])
     assert set(rows["eval_max_passage_length"]) == {96} and set(rows["eval_test_split"]) == {"test:0123456789ab"}
@@ -124,5 +131,6 @@ def test_the_demo_keeps_calibrated_entropy_and_the_protocol_of_each_run(tmp_path
     assert sorted(runs["calibrated_entropy"]) == pytest.approx([4.4, 4.5, 4.6])
     assert runs["eval_fingerprint"].iloc[0] == fingerprint  # the protocol travels with the numbers
     assert set(runs["best_step"]) == {10} and set(runs["calibrated_best_step"]) == {0}
+    assert set(runs["trained_calibrated_entropy"]) == {4.9}
     calibrated = fresh.law_points(dataset="toy", metric="calibrated")
     assert sorted(calibrated["loss"]) == pytest.approx([4.3, 4.4, 4.5])

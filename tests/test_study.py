@@ -148,6 +148,7 @@ def test_raw_and_calibrated_side_by_side():
     runs["best_calibrated_entropy"] = [steeper.predict(n, d) for n, d in zip(runs["n_params"], runs["train_pairs"])]
     runs["calibrated_entropy"] = runs["best_calibrated_entropy"] + 0.01
     runs["best_step"], runs["calibrated_best_step"] = 400, np.where(runs["train_pairs"] == 500, 0, 400)
+    runs["trained_calibrated_entropy"] = runs["best_calibrated_entropy"] + np.where(runs["train_pairs"] == 500, 0.05, 0)
     second = runs[(runs["n_params"] == runs["n_params"].max()) & (runs["annotation"] == "human")].copy()
     second["best_contrastive_entropy"] += 0.02
     runs = pd.concat([runs, second], ignore_index=True)
@@ -155,16 +156,17 @@ def test_raw_and_calibrated_side_by_side():
 
     report = with_metric_comparison(build_report(runs, StudyConfig(bootstrap=60)), runs)
     table = report.comparison.set_index("quantity")
-    assert list(table.columns) == ["raw", "calibrated"]
+    assert list(table.columns) == ["raw", "calibrated", "calibrated, best after step 0"]
     assert table.loc["runs fitted (main study)", "raw"] == "35"
-    assert table.loc["runs left out as no better than random (all data sets)"].tolist() == ["0", "0"]
+    assert table.loc["runs left out as no better than random (all data sets)"].tolist() == ["0", "0", "0"]
     assert table.loc["seed spread: mean |difference| at one N, D", "raw"] == "0.020 (5 configurations)"
     assert table.loc["seed spread: mean |difference| at one N, D", "calibrated"] == "0.000 (5 configurations)"
-    alpha_raw, alpha_calibrated = table.loc["alpha, Eq. 8: 95% interval (high / low)"]
+    alpha_raw, alpha_calibrated, _ = table.loc["alpha, Eq. 8: 95% interval (high / low)"]
     assert alpha_calibrated.startswith("0.7") and "x)" in alpha_calibrated and alpha_raw != alpha_calibrated
     assert table.loc["Pearson r with MRR@10, all runs of the main study", "raw"].startswith("-0.9")
     untrained = table.loc["runs whose best is the untrained model (step 0)"]
-    assert untrained.tolist() == ["0 of 35", "7 of 35"]  # 6 sizes at D = 500, the largest twice
+    assert untrained.tolist() == ["0 of 35", "7 of 35", ""]  # 6 sizes at D = 500, the largest twice
+    assert table.loc["best entropy range", "calibrated, best after step 0"] != table.loc["best entropy range", "calibrated"]
     assert "raw and on calibrated" in report_markdown(report)
     # without calibrated entropy (an import, the old demo) there is nothing to compare
     plain = study_runs()
