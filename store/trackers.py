@@ -353,8 +353,8 @@ def _write(store, run: MappedRun, mapping: TrackerMapping, label: str | None) ->
                     train_pairs=run.d, annotation=mapping.annotation, dataset=mapping.dataset,
                     seed=_seed(source.params), device="unknown", code_version=f"{source.kind} import",
                     run_id=run.run_id, source=SOURCE, label=label or source.name)
-    for step, loss, ranking in run.points:
-        store.add_point(run.run_id, step=step, contrastive_entropy=loss, metrics=ranking or None, wall_time_s=None)
+    store.add_points(run.run_id, [{"step": step, "contrastive_entropy": loss, "metrics": ranking or None}
+                                  for step, loss, ranking in run.points])
     last_ranked = [(step, loss, ranking) for step, loss, ranking in run.points if ranking]
     final = {**last_ranked[-1][2], "contrastive_entropy": last_ranked[-1][1]} if last_ranked else None
     store.finish_run(run.run_id, status="completed", best_contrastive_entropy=run.best_loss, metrics=final)

@@ -256,3 +256,16 @@ def test_export_rejects_unknown_names(store):
         store.export("laws", "csv")
     with pytest.raises(InputError, match="fmt must be one of csv, parquet, json"):
         store.export("runs", "xlsx")
+
+
+def test_add_points_writes_many_points_at_once_and_checks_them_all_first(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.start_run(config={}, model_name="m", n_params=1, n_params_strict=1, train_pairs=1, annotation="human",
+                    dataset="d", seed=0, device="cpu", code_version="t", run_id="many")
+    store.add_points("many", [{"step": s, "contrastive_entropy": 5.0 - s / 100, "metrics": {"mrr@10": 0.1}}
+                              for s in range(50)])
+    points = store.points("many")
+    assert list(points["step"]) == list(range(50)) and points["contrastive_entropy"].iloc[-1] == pytest.approx(4.51)
+    with pytest.raises(InputError):
+        store.add_points("many", [{"step": 60, "contrastive_entropy": 1.0}, {"step": -1, "contrastive_entropy": 1.0}])
+    assert len(store.points("many")) == 50  # the good point before the bad one was not written either
