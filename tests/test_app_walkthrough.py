@@ -151,15 +151,18 @@ def test_the_residual_legend_names_its_points_in_words():
 
 
 def test_the_runs_table_writes_a_dash_for_what_a_run_did_not_record_and_says_so(demo_store):
+    imported = pd.DataFrame([{"n": 1000, "d": 10, "loss": 5.0, "dataset": "squad-dev", "annotation": "human"}])
+    demo_store.load_rows(imported, source="import")  # an import records neither protocol nor training time
     at = open_page("pages/1_Runs.py")
     assert_clean(at)
     table = next(t.value for t in at.dataframe if "run_id" in t.value.columns)
     runs = demo_store.runs().set_index("run_id").loc[table["run_id"]]
-    assert runs["eval_protocol"].isna().any() and runs["wall_time_s"].isna().any()   # the demo records neither
+    assert runs["eval_protocol"].isna().any() and runs["wall_time_s"].isna().any()
+    assert runs["eval_protocol"].notna().any()  # the rerun demo records its protocol
     for column in ("eval_protocol", "wall_time_s"):
         assert not table[column].isna().any() and "None" not in set(table[column]), column
         assert (table[column] == "—").tolist() == runs[column].isna().tolist(), column
-    assert any(c.value.startswith("—: not recorded") and "demo" in c.value for c in at.caption)
+    assert any(c.value.startswith("—: not recorded") and "import" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("stop_reason", [None, "extrapolation"])

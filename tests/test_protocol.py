@@ -132,25 +132,29 @@ def test_a_store_from_before_the_fingerprint_upgrades_and_keeps_its_runs(tmp_pat
     assert protocol.protocol_labels(points) == [protocol.UNRECORDED]
 
 
-def test_the_demo_study_loads_as_one_unrecorded_group_and_fits(tmp_path):
+def test_the_demo_study_loads_as_one_protocol_group_and_fits(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     assert load_demo(store, PROJECT_ROOT / "demo" / "cpu-study.json") > 0
     points = store.law_points(dataset="squad-dev", annotation="human")
-    assert set(protocol.protocol_labels(points)) == {protocol.UNRECORDED}
+    assert len(set(protocol.protocol_labels(points))) == 1  # the demo file carries each run's eval_* columns
     fit_law(points, "joint", FitConfig(bootstrap=0))
 
 
 def test_laws_fit_store_leaves_out_runs_no_better_than_random_and_names_them(tmp_path, capsys):
-    """As the study and the Fit page do: the demo's largest model on 500 pairs (6.574 >=
-    log 257) is left out of `laws fit --store`, said on stderr, and the fit is the report's."""
+    """As the study and the Fit page do: a run at or above log(1 + k) of its evaluation's k
+    (6.6 >= log 257) is left out of `laws fit --store`, said on stderr, and the fit is that
+    of the other runs."""
     store_path = tmp_path / "s.duckdb"
-    load_demo(Store(store_path), PROJECT_ROOT / "demo" / "cpu-study.json")
+    grid = grid_rows(eval_negatives=256)
+    diverged = grid.iloc[:1].assign(loss=6.6)
+    Store(store_path).load_rows(pd.concat([grid, diverged], ignore_index=True), source="import")
     out = tmp_path / "fit.json"
-    assert engine_cli(["laws", "fit", "--store", str(store_path), "--dataset", "squad-dev", "--annotation", "human",
+    assert engine_cli(["laws", "fit", "--store", str(store_path), "--dataset", "msmarco", "--annotation", "human",
                        "--law", "joint", "--bootstrap", "0", "--out", str(out), "--json"]) == 0
     assert "left out 1 run(s) no better than a random scorer" in capsys.readouterr().err
     fitted = json.loads(out.read_text())
-    assert len(fitted["points"]) == 29 and fitted["r2"] == pytest.approx(0.897, abs=1e-3)
+    alone = fit_law(grid[["n", "d", "loss"]], "joint", FitConfig(bootstrap=0))
+    assert len(fitted["points"]) == len(grid) and fitted["r2"] == pytest.approx(alone.r2, abs=1e-6)
 
 
 # --- one protocol per fit --------------------------------------------------------------

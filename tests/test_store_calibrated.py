@@ -96,10 +96,11 @@ def test_spool_records_written_before_calibration_still_ingest(tmp_path):
     assert store.law_points()["loss"].tolist() == [5.0] and store.law_points(metric="calibrated").empty
 
 
-def test_the_demo_study_loads_and_fits_raw(store):
+def test_the_demo_study_loads_and_fits_both_entropies(store):
     loaded = load_demo(store, PROJECT_ROOT / "demo" / "cpu-study.json")  # conftest hides the default
     assert loaded > 0 and len(store.law_points(source="demo")) == loaded
-    assert store.law_points(source="demo", metric="calibrated").empty  # measured before calibration
+    calibrated = store.law_points(source="demo", metric="calibrated")
+    assert len(calibrated) == loaded and (calibrated["loss"] > 0).all()  # the rerun demo has both (issue 15)
 
 
 def test_training_tracks_the_best_of_each_metric_apart():
@@ -227,7 +228,9 @@ def test_the_study_reports_the_chosen_metric(tmp_path, capsys):
     assert "calibrated contrastive entropy from" in report_markdown(calibrated)
     assert "raw contrastive entropy from" in report_markdown(raw)
 
-    path = tmp_path / "demo.duckdb"
-    load_demo(Store(path), PROJECT_ROOT / "demo" / "cpu-study.json")
+    path = tmp_path / "imported.duckdb"
+    plain = study_runs().rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
+                                         "model_name": "model"})
+    Store(path).load_rows(plain, source="demo")  # an import: raw entropy only
     assert main(["study", "--store", str(path), "--metric", "calibrated", "--bootstrap", "0"]) == 2
     assert "no run has a calibrated contrastive entropy" in capsys.readouterr().err
