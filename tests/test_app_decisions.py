@@ -101,6 +101,6 @@ def test_planner_on_the_demo_studys_saved_fit():
     at = open_page("pages/3_Budget_planner.py")
     at.selectbox(key="law").set_value(fit_id).run()
     assert_clean(at)
-    assert metric(at, "N* (optimal model size)") == "21.5B"
+    assert metric(at, "N* (optimal model size)") == "604M"  # the README's example
     assert "–" in metric(at, INTERVAL) and metric(at, ROBUST).endswith("B")
-    assert any("N* 11,661x beyond the fitted 39.1k to 1.84M parameters" in w.value for w in at.warning)
+    assert any("N* 328x beyond the fitted 39.1k to 1.84M parameters" in w.value for w in at.warning)
