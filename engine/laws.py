@@ -890,7 +890,7 @@ def _huber_cost(residuals, weights, scale) -> np.ndarray:
 def _residuals_and_jacobian(kind, theta, x, log_loss):
     """Residuals (B, k) and Jacobian (B, k, P) in log L of every row of theta (B, P)."""
     cols = [theta[:, i, None] for i in range(theta.shape[1])]                   # each (B, 1)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # handled below: non-finite rows
         if kind == "joint":
             log_a, log_b, alpha, beta, delta = cols
             u = (alpha / beta) * (log_a - x[:, 0])                              # (B, k) log (A/N)^(alpha/beta)
