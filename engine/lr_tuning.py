@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from engine.errors import InputError
+from engine.protocol import trained_calibrated
 
 TABLE_COLUMNS = ("model", "n_params", "lr", "best_raw_entropy", "best_calibrated_entropy", "trained_calibrated_entropy",
                  "mrr@10", "chosen")
@@ -44,20 +45,13 @@ def rate_table(runs: pd.DataFrame, points: pd.DataFrame, run_ids: set[str]) -> p
         "lr": [config["lr"] for config in mine["config"]],
         "best_raw_entropy": mine["best_contrastive_entropy"],
         "best_calibrated_entropy": mine["best_calibrated_entropy"],
-        "trained_calibrated_entropy": trained_best(points, mine["run_id"]),
+        "trained_calibrated_entropy": mine["run_id"].map(trained_calibrated(points)).astype(float),
         "mrr@10": mine["mrr@10"] if "mrr@10" in mine else math.nan,
     })
     table = rows.groupby(["model", "n_params", "lr"], as_index=False).mean()
     best = table.groupby("model")["trained_calibrated_entropy"].transform("min")
     table["chosen"] = table["trained_calibrated_entropy"] == best
     return table.sort_values(["n_params", "model", "lr"]).reset_index(drop=True)[list(TABLE_COLUMNS)]
-
-
-def trained_best(points: pd.DataFrame, run_ids: pd.Series) -> list[float]:
-    """Per run of `run_ids`, its lowest calibrated entropy at a step after 0."""
-    trained = points[(points["step"] > 0) & points["run_id"].isin(set(run_ids))]
-    lowest = trained.groupby("run_id")["calibrated_entropy"].min()
-    return [float(lowest.get(run_id, math.nan)) for run_id in run_ids]
 
 
 def chosen_rates(table: pd.DataFrame) -> list[RateChoice]:

@@ -218,3 +218,12 @@ def better_than_random(points):
     left out (a run that never beat a random scorer measures no scaling)."""
     beaten = points["loss"] < random_scorer_levels(points)
     return points[beaten], points[~beaten]
+
+
+def trained_calibrated(points) -> dict[str, float]:
+    """run id -> its lowest calibrated entropy at a step after 0 (the trained checkpoints;
+    step 0 is the untrained model) from `Store.points()` rows."""
+    if "calibrated_entropy" not in points:
+        return {}
+    trained = points[points["step"] > 0].dropna(subset=["calibrated_entropy"])
+    return trained.groupby("run_id")["calibrated_entropy"].min().to_dict()

@@ -20,7 +20,7 @@ import pandas as pd
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store.core import Store
-from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS
+from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS, trained_calibrated
 from store.imports import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
                            STEP_COLUMNS, TRAINED_CALIBRATED_COLUMN)
 from store.values import utc_now
@@ -118,7 +118,7 @@ def demo_rows(store: Store) -> pd.DataFrame:
     points = store.points()
     for column, step in zip(STEP_COLUMNS, _best_steps(points)):
         rows[column] = [step.get(run_id) for run_id in runs["run_id"]]
-    trained = _trained_calibrated(points)
+    trained = trained_calibrated(points)
     rows[TRAINED_CALIBRATED_COLUMN] = [trained.get(run_id) for run_id in runs["run_id"]]
     rows[METRICS_CALIBRATED_COLUMN] = [(m or {}).get("calibrated_entropy") for m in runs["metrics"]]
     for column in PROTOCOL_COLUMNS:  # the run's evaluation fingerprint, as an import's columns
@@ -143,14 +143,6 @@ def _best_steps(points: pd.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
         lowest = measured.sort_values(["run_id", column, "step"]).groupby("run_id").first()
         steps.append({run_id: int(step) for run_id, step in lowest["step"].items()})
     return steps[0], steps[1]
-
-
-def _trained_calibrated(points: pd.DataFrame) -> dict[str, float]:
-    """run id -> its lowest calibrated entropy at a step after 0."""
-    if "calibrated_entropy" not in points:
-        return {}
-    trained = points[points["step"] > 0].dropna(subset=["calibrated_entropy"])
-    return trained.groupby("run_id")["calibrated_entropy"].min().to_dict()
 
 
 def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> Path:
