@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -267,15 +267,117 @@ def estimate(sweep_file: Path) -> str:
     return done.stdout
 
 
+_LAUNCHED: dict[str, dict[str, Job]] = {}   # runs folder -> job name -> Job, for this process's life
+
+
+def launched_jobs() -> dict[str, Job]:
+    """The studies this process launched (the app's server: from any page or session)
+    into the runs folder in use, oldest first: the Runs page watches and cancels them."""
+    return _LAUNCHED.setdefault(str(runs_dir()), {})
+
+
 def launch_sweep(sweep_file: Path, store_path: Path, parallel: int, launcher: Launcher = start_process) -> Job:
-    """Start `python -m engine sweep FILE` in its own process group; log beside the file."""
+    """Start `python -m engine sweep FILE` in its own process group; log beside the
+    file; the job joins `launched_jobs`."""
     argv = [sys.executable, "-m", "engine", "sweep", str(sweep_file), "--store", str(store_path),
             "--parallel", str(parallel)]
     log_path = sweep_file.with_suffix(".log")
-    return Job(sweep_file.stem, sweep_file, log_path, launcher(argv, log_path))
+    job = Job(sweep_file.stem, sweep_file, log_path, launcher(argv, log_path))
+    launched_jobs()[job.name] = job
+    return job
 
 
 # --- a study from the Runs page's form ------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyBase:
+    """A study a new one can extend: its sweep files' tables (the grids merged) and its
+    runs in the store with their most common evaluation protocol. A new study that keeps
+    its [train] settings is measured as its runs were, so its runs join their curves."""
+
+    name: str
+    sweep_files: tuple[Path, ...]
+    spec: dict                           # Sweep.spec of the first file, grid lists merged over all
+    runs: int
+    protocol: str | None                 # engine/protocol.py protocol_id, None: not recorded
+    fingerprint: dict | None
+    run_ids: frozenset = frozenset()     # its runs' ids in the store
+
+    @property
+    def train(self) -> dict:
+        return self.spec.get("train", {})
+
+    def describe(self) -> str:
+        from engine.protocol import describe
+
+        files = ", ".join(_shown_path(f) for f in self.sweep_files)
+        protocol = f"protocol {self.protocol} ({describe(self.fingerprint)})" if self.protocol else \
+            "no recorded evaluation protocol"
+        return f"{self.name} ({files}): {self.runs} run(s) in the store, {protocol}"
+
+
+def _shown_path(path: Path) -> str:
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def study_sweep_files() -> list[Path]:
+    """Sweep files a study may come from: the project's sweeps/ and those the app wrote."""
+    return [*sorted((PROJECT_ROOT / "sweeps").glob("*.toml")), *sorted((runs_dir() / "sweeps").glob("*.toml"))]
+
+
+def original_run_id(run_id: str, label: str | None, source: str | None) -> str:
+    """The id a run had in its study: a demo row keeps it after its label's ' / ' (store/demo.py)."""
+    return label.rsplit(" / ", 1)[-1] if source == "demo" and isinstance(label, str) and " / " in label else run_id
+
+
+def study_bases(runs, files: list[Path] | None = None) -> list[StudyBase]:
+    """The studies of `files` (default `study_sweep_files`) with runs in `runs` (a
+    store's runs table), most runs first. A run is a study's when its id in the study
+    starts with the study's name and a dash; unreadable sweep files are skipped."""
+    from collections import Counter
+
+    from engine.protocol import protocol_id
+    from engine.sweep import load_sweep
+
+    specs: dict[str, tuple[list[Path], dict]] = {}
+    for path in study_sweep_files() if files is None else files:
+        try:
+            spec = load_sweep(path).spec
+        except InputError:
+            continue
+        found, merged = specs.setdefault(spec["name"], ([], json.loads(json.dumps(spec))))
+        found.append(path)
+        for key, values in spec["grid"].items():
+            merged["grid"][key] = list(dict.fromkeys([*merged["grid"].get(key, []), *values]))
+    ids = [original_run_id(r, lab, src) for r, lab, src in zip(runs["run_id"], runs["label"], runs["source"])]
+    bases = []
+    for name, (paths, spec) in specs.items():
+        mine = [i for i, run in enumerate(ids) if run.startswith(f"{name}-")]
+        if not mine:
+            continue
+        fingerprints = {protocol_id(f): f for f in (runs["eval_fingerprint"].iloc[i] for i in mine)
+                        if isinstance(f, dict)}
+        counts = Counter(runs["eval_protocol"].iloc[i] for i in mine if isinstance(runs["eval_protocol"].iloc[i], str))
+        protocol = counts.most_common(1)[0][0] if counts else None
+        bases.append(StudyBase(name, tuple(paths), spec, len(mine), protocol, fingerprints.get(protocol),
+                               frozenset(runs["run_id"].iloc[i] for i in mine)))
+    return sorted(bases, key=lambda b: (-b.runs, b.name))
+
+
+def base_of_runs(bases: list[StudyBase], run_ids) -> StudyBase | None:
+    """The study most of `run_ids` belong to (None: none of them belongs to one)."""
+    ids = set(run_ids)
+    best = max(bases, key=lambda b: len(b.run_ids & ids), default=None)
+    return best if best is not None and best.run_ids & ids else None
+
+
+FORM_SETTINGS = ("dataset", "steps", "batch_size", "negatives", "eval_every")   # [train] keys the Runs form sets
+
+
+def inherited_settings(base: StudyBase | None) -> dict:
+    """The [train] settings a study extending `base` keeps from it: all but the form's."""
+    return {k: v for k, v in (base.train if base else {}).items() if k not in FORM_SETTINGS}
+
 
 @dataclass(frozen=True)
 class Study:
@@ -292,6 +394,7 @@ class Study:
     batch_size: int
     negatives: int
     eval_every: int
+    inherited: dict = field(default_factory=dict)   # [train] settings of the study it extends
 
     @property
     def runs(self) -> int:
@@ -305,13 +408,15 @@ class Study:
                 "grid": {"models": list(self.models), "train_pairs": list(self.train_pairs),
                          "annotations": annotations, "seeds": list(self.seeds)},
                 "annotation_data": dict(self.annotation_data),
-                "train": {"dataset": self.dataset, "steps": self.steps, "batch_size": self.batch_size,
-                          "negatives": self.negatives, "eval_every": self.eval_every}}
+                "train": {**self.inherited, "dataset": self.dataset, "steps": self.steps,
+                          "batch_size": self.batch_size, "negatives": self.negatives, "eval_every": self.eval_every}}
 
 
 def study_from_form(name: str, folder: str, models: list[str], sizes: str, seeds: str, with_human: bool,
-                    generated: str, steps: int, batch_size: int, negatives: int, eval_every: int) -> Study:
-    """The form's text fields parsed and checked; bad input is an InputError."""
+                    generated: str, steps: int, batch_size: int, negatives: int, eval_every: int,
+                    inherited: dict | None = None) -> Study:
+    """The form's text fields parsed and checked; bad input is an InputError.
+    `inherited`: the other [train] settings (`inherited_settings` of the study extended)."""
     from engine.data import detect_format
 
     dataset = Path(folder.strip()).expanduser() if folder.strip() else None
@@ -322,17 +427,22 @@ def study_from_form(name: str, folder: str, models: list[str], sizes: str, seeds
         raise InputError("choose at least one model")
     study = Study(validate_name("study name", name.strip()), str(dataset.resolve()), tuple(models),
                   parse_counts(sizes, "data size", ("all",), 1), parse_annotation_folders(generated), with_human,
-                  parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives), int(eval_every))
+                  parse_counts(seeds, "seed", (0,), 0), int(steps), int(batch_size), int(negatives), int(eval_every),
+                  dict(inherited or {}))
     if study.runs == 0:
         raise InputError("no annotation type chosen: tick human annotations or add a generated one")
     return study
 
 
 def parse_counts(text: str, what: str, empty: tuple, minimum: int) -> tuple:
-    """'1000, 3e3, 10k' -> (1000, 3000, 10000); nothing -> `empty`."""
-    values = []
+    """'1000, 3e3, 10k' -> (1000, 3000, 10000); nothing -> `empty`; a word of `empty`
+    ('all': every training pair) is kept, last."""
+    values, words = [], []
     for item in re.split(r"[,;\s]+", text.strip().lower()):
         if not item:
+            continue
+        if item in empty:
+            words.append(item)
             continue
         try:
             value = float(item.rstrip("k")) * (1000 if item.endswith("k") else 1)
@@ -341,7 +451,7 @@ def parse_counts(text: str, what: str, empty: tuple, minimum: int) -> tuple:
         if not (math.isfinite(value) and value >= minimum and value == int(value)):
             raise InputError(f"{what} {item!r} must be a whole number, at least {minimum}")
         values.append(int(value))
-    return tuple(sorted(set(values))) or empty
+    return (*sorted(set(values)), *dict.fromkeys(words)) or empty
 
 
 def parse_annotation_folders(text: str) -> dict[str, str]:

@@ -54,7 +54,7 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.ladder import LADDER, LadderModel, non_embedding_params
 from engine.laws import FitConfig, LawFit, fit_law
-from engine.protocol import better_than_random
+from engine.protocol import better_than_random, describe, fingerprints_of, protocol_labels
 from engine.numbers import format_count
 
 COST_UNITS = ("gpu-hours", "dollars")
@@ -554,16 +554,17 @@ def sweep_name(out: Path) -> str:
 
 
 def plan_spec(plan: Plan, dataset: Path, name: str, settings: RunSettings, available: int | None,
-              annotation: str = "human") -> dict:
+              annotation: str = "human", inherited: dict | None = None) -> dict:
     """The plan as a sweep file's tables (engine/sweep.py): its models x data sizes
-    and the shared [train] settings. The full data set is written "all" so run ids
-    match those of a study that used "all"."""
+    and the shared [train] settings, over `inherited` (the other [train] settings of
+    the study the plan extends, engine.jobs.inherited_settings). The full data set is
+    written "all" so run ids match those of a study that used "all"."""
     if not plan.runs:
         raise InputError("the plan has no runs to write: " + plan.message())
     sizes = ["all" if available is not None and d == available else int(d) for d in plan.data_sizes]
     return {"name": name,
             "grid": {"models": plan.models, "train_pairs": sizes, "annotations": [annotation], "seeds": [0]},
-            "train": {"dataset": str(Path(dataset).resolve()), **asdict(settings)}}
+            "train": {**(inherited or {}), "dataset": str(Path(dataset).resolve()), **asdict(settings)}}
 
 
 def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, available: int | None,
@@ -582,10 +583,34 @@ def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, avai
     return sweep, header + sweep.to_toml()
 
 
-def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human"):
-    """Eq. 8 fitted to the store's completed runs of `dataset` (runs no better than a
-    random scorer left out, as the study does)."""
-    points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation))
+def store_points(store, dataset: str, annotation: str = "human", metric: str = "raw",
+                 protocol: str | None = None) -> pd.DataFrame:
+    """The store's completed `annotation` runs of `dataset` as law points of `metric`,
+    those of one evaluation protocol group when `protocol` names one (engine/protocol.py
+    protocol_labels), runs no better than a random scorer left out, as the study does."""
+    points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation, metric=metric))
+    if protocol is not None:
+        points = points[[label == protocol for label in protocol_labels(points)]]
     if points.empty:
-        raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r} to fit")
+        chosen = f" under protocol {protocol}" if protocol else ""
+        raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r}{chosen} to fit")
+    return points
+
+
+def protocol_groups(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluation protocol group of `points`, most points first: protocol
+    (its id, or UNRECORDED), points, description (engine/protocol.py describe)."""
+    labels = protocol_labels(points)
+    described = dict(zip(labels, (describe(f) for f in fingerprints_of(points))))
+    counts = pd.Series(labels, dtype=object).value_counts()
+    rows = [{"protocol": label, "points": int(counts[label]), "description": described[label]}
+            for label in sorted(counts.index, key=lambda label: (-counts[label], label))]
+    return pd.DataFrame(rows, columns=["protocol", "points", "description"])
+
+
+def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human", metric: str = "raw",
+                   protocol: str | None = None):
+    """Eq. 8 fitted to `store_points`: one protocol group's when `protocol` names one
+    (points of several protocols are refused, engine.protocol.check_one_protocol)."""
+    points = store_points(store, dataset, annotation, metric, protocol)
     return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))

@@ -35,6 +35,8 @@ TABLE_FORMAT = {"label": st.column_config.TextColumn("label", width="medium"),  
                 "run_id": st.column_config.TextColumn("run id")}
 NOT_RECORDED = "—"    # a protocol or wall time the run did not record (the demo study's runs, imports)
 STATUSES = (*RUN_STATUSES, jobs.INTERRUPTED)
+NEW_STUDY = "(a new study)"
+NEW_STUDY_TRAIN = {"steps": 300, "batch_size": 32, "negatives": 64, "eval_every": 100}   # the form's own defaults
 POLL_SECONDS = 2.0
 JOBS_SHOWN = 5
 
@@ -42,12 +44,6 @@ JOBS_SHOWN = 5
 def current_launcher() -> jobs.Launcher:
     """The real launcher, unless a test put another in session state."""
     return st.session_state.get("run_launcher", jobs.start_process)
-
-
-@st.cache_resource
-def job_registry(runs_folder: str) -> dict[str, jobs.Job]:
-    """Studies launched by this server process, shared by every browser session."""
-    return {}
 
 
 @st.cache_data(ttl=POLL_SECONDS, show_spinner=False)
@@ -140,7 +136,7 @@ def running_commands() -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def live_runs(store_path: str) -> None:
-    registry = job_registry(str(runs_dir()))
+    registry = jobs.launched_jobs()   # from this page or Plan runs, any session
     active = jobs.active_runs()
     groups = {run_id: jobs.process_group(p.get("pid")) for run_id, p in active.items()}
     refresh_when_something_finished(set(active) | {name for name, job in registry.items() if job.state == "running"})
@@ -166,32 +162,77 @@ def dataset_options(store_path: str) -> dict[str, str]:
     return {**shared, **datasets_in_store(store_path)}
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def study_bases(store_path: str) -> dict[str, jobs.StudyBase]:
+    """Studies with runs in the store, most runs first (engine/jobs.py)."""
+    return {base.name: base for base in jobs.study_bases(Store(store_path).runs())}
+
+
+def form_values(base: jobs.StudyBase | None) -> dict:
+    """The form's fields for a study extending `base` (None: a new study, the form's defaults)."""
+    if base is None:
+        return {"run_name": "study", "run_dataset_path": "", "run_models": DEFAULT_MODELS, "run_sizes": "1000, 3000",
+                "run_seeds": "0", "run_human": True, "run_generated": "", **{
+                    f"run_{key}": value for key, value in NEW_STUDY_TRAIN.items()}}
+    grid, train = base.spec["grid"], base.train
+    annotations = grid.get("annotations", ["human"])
+    return {"run_name": base.name, "run_dataset_path": train["dataset"],
+            "run_models": [m for m in grid["models"] if m in LADDER],
+            "run_sizes": ", ".join(map(str, grid.get("train_pairs", ["all"]))),
+            "run_seeds": ", ".join(str(seed) for seed in grid.get("seeds", [0])), "run_human": "human" in annotations,
+            "run_generated": "\n".join(f"{kind} = {folder}" for kind, folder in base.spec.get("annotation_data", {}).items()),
+            **{f"run_{key}": train.get(key, value) for key, value in NEW_STUDY_TRAIN.items()}}
+
+
+def chosen_base(store_path: str) -> jobs.StudyBase | None:
+    """The study the form extends (default: the one with most runs in the store); its
+    settings go into the form's fields whenever the choice changes."""
+    bases = study_bases(store_path)
+    options = [*bases, NEW_STUDY]
+    choice = st.selectbox("Extend a study", options, key="run_base",
+                          format_func=lambda name: name if name == NEW_STUDY else
+                          f"{name} ({bases[name].runs} runs, protocol {bases[name].protocol or 'not recorded'})",
+                          help="A study's runs are one curve only if they were trained and evaluated alike: "
+                               "extending a study keeps its settings (lengths, evaluation, negatives).")
+    base = bases.get(choice)
+    if st.session_state.get("run_base_applied") != choice:
+        st.session_state.update(form_values(base), run_base_applied=choice)
+    if base is None:
+        st.caption("A new study with the engine's default evaluation (10 repeats, 180-token passages): its runs "
+                   "get a protocol of their own and join no curve already in the store.")
+    else:
+        kept = ", ".join(f"{k} = {v}" for k, v in jobs.inherited_settings(base).items()) or "none"
+        st.caption(f"Extends **{base.describe()}**. New runs keep its other training and evaluation settings "
+                   f"({kept}), so they are measured as its runs were and join its curves.")
+    return base
+
+
 def study_form(store: Store) -> None:
     st.subheader("Start a study")
     datasets = dataset_options(str(store.path))
+    base = chosen_base(str(store.path))
     with st.form("run_form"):
         cols = st.columns([1, 1, 2])
-        name = cols[0].text_input("Study name", "study", key="run_name",
+        name = cols[0].text_input("Study name", key="run_name",
                                   help="runs of a study relaunched under the same name and settings are not repeated")
         dataset_name = cols[1].selectbox("Data set", list(datasets) or ["(none found)"], key="run_dataset")
         dataset_path = cols[2].text_input("or a data set folder", key="run_dataset_path",
                                           placeholder="/data/msmarco (BEIR, MS MARCO or T2Ranking layout)")
-        models = st.multiselect("Models from the ladder", list(LADDER), default=DEFAULT_MODELS, key="run_models",
+        models = st.multiselect("Models from the ladder", list(LADDER), key="run_models",
                                 help="scratch-* rungs train on a CPU in minutes; BERT rungs download their weights")
         cols = st.columns(2)
-        sizes = cols[0].text_input("Data sizes D (annotated pairs)", "1000, 3000", key="run_sizes",
-                                   help="comma-separated; empty: all training pairs")
-        seeds = cols[1].text_input("Seeds", "0", key="run_seeds", help="one run per seed, e.g. 0, 1, 2")
+        sizes = cols[0].text_input("Data sizes D (annotated pairs)", key="run_sizes",
+                                   help="comma-separated; all: every training pair (empty: only that)")
+        seeds = cols[1].text_input("Seeds", key="run_seeds", help="one run per seed, e.g. 0, 1, 2")
         cols = st.columns([1, 3])
-        with_human = cols[0].checkbox("Human annotations", True, key="run_human",
-                                      help="the data set's own training pairs")
+        with_human = cols[0].checkbox("Human annotations", key="run_human", help="the data set's own training pairs")
         generated = cols[1].text_area("Generated annotations, one TYPE = FOLDER per line", key="run_generated",
                                       height=68, placeholder="ict = annotations/squad-ict")
         cols = st.columns(5)
-        steps = cols[0].number_input("Steps", 1, 1_000_000, 300, key="run_steps")
-        batch_size = cols[1].number_input("Batch size", 1, 4096, 32, key="run_batch")
-        negatives = cols[2].number_input("Random negatives", 1, 4096, 64, key="run_negatives")
-        eval_every = cols[3].number_input("Evaluate every", 1, 1_000_000, 100, key="run_eval_every")
+        steps = cols[0].number_input("Steps", 1, 1_000_000, key="run_steps")
+        batch_size = cols[1].number_input("Batch size", 1, 4096, key="run_batch_size")
+        negatives = cols[2].number_input("Random negatives", 1, 4096, key="run_negatives")
+        eval_every = cols[3].number_input("Evaluate every", 1, 1_000_000, key="run_eval_every")
         parallel = cols[4].number_input("Runs at once", 1, os.cpu_count() or 1, 1, key="run_parallel")
         buttons = st.columns(6)
         estimate_clicked = buttons[0].form_submit_button("Estimate")
@@ -200,7 +241,8 @@ def study_form(store: Store) -> None:
         return
     try:
         study = jobs.study_from_form(name, dataset_path.strip() or datasets.get(dataset_name, ""), models, sizes,
-                                     seeds, with_human, generated, steps, batch_size, negatives, eval_every)
+                                     seeds, with_human, generated, steps, batch_size, negatives, eval_every,
+                                     jobs.inherited_settings(base))
         sweep = jobs.new_sweep_file(study.spec())
         if estimate_clicked:
             with st.spinner("Estimating with `python -m engine sweep --dry-run` (checks the data, "
@@ -211,7 +253,6 @@ def study_form(store: Store) -> None:
         st.error(str(err))
         return
     job = jobs.launch_sweep(sweep.path, store.path, int(parallel), current_launcher())
-    job_registry(str(runs_dir()))[job.name] = job
     st.success(f"Launched study {job.name}: {study.runs} run(s), {int(parallel)} at a time. "
                "Progress appears above.")
 

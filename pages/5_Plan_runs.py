@@ -17,10 +17,13 @@ from engine.laws import LawFit
 from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
-                              fit_store_runs, ladder_rungs, plan_runs, plan_spec, sweep_name)
+                              fit_store_runs, ladder_rungs, plan_runs, plan_spec, protocol_groups, store_points,
+                              sweep_name)
+from engine.protocol import protocol_labels
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
+METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 TABLE_FORMAT = {"n": st.column_config.TextColumn("N", help="parameters"),
                 "d": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "expected_gain": st.column_config.NumberColumn("expected gain (decades)", format="%.4f"),
@@ -41,15 +44,15 @@ def law_sources(store_path: str) -> dict[str, str]:
     return {FROM_RUNS: "", **{f"{row.name or 'fit'} [{row.fit_id[:6]}]": row.fit_id for row in joint.itertuples()}}
 
 
-@st.cache_data(show_spinner="Fitting Eq. 8 with its bootstrap ...")
-def load_fit(store_path: str, fit_id: str, dataset: str, bootstrap: int) -> LawFit:
+@st.cache_data(show_spinner=False)
+def load_fit(store_path: str, fit_id: str, dataset: str, bootstrap: int, metric: str, protocol: str | None) -> LawFit:
     store = Store(store_path)
     if fit_id:
         record = store.fit(fit_id)
         if record is None:
             raise InputError(f"the saved fit {fit_id} is no longer in the store")
         return law_fit_from_record(record)
-    return fit_store_runs(store, dataset, bootstrap)
+    return fit_store_runs(store, dataset, bootstrap, metric=metric, protocol=protocol)
 
 
 @st.cache_data(show_spinner=False)
@@ -70,16 +73,64 @@ def datasets_with_runs(store_path: str) -> dict[str, str]:
     return {name: str(folders.get(name) or SHARED_DATA / name) for name in names}
 
 
-def plan_form(store: Store) -> dict | None:
+@st.cache_data(ttl=5, show_spinner=False)
+def points_of(store_path: str, dataset: str, metric: str) -> pd.DataFrame:
+    try:
+        return store_points(Store(store_path), dataset, metric=metric)
+    except InputError:
+        return pd.DataFrame()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def study_bases(store_path: str) -> list[jobs.StudyBase]:
+    return jobs.study_bases(Store(store_path).runs())
+
+
+def law_choice(store: Store) -> dict:
+    """The law to plan with: a saved joint fit, or Eq. 8 fitted now to one data set's runs
+    of one metric and one evaluation protocol group (as the Fit laws page groups them);
+    and the study the planned runs extend (the one those runs belong to)."""
     datasets = datasets_with_runs(str(store.path))
+    left, right = st.columns(2)
+    source = left.selectbox("Fitted law", list(law_sources(str(store.path))), key="plan_source")
+    dataset = right.selectbox("Data set (runs in the store)", list(datasets), key="plan_dataset")
+    choice = {"source": source, "dataset": dataset, "folder": datasets[dataset], "metric": "raw", "protocol": None}
+    if source != FROM_RUNS:
+        fit = load_fit(str(store.path), law_sources(str(store.path))[source], dataset, 0, "raw", None)
+        run_ids = fit.points["run_id"] if "run_id" in fit.points else []
+        return {**choice, "base": jobs.base_of_runs(study_bases(str(store.path)), run_ids)}
+    left, right = st.columns([1, 2])
+    choice["metric"] = left.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="plan_metric")
+    points = points_of(str(store.path), dataset, choice["metric"])
+    if points.empty:
+        st.info(f"No completed human runs of {dataset} better than a random scorer"
+                + (" with a calibrated entropy" if choice["metric"] == "calibrated" else "")
+                + ": train some on the **Runs** page, or plan with a saved fit.")
+        return {**choice, "base": None}
+    groups = protocol_groups(points).set_index("protocol")
+    choice["protocol"] = right.selectbox(
+        "Evaluation protocol", list(groups.index), key=f"plan_protocol_{dataset}_{choice['metric']}",
+        format_func=lambda p: f"{p} ({groups.at[p, 'points']} runs): {groups.at[p, 'description']}",
+        help="Runs measured differently are not one curve: Eq. 8 is fitted to one protocol's runs.")
+    chosen = points[[label == choice["protocol"] for label in protocol_labels(points)]]
+    base = jobs.base_of_runs(study_bases(str(store.path)), chosen["run_id"])
+    st.caption(f"Eq. 8 is fitted to the {len(chosen)} runs of protocol {choice['protocol']} "
+               "(runs no better than a random scorer left out). "
+               + (f"Planned runs extend **{base.describe()}** and keep its settings, so they join its curves."
+                  if base else "No study file in the store made these runs: planned runs use the engine's "
+                                "default evaluation, a protocol of their own."))
+    return {**choice, "base": base}
+
+
+def plan_form(choice: dict) -> dict | None:
+    base = choice["base"]
+    train = base.train if base else {}
+    tag = base.name if base else "new"   # a study's own defaults in the fields when the study changes
     with st.form("plan"):
-        left, right = st.columns(2)
-        source = left.selectbox("Fitted law", list(law_sources(str(store.path))))
-        dataset = right.selectbox("Data set (runs in the store)", list(datasets))
         folder = st.text_input("Data set folder (its train pairs bound D; empty: the data set's)", "")
         kind = st.radio("Decision", ["N* at a budget", "prediction at a target N, D"], horizontal=True)
         a, b, c = st.columns(3)
-        budget = a.number_input("Budget ($)", min_value=1.0, value=10_000.0, step=1_000.0)
+        budget = a.number_input("Budget ($)", min_value=1.0, value=10_000.0, step=1_000.0, key="plan_budget")
         target_n = b.number_input("Target N", min_value=1.0, value=1e7, format="%g")
         target_d = c.number_input("Target D", min_value=1.0, value=1e4, format="%g")
         a, b, c = st.columns(3)
@@ -89,23 +140,30 @@ def plan_form(store: Store) -> dict | None:
         a, b, c, d, e = st.columns(5)
         peak = a.number_input("Peak TFLOP/s", 0.001, value=0.418, format="%g", help="0.418: the development CPU, bf16")
         mfu = b.number_input("MFU", 0.01, 1.0, 0.4)
-        steps = c.number_input("Steps", 1, value=400)
-        batch = d.number_input("Batch", 1, value=32)
-        negatives = e.number_input("Negatives", 1, value=64)
+        steps = c.number_input("Steps", 1, value=int(train.get("steps", 400)), key=f"plan_steps_{tag}")
+        batch = d.number_input("Batch", 1, value=int(train.get("batch_size", 32)), key=f"plan_batch_{tag}")
+        negatives = e.number_input("Negatives", 1, value=int(train.get("negatives", 64)), key=f"plan_negatives_{tag}")
         if not st.form_submit_button("Plan", type="primary"):
-            return st.session_state.get("plan_inputs")
-    inputs = dict(source=source, dataset=dataset, folder=folder.strip() or datasets[dataset], kind=kind,
-                  budget=budget, target_n=target_n, target_d=target_d, family=family, d_points=int(d_points),
-                  experiment=experiment or None, peak=peak * 1e12, mfu=mfu, steps=int(steps), batch=int(batch),
-                  negatives=int(negatives))
+            kept = st.session_state.get("plan_inputs")
+            same = kept and all(kept[k] == choice[k] for k in ("source", "dataset", "metric", "protocol"))
+            return kept if same else None
+    defaults = RunSettings()
+    settings = RunSettings(int(steps), int(batch), int(negatives),
+                           int(train.get("max_query_length", defaults.max_query_length)),
+                           int(train.get("max_passage_length", defaults.max_passage_length)))
+    inputs = dict(choice, folder=folder.strip() or choice["folder"], kind=kind, budget=budget, target_n=target_n,
+                  target_d=target_d, family=family, d_points=int(d_points), experiment=experiment or None,
+                  peak=peak * 1e12, mfu=mfu, settings=settings)
     st.session_state["plan_inputs"] = inputs
     return inputs
 
 
 def make_plan(store: Store, inputs: dict):
-    fit = load_fit(str(store.path), law_sources(str(store.path))[inputs["source"]], inputs["dataset"], 200)
+    with st.spinner("Fitting Eq. 8 with 200 bootstrap refits ..."):
+        fit = load_fit(str(store.path), law_sources(str(store.path))[inputs["source"]], inputs["dataset"], 200,
+                       inputs["metric"], inputs["protocol"])
     available = available_pairs(inputs["folder"])
-    settings = RunSettings(inputs["steps"], inputs["batch"], inputs["negatives"], 32, 96)
+    settings = inputs["settings"]
     smallest = int(fit.points["d"].min()) if "d" in fit.points and len(fit.points) else 500
     cands = candidates(ladder_rungs(inputs["family"]), data_sizes(available, smallest, inputs["d_points"]),
                        settings, Hardware(inputs["peak"], inputs["mfu"]))
@@ -115,7 +173,18 @@ def make_plan(store: Store, inputs: dict):
     return plan, settings, available
 
 
-def show_plan(store: Store, plan, settings: RunSettings, available: int, folder: str) -> None:
+def launch(store: Store, plan, settings: RunSettings, available: int, inputs: dict) -> None:
+    """The plan as a sweep, a job of engine/jobs.py: the Runs page shows it and can cancel it."""
+    base = inputs["base"]
+    name = base.name if base else sweep_name(Path("plan"))
+    spec = plan_spec(plan, Path(inputs["folder"]), name, settings, available,
+                     inherited=jobs.inherited_settings(base))
+    sweep = jobs.new_sweep_file(spec)
+    job = jobs.launch_sweep(sweep.path, store.path, 1, current_launcher())
+    st.session_state["plan_job"] = {"sweep": str(sweep.path), "log": str(job.log_path), "name": job.name}
+
+
+def show_plan(store: Store, plan, settings: RunSettings, available: int, inputs: dict) -> None:
     a, b, c = st.columns(3)
     a.metric("Interval width now (decades)", f"{plan.width_now:.3f}")
     b.metric("Expected after the plan", f"{plan.width_after:.3f}")
@@ -131,14 +200,12 @@ def show_plan(store: Store, plan, settings: RunSettings, available: int, folder:
     st.dataframe(formatted_table(table[columns], counts=("n", "d")), hide_index=True, column_config=TABLE_FORMAT)
     if not plan.runs:
         return
-    if st.button("Launch this plan as a sweep", type="primary"):
-        spec = plan_spec(plan, Path(folder), sweep_name(Path("plan")), settings, available)
-        sweep = jobs.new_sweep_file(spec)
-        job = jobs.launch_sweep(sweep.path, store.path, 1, current_launcher())
-        st.session_state["plan_job"] = {"sweep": str(sweep.path), "log": str(job.log_path), "pid": job.process.pid}
+    if st.button("Launch this plan as a sweep", type="primary", key="plan_launch"):
+        launch(store, plan, settings, available, inputs)
     if "plan_job" in st.session_state:
         launched = st.session_state["plan_job"]
-        st.info(f"Launched {launched['sweep']} (log {launched['log']}); its runs appear on the Runs page.")
+        st.info(f"Launched study {launched['name']} ({launched['sweep']}, log {launched['log']}): watch it, "
+                "or cancel it, on the **Runs** page.")
 
 
 def main() -> None:
@@ -148,7 +215,8 @@ def main() -> None:
              "simulated under every bootstrap law of the fit; the runs are chosen greedily by the expected "
              "narrowing per GPU-hour, as a models x data sizes grid that a sweep runs as it is.")
     store = Store()
-    inputs = plan_form(store)
+    choice = law_choice(store)
+    inputs = plan_form(choice)
     if not inputs:
         return
     try:
@@ -156,7 +224,7 @@ def main() -> None:
     except InputError as err:
         st.error(str(err))
         return
-    show_plan(store, plan, settings, available, inputs["folder"])
+    show_plan(store, plan, settings, available, inputs)
 
 
 main()
