@@ -219,12 +219,15 @@ FINE_POINTS = 65        # then this many between the coarse neighbours of each l
 
 @dataclass
 class Extrapolation:
-    """How far a chosen N and D lie beyond the sizes a law was fitted to (factor 1: inside)."""
+    """How far a chosen N and D lie beyond the sizes a law was fitted to (factor 1: inside).
+    `what` names those sizes: "fitted" (a fit's points) or "paper's" (a published law's);
+    a support starting at 0 has no known smallest size."""
 
     n: float
     d: float
     n_support: tuple[float, float]
     d_support: tuple[float, float]
+    what: str = "fitted"
 
     @property
     def beyond_warning(self) -> bool:
@@ -238,16 +241,19 @@ class Extrapolation:
         for axis, factor, (lo, hi), what in (("N", self.n, self.n_support, "parameters"),
                                             ("D", self.d, self.d_support, "pairs")):
             where = "inside" if factor <= 1 else f"{format_factor(factor)} beyond"
-            parts.append(f"{axis}* {where} the fitted {format_count(lo)} to {format_count(hi)} {what}")
+            span = f"{format_count(lo)} to {format_count(hi)} {what}" if lo > 0 else \
+                f"range (up to {format_count(hi)} {what})"
+            parts.append(f"{axis}* {where} the {self.what} {span}")
         sentence = "; ".join(parts) + "."
         if self.beyond_warning:
+            points = "fitted points" if self.what == "fitted" else f"{self.what} sizes"
             sentence = (f"Warning: this is a projection more than {EXTRAPOLATION_WARNING:g}x beyond the "
-                        f"fitted points, not a prediction: " + sentence)
+                        f"{points}, not a prediction: " + sentence)
         return sentence
 
     def to_dict(self) -> dict:
         return {"n": self.n, "d": self.d, "n_support": list(self.n_support), "d_support": list(self.d_support),
-                "warning": self.describe() if self.beyond_warning else None}
+                "support_of": self.what, "warning": self.describe() if self.beyond_warning else None}
 
 
 FACTOR_DIGITS_LIMIT = 1e6   # from a million times on, a factor is written as a count: 3.4Mx, 1.68e+296x
@@ -270,6 +276,33 @@ def extrapolation(fit: LawFit, n: float, d: float) -> Extrapolation | None:
         return None
     return Extrapolation(extrapolation_factor(n, support["n"]), extrapolation_factor(d, support["d"]),
                          support["n"], support["d"])
+
+
+PAPER_LADDER = ("google/bert_uncased_L-2_H-128_A-2", "google/bert_uncased_L-12_H-768_A-12")  # BERT-Tiny .. Base
+MSMARCO_TRAIN_PAIRS = 5e5   # "0.5M training queries, each coupled with a positive passage" (Section 3.2)
+MSMARCO_PRESETS = ("paper-joint", "paper-msmarco-model", "paper-msmarco-data")
+
+
+def preset_support(name: str) -> dict[str, tuple[float, float]]:
+    """The sizes a published MS MARCO law was fitted to: N from BERT-Tiny to BERT-Base
+    (engine/ladder.py counts them as the paper does: 0.5M and 82M), D up to all of
+    MS MARCO's training pairs (the paper states no smallest D, so from 0); {} for a
+    preset whose sizes the paper does not give."""
+    from engine.ladder import LADDER
+    from engine.plan_runs import rung_size
+
+    if name not in MSMARCO_PRESETS:
+        return {}
+    return {"n": tuple(float(rung_size(LADDER[rung])) for rung in PAPER_LADDER), "d": (0.0, MSMARCO_TRAIN_PAIRS)}
+
+
+def preset_extrapolation(name: str, n: float, d: float) -> Extrapolation | None:
+    """`extrapolation` for a published law, against the paper's sizes (`preset_support`)."""
+    support = preset_support(name)
+    if not support:
+        return None
+    return Extrapolation(extrapolation_factor(n, support["n"]), extrapolation_factor(d, support["d"]),
+                         support["n"], support["d"], what="paper's")
 
 
 @dataclass

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, DecisionUncertainty, budget_curves,
-                           decision_uncertainty, extrapolation, optimise)
+from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, DecisionUncertainty, Extrapolation,
+                           budget_curves, decision_uncertainty, extrapolation, optimise, preset_extrapolation,
+                           preset_support)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
@@ -181,8 +182,16 @@ def show_decision(law: LawFit, answer: BudgetAnswer) -> DecisionUncertainty | No
     return u
 
 
+def show_reach(law_name: str, answer: BudgetAnswer) -> Extrapolation | None:
+    """How far N* and D* of a published law lie beyond the paper's ladder and data."""
+    reach = preset_extrapolation(law_name, answer.n_opt, answer.d_opt)
+    if reach is not None:
+        (st.warning if reach.beyond_warning else st.caption)(reach.describe())
+    return reach
+
+
 def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[int],
-                decision: DecisionUncertainty | None = None) -> None:
+                decision: DecisionUncertainty | None = None, support: tuple[float, float] | None = None) -> None:
     """Loss against N for the chosen budget and the comparison budgets (Figures 7, 8)."""
     q = answer.question
     answers, skipped = [answer], []
@@ -193,7 +202,6 @@ def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[in
             skipped.append(format_count(budget))
     budgets = [a.question.budget for a in answers]
     curves = budget_curves(law, budgets, q.with_inference, q.costs, q.n_min)
-    support = law.support.get("n") if isinstance(law, LawFit) else None
     st.altair_chart(budget_chart(curves, optima_table(answers, q.band_tolerance), q.budget, decision, support),
                     width="stretch")
     st.caption("Diamonds mark N* for each budget; the bar under each is the near-optimal band. "
@@ -239,8 +247,11 @@ def main() -> None:
         return
     show_answer(answer)
     decision = show_decision(law, answer) if isinstance(law, LawFit) else None
-    show_curves(law, answer, compare, decision)
-    plan = {"law": law_name, **answer.to_dict(), **(decision.to_dict() if decision else {})}
+    reach = None if decision else show_reach(law_name, answer)
+    support = law.support.get("n") if isinstance(law, LawFit) else preset_support(law_name).get("n")
+    show_curves(law, answer, compare, decision, support)
+    plan = {"law": law_name, **answer.to_dict(), **(decision.to_dict() if decision else {}),
+            **({"extrapolation": reach.to_dict()} if reach else {})}
     st.download_button("Download this plan (JSON)", json.dumps(plan, indent=2),
                        file_name="budget-plan.json", mime="application/json", on_click="ignore")
 
