@@ -211,12 +211,48 @@ def show_curves(law: LawFit | ScalingLaw, answer: BudgetAnswer, compare: list[in
                + (f"Too small for the smallest model: ${', $'.join(skipped)}." if skipped else ""))
 
 
+def means(text: str, value, write=None) -> bool:
+    """Does a link's `text` stand for the widget's `value`? Numbers compare as numbers
+    (0.60 is 0.6); other values as `write` writes them in the URL (a label, 20k, true)."""
+    if write is None:
+        try:
+            return abs(float(text) - float(value)) <= 1e-9 * max(abs(float(value)), 1.0)
+        except ValueError:
+            return False
+    return text == write(value)
+
+
+def say_what_the_link_dropped(box, asked: dict[str, list[str]], shown: dict[str, tuple[str, object, object]]) -> None:
+    """A warning for every value of the link (`asked`, the URL as it came) that the page
+    could not use: `shown` maps a bound widget's key to (its label, its value now, how
+    the URL writes a value; None: a number). Streamlit drops such a value from the URL
+    and uses the default, so without this a shared scenario changes silently."""
+    for key, texts in asked.items():
+        if key not in shown:
+            continue
+        label, value, write = shown[key]
+        if isinstance(value, list):
+            used = sorted(texts) == sorted(write(v) for v in value)
+            now = ", ".join(write(v) for v in value) or "none"
+        else:
+            used = means(texts[-1], value, write)
+            now = write(value) if write else f"{value:g}"
+        if used:
+            continue
+        what = ("a law this store does not hold (a fit saved in another store?)" if key == "law"
+                else "a value this page cannot use")
+        box.warning(f"This link asks for {label} = {', '.join(texts)}: {what}. The page shows {now} instead; "
+                    f"results below are for {now}, not for the link's scenario.")
+
+
 def main() -> None:
     st.set_page_config(page_title="Budget planner · Scaling-law workbench", layout="wide")
     st.title("Budget planner")
     st.caption("Split a budget between annotation and model size with the joint law (Eq. 8) and the "
                "cost model Z = Z_data·D + Z_train·N + Z_infer·N (Eq. 11). The URL keeps the scenario: "
                "copy it to share.")
+    asked = {key: st.query_params.get_all(key) for key in st.query_params}   # the link, before widgets drop values
+    dropped_box = st.container()
     store_path = str(Store().path)
     raw_costs = cost_controls()
     top = st.columns([2, 1, 1])
@@ -236,6 +272,11 @@ def main() -> None:
         return
     compare = st.multiselect("Also draw budgets", BUDGETS, default=COMPARE_DEFAULT, format_func=format_count,
                              key="compare", bind="query-params")
+    say_what_the_link_dropped(dropped_box, asked, {
+        "law": ("the law", law_name, str), "budget": ("the budget", budget, format_count),
+        "inference": ("with inference cost", with_inference, lambda v: str(v).lower()),
+        "tolerance": ("the band tolerance", tolerance, None), "compare": ("also draw budgets", compare, format_count),
+        **{c.key: (c.label, st.session_state[c.key], None) for c in COST_CONTROLS}})
     try:
         costs = CostAssumptions(**raw_costs)
         st.sidebar.caption(f"Z_data = ${costs.z_data:.3g}/pair · Z_train = ${costs.z_train:.3g}/param · "

@@ -29,3 +29,25 @@ def test_the_overviews_paper_answer_carries_the_same_warning():
     at = open_page()
     assert_clean(at)
     assert sum("projection" in w.value and "the paper's" in w.value for w in at.warning) == 2
+
+
+def link_warnings(at) -> list[str]:
+    return [w.value for w in at.warning if w.value.startswith("This link asks for")]
+
+
+def test_a_link_naming_a_law_this_store_lacks_says_so():
+    at = open_page(PLANNER, query={"law": "their joint fit [1a2b3c]", "budget": "50k"})
+    assert_clean(at)
+    [said] = link_warnings(at)
+    assert "the law = their joint fit [1a2b3c]" in said and "does not hold" in said and "paper-joint instead" in said
+    assert at.select_slider(key="budget").value == 50_000     # the rest of the link still holds
+
+
+def test_every_value_a_link_loses_is_named_and_a_good_link_gives_no_warning():
+    at = open_page(PLANNER, query={"tolerance": "50", "inference": "maybe", "price_per_pair": "0.60"})
+    assert_clean(at)
+    said = " ".join(link_warnings(at))
+    assert "band tolerance = 50" in said and "with inference cost = maybe" in said
+    assert "Price per annotated pair" not in said              # 0.60 is the paper's 0.6: used, not lost
+    good = open_page(PLANNER, query={"budget": "1M", "inference": "true", "compare": ["5k", "50k"]})
+    assert not link_warnings(good) and good.multiselect(key="compare").value == [5_000, 50_000]
