@@ -51,6 +51,30 @@ def validate_name(kind: str, value: str) -> str:
     return value
 
 
+def is_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode, so UTF-8 can hold it: no lone surrogate, which
+    is what a command-line byte that is not UTF-8 becomes in Python (b'caf\\xe9' ->
+    'caf\\udce9'); such text would be accepted, then fail every read of the store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_text(kind: str, value: str) -> str:
+    """`value` unchanged if it is a string of valid Unicode (is_unicode); else InputError
+    naming `kind` and the value. The one check for free text that is kept (a label, a
+    data set name, a path recorded with a run): names that become paths pass
+    validate_name, whose rule admits ASCII only."""
+    if not isinstance(value, str):
+        raise InputError(f"{kind} must be text, got {type(value).__name__} {value!r}")
+    if not is_unicode(value):
+        raise InputError(f"{kind} {ascii(value[:80])} is not valid UTF-8 text (a byte that is no UTF-8 character, e.g. "
+                         "Latin-1 from a terminal or file name); give it in UTF-8")
+    return value
+
+
 def store_files(db_path: str | Path) -> dict[str, Path]:
     """The files of the store at `db_path` that no output may overwrite (what -> path),
     named without opening it (a running sweep may hold it): the database, its

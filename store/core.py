@@ -9,6 +9,7 @@ import operator
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from store.schema import current_version, migrate
 from store.spool import QUARANTINE, SpoolWriter, quarantined, spool_dir, spool_files
 from store.values import finite_or_none, from_json, to_json, utc_now
 
+_MAX_COUNT = 2**63 - 1  # BIGINT
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
 FINISH_STATUSES = RUN_STATUSES[1:]
 TABLES = ("datasets", "runs", "points", "fits", "exports")
@@ -86,13 +88,20 @@ def _count(name: str, value: Any) -> int:
         raise InputError(f"{name} must be a whole number, got {value!r}") from None
     if number < 0:
         raise InputError(f"{name} must not be negative, got {number}")
+    if number > _MAX_COUNT:
+        raise InputError(f"{name} {number} is too large: the store holds whole numbers up to 2^63 - 1")
     return number
 
 
 def _name(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{name} must be a non-empty string, got {value!r}")
-    return value
+    return paths.validate_text(name, value)
+
+
+def _text(name: str, value: Any) -> str:
+    """Free text kept as it is (a device, a path): valid Unicode, else InputError."""
+    return paths.validate_text(name, str(value))
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
@@ -108,6 +117,8 @@ def _metrics_json(metrics: dict[str, float] | None) -> str | None:
         raise InputError(f"metrics must be a dict of name -> number, got {metrics!r}")
     try:
         return to_json({_name("metric name", k): finite_or_none(v) for k, v in metrics.items()})
+    except InputError:
+        raise
     except (TypeError, ValueError):
         raise InputError(f"metrics must map names to numbers, got {metrics!r}") from None
 
@@ -196,6 +207,11 @@ class Store:
 
     # -- writers: append to the spool, never wait for the database ---------------
 
+    def all_or_nothing(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose writes land together when it ends, or not at all when it raises
+        (an import of many runs: one bad run leaves none of them half-written)."""
+        return self._spool.all_or_nothing()
+
     def register_dataset(
         self,
         name: str,
@@ -213,9 +229,9 @@ class Store:
         """Record a data set; registering the same name again updates it."""
         self._spool.append("register_dataset", {
             "name": _name("dataset name", name),
-            "language": str(language),
-            "format": str(format),
-            "path": str(path),
+            "language": _text("language", language),
+            "format": _text("format", format),
+            "path": _text("data set path", path),
             "n_passages": _count("n_passages", n_passages),
             "n_queries": _count("n_queries", n_queries),
             "n_train_pairs": _count("n_train_pairs", n_train_pairs),
@@ -260,10 +276,10 @@ class Store:
             "annotation": _name("annotation", annotation),
             "dataset": _name("dataset", dataset),
             "seed": _count("seed", seed),
-            "device": str(device),
-            "code_version": str(code_version),
+            "device": _text("device", device),
+            "code_version": _text("code_version", code_version),
             "source": _name("source", source),
-            "label": None if label is None else str(label),
+            "label": None if label is None else _text("label", label),
             "eval_fingerprint": to_json(fingerprint),
             "eval_protocol": protocol.protocol_id(fingerprint),
         })  # fmt: skip
@@ -486,6 +502,7 @@ class Store:
         """Add result rows (n, d, loss, optional label, dataset, annotation, model and
         ranking metrics) as completed runs, all or none; `label` fills rows without
         one and `origin` (where the rows came from) is kept in each run's config."""
+        label = None if label is None else _text("label", label)
         return self._insert_results(_checked_rows(rows), _name("source", source), label, origin)
 
     def replace_rows(self, rows: pd.DataFrame, *, source: str, origin: dict | None = None) -> int:
@@ -552,12 +569,15 @@ class Store:
         are refused.
         """
         path = Path(path).expanduser()
+        label, dataset, annotation = (None if value is None else _text(what, value) for what, value in
+                                      (("label", label), ("dataset", dataset), ("annotation", annotation)))
+        shown_path = _text("import file path (rename it)", path.absolute())
         checked = imports.check_file(path)
         for _, row in checked.good:
             row["dataset"] = row["dataset"] or dataset
             row["annotation"] = row["annotation"] or annotation
         imported = self._insert_results(
-            checked.good, "import", label or path.stem, {"imported_from": str(path.absolute())}
+            checked.good, "import", label or path.stem, {"imported_from": shown_path}
         )
         return ImportReport(path, imported, checked.rejected, checked.ignored_columns)
 

@@ -28,11 +28,14 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.paths import is_unicode
 
 SUFFIX = ".jsonl"
 QUARANTINE = "quarantine.log"  # rejected lines, one JSON object each; not a spool file
@@ -129,6 +132,7 @@ class SpoolWriter:
         self.directory = directory
         self._file: Path | None = None
         self._pid = os.getpid()
+        self._held: list[str] | None = None  # lines of an all_or_nothing block, written at its end
 
     def append(self, op: str, args: dict[str, Any]) -> None:
         """Write one record durably: it survives a SIGKILL once this returns."""
@@ -137,7 +141,8 @@ class SpoolWriter:
     def append_many(self, op: str, args_list: list[dict[str, Any]]) -> None:
         """Write several records of one kind with one write and one fsync (a tracker
         import's thousands of points): all of them survive a SIGKILL once this
-        returns; a crash during the write keeps the records before the torn one."""
+        returns; a crash during the write keeps the records before the torn one.
+        Inside `all_or_nothing` they wait for the end of the block instead."""
         if not args_list:
             return
         now = time.time()
@@ -148,6 +153,30 @@ class SpoolWriter:
             if problem:  # a writer out of step with RECORD_FIELDS: fail here, not at every read
                 raise ValueError(f"not a valid spool record: {problem}")
             lines.append(json.dumps(record, allow_nan=False) + "\n")
+        if self._held is not None:
+            self._held.extend(lines)
+        else:
+            self._write(lines, f"a {op} record")
+
+    @contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Hold the records appended inside the block and write them together at its
+        end (one write, one fsync); a block that raises writes none of them. A nested
+        block belongs to the outer one."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+            lines = self._held
+        finally:
+            self._held = None
+        self._write(lines, f"{len(lines)} records")
+
+    def _write(self, lines: list[str], what: str) -> None:
+        if not lines:
+            return
         try:
             self._append_line("".join(lines).encode())
         except OSError as err:
@@ -156,7 +185,7 @@ class SpoolWriter:
             problem, remedy = _WRITE_FAILURES[err.errno]
             target = self._file or self.directory
             raise SpoolWriteError(
-                f"cannot write a {op} record to the results spool {target}: {problem} ({err.strerror}); {remedy}, "
+                f"cannot write {what} to the results spool {target}: {problem} ({err.strerror}); {remedy}, "
                 f"or point --store (or $WORKBENCH_STORE) at a writable disk with room (the records written before "
                 f"are kept, and ingested on the next store access)"
             ) from err
@@ -226,8 +255,8 @@ class Chunk:
 
 # What each op's record carries: field -> kind. Anything else is refused, so the SQL the
 # ingester builds from these names can never be steered by a spool file's keys.
-TEXT, JSON_TEXT, COUNT, NUMBER = "text", "JSON text", "whole number", "number"
-OPTIONAL_TEXT, OPTIONAL_JSON, OPTIONAL_NUMBER = "text or null", "JSON text or null", "number or null"
+TEXT, JSON_TEXT, COUNT, NUMBER = "UTF-8 text", "JSON text (its strings UTF-8)", "whole number", "number"
+OPTIONAL_TEXT, OPTIONAL_JSON, OPTIONAL_NUMBER = "UTF-8 text or null", "JSON text (its strings UTF-8) or null", "number or null"
 RECORD_FIELDS: dict[str, dict[str, str]] = {
     "register_dataset": {
         "name": TEXT, "language": TEXT, "format": TEXT, "path": TEXT, "n_passages": COUNT,
@@ -258,26 +287,28 @@ ADDED_FIELDS: dict[str, frozenset[str]] = {
     "finish_run": frozenset({"best_calibrated_entropy"}),
 }
 _MAX_COUNT = 2**63 - 1  # BIGINT
+_LAST_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a timestamp column holds
 
 
 def _fits(kind: str, value: Any) -> bool:
     if value is None:
         return kind.endswith("or null")
     if kind in (TEXT, OPTIONAL_TEXT):
-        return isinstance(value, str)
+        return isinstance(value, str) and is_unicode(value)
     if kind in (JSON_TEXT, OPTIONAL_JSON):
-        return isinstance(value, str) and _is_json(value)
+        return isinstance(value, str) and is_unicode(value) and _is_json(value)
     if kind == COUNT:
         return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT
     return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
 
 
 def _is_json(text: str) -> bool:
+    """Whether `text` is JSON whose strings are all valid Unicode (an escaped lone
+    surrogate, "\\udce9", parses, and then fails wherever it is written out)."""
     try:
-        json.loads(text)
+        return is_unicode(json.dumps(json.loads(text), ensure_ascii=False))
     except (ValueError, RecursionError):
         return False
-    return True
 
 
 def _finite(value: int | float) -> bool:
@@ -293,8 +324,8 @@ def check_record(record: Any) -> str | None:
         return "a record is an object with exactly op, ts and args"
     if record["op"] not in RECORD_FIELDS:
         return f"unknown op {record['op']!r}"
-    if not _fits(NUMBER, record["ts"]):
-        return f"ts must be a number, got {record['ts']!r}"
+    if not _fits(NUMBER, record["ts"]) or not 0 <= record["ts"] < _LAST_TIME:
+        return f"ts must be seconds since 1970 before the year 10000, got {record['ts']!r}"
     args, expected = record["args"], RECORD_FIELDS[record["op"]]
     if not isinstance(args, dict):
         return "args must be an object"

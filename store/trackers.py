@@ -30,14 +30,16 @@ import json
 import math
 import sqlite3
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from engine.errors import InputError
+from engine.paths import validate_text
 from engine.progress import CommandProgress
 from store.imports import METRIC_COLUMNS
+from store.spool import spool_files
 
 KINDS = ("tensorboard", "mlflow", "wandb")
 SOURCE = "tracker"
@@ -90,10 +92,24 @@ def read_runs(path: str | Path, kind: str = "auto") -> list[TrackerRun]:
     readers = {"tensorboard": read_tensorboard, "mlflow": read_mlflow, "wandb": read_wandb}
     if kind not in readers:
         raise InputError(f"--kind must be one of auto, {', '.join(KINDS)}; got {kind!r}")
-    runs = readers[kind](path)
+    runs = [_keepable(run) for run in readers[kind](path)]
     if not runs:
         raise InputError(f"{path}: no {kind} runs found there")
     return runs
+
+
+def _readable(text: str) -> str:
+    """`text` read from a tracker's files as text the store can keep: a byte that is not
+    UTF-8 (a Latin-1 folder name) or a lone surrogate (an escape in JSON) becomes U+FFFD."""
+    return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
+def _keepable(run: TrackerRun) -> TrackerRun:
+    """The run with every name the store keeps or the CLI prints readable; `identity`
+    stays as read, so the run id (its hash) is the one it always had."""
+    return replace(run, name=_readable(run.name), location=_readable(run.location),
+                   params={_readable(k): _readable(v) for k, v in run.params.items()},
+                   series={_readable(k): v for k, v in run.series.items()})
 
 
 def detect_kind(path: Path) -> str:
@@ -129,7 +145,7 @@ def read_tensorboard(path: Path) -> list[TrackerRun]:
         mine = scalars[scalars["dir_name"] == folder] if len(scalars) else scalars
         series: dict[str, dict[int, float]] = {}
         for tag, step, value in zip(mine.get("tag", []), mine.get("step", []), mine.get("value", [])):
-            series.setdefault(tag, {})[int(step)] = float(value)
+            series.setdefault(tag, {})[_step(step, f"{root / folder}: {tag}")] = float(value)
         params = {}
         if len(hparams):
             mine_h = hparams[hparams["dir_name"] == folder]
@@ -153,7 +169,7 @@ def _read_mlruns(root: Path) -> list[TrackerRun]:
         if not (run_dir / "metrics").is_dir() or ".trash" in run_dir.parts:
             continue  # an experiment's meta.yaml, or a run already deleted
         try:
-            meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}
+            meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}  # ValueError: not UTF-8
         except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8
             raise InputError(f"{meta_file}: not a readable MLflow meta.yaml ({' '.join(str(err).split())}); fix or remove it") from None
         if not isinstance(meta, dict):
@@ -165,28 +181,61 @@ def _read_mlruns(root: Path) -> list[TrackerRun]:
         for metric_file in sorted(p for p in (run_dir / "metrics").rglob("*") if p.is_file()):
             key = metric_file.relative_to(run_dir / "metrics").as_posix()   # "val/loss" is a nested file
             series[key] = _mlflow_metric_lines(metric_file)
-        params = {p.relative_to(run_dir / "params").as_posix(): p.read_text(encoding="utf-8").strip()
+        params = {p.relative_to(run_dir / "params").as_posix(): _text_of(p)
                   for p in sorted((run_dir / "params").rglob("*")) if p.is_file()} if (run_dir / "params").is_dir() else {}
         name_tag = run_dir / "tags" / "mlflow.runName"
-        name = name_tag.read_text(encoding="utf-8").strip() if name_tag.is_file() else meta.get("run_name") or run_uuid
+        name = _text_of(name_tag) if name_tag.is_file() else meta.get("run_name") or run_uuid
         runs.append(TrackerRun("mlflow", run_uuid, str(name), params, series, str(run_dir.resolve())))
     return runs
+
+
+def _text_of(path: Path) -> str:
+    """A parameter or tag file's value; a byte that is not UTF-8 reads as U+FFFD."""
+    return path.read_text(encoding="utf-8", errors="replace").strip()
 
 
 def _mlflow_metric_lines(path: Path) -> dict[int, float]:
     """`timestamp value step` per line (MLflow's file store); the last value per step wins."""
     values = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) not in (2, 3):
             raise InputError(f"{path}:{number}: expected 'timestamp value step', got {line!r}")
         try:
-            values[int(parts[2]) if len(parts) == 3 else 0] = float(parts[1])
+            value = float(parts[1])
         except ValueError:
             raise InputError(f"{path}:{number}: expected 'timestamp value step', got {line!r}") from None
+        values[_step(parts[2], f"{path}:{number}") if len(parts) == 3 else 0] = value
     return values
+
+
+_MAX_STEP = 2**63 - 1  # the store's BIGINT
+
+
+def _step(value: object, where: str) -> int:
+    """A logged step as the store keeps it: a whole number from 0 to 2^63 - 1 (1.0 is
+    step 1; 1.7, NaN, text are no step); else InputError naming where it was read."""
+    number = value.item() if hasattr(value, "item") else value  # numpy scalars
+    if isinstance(number, str):
+        number = _parsed(number)
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= _MAX_STEP:
+        raise InputError(f"{where}: step {value!r} is not a whole number from 0 to 2^63 - 1; "
+                         "fix the export (a step counts optimizer steps)")
+    return number
+
+
+def _parsed(text: str) -> int | float | None:
+    """`text` as an int (exactly, however large) or a float; None if it is neither."""
+    for kind in (int, float):
+        try:
+            return kind(text.strip())
+        except ValueError:
+            continue
+    return None
 
 
 def _read_mlflow_sqlite(path: Path) -> list[TrackerRun]:
@@ -206,13 +255,45 @@ def _read_mlflow_sqlite(path: Path) -> list[TrackerRun]:
         con.close()
     series: dict[str, dict[str, dict[int, float]]] = {}
     for run_uuid, key, step, value, is_nan in metrics:  # ordered by timestamp: the last value per step wins
-        series.setdefault(run_uuid, {}).setdefault(key, {})[int(step)] = math.nan if is_nan else float(value)
+        where = f"{path}: metrics of run {run_uuid}, {key}"
+        series.setdefault(str(run_uuid), {}).setdefault(str(key), {})[_step(step, where)] = \
+            math.nan if is_nan else _number(value, f"{where} at step {step}")
     run_params: dict[str, dict[str, str]] = {}
     for run_uuid, key, value in params:
-        run_params.setdefault(run_uuid, {})[key] = str(value)
-    return [TrackerRun("mlflow", run_uuid, name or run_uuid, run_params.get(run_uuid, {}), series.get(run_uuid, {}),
-                       f"{path.resolve()}#{run_uuid}")
+        run_params.setdefault(str(run_uuid), {})[str(key)] = str(value)
+    return [TrackerRun("mlflow", str(run_uuid), str(name or run_uuid), run_params.get(str(run_uuid), {}),
+                       series.get(str(run_uuid), {}), f"{path.resolve()}#{run_uuid}")
             for run_uuid, name, stage in runs if stage != "deleted"]
+
+
+def _number(value: object, where: str) -> float:
+    """A metric's value: a number (an SQLite cell may hold NULL or text); else InputError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise InputError(f"{where}: value {value!r} is not a number; fix the tracking store (or mark it is_nan)")
+
+
+def _check_wandb_table(history: Path, table: pd.DataFrame) -> None:
+    """InputError for a history table that would be read wrong: a column named twice
+    (pandas keeps the first as it is and renames the second "x.1"), or a cell holding a
+    line break (a quote left open joins the rows after it into one cell)."""
+    names = _csv_header(history) if history.suffix != ".parquet" else [str(c) for c in table.columns]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"{history}: the column(s) {', '.join(map(repr, twice))} appear more than once; "
+                         "keep one of each (which one holds the metric is not for the importer to guess)")
+    for column in table.columns:
+        if table[column].map(lambda cell: isinstance(cell, str) and "\n" in cell).any():
+            raise InputError(f"{history}: column {column!r} has a cell that runs over several lines (a quote "
+                             "left open?); close the quote so each row is one line")
+
+
+def _csv_header(history: Path) -> list[str]:
+    """The CSV header's names as written (pandas renames repeated ones)."""
+    import csv
+
+    with open(history, encoding="utf-8", errors="replace", newline="") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
 
 
 def read_wandb(path: Path) -> list[TrackerRun]:
@@ -229,8 +310,9 @@ def _read_wandb_run(history: Path) -> TrackerRun:
         raise InputError(f"{history}: not a readable W&B history table ({err})") from None
     if "_step" not in table.columns:
         raise InputError(f"{history}: no _step column (W&B history exports have one)")
+    _check_wandb_table(history, table)
     series = {}
-    steps = table["_step"]
+    steps = [_step(step, f"{history}: row {row} of _step") for row, step in enumerate(table["_step"], start=1)]
     for column in table.columns:
         if column.startswith("_"):
             continue  # _step, _runtime, _timestamp
@@ -252,7 +334,7 @@ def _read_wandb_run(history: Path) -> TrackerRun:
 # ---------------------------------------------------------------- mapping
 
 def run_id_for(run: TrackerRun) -> str:
-    digest = hashlib.sha256(f"{run.kind}\0{run.identity}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{run.kind}\0{run.identity}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{SOURCE}-{run.kind}-{digest}"
 
 
@@ -261,6 +343,7 @@ def map_run(run: TrackerRun, mapping: TrackerMapping) -> MappedRun:
     run_id = run_id_for(run)
     try:
         n, d = _size(run, "N", mapping.n), _size(run, "D", mapping.d)
+        _seed(run.params)
     except ValueError as err:
         return MappedRun(run_id, run, problem=str(err))
     losses = run.series.get(mapping.loss)
@@ -285,8 +368,8 @@ def _size(run: TrackerRun, what: str, spec: str) -> int:
     if text is None:
         raise ValueError(f"no parameter {spec!r} for {what} (parameters: {', '.join(sorted(run.params)) or 'none'})")
     value = float(text) if _is_number(text) else math.nan
-    if not (math.isfinite(value) and value > 0 and value.is_integer()):
-        raise ValueError(f"{what} from {spec!r} is {text!r}, not a positive whole number")
+    if not (math.isfinite(value) and value > 0 and value.is_integer() and value <= _MAX_STEP):
+        raise ValueError(f"{what} from {spec!r} is {text!r}, not a whole number from 1 to 2^63 - 1")
     return int(value)
 
 
@@ -298,7 +381,8 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def check_mapping(mapping: TrackerMapping) -> TrackerMapping:
+def check_mapping(mapping: TrackerMapping, label: str | None = None) -> TrackerMapping:
+    """`mapping` if its names can be used and kept (the label too); else InputError."""
     unknown = set(mapping.metrics) - set(METRIC_COLUMNS)
     if unknown:
         raise InputError(f"--metric names the workbench metric first: one of {', '.join(METRIC_COLUMNS)}; "
@@ -307,24 +391,32 @@ def check_mapping(mapping: TrackerMapping) -> TrackerMapping:
                         ("--dataset", mapping.dataset), ("--annotation", mapping.annotation)):
         if not value or not str(value).strip():
             raise InputError(f"{what} must not be empty")
+        validate_text(what, value)
+    for what, value in (("--model", mapping.model), ("--label", label), *mapping.metrics.items()):
+        if value is not None:
+            validate_text(what if what.startswith("--") else f"--metric {what}", value)
     return mapping
 
 
 # ---------------------------------------------------------------- preview and import
 
-def preview(store, path: str | Path, mapping: TrackerMapping, kind: str = "auto") -> list[dict]:
-    """What `import_runs` would do, one row per run, writing nothing."""
-    mapped = [map_run(run, check_mapping(mapping)) for run in read_runs(path, kind)]
-    return [_summary(run, _run_ids(store)) for run in mapped]
+def preview(store, path: str | Path, mapping: TrackerMapping, kind: str = "auto",
+            label: str | None = None) -> list[dict]:
+    """What `import_runs` would do, one row per run, writing nothing (not even a new
+    store file)."""
+    mapped = [map_run(run, check_mapping(mapping, label)) for run in read_runs(path, kind)]
+    existing = _run_ids(store)
+    return [_summary(run, existing) for run in mapped]
 
 
 def import_runs(store, path: str | Path, mapping: TrackerMapping, kind: str = "auto",
                 label: str | None = None) -> list[dict]:
-    """Import every mappable run under `path`; the same runs again update in place."""
-    mapped = [map_run(run, check_mapping(mapping)) for run in read_runs(path, kind)]
+    """Import every mappable run under `path`, all of them or none (a run the store
+    refuses leaves no other run written); the same runs again update in place."""
+    mapped = [map_run(run, check_mapping(mapping, label)) for run in read_runs(path, kind)]
     existing = _run_ids(store)
     summaries = [_summary(run, existing) for run in mapped]
-    with CommandProgress("import", len(mapped), "run", desc="importing runs") as progress:
+    with CommandProgress("import", len(mapped), "run", desc="importing runs") as progress, store.all_or_nothing():
         for run in mapped:
             if run.problem is None:
                 _write(store, run, mapping, label)
@@ -333,6 +425,10 @@ def import_runs(store, path: str | Path, mapping: TrackerMapping, kind: str = "a
 
 
 def _run_ids(store) -> set[str]:
+    """The store's run ids; none where it has neither file nor spool yet (a preview
+    then makes no store)."""
+    if not store.path.exists() and not spool_files(store.spool_dir):
+        return set()
     runs = store.runs()
     return set(runs["run_id"]) if len(runs) else set()
 
@@ -347,7 +443,7 @@ def _summary(run: MappedRun, existing: set[str]) -> dict:
 def _write(store, run: MappedRun, mapping: TrackerMapping, label: str | None) -> None:
     source = run.source
     model = source.params.get(mapping.model) if mapping.model else None
-    config = {"imported_from": source.kind, "location": source.location, "identity": source.identity,
+    config = {"imported_from": source.kind, "location": source.location, "identity": _readable(source.identity),
               "tracker_run_name": source.name, "params": source.params, "mapping": asdict(mapping)}
     store.start_run(config=config, model_name=model or source.name, n_params=run.n, n_params_strict=run.n,
                     train_pairs=run.d, annotation=mapping.annotation, dataset=mapping.dataset,
@@ -361,5 +457,12 @@ def _write(store, run: MappedRun, mapping: TrackerMapping, label: str | None) ->
 
 
 def _seed(params: dict[str, str]) -> int:
+    """The run's `seed` parameter (0 where it has none, or a negative or text one);
+    ValueError for a number no seed can be (inf, 1e30, 1.5)."""
     value = params.get("seed")
-    return int(float(value)) if value is not None and _is_number(value) and float(value) >= 0 else 0
+    if value is None or not _is_number(value) or float(value) < 0:
+        return 0
+    number = float(value)
+    if not (math.isfinite(number) and number.is_integer() and number <= _MAX_STEP):
+        raise ValueError(f"parameter seed is {value!r}, not a whole number from 0 to 2^63 - 1")
+    return int(number)

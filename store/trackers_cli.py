@@ -34,7 +34,7 @@ def run(store, args) -> int:
     mapping = TrackerMapping(loss=args.loss, n=args.n, d=args.d, metrics=_metric_pairs(args.metric),
                              dataset=args.dataset, annotation=args.annotation, model=args.model)
     if args.dry_run:
-        rows = preview(store, args.path, mapping, args.kind)
+        rows = preview(store, args.path, mapping, args.kind, label=args.label)
     else:
         rows = import_runs(store, args.path, mapping, args.kind, label=args.label)
     imported = sum(row["action"] != "skip" for row in rows)

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import Any
 
 from engine.errors import InputError
+from engine.paths import validate_text
 
 
 def utc_now() -> dt.datetime:
@@ -30,16 +31,18 @@ def _plain(value: Any) -> Any:
     """`value` as JSON-native types; non-finite floats become None (JSON has no NaN)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        return validate_text("a text value", value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {_plain(str(key)): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     if isinstance(value, enum.Enum):
         return _plain(value.value)
     if isinstance(value, PurePath):
-        return str(value)
+        return validate_text("a path", str(value))
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy

@@ -93,6 +93,19 @@ BAD_LINES = {
                                               "metrics": "{not json", "wall_time_s": 1.0}),
     "count out of range": _record("add_point", {"run_id": "r", "step": 2**70, "contrastive_entropy": 1.0,
                                                 "metrics": None, "wall_time_s": 1.0}),
+    # before: accepted, then every read failed (a timestamp out of range, text UTF-8 cannot hold)
+    "ts past the year 9999": json.dumps({"op": "add_point", "ts": 1e300, "args": {
+        "run_id": "r", "step": 3, "contrastive_entropy": 1.0, "metrics": None, "wall_time_s": 1.0}}),
+    "ts before 1970": json.dumps({"op": "add_point", "ts": -1e15, "args": {
+        "run_id": "r", "step": 3, "contrastive_entropy": 1.0, "metrics": None, "wall_time_s": 1.0}}),
+    "lone surrogate in text": _record("start_run", {**dict(zip(("run_id", "config", "model_name"),
+                                                               ("r9", "{}", "caf\udce9"))),
+                                                    "n_params": 1, "n_params_strict": 1, "train_pairs": 1,
+                                                    "annotation": "human", "dataset": "d", "seed": 0, "device": "cpu",
+                                                    "code_version": "x", "source": "engine", "label": "a\ud800"}),
+    "lone surrogate in JSON text": _record("add_point", {"run_id": "r", "step": 3, "contrastive_entropy": 1.0,
+                                                         "metrics": json.dumps({"caf\udce9": 0.5}),
+                                                         "wall_time_s": 1.0}),
 }
 
 

@@ -59,10 +59,12 @@ def _common(parser) -> None:
 
 
 def _check_outputs(args) -> None:
-    """Before generating (which can take hours): the folder that will hold --out can
-    be made, and the --store to register in is a store."""
-    from engine.paths import make_output_folder
+    """Before generating (which can take hours): the --name is text the store can keep,
+    the folder that will hold --out can be made, and the --store to register in is a store."""
+    from engine.paths import make_output_folder, validate_text
 
+    if args.name is not None:
+        validate_text("--name", args.name)
     make_output_folder(args.out.expanduser().absolute().parent, args.out)
     if args.store:
         from store import Store

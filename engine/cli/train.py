@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.paths import validate_text
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.train import train
 
     cfg = train_config_from_args(args)
+    _check_texts(cfg)
     store = None
     if not args.no_store:
         from store import Store
@@ -124,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {result.run_id}{done}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "
               f"entropy {result.best_contrastive_entropy} at step {result.best_step}; model in {result.run_dir}/model")
     return 0
+
+
+def _check_texts(cfg, prefix: str = "--") -> None:
+    """Every text setting (label, annotation, data set paths, model) is kept with the run:
+    refuse one the store cannot hold (engine.paths.validate_text) before training."""
+    for item in dataclasses.fields(cfg):
+        value, flag = getattr(cfg, item.name), prefix + item.name.replace("_", "-")
+        if dataclasses.is_dataclass(value):
+            _check_texts(value, f"{flag}-")
+        elif isinstance(value, str):
+            validate_text(flag, value)
 
 
 def _raise_keyboard_interrupt(signum, frame):

@@ -1,0 +1,267 @@
+"""The newer entry points used as a hostile user would (issue 24): names the store cannot
+hold, outputs that follow links or land on inputs, fits the points cannot determine,
+killed and failing processes, values read wrong without a word, and writers on full or
+read-only disks. Each case ends in one line `error: ...` with exit code 2 and nothing
+half-written, or in a result that is correct; never a traceback, never a poisoned store.
+
+Sections, by feature: the store and its spool; import-tracker; outputs (study --out,
+export-model, annotate, emit slurm, plan-runs, laws fit); fits; processes."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from store import Store
+from tests.conftest import ROOT
+
+NOT_UTF8 = "caf\udce9"  # what Python makes of the command-line bytes b"caf\xe9" (Latin-1 é)
+
+
+def store_main(argv):
+    from store.__main__ import main
+
+    return main([str(a) for a in argv])
+
+
+def engine_main(argv):
+    from engine.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def assert_store_reads(store: Store) -> None:
+    """Every reader still works and nothing was set aside: the store is not poisoned."""
+    store.runs(), store.points(), store.datasets(), store.law_points()
+    assert store.info()["spool_records_quarantined"] == 0
+
+
+# ---------------------------------------------------------------- the store and its spool
+
+@pytest.mark.parametrize("write", ["label", "dataset name", "model name", "config text", "metric name", "device"])
+def test_the_store_refuses_text_utf8_cannot_hold(tmp_path, write):
+    """Before: accepted into the spool, then every read failed (surrogate '\\udce9')."""
+    from engine.errors import InputError
+
+    store = Store(tmp_path / "s.duckdb")
+    run = dict(config={}, model_name="m", n_params=10, n_params_strict=10, train_pairs=10, annotation="human",
+               dataset="d", seed=0, device="cpu", code_version="x", run_id="r1")
+    calls = {
+        "label": lambda: store.start_run(**run, label=NOT_UTF8),
+        "dataset name": lambda: store.register_dataset(NOT_UTF8, language="en", format="beir", path="/d",
+                                                       n_passages=1, n_queries=1, n_train_pairs=1, n_test_pairs=1),
+        "model name": lambda: store.start_run(**{**run, "model_name": NOT_UTF8}),
+        "config text": lambda: store.start_run(**{**run, "config": {"dataset": f"/data/{NOT_UTF8}"}}),
+        "metric name": lambda: store.add_point("r1", step=1, contrastive_entropy=1.0, metrics={NOT_UTF8: 0.5},
+                                               wall_time_s=1.0),
+        "device": lambda: store.start_run(**{**run, "device": NOT_UTF8}),
+    }
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        calls[write]()
+    assert_store_reads(store)
+
+
+def test_a_step_past_bigint_is_refused_when_written_not_at_every_read(tmp_path):
+    from engine.errors import InputError
+
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(InputError, match="too large"):
+        store.add_point("r1", step=2**63, contrastive_entropy=1.0, wall_time_s=1.0)
+
+
+def test_store_import_refuses_a_label_not_in_utf8(tmp_path, capsys):
+    table = tmp_path / "rows.csv"
+    table.write_text("n,d,loss\n1000,100,3.0\n")
+    for flag in ("--label", "--dataset", "--annotation"):
+        assert store_main(["import", table, flag, NOT_UTF8]) == 2
+        assert "not valid UTF-8" in one_error_line(capsys)
+    assert_store_reads(Store())
+    assert len(Store().runs()) == 0
+
+
+def test_annotate_refuses_a_name_not_in_utf8_before_generating(tmp_path, capsys):
+    from test_data import write_synthetic
+
+    data, out = write_synthetic(tmp_path / "syn"), tmp_path / "ict"
+    assert engine_main(["annotate", "ict", "--dataset", data, "--out", out, "--store", Store().path,
+                        "--name", NOT_UTF8]) == 2
+    assert "--name 'caf\\udce9' is not valid UTF-8" in one_error_line(capsys)
+    assert not out.exists()
+    assert_store_reads(Store())
+
+
+def test_train_refuses_a_label_not_in_utf8_before_training(tmp_path, capsys):
+    from test_data import write_synthetic
+
+    data = write_synthetic(tmp_path / "syn")
+    assert engine_main(["train", "--dataset", data, "--model", "scratch-L1-H32", "--steps", "1",
+                        "--label", NOT_UTF8]) == 2
+    assert "--label 'caf\\udce9' is not valid UTF-8" in one_error_line(capsys)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert_store_reads(Store())
+
+
+# ---------------------------------------------------------------- import-tracker
+
+def write_wandb_runs(root, histories: dict[str, str | pd.DataFrame], config=None):
+    """W&B run folders: name -> history (CSV text, or a table written as CSV), one config."""
+    for name, history in histories.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        if isinstance(history, str):
+            (folder / "history.csv").write_text(history)
+        else:
+            history.to_csv(folder / "history.csv", index=False)
+        (folder / "config.json").write_text(json.dumps(config or {"n": {"value": 1000}, "d": {"value": 500}}))
+    return root
+
+
+GOOD_HISTORY = "_step,loss\n100,3.0\n200,2.5\n"
+TRACKER_FLAGS = ["--loss", "loss", "--n", "n", "--d", "d"]
+
+
+@pytest.mark.parametrize("flag", ["--label", "--dataset", "--annotation", "--model", "--loss"])
+def test_import_tracker_refuses_names_not_in_utf8(tmp_path, capsys, flag):
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    flags = [*TRACKER_FLAGS[:1], NOT_UTF8, *TRACKER_FLAGS[2:]] if flag == "--loss" else [*TRACKER_FLAGS, flag, NOT_UTF8]
+    assert store_main(["import-tracker", source, *flags]) == 2
+    assert "not valid UTF-8" in one_error_line(capsys)
+    assert_store_reads(Store())
+
+
+def test_import_tracker_refuses_a_latin1_label_from_the_real_command_line(tmp_path):
+    """The bytes as a shell passes them (--label $'caf\\xe9'), not a Python string."""
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    done = subprocess.run([sys.executable.encode(), b"-m", b"store", b"import-tracker", bytes(source),
+                           *(flag.encode() for flag in TRACKER_FLAGS), b"--label", b"caf\xe9"],
+                          cwd=ROOT, capture_output=True, timeout=300)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr and b"not valid UTF-8" in done.stderr
+    assert_store_reads(Store())
+
+
+def import_tracker(capsys, source, *flags):
+    """(exit code, stdout, stderr) of `store import-tracker SOURCE --loss loss --n n --d d FLAGS`."""
+    code = store_main(["import-tracker", source, *TRACKER_FLAGS, *flags])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, err
+
+
+def assert_nothing_imported(store: Store) -> None:
+    assert len(store.runs()) == 0 and len(store.points()) == 0
+    assert_store_reads(store)
+
+
+@pytest.mark.parametrize("history, message", [
+    ("_step,loss\n1.7,3.0\n1.2,2.5\n", "step 1.7 is not a whole number"),      # before: both became step 1
+    ("_step,loss\n1,3.0\n,2.5\n", "step nan is not a whole number"),            # before: ValueError
+    ("_step,loss\n1,3.0\nlater,2.5\n", "step 'later' is not a whole number"),   # before: ValueError
+    ("_step,loss\n1,3.0\n9223372036854775808,2.5\n", "from 0 to 2^63 - 1"),     # before: spool ValueError
+    ("_step,loss,loss\n1,3.0,9.0\n", "'loss' appear more than once"),          # before: the first, silently
+    ('_step,loss,note\n1,3.0,"open\n2,2.5,x\n3,2.0,y"\n', "runs over several lines"),  # before: rows 2-3 lost
+])
+def test_import_tracker_wandb_history_read_wrong_is_refused(tmp_path, capsys, history, message):
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY, "b": history})
+    code, _, err = import_tracker(capsys, source)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert_nothing_imported(Store())
+
+
+def test_import_tracker_is_all_or_nothing_when_the_store_refuses_one_run(tmp_path, monkeypatch):
+    """Before: the first run stayed imported and the second was a "running" stub."""
+    from engine.errors import InputError
+    from store.trackers import TrackerMapping, import_runs
+
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY, "b": GOOD_HISTORY})
+    store, real = Store(), Store.finish_run
+    calls = []
+
+    def refuse_the_second(self, run_id, **kwargs):
+        calls.append(run_id)
+        if len(calls) == 2:
+            raise InputError("simulated refusal")
+        real(self, run_id, **kwargs)
+
+    monkeypatch.setattr(Store, "finish_run", refuse_the_second)
+    with pytest.raises(InputError, match="simulated"):
+        import_runs(store, source, TrackerMapping(loss="loss", n="n", d="d"))
+    assert len(calls) == 2
+    assert_nothing_imported(store)
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"n": {"value": 1e30}, "d": {"value": 500}}, "not a whole number from 1 to 2^63 - 1"),
+    ({"n": {"value": 1000}, "d": {"value": 500}, "seed": {"value": "inf"}}, "parameter seed is 'inf'"),
+    ({"n": {"value": 1000}, "d": {"value": 500}, "seed": {"value": 1e30}}, "parameter seed is '1e+30'"),
+])
+def test_import_tracker_sizes_and_seeds_no_store_can_hold_skip_the_run(tmp_path, capsys, config, problem):
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY}, config=config)
+    code, _, err = import_tracker(capsys, source)
+    assert code == 2 and problem in err, err
+    assert_nothing_imported(Store())
+
+
+def test_import_tracker_n_given_as_a_number_past_bigint(tmp_path, capsys):
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    code = store_main(["import-tracker", source, "--loss", "loss", "--n", "1e30", "--d", "d"])
+    assert code == 2 and "not a whole number from 1 to 2^63 - 1" in one_error_line(capsys)
+
+
+def test_import_tracker_latin1_run_folder_is_imported_under_a_readable_name(tmp_path, capsys):
+    import os
+
+    root = tmp_path / "w"
+    write_wandb_runs(root, {"plain": GOOD_HISTORY})
+    os.rename(root / "plain", os.path.join(bytes(root), b"caf\xe9"))  # a folder name in Latin-1
+    code, out, _ = import_tracker(capsys, root)
+    assert code == 0 and "caf\ufffd" in out
+    (run,) = Store().runs().to_dict("records")
+    assert run["label"] == "caf\ufffd" and run["best_contrastive_entropy"] == 2.5
+    again, _, _ = import_tracker(capsys, root, "--json")  # the same folder is the same run
+    assert again == 0 and len(Store().runs()) == 1
+    assert_store_reads(Store())
+
+
+def test_import_tracker_mlflow_files_not_in_utf8(tmp_path, capsys):
+    from test_trackers import write_mlruns
+
+    mlruns = write_mlruns(tmp_path / "m")
+    first = sorted(p for p in mlruns.glob("1/*") if p.is_dir())[0]
+    (first / "params" / "note").write_bytes(b"caf\xe9")                    # a parameter: read, é as U+FFFD
+    code, _, _ = import_tracker(capsys, mlruns, "--loss", "val/ce")
+    assert code == 0 and len(Store().runs()) == 2
+    (first / "metrics" / "val" / "ce").write_bytes(b"1700000000000 caf\xe9 100\n")  # a metric: no number
+    code, _, err = import_tracker(capsys, mlruns, "--loss", "val/ce")
+    assert code == 2 and "expected 'timestamp value step'" in err and err.count("\n") == 1
+    (first / "metrics" / "val" / "ce").write_text(f"1700000000000 3.0 {2**63}\n")
+    code, _, err = import_tracker(capsys, mlruns, "--loss", "val/ce")
+    assert code == 2 and "from 0 to 2^63 - 1" in err
+    assert_store_reads(Store())
+
+
+@pytest.mark.parametrize("column, value", [("value", None), ("value", "abc"), ("step", None), ("step", "ten")])
+def test_import_tracker_mlflow_sqlite_cells_of_the_wrong_kind(tmp_path, capsys, column, value):
+    import sqlite3
+
+    from test_trackers import write_mlflow_sqlite
+
+    database = write_mlflow_sqlite(tmp_path / "mlflow.db")
+    with sqlite3.connect(database) as con:
+        con.execute(f"UPDATE metrics SET {column} = ? WHERE step = 100", (value,))
+    code, _, err = import_tracker(capsys, database, "--loss", "val/ce")
+    assert code == 2 and "is not a" in err and err.count("\n") == 1, err
+    assert_nothing_imported(Store())
+
+
+def test_import_tracker_dry_run_makes_no_store(tmp_path, capsys):
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    code, out, _ = import_tracker(capsys, source, "--dry-run")
+    assert code == 0 and "would import 1 of 1" in out
+    assert not Store().path.exists() and not Store().spool_dir.exists()
