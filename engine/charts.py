@@ -87,21 +87,30 @@ def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "
     curve. The x axis spans the curves (`residual_chart` spans the same range), the y
     axis every point and interval, each with a margin for the markers."""
     x_enc = log_axis("x:Q", AXIS_TITLES[x], [float(curves["x"].min()), float(curves["x"].max())])
-    y_columns = [curves[c] for c in ("pred", "ci_lo", "ci_hi") if c in curves]
-    y_columns += [points[c] for c in ("loss", "pi_lo", "pi_hi") if c in points]
-    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=log_domain(*y_columns))
+    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=law_loss_domain(points, curves, x))
     series = list(curves["series"].unique())           # in the order drawn: by size, not alphabet
     legend = alt.Legend(title=None, symbolType="stroke", symbolOpacity=1) if len(series) > 1 else None
     color = alt.Color("series:N", scale=alt.Scale(domain=series, scheme=CATEGORY_SCHEME), legend=legend)
     layers = []
     if "ci_lo" in curves:
-        layers.append(alt.Chart(curves).mark_area(opacity=0.18).encode(
+        layers.append(alt.Chart(curves).mark_area(opacity=0.18, clip=True).encode(
             x=x_enc, y=alt.Y("ci_lo:Q", scale=y_scale, title=LOSS_TITLE), y2="ci_hi:Q", color=color))
-    layers.append(alt.Chart(curves).mark_line(strokeDash=[6, 4]).encode(
+    layers.append(alt.Chart(curves).mark_line(strokeDash=[6, 4], clip=True).encode(
         x=x_enc, y=alt.Y("pred:Q", scale=y_scale, title=LOSS_TITLE), color=color))
     if len(points):
         layers.extend(_point_layers(points.assign(x=points[x]), x_enc, y_scale, color))
     return alt.layer(*layers).properties(title=title, height=380).interactive()
+
+
+def law_loss_domain(points: pd.DataFrame, curves: pd.DataFrame, x: str) -> list[float]:
+    """The loss axis of a law chart: the points, their prediction intervals and the
+    curves where the points are (with a margin); where a weak law runs off beyond the
+    points (40 nats left of the smallest N) the curve is cut at the edge, not drawn
+    with the points squashed at the bottom. Without points: the curves."""
+    if not len(points):
+        return log_domain(*(curves[c] for c in ("pred", "ci_lo", "ci_hi") if c in curves))
+    inside = curves[(curves["x"] >= points[x].min()) & (curves["x"] <= points[x].max())]
+    return log_domain(inside["pred"], *(points[c] for c in ("loss", "pi_lo", "pi_hi") if c in points))
 
 
 def _point_layers(points: pd.DataFrame, x_enc: alt.X, y_scale: alt.Scale, color: alt.Color) -> list[alt.Chart]:
@@ -165,41 +174,63 @@ def budget_chart(curves: pd.DataFrame, optima: pd.DataFrame, highlight: float,
                  decision: DecisionUncertainty | None = None,
                  support: tuple[float, float] | None = None) -> alt.LayerChart:
     """Predicted loss against N for each budget; a diamond at the optimum and a bar
-    spanning the near-optimal band at the band's loss level. The loss axis stops at
-    LOSS_AXIS_CAP times the worst optimum: where a budget runs out of data the loss
-    explodes, and drawing that would flatten everything else. With `decision` (of the
-    highlighted budget), each bootstrap law's N* as a faint tick under the curve, its
-    interval as a black bar and the robust choice as a triangle; with `support` (the
-    fit's N range), grey bands where the law extrapolates."""
-    top, bottom = LOSS_AXIS_CAP * optima["loss"].max(), 0.9 * optima["loss"].min()
-    curves = curves[curves["loss"] <= top]
+    spanning the near-optimal band at the band's loss level. The axes hold the curves,
+    every diamond and band, and (with `decision`, of the highlighted budget) a strip
+    below them: each bootstrap law's N* as a faint tick, its interval as a black bar and
+    the robust choice as a triangle (`budget_axes`). With `support` (the N range the law
+    was fitted to), grey bands where the law extrapolates."""
+    curves, x_domain, y_domain, strip = budget_axes(curves, optima, decision)
     curves = with_count_labels(curves, ["n", "d"]).assign(budget_label=curves["budget"].map(budget_label),
                                                           width=np.where(curves["budget"] == highlight, 3.5, 1.5))
     order = [budget_label(b) for b in sorted(curves["budget"].unique())]
     color = alt.Color("budget_label:N", scale=alt.Scale(domain=order, scheme=CATEGORY_SCHEME), title="budget")
-    y_scale = alt.Scale(type="log", domain=[bottom, top])
-    lines = alt.Chart(curves).mark_line().encode(
-        x=log_axis("n:Q", AXIS_TITLES["n"]),
+    y_scale = alt.Scale(type="log", domain=y_domain, nice=False)
+    x_scale = alt.Scale(type="log", domain=x_domain, nice=False)
+    lines = alt.Chart(curves).mark_line(clip=True).encode(
+        x=log_axis("n:Q", AXIS_TITLES["n"], x_domain),
         y=alt.Y("loss:Q", scale=y_scale, title=f"predicted {LOSS_TITLE}"),
         color=color, strokeWidth=alt.StrokeWidth("width:Q", legend=None),
         tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_label:N", title="N"),
                  alt.Tooltip("d_label:N", title="D"), alt.Tooltip("loss:Q", format=".4f")])
     bands = alt.Chart(optima).mark_rule(strokeWidth=6, opacity=0.5).encode(
-        x="band_lo:Q", x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=color)
+        x=alt.X("band_lo:Q", scale=x_scale), x2="band_hi:Q", y=alt.Y("band_loss:Q", scale=y_scale), color=color)
     dots = alt.Chart(optima).mark_point(filled=True, size=120, shape="diamond", stroke="black",
                                         strokeWidth=0.8, opacity=1).encode(
-        x="n_opt:Q", y=alt.Y("loss:Q", scale=y_scale), color=color,
+        x=alt.X("n_opt:Q", scale=x_scale), y=alt.Y("loss:Q", scale=y_scale), color=color,
         tooltip=[alt.Tooltip("budget_label:N", title="budget"), alt.Tooltip("n_opt_label:N", title="N*"),
                  alt.Tooltip("d_opt_label:N", title="D*"), alt.Tooltip("loss:Q", format=".4f"),
                  alt.Tooltip("band_lo_label:N", title="band from"),
                  alt.Tooltip("band_hi_label:N", title="band to")])
     layers = [lines, bands, dots]
     if support is not None:
-        layers.insert(0, support_shading(support, (float(curves["n"].min()), float(curves["n"].max()))))
+        layers.insert(0, support_shading(support, tuple(x_domain)))
     if decision is not None:
-        at_loss = 0.97 * float(optima.loc[optima["budget_label"] == budget_label(highlight), "loss"].iloc[0])
-        layers += n_opt_spread(decision, at_loss, y_scale)
+        layers += n_opt_spread(decision, strip, y_scale, x_scale)
     return alt.layer(*layers).properties(height=440)
+
+
+STRIP_SHARE = 0.12    # of the loss axis's (log) height: the strip under the curves for the N* spread
+MIN_LOSS_SPAN = 0.02  # log units: a loss axis at least this tall, so a flat law's curves are told apart
+
+
+def budget_axes(curves: pd.DataFrame, optima: pd.DataFrame,
+                decision: DecisionUncertainty | None) -> tuple[pd.DataFrame, list[float], list[float], float]:
+    """(curves cut at LOSS_AXIS_CAP times the worst optimum, the N domain, the loss
+    domain, the loss of the N* strip). The loss axis spans the curves, diamonds and bands
+    (where a budget runs out of data the loss explodes: drawing that flattens the rest),
+    plus a strip below them for the N* spread; the N axis spans the curves, the bands,
+    the optima and the spread, so no marker sits on an edge."""
+    curves = curves[curves["loss"] <= LOSS_AXIS_CAP * optima["loss"].max()]
+    low = float(min(curves["loss"].min(), optima["loss"].min()))
+    high = float(max(curves["loss"].max(), optima["band_loss"].max()))
+    span = max(np.log(high / low), MIN_LOSS_SPAN)
+    strip = low * np.exp(-STRIP_SHARE * span) if decision is not None else low
+    bottom = strip * np.exp(-0.5 * STRIP_SHARE * span) if decision is not None else low
+    y_domain = [bottom / MARKER_MARGIN, high * MARKER_MARGIN]
+    n_columns = [curves["n"], optima["n_opt"], optima["band_lo"], optima["band_hi"]]
+    if decision is not None:
+        n_columns += [pd.Series(decision.n_opt_samples), pd.Series([decision.n_robust, *decision.n_opt_interval])]
+    return curves, log_domain(*n_columns), y_domain, float(strip)
 
 
 BEYOND_SUPPORT_COLOR = "#7f7f7f"
@@ -233,22 +264,24 @@ def n_opt_histogram(n_opt_samples: np.ndarray, bins: int = SPREAD_BINS) -> pd.Da
     return with_count_labels(pd.DataFrame({"n": centres[keep], "share": counts[keep] / len(logs)}), ["n"])
 
 
-def n_opt_spread(decision: DecisionUncertainty, at_loss: float, y_scale: alt.Scale) -> list[alt.Chart]:
+def n_opt_spread(decision: DecisionUncertainty, at_loss: float, y_scale: alt.Scale,
+                 x_scale: alt.Scale | None = None) -> list[alt.Chart]:
     """Layers at height `at_loss`: the bootstrap laws' N* as ticks whose darkness is the
     share of laws in each log bin, the N* interval as a bar, the robust choice as a triangle."""
     y = alt.Y("loss:Q", scale=y_scale)
+    x_scale = x_scale or alt.Scale(type="log")
     ticks = alt.Chart(n_opt_histogram(decision.n_opt_samples).assign(loss=at_loss)).mark_tick(
         thickness=2, size=14, color="black").encode(
-        x="n:Q", y=y, opacity=alt.Opacity("share:Q", scale=alt.Scale(range=[0.08, 0.9]), legend=None),
+        x=alt.X("n:Q", scale=x_scale), y=y, opacity=alt.Opacity("share:Q", scale=alt.Scale(range=[0.08, 0.9]), legend=None),
         tooltip=[alt.Tooltip("n_label:N", title="N*"), alt.Tooltip("share:Q", format=".1%", title="of the laws")])
     lo, hi = decision.n_opt_interval
     summary = with_count_labels(pd.DataFrame([{"lo": lo, "hi": hi, "n_robust": decision.n_robust,
                                                "loss": at_loss}]), ["lo", "hi", "n_robust"])
     bar = alt.Chart(summary).mark_rule(strokeWidth=2, color="black").encode(
-        x="lo:Q", x2="hi:Q", y=y, tooltip=[alt.Tooltip("lo_label:N", title=f"{decision.level:.0%} N* interval from"),
+        x=alt.X("lo:Q", scale=x_scale), x2="hi:Q", y=y, tooltip=[alt.Tooltip("lo_label:N", title=f"{decision.level:.0%} N* interval from"),
                                            alt.Tooltip("hi_label:N", title="to")])
     robust = alt.Chart(summary).mark_point(shape="triangle-up", size=110, filled=True, color="black").encode(
-        x="n_robust:Q", y=y, tooltip=[alt.Tooltip("n_robust_label:N", title="robust N")])
+        x=alt.X("n_robust:Q", scale=x_scale), y=y, tooltip=[alt.Tooltip("n_robust_label:N", title="robust N")])
     return [ticks, bar, robust]
 
 

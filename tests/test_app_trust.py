@@ -51,3 +51,49 @@ def test_every_value_a_link_loses_is_named_and_a_good_link_gives_no_warning():
     assert "Price per annotated pair" not in said              # 0.60 is the paper's 0.6: used, not lost
     good = open_page(PLANNER, query={"budget": "1M", "inference": "true", "compare": ["5k", "50k"]})
     assert not link_warnings(good) and good.multiselect(key="compare").value == [5_000, 50_000]
+
+
+# --- charts that stay readable when the law is weak ---------------------------------
+
+def scale_domains(spec: dict, channel: str) -> list[list[float]]:
+    return [layer["encoding"][channel]["scale"]["domain"] for layer in spec["layer"]
+            if "domain" in layer.get("encoding", {}).get(channel, {}).get("scale", {})]
+
+
+def test_the_law_chart_holds_its_points_not_a_curve_that_runs_off_left_of_them():
+    import pandas as pd
+
+    from engine.charts import law_chart, law_curves, padded_range
+    from engine.laws import ScalingLaw
+
+    steep = ScalingLaw("joint", {"A": 2e6, "B": 1e3, "alpha": 6.0, "beta": 1.0, "delta": 1.0})
+    points = pd.DataFrame({"n": [2e6, 4e6, 8e6, 1.6e7], "d": 1e5, "role": "fit"})
+    points["loss"] = steep.predict(points["n"], points["d"])
+    curves = law_curves(steep, "n", padded_range(points["n"], factor=3), [1e5])
+    assert curves["pred"].max() > 10 * points["loss"].max()       # the curve left of the smallest N runs off
+    [domain] = set(map(tuple, scale_domains(law_chart(points, curves, "n").to_dict(), "y")))
+    assert domain[0] <= points["loss"].min() and points["loss"].max() <= domain[1] <= 1.1 * points["loss"].max()
+
+
+def test_the_budget_chart_of_a_weak_law_spreads_its_curves_and_keeps_every_mark_inside():
+    from engine.budget import BudgetQuestion, budget_curves, decision_uncertainty, optimise
+    from engine.charts import budget_chart, optima_table
+    from engine.laws import FitConfig, fit_law
+    from tests.test_laws import demo_points
+
+    fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=60))   # exponents near 0.04: a flat, weak law
+    budgets = [5_000.0, 20_000.0, 50_000.0, 500_000.0]
+    answers = [optimise(fit, BudgetQuestion(b)) for b in budgets]
+    optima = optima_table(answers, 0.01)
+    curves = budget_curves(fit, budgets, False)
+    spec = budget_chart(curves, optima, 20_000.0, decision_uncertainty(fit, BudgetQuestion(20_000.0)),
+                        fit.support["n"]).to_dict()
+    [(y_lo, y_hi)] = set(map(tuple, scale_domains(spec, "y")))
+    [(x_lo, x_hi)] = set(map(tuple, scale_domains(spec, "x")))
+    for loss in [*optima["loss"], *optima["band_loss"]]:
+        assert y_lo < loss < y_hi
+    ticks = [row["loss"] for rows in spec["datasets"].values() for row in rows if set(row) >= {"share", "loss"}]
+    assert ticks and all(y_lo < t < min(optima["loss"]) for t in ticks)   # the spread has a strip of its own
+    assert y_hi <= 1.05 * curves["loss"].max()                    # no empty band above the curves
+    for n in [*optima["n_opt"], *optima["band_lo"], *optima["band_hi"]]:
+        assert x_lo < n < x_hi                                    # no diamond or band end on the edge
