@@ -51,6 +51,11 @@ class EvalConfig:
                                    "choices": ("every", "final", "never")}
     )
     seed: int = field(default=0, metadata={"help": "seed of the sub-corpus, pool and negatives"})
+    held_out_negatives: int = field(default=0, metadata={
+        "help": "passages kept out of training as the pool of the k negatives and the ranking sub-corpus's "
+                "others: whole articles (passages sharing a title) relevant to no test query, seeded, until this "
+                "many; their training pairs are left out. 0: the paper's pool, passages relevant to no test query, "
+                "which on a small corpus are training positives the model has memorised (issue 27)"})
     test_split: str | None = field(default=None, metadata={
         "help": "qrels split evaluated on (default: the data set's one split other than train; a data set with "
                 "several, e.g. dev and test, must name one)", "flag": "--test-split"})
@@ -195,7 +200,7 @@ class TrainConfig(RunOptions, Measurement):
 # settings added after sweeps hashed their run ids: left out of a digest while at their
 # default, so the runs of an unchanged sweep file keep their ids
 _ADDED_LATER = {"negatives_from": "corpus"}
-_EVAL_ADDED_LATER = {"test_split": None}
+_EVAL_ADDED_LATER = {"test_split": None, "held_out_negatives": 0}
 
 
 def without_later_defaults(values: dict) -> dict:
@@ -211,7 +216,8 @@ def without_later_defaults(values: dict) -> dict:
 # ---------------------------------------------------------------- checks
 
 # the lowest value of each number field (a field not named here may take any value of its type)
-_EVAL_LOWEST = {"negatives": 1, "repeats": 1, "subcorpus_size": 1, "max_test_pairs": 1, "seed": 0}
+_EVAL_LOWEST = {"negatives": 1, "repeats": 1, "subcorpus_size": 1, "max_test_pairs": 1, "seed": 0,
+               "held_out_negatives": 0}
 _TRAIN_LOWEST = {
     "tokenizer_vocab_size": MIN_TRAINED_VOCAB, "train_pairs": 1, "data_seed": 0, "steps": 1, "batch_size": 1,
     "negatives": 1, "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0, "grad_accum": 1,

@@ -483,17 +483,24 @@ class TrainingPairs:
 
 def training_pairs(
     data: RetrievalData, train_data: str | Path | None = None, size: int | None = None, seed: int = 0,
-    strict: bool = True,
+    strict: bool = True, held_out: np.ndarray | None = None,
 ) -> TrainingPairs:
     """The train split of `data`, or a pseudo-annotated BEIR folder `train_data`
     (queries.jsonl + qrels/train.tsv, passage ids from `data`'s corpus or from its own
-    corpus.jsonl), cut to a seeded nested subset of `size` pairs."""
+    corpus.jsonl), cut to a seeded nested subset of `size` pairs. Pairs whose positive
+    stands for one of the corpus rows `held_out` (`held_out_passages`) are left out
+    before the subset is taken: those passages are never trained on."""
     if train_data is None:
         query_texts, extra, pairs, identity, source = data.queries, [], data.pairs("train"), None, data.path
     else:
         query_texts, extra, pairs, identity, source = _pseudo_pairs(data, Path(train_data).expanduser(), strict)
     if identity is None:
         identity = np.arange(len(data.passages) + len(extra))
+    if held_out is not None and len(held_out):
+        kept = ~np.isin(identity[pairs[:, 1]], held_out)
+        log.info("%s: %d of %d training pairs left out: their positive is a held-out evaluation negative",
+                 source, int((~kept).sum()), len(pairs))
+        pairs = pairs[kept]
     positives: dict[int, set[int]] = {}
     for q, p in pairs:
         positives.setdefault(int(q), set()).add(int(identity[p]))
@@ -503,6 +510,42 @@ def training_pairs(
         positives={q: np.fromiter(rows, dtype=np.int64) for q, rows in positives.items()},
         n_available=len(pairs), source=source,
     )
+
+
+def passage_articles(data: RetrievalData) -> np.ndarray:
+    """(n_passages,) an article number per corpus row: BEIR passages that share a
+    title are one article (squad-dev's paragraphs of one Wikipedia page); a passage
+    without a title, and every passage of a TSV collection, is an article of its own."""
+    titles: list[str] = [""] * len(data.passages)
+    if data.format == "beir":
+        corpus = data.path / "corpus.jsonl"
+        for number, row in _jsonl(corpus, ("_id",)):
+            row_id = str(row["_id"])
+            if row_id in data.passage_row:
+                titles[data.passage_row[row_id]] = _scalar_text(corpus, number, row, "title").strip()
+    keys = [title or f"\0{row}" for row, title in enumerate(titles)]  # no title: its own article
+    return np.unique(np.array(keys, dtype=object), return_inverse=True)[1].astype(np.int64)
+
+
+def held_out_passages(data: RetrievalData, size: int, seed: int) -> np.ndarray:
+    """(m,) sorted corpus rows, m >= `size`, kept out of training as the evaluation's
+    negatives (Eq. 5): whole articles relevant to no test query, in an order seeded by
+    `seed`, until `size` passages are held out. On a small corpus whose passages are all
+    training or test positives (squad-dev, cmrc2018) the paper's pool would be passages
+    the model was trained on; these never are. Empty for `size` 0."""
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    articles = passage_articles(data)  # (n_passages,)
+    tested = np.unique(articles[data.pairs(data.test_split)[:, 1]])
+    candidates = np.setdiff1d(np.unique(articles), tested)
+    order = np.random.default_rng([seed, 4]).permutation(candidates)
+    sizes = np.bincount(articles, minlength=int(articles.max()) + 1)[order]  # passages per article, in order
+    reached = np.flatnonzero(np.cumsum(sizes) >= size)
+    if len(reached) == 0:
+        raise InputError(f"{data.path}: only {int(sizes.sum())} passages lie in articles relevant to no test query, "
+                         f"fewer than the {size} held-out evaluation negatives asked for; lower "
+                         "--eval-held-out-negatives (it must be at least --eval-negatives)")
+    return np.flatnonzero(np.isin(articles, order[: reached[0] + 1]))
 
 
 def _source_ids(corpus_file: Path) -> list[str]:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from engine.config import DEFAULT_MAX_PASSAGE_LENGTH, DEFAULT_MAX_QUERY_LENGTH, EvalConfig  # noqa: F401 (re-exported)
-from engine.data import RetrievalData
+from engine.data import RetrievalData, held_out_passages
 from engine.errors import InputError
 from engine.tokenize_cache import TokenizedTexts
 
@@ -67,11 +67,20 @@ class EvalSet:
     relevance_threshold: int
     query_tokens: TokenizedTexts
     passage_tokens: TokenizedTexts
+    negative_pool: str  # "held-out" (kept out of training) or "unjudged" (relevant to no test query)
+    pool_size: int  # passages the negatives are drawn from
+    pool_training_positives: int  # of them, passages some training pair has as its positive
 
 
 def build_eval_set(
-    data: RetrievalData, query_tokens: TokenizedTexts, passage_tokens: TokenizedTexts, config: EvalConfig
+    data: RetrievalData, query_tokens: TokenizedTexts, passage_tokens: TokenizedTexts, config: EvalConfig,
+    *, held_out: np.ndarray | None = None, training_rows: np.ndarray | None = None,
 ) -> EvalSet:
+    """The evaluation of `data`'s test split under `config`. The negatives' pool is the
+    held-out articles (`config.held_out_negatives` > 0; `held_out` gives their rows
+    where the caller has them) or a sample of the passages relevant to no test query.
+    `training_rows` (corpus rows some training pair has as its positive; default: the
+    train split's) are counted in the pool, and a pool that holds any is warned of."""
     split = data.test_split
     pairs = data.pairs(split)  # (n_pairs, 2) query row, passage row
     if len(pairs) == 0:
@@ -80,7 +89,11 @@ def build_eval_set(
         keep = np.random.default_rng([config.seed, 7]).choice(len(pairs), config.max_test_pairs, replace=False)
         pairs = pairs[np.sort(keep)]
     positives = np.unique(data.pairs(split)[:, 1])  # relevant to some test query: never a negative
-    pool = _sample_pool(len(data.passages), positives, config)
+    if config.held_out_negatives:
+        pool = held_out if held_out is not None else held_out_passages(data, config.held_out_negatives, config.seed)
+    else:
+        pool = _sample_pool(len(data.passages), positives, config)
+    trained = _pool_training_positives(data, pool, training_rows, held_out=config.held_out_negatives > 0)
     passage_rows = np.concatenate([positives, pool])
     query_rows, pair_query = np.unique(pairs[:, 0], return_inverse=True)
     position = {row: i for i, row in enumerate(passage_rows)}
@@ -99,7 +112,27 @@ def build_eval_set(
         relevance_threshold=data.relevance_threshold,
         query_tokens=query_tokens,
         passage_tokens=passage_tokens,
+        negative_pool="held-out" if config.held_out_negatives else "unjudged",
+        pool_size=len(pool),
+        pool_training_positives=trained,
     )
+
+
+def _pool_training_positives(data: RetrievalData, pool: np.ndarray, training_rows: np.ndarray | None,
+                             held_out: bool) -> int:
+    """How many of the `pool` rows are training positives (`training_rows`, default the
+    train split's, less a held-out pool, whose pairs training leaves out); warned of."""
+    if training_rows is None:
+        training_rows = data.pairs("train")[:, 1] if "train" in data.qrels else np.zeros(0, dtype=np.int64)
+        training_rows = np.setdiff1d(training_rows, pool) if held_out else training_rows
+    trained = int(np.isin(pool, training_rows).sum())
+    if trained:
+        log.warning(
+            "%d of the %d passages the evaluation negatives are drawn from (%.0f%%) are training positives: a "
+            "trained model is scored against passages it was trained on, which rewards memorising them; "
+            "--eval-held-out-negatives N keeps a pool of whole articles out of training", trained, len(pool),
+            100 * trained / max(len(pool), 1))
+    return trained
 
 
 def _sample_pool(n_passages: int, positives: np.ndarray, config: EvalConfig) -> np.ndarray:

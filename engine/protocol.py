@@ -37,7 +37,10 @@ FIELDS: dict[str, tuple[type, str]] = {
     "precision": (str, "numeric precision of the evaluation's forward pass"),
     "test_split": (str, "the test split: its name and a digest of the pairs evaluated"),
     "metric": (str, "raw or calibrated contrastive entropy"),
+    "negative_pool": (str, "held-out (articles kept out of training) or unjudged (relevant to no test query)"),
+    "pool_training_positives": (int, "passages of the negatives' pool that some training pair has as positive"),
 }
+NEGATIVE_POOLS = ("unjudged", "held-out")
 COLUMN_PREFIX = "eval_"
 PROTOCOL_COLUMNS = tuple(COLUMN_PREFIX + name for name in FIELDS)
 
@@ -55,15 +58,21 @@ def test_split_identity(split: str, pairs: Iterable[tuple[str, str]]) -> str:
     return f"{split}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
-def evaluation_fingerprint(cfg, *, split: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def evaluation_fingerprint(cfg, *, split: str, pairs: list[tuple[str, str]],
+                           pool_training_positives: int) -> dict[str, Any]:
     """The protocol of a run with TrainConfig `cfg` (precision resolved) evaluated on the
-    (query id, passage id) test `pairs` of `split`."""
+    (query id, passage id) test `pairs` of `split`, whose negatives' pool holds
+    `pool_training_positives` training positives (engine.evaluate.EvalSet). `pool` is the
+    held-out passages asked for, or the sub-corpus size of the unjudged pool."""
     evaluation = cfg.eval
+    held_out = evaluation.held_out_negatives > 0
     return {
-        "negatives": evaluation.negatives, "repeats": evaluation.repeats, "pool": evaluation.subcorpus_size,
+        "negatives": evaluation.negatives, "repeats": evaluation.repeats,
+        "pool": evaluation.held_out_negatives if held_out else evaluation.subcorpus_size,
         "pool_seed": evaluation.seed, "test_pairs": len(pairs), "max_query_length": cfg.max_query_length,
         "max_passage_length": cfg.max_passage_length, "precision": EVALUATION_PRECISION,
         "test_split": test_split_identity(split, pairs), "metric": "raw",
+        "negative_pool": "held-out" if held_out else "unjudged", "pool_training_positives": pool_training_positives,
     }  # fmt: skip
 
 
@@ -90,6 +99,9 @@ def check_fingerprint(fingerprint: Any) -> dict[str, Any] | None:
     if fingerprint.get("metric", "raw") not in METRICS:
         raise InputError(f"evaluation fingerprint metric must be one of {', '.join(METRICS)}, "
                          f"got {fingerprint['metric']!r}")
+    if fingerprint.get("negative_pool", NEGATIVE_POOLS[0]) not in NEGATIVE_POOLS:
+        raise InputError(f"evaluation fingerprint negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, "
+                         f"got {fingerprint['negative_pool']!r}")
     return dict(fingerprint)
 
 
@@ -116,8 +128,9 @@ def fingerprint_from_row(raw: Mapping[str, Any]) -> dict[str, Any] | None:
             number = float(text)
         except ValueError:
             number = math.nan
-        if not (math.isfinite(number) and number.is_integer() and number >= (0 if name == "pool_seed" else 1)):
-            problems.append(f"{COLUMN_PREFIX}{name} must be a whole number{' >= 0' if name == 'pool_seed' else ' > 0'} "
+        zero_allowed = name in ("pool_seed", "pool_training_positives")
+        if not (math.isfinite(number) and number.is_integer() and number >= (0 if zero_allowed else 1)):
+            problems.append(f"{COLUMN_PREFIX}{name} must be a whole number{' >= 0' if zero_allowed else ' > 0'} "
                             f"(got {value!r})")
             continue
         found[name] = int(number)
@@ -164,6 +177,10 @@ def describe(fingerprint: Mapping[str, Any] | None) -> str:
         return "protocol not recorded"
     f = fingerprint
     pool = f"pool {f['pool']:,}" if "pool" in f else ""
+    if "negative_pool" in f:
+        pool = f"{f['negative_pool']} {pool}".strip()
+    if "pool_training_positives" in f:
+        pool = f"{pool} ({f['pool_training_positives']:,} training positives)"
     if "pool_seed" in f:
         pool = f"{pool} (seed {f['pool_seed']})" if pool else f"seed {f['pool_seed']}"
     lengths = (f"lengths {f.get('max_query_length', '?')}/{f.get('max_passage_length', '?')}"

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from engine.data import RetrievalData, TrainingPairs, load_retrieval_data, split_identity, training_pairs
+from engine.data import (RetrievalData, TrainingPairs, held_out_passages, load_retrieval_data, split_identity,
+                         training_pairs)
 from engine.dropout import seed_dropout, use_fast_dropout
 from engine.errors import InputError
 from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
@@ -186,6 +187,7 @@ class Prepared:
     query_tokens: TokenizedTexts  # training queries
     passage_tokens: TokenizedTexts  # corpus, then the training set's own passages
     eval_set: EvalSet
+    negative_pool: np.ndarray  # (pool,) corpus rows the k random training negatives are drawn from
 
 
 def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object, int, int]:
@@ -218,8 +220,10 @@ def _scratch_config(model: str, vocab_size: int):
 
 def prepare(cfg: TrainConfig) -> Prepared:
     data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels, test_split=cfg.eval.test_split)
-    pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels)
-    pool = negative_pool(pairs, len(data.passages), cfg.negatives_from)
+    held_out = held_out_passages(data, cfg.eval.held_out_negatives, cfg.eval.seed)  # (m,) never trained on
+    pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels,
+                           held_out=held_out)
+    pool = negative_pool(pairs, len(data.passages), cfg.negatives_from, held_out)
     if cfg.negatives > len(pool) - cfg.batch_size:
         where = "the corpus holds" if cfg.negatives_from == "corpus" else "the training set's positives are"
         raise InputError(f"negatives = {cfg.negatives} but {where} only {len(pool)} passages, "
@@ -234,21 +238,28 @@ def prepare(cfg: TrainConfig) -> Prepared:
     query_tokens = data_query_tokens
     if cfg.train_data is not None:
         query_tokens = tokenize_cached(pairs.query_texts, tokenizer, cfg.max_query_length)
-    eval_set = build_eval_set(data, data_query_tokens, corpus_tokens, cfg.eval)
+    eval_set = build_eval_set(data, data_query_tokens, corpus_tokens, cfg.eval, held_out=held_out,
+                              training_rows=training_passages(pairs, len(data.passages)))
     if eval_set.negatives is None:
         raise InputError(f"{data.path}: too few passages relevant to no test query for k = {cfg.eval.negatives} "
                          "evaluation negatives; lower --eval-negatives")
-    return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set)
+    return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set,
+                    pool)
 
 
-def negative_pool(pairs: TrainingPairs, n_corpus: int, negatives_from: str) -> np.ndarray:
-    """(pool,) the corpus rows random negatives are drawn from: every row, or the rows
-    some training pair has as its positive (all pairs of the training set, so the pool
-    is the same for every D)."""
-    if negatives_from == "corpus":
-        return np.arange(n_corpus)
+def training_passages(pairs: TrainingPairs, n_corpus: int) -> np.ndarray:
+    """(m,) the corpus rows some pair of the training set has as its positive (all
+    pairs, not only the D drawn: the same for every D)."""
     rows = np.unique(np.concatenate(list(pairs.positives.values())))
     return rows[rows < n_corpus]  # a pseudo-annotated set's own passages are never negatives
+
+
+def negative_pool(pairs: TrainingPairs, n_corpus: int, negatives_from: str, held_out: np.ndarray) -> np.ndarray:
+    """(pool,) the corpus rows random negatives are drawn from: every row but the
+    held-out evaluation negatives, or the training set's passages (`training_passages`)."""
+    if negatives_from == "corpus":
+        return np.setdiff1d(np.arange(n_corpus), held_out)
+    return training_passages(pairs, n_corpus)
 
 
 def negatives_per_process(negatives: int, processes: int) -> int:
@@ -278,9 +289,8 @@ class TrainingBatches:
         self.pairs = prepared.pairs
         self.query_tokens = prepared.query_tokens
         self.passage_tokens = prepared.passage_tokens
-        n_corpus = len(prepared.data.passages)  # negatives are corpus rows, the first of passage_tokens
-        self.pool = negative_pool(prepared.pairs, n_corpus, cfg.negatives_from)  # (pool,) corpus rows
-        self.n_corpus = n_corpus
+        self.pool = prepared.negative_pool  # (pool,) corpus rows, the first rows of passage_tokens
+        self.n_corpus = len(prepared.data.passages)
         self.batch_size = cfg.batch_size
         self.negatives = cfg.negatives  # k in total, over all processes
         self.block = negatives_per_process(cfg.negatives, num_processes)
@@ -577,8 +587,9 @@ class _RunRecorder:
             n_params_strict=self.prepared.n_params_strict, train_pairs=len(pairs.pairs),
             annotation=cfg.annotation, dataset=data.name, seed=cfg.seed, device=_device_name(self.accelerator),
             code_version=code_version(), run_id=cfg.run_id, source="engine", label=cfg.label,
-            eval_fingerprint=evaluation_fingerprint(cfg, split=data.test_split,
-                                                    pairs=eval_set_pairs(self.prepared.eval_set)),
+            eval_fingerprint=evaluation_fingerprint(
+                cfg, split=data.test_split, pairs=eval_set_pairs(self.prepared.eval_set),
+                pool_training_positives=self.prepared.eval_set.pool_training_positives),
         )
 
     def logging_due(self) -> bool:

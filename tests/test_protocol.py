@@ -57,17 +57,19 @@ def test_the_fingerprint_comes_from_the_config_and_the_pairs_evaluated():
     cfg = TrainConfig(dataset="x", precision="bf16", max_query_length=16, max_passage_length=64,
                       eval=EvalConfig(negatives=64, repeats=3, subcorpus_size=500, seed=2, max_test_pairs=2))
     pairs = [("q2", "p9"), ("q1", "p3")]
-    fingerprint = protocol.evaluation_fingerprint(cfg, split="test", pairs=pairs)
+    fingerprint = protocol.evaluation_fingerprint(cfg, split="test", pairs=pairs, pool_training_positives=7)
     assert {k: v for k, v in fingerprint.items() if k != "test_split"} == {
         "negatives": 64, "repeats": 3, "pool": 500, "pool_seed": 2, "test_pairs": 2, "max_query_length": 16,
-        "max_passage_length": 64, "precision": "fp32", "metric": "raw"}  # a bf16 run evaluates in fp32
+        "max_passage_length": 64, "precision": "fp32", "metric": "raw", "negative_pool": "unjudged",
+        "pool_training_positives": 7}  # a bf16 run evaluates in fp32
     assert fingerprint["test_split"] == protocol.test_split_identity("test", pairs[::-1]) \
         != protocol.test_split_identity("test", [("q1", "p3")])  # order-free, but names the pairs
     assert protocol.protocol_id(fingerprint) == protocol.protocol_id(dict(reversed(fingerprint.items())))
-    fp32 = protocol.evaluation_fingerprint(replace(cfg, precision="no"), split="test", pairs=pairs)
+    fp32 = protocol.evaluation_fingerprint(replace(cfg, precision="no"), split="test", pairs=pairs,
+                                           pool_training_positives=7)
     assert fp32 == fingerprint  # the run's precision is not the evaluation's
     more = protocol.evaluation_fingerprint(replace(cfg, eval=replace(cfg.eval, negatives=256)), split="test",
-                                           pairs=pairs)
+                                           pairs=pairs, pool_training_positives=7)
     assert protocol.protocol_id(more) != protocol.protocol_id(fingerprint)
 
 
