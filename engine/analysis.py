@@ -12,6 +12,7 @@ on DataFrames and fitted laws; charts live in the app.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,16 +21,17 @@ from scipy.optimize import brentq
 from scipy.stats import pearsonr, spearmanr
 
 from engine.errors import InputError
-from engine.laws import FitConfig, LawFit, ScalingLaw, fit_law
+from engine.laws import EXTRAPOLATION_WARNING, FitConfig, LawFit, ScalingLaw, extrapolation_factor, fit_law
 
 RANKING_METRICS = ("mrr@10", "ndcg@10", "map@10", "recall@1000")
 
 
 # --- data-size laws per annotation type (Figure 5) ---------------------------------
 
-def fit_annotation_laws(points: pd.DataFrame, config: FitConfig = FitConfig()) -> dict[str, LawFit]:
+def fit_annotation_laws(points: pd.DataFrame, config: FitConfig = FitConfig(),
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, LawFit]:
     """Annotation type -> Eq. 7 fitted to that type's rows of `points` (columns d,
-    loss, annotation)."""
+    loss, annotation); `progress(done, total)` over the bootstrap refits of all types."""
     missing = [c for c in ("d", "loss", "annotation") if c not in points.columns]
     if missing:
         raise InputError(f"annotation laws need columns d, loss, annotation; missing {missing}")
@@ -37,9 +39,12 @@ def fit_annotation_laws(points: pd.DataFrame, config: FitConfig = FitConfig()) -
     if len(unlabelled):
         raise InputError(f"rows {list(unlabelled[:5])} have no annotation type; label or drop them")
     fits = {}
-    for annotation, rows in points.groupby("annotation", sort=True):
+    groups = list(points.groupby("annotation", sort=True))
+    for i, (annotation, rows) in enumerate(groups):
+        report = None if progress is None else (
+            lambda done, total, i=i: progress(i * total + done, len(groups) * total))
         try:
-            fits[str(annotation)] = fit_law(rows[["d", "loss"]], "data", config)
+            fits[str(annotation)] = fit_law(rows[["d", "loss"]], "data", config, progress=report)
         except InputError as err:
             raise InputError(f"annotation {annotation!r}: {err}") from err
     if not fits:
@@ -84,10 +89,35 @@ class ExchangeRate:
     interval: tuple[float, float]     # either end may be inf
     level: float
     p_unreachable: float              # share of bootstrap draws where it is never reached
+    d_support: tuple[float, float] | None = None   # the data sizes `other`'s law was fitted to
+    draws: int = 0                    # paired bootstrap draws the interval comes from (both laws finite)
 
     @property
     def reachable(self) -> bool:
         return bool(np.isfinite(self.pairs))
+
+    @property
+    def extrapolation(self) -> float:
+        """How far `pairs` lies beyond the data sizes of `other`'s law (1: inside them)."""
+        if self.d_support is None or not self.reachable:
+            return 1.0
+        return extrapolation_factor(self.pairs, self.d_support)
+
+    @property
+    def beyond_warning(self) -> bool:
+        return self.extrapolation > EXTRAPOLATION_WARNING
+
+    def warning(self) -> str | None:
+        """A plain warning when `pairs` is a projection far beyond the measured data sizes."""
+        if not self.beyond_warning:
+            return None
+        from engine.budget import format_factor
+        from engine.numbers import format_count
+
+        lo, hi = self.d_support
+        return (f"{self.other} needs {format_count(self.pairs)} pairs: a projection {format_factor(self.extrapolation)} "
+                f"beyond its measured {format_count(lo)} to {format_count(hi)} pairs, not a measurement; "
+                f"train {self.other} at larger D to check it.")
 
     @property
     def ratio(self) -> float:
@@ -116,15 +146,21 @@ def exchange_rate(fits: dict[str, LawFit], other: str, n: float, reference: str 
     ref, oth = fits[reference], fits[other]
     level = ref.config.level if level is None else level
     target = float(ref.law.predict(d=n))
-    draws = np.array([pairs_for_loss(o, float(r.predict(d=n)))
-                      for r, o in zip(ref.bootstrap_laws(), oth.bootstrap_laws())])
+    support = oth.support.get("d")
+    with np.errstate(invalid="ignore", over="ignore"):
+        draws = np.array([pairs_for_loss(o, float(r.predict(d=n)))
+                          for r, o in zip(ref.bootstrap_laws(), oth.bootstrap_laws())
+                          if np.isfinite(list(r.params.values())).all() and np.isfinite(list(o.params.values())).all()])
+    draws = draws[~np.isnan(draws)]                                  # a refit whose law gives no number
     point = pairs_for_loss(oth.law, target)
     if len(draws) == 0:
-        return ExchangeRate(reference, other, float(n), target, point, (point, point), level, float(np.isinf(point)))
+        return ExchangeRate(reference, other, float(n), target, point, (point, point), level, float(np.isinf(point)),
+                            support)
     tail = (1 - level) / 2
-    lo, hi = np.quantile(draws, [tail, 1 - tail], method="nearest")   # nearest: inf-safe
+    with np.errstate(invalid="ignore"):                              # inf - inf inside numpy, unused by nearest
+        lo, hi = np.quantile(draws, [tail, 1 - tail], method="nearest")   # nearest: inf-safe
     return ExchangeRate(reference, other, float(n), target, point, (float(lo), float(hi)), level,
-                        float(np.isinf(draws).mean()))
+                        float(np.isinf(draws).mean()), support, len(draws))
 
 
 # --- crossings --------------------------------------------------------------------
@@ -156,6 +192,25 @@ def entropy_of_metrics(runs: pd.DataFrame, best_column: str) -> pd.Series:
     so that each (entropy, metric) pair is one evaluation where the run says which."""
     kept = runs["contrastive_entropy"] if "contrastive_entropy" in runs else pd.Series(np.nan, index=runs.index)
     return kept.fillna(runs[best_column])
+
+
+ENTROPY_COLUMNS = {"raw": ("contrastive_entropy", "best_contrastive_entropy"),
+                   "calibrated": ("calibrated_entropy", "best_calibrated_entropy")}
+
+
+def with_entropy(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
+    """`Store.runs()` rows with `contrastive_entropy` (that of the evaluation the ranking
+    metrics come from, else the best) and `best_entropy` of `metric` (raw: Eq. 5 as the
+    paper computes it; calibrated: at a cross-fitted temperature); runs without that
+    entropy are left out."""
+    if metric not in ENTROPY_COLUMNS:
+        raise InputError(f"metric must be one of {', '.join(ENTROPY_COLUMNS)}; got {metric!r}")
+    at_metrics, best = ENTROPY_COLUMNS[metric]
+    if best not in runs:
+        return runs.iloc[:0].assign(contrastive_entropy=[], best_entropy=[])
+    kept = runs[at_metrics] if at_metrics in runs else pd.Series(np.nan, index=runs.index)
+    out = runs.assign(contrastive_entropy=kept.fillna(runs[best]), best_entropy=runs[best])
+    return out.dropna(subset=["contrastive_entropy"])
 
 
 def metric_correlations(runs: pd.DataFrame, metrics=RANKING_METRICS) -> pd.DataFrame:

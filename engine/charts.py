@@ -297,10 +297,11 @@ def training_curve(frame: pd.DataFrame, column: str, title: str) -> alt.Chart:
 
 # --- analysis charts (Figures 2, 5) ---------------------------------------------
 
-def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None) -> alt.LayerChart:
-    """A ranking metric against contrastive entropy with a least-squares line."""
+def metric_chart(frame: pd.DataFrame, metric: str, color: str | None = None,
+                 entropy: str = "contrastive entropy") -> alt.LayerChart:
+    """A ranking metric against contrastive entropy (`entropy` names which) with a least-squares line."""
     base = alt.Chart(frame).encode(
-        x=alt.X("contrastive_entropy:Q", scale=alt.Scale(zero=False), title=LOSS_TITLE),
+        x=alt.X("contrastive_entropy:Q", scale=alt.Scale(zero=False), title=f"{entropy} (nats)"),
         y=alt.Y(f"{metric}:Q", title=metric))
     dots = base.mark_point(filled=True, size=60).encode(
         color=alt.Color(f"{color}:N", scale=CATEGORIES) if color else alt.value(FIT_COLOR),

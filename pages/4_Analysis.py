@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import (RANKING_METRICS, ExchangeRate, annotation_curves, crossing_points,
-                             entropy_of_metrics, exchange_rate, fit_annotation_laws, metric_correlations)
+from engine.analysis import (RANKING_METRICS, ExchangeRate, annotation_curves, crossing_points, exchange_rate,
+                             fit_annotation_laws, metric_correlations, with_entropy)
+from engine.budget import format_factor
 from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
 from engine.errors import InputError
 from engine.laws import PARAM_NAMES, FitConfig, LawFit
@@ -20,23 +21,26 @@ DOTS = {"runs": "one run (its best contrastive entropy, final metrics)",
 ANNOTATION_CONFIG = FitConfig(bootstrap=200)
 MIN_DATA_SIZES = len(PARAM_NAMES["data"]) + 1    # distinct D a data-size law needs at one N
 NOT_REACHED = "not reached"
+METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 CORRELATION_FORMAT = {**{c: st.column_config.NumberColumn(format="%.3f") for c in ("pearson", "spearman")},
                       **{c: st.column_config.NumberColumn(format="%.2g") for c in ("pearson_p", "spearman_p")}}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def runs_with_metrics(store_path: str) -> pd.DataFrame:
-    """One row per run; contrastive_entropy is that of the evaluation its ranking metrics
-    come from (the best value for rows that do not say)."""
-    runs = Store(store_path).runs().rename(columns={"model_name": "model"})
-    return runs.assign(contrastive_entropy=entropy_of_metrics(runs, "best_contrastive_entropy"))
+def runs_with_metrics(store_path: str, metric: str) -> pd.DataFrame:
+    """One row per run; contrastive_entropy (of `metric`) is that of the evaluation its
+    ranking metrics come from (the best value for rows that do not say)."""
+    return with_entropy(Store(store_path).runs().rename(columns={"model_name": "model"}), metric)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def evaluation_points(store_path: str) -> pd.DataFrame:
+def evaluation_points(store_path: str, metric: str) -> pd.DataFrame:
     store = Store(store_path)
     runs = store.runs()[["run_id", "model_name", "label", "dataset", "annotation"]]
-    return store.points().merge(runs.rename(columns={"model_name": "model"}), on="run_id", how="left")
+    points = store.points().merge(runs.rename(columns={"model_name": "model"}), on="run_id", how="left")
+    if metric == "calibrated":
+        points = points.assign(contrastive_entropy=points["calibrated_entropy"])
+    return points.dropna(subset=["contrastive_entropy"])
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -44,10 +48,20 @@ def store_law_points(store_path: str) -> pd.DataFrame:
     return Store(store_path).law_points()
 
 
-@st.cache_data(show_spinner="Fitting the data-size law per annotation type ...")
-def annotation_law(points: pd.DataFrame) -> LawFit:
-    """Eq. 7 for the rows of one annotation type."""
-    return next(iter(fit_annotation_laws(points, ANNOTATION_CONFIG).values()))
+@st.cache_resource(show_spinner=False)
+def kept_laws() -> dict[str, LawFit]:
+    """Eq. 7 fits of this server process by their rows' digest (st.cache_data cannot hold
+    a fit that draws its own progress bar); read, never changed."""
+    return {}
+
+
+def annotation_law(points: pd.DataFrame, progress) -> LawFit:
+    """Eq. 7 for the rows of one annotation type, fitted on the first visit and kept."""
+    key = pd.util.hash_pandas_object(points, index=False).to_numpy().tobytes().hex()
+    kept = kept_laws()
+    if key not in kept:
+        kept[key] = next(iter(fit_annotation_laws(points, ANNOTATION_CONFIG, progress).values()))
+    return kept[key]
 
 
 # --- Figure 2 -----------------------------------------------------------------------
@@ -75,6 +89,13 @@ def one_kind_of_run(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def entropy_metric() -> str:
+    return st.radio("Entropy", list(METRIC_NAMES), format_func=METRIC_NAMES.get, horizontal=True,
+                    key="analysis_entropy", help="Raw: Eq. 5 as the paper computes it. Calibrated: Eq. 5 at a "
+                    "temperature cross-fitted at each evaluation, so a model is not punished for its score scale "
+                    "(the study report compares both).")
+
+
 def not_overfit(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose entropy at the metrics' evaluation is within OVERFIT_GAP of their best,
     as the study report counts them: an overfit model's entropy climbs while its ranking holds."""
@@ -82,19 +103,28 @@ def not_overfit(runs: pd.DataFrame) -> pd.DataFrame:
                        "the run's best), as the study report", value=True, key="analysis_not_overfit")
     if not keep:
         return runs
-    return runs[runs["contrastive_entropy"] - runs["best_contrastive_entropy"] < OVERFIT_GAP]
+    return runs[runs["contrastive_entropy"] - runs["best_entropy"] < OVERFIT_GAP]
 
 
 def entropy_vs_metrics(store_path: str) -> None:
     st.subheader("Contrastive entropy and ranking metrics (Figure 2)")
-    dots = st.radio("Each dot is", list(DOTS), format_func=DOTS.get, horizontal=True, key="analysis_dots")
-    frame = one_kind_of_run(runs_with_metrics(store_path) if dots == "runs" else evaluation_points(store_path))
+    cols = st.columns(2)
+    with cols[0]:
+        dots = st.radio("Each dot is", list(DOTS), format_func=DOTS.get, horizontal=True, key="analysis_dots")
+    with cols[1]:
+        metric = entropy_metric()
+    frame = one_kind_of_run(runs_with_metrics(store_path, metric) if dots == "runs"
+                            else evaluation_points(store_path, metric))
     if dots == "runs" and len(frame):
         frame = not_overfit(frame)
     try:
         table = metric_correlations(frame).dropna(subset=["pearson"])
     except InputError:
         table = pd.DataFrame()
+    if table.empty and metric == "calibrated":
+        st.info("No runs here with a calibrated contrastive entropy and ranking metrics (at least 3 are needed): "
+                "choose the raw entropy, or train runs now.")
+        return
     if table.empty and dots == "points":
         st.info("No evaluations during training with ranking metrics here (at least 3 are needed): imported "
                 "and demo runs keep only their final numbers. Choose *one run* per dot to see them.")
@@ -104,9 +134,9 @@ def entropy_vs_metrics(store_path: str) -> None:
                 f"{', '.join(RANKING_METRICS)} at their final evaluation; an imported CSV may carry these "
                 "columns next to `loss`.")
         return
-    metric = st.selectbox("Ranking metric", list(table["metric"]), key="analysis_metric")
-    st.altair_chart(metric_chart(frame.dropna(subset=["contrastive_entropy", metric]), metric, "model"),
-                    width="stretch")
+    ranking = st.selectbox("Ranking metric", list(table["metric"]), key="analysis_metric")
+    st.altair_chart(metric_chart(frame.dropna(subset=["contrastive_entropy", ranking]), ranking, "model",
+                                 METRIC_NAMES[metric]), width="stretch")
     st.dataframe(table, hide_index=True, column_config=CORRELATION_FORMAT)
     st.caption("Lower entropy is better and higher metrics are, so agreement shows as a strong *negative* "
                "correlation (the paper's 'strong positive correlation'). The paper sees ranking quality "
@@ -142,12 +172,20 @@ def fixed_model_choice(points: pd.DataFrame, best: pd.Series) -> float:
 
 
 def fits_per_annotation(points: pd.DataFrame) -> dict[str, LawFit]:
-    fits = {}
-    for annotation, rows in points.groupby("annotation"):
+    """Eq. 7 per annotation type, with a progress bar over the bootstrap refits (a
+    first visit fits; later ones find the fits kept)."""
+    fits, groups = {}, list(points.groupby("annotation"))
+    bar = st.empty()
+    for i, (annotation, rows) in enumerate(groups):
+        def report(done: int, total: int, i=i, annotation=annotation) -> None:
+            if done % 20 == 0 or done == total:
+                bar.progress((i + done / total) / len(groups), text=f"Fitting Eq. 7 for {annotation} "
+                             f"({i + 1} of {len(groups)}): bootstrap refit {done:,} of {total:,}")
         try:
-            fits[str(annotation)] = annotation_law(rows[["d", "loss", "annotation"]].reset_index(drop=True))
+            fits[str(annotation)] = annotation_law(rows[["d", "loss", "annotation"]].reset_index(drop=True), report)
         except InputError as err:
             st.caption(f"No law for {annotation}: {err}")
+    bar.empty()
     return fits
 
 
@@ -184,6 +222,8 @@ def annotation_types(store_path: str) -> None:
 
 def pairs_text(pairs: float) -> str:
     """A number of pairs in words: 'not reached' where the other type's floor is above the target."""
+    if np.isnan(pairs):
+        return "n/a"
     return format_count(pairs) if np.isfinite(pairs) else NOT_REACHED
 
 
@@ -193,8 +233,10 @@ def describe_rate(rate: ExchangeRate) -> str:
         return (f"{head}; {rate.other} never does: its floor (delta) is above that loss "
                 f"({rate.p_unreachable:.0%} of bootstrap draws agree)")
     lo, hi = (pairs_text(end) for end in rate.interval)
-    return (f"{head}; {rate.other} needs {format_count(rate.pairs)} pairs ({rate.ratio:.2f} per {rate.reference} "
-            f"pair), {rate.level:.0%} interval {lo} – {hi}")
+    reach = (f"; {rate.p_unreachable:.0%} of {rate.draws:,} bootstrap draws never reach it"
+             if rate.p_unreachable else "")
+    return (f"{head}; {rate.other} needs {format_count(rate.pairs)} pairs ({rate.ratio:.3g} per {rate.reference} "
+            f"pair), {rate.level:.0%} interval {lo} – {hi}{reach}")
 
 
 def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
@@ -214,11 +256,14 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
         rate = exchange_rate(fits, other, float(n_reference), reference)
         crossings = crossing_points(fits[reference], fits[other], d_min, d_max)
         rows.append({"type": other, "pairs needed": pairs_text(rate.pairs),
-                     "per reference pair": f"{rate.ratio:.2f}" if rate.reachable else NOT_REACHED,
+                     "per reference pair": f"{rate.ratio:.3g}" if rate.reachable else NOT_REACHED,
                      "low": pairs_text(rate.interval[0]), "high": pairs_text(rate.interval[1]),
                      "never reached (share of draws)": f"{rate.p_unreachable:.0%}",
+                     "beyond its measured D": format_factor(rate.extrapolation) if rate.extrapolation > 1 else "inside",
                      "curves cross at D": ", ".join(format_count(c) for c in crossings) or "–"})
         st.caption(describe_rate(rate))
+        if rate.beyond_warning:
+            st.warning(rate.warning())
     st.caption(f"Pairs of each type that reach the loss of {format_count(n_reference)} {reference} pairs; low – "
                f"high: {ANNOTATION_CONFIG.level:.0%} interval over the bootstrap laws of both types; "
                f"'{NOT_REACHED}': that type's floor (delta) lies above the target loss.")
