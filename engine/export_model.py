@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.paths import runs_dir, store_files, store_path, validate_name
+from engine.paths import check_not_protected, runs_dir, store_files, store_path, validate_name
 
 MODEL_CONFIG = "bi_encoder.json"        # engine.model.CONFIG_FILE
 PROJECTION_WEIGHTS = "projection.safetensors"  # engine.model.PROJECTION_FILE
 IDENTITY = "torch.nn.modules.linear.Identity"
 FORMATS = ("sentence-transformers",)
+POOLINGS = ("mean", "cls")  # engine.model's poolings, as sentence-transformers names its modes
 
 
 @dataclass(frozen=True)
@@ -63,24 +64,70 @@ def find_model(run: str) -> Path:
 
 
 def read_model(folder: Path) -> TrainedModel:
+    """The model in `folder`, its settings checked against each other and its weights:
+    an export sentence-transformers would load and then compute wrong is refused."""
     try:
         settings = json.loads((folder / MODEL_CONFIG).read_text())
         encoder_config = json.loads((folder / "encoder" / "config.json").read_text())
         train_config_file = folder / "train_config.json"
         train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
         length = train_config.get("max_passage_length") or encoder_config.get("max_position_embeddings", 512)
-        return TrainedModel(folder, settings["pooling"], settings["projection_dim"], encoder_config["hidden_size"],
-                            int(length))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # missing, truncated, other shape
+        model = TrainedModel(folder, settings["pooling"], settings["projection_dim"], encoder_config["hidden_size"],
+                             length)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # missing, truncated
         raise InputError(f"{folder}: not a complete trained model ({type(err).__name__}: {err}); "
                          "export a run that finished training") from None
+    problem = _inconsistency(model)
+    if problem:
+        raise InputError(f"{folder}: {problem}; the export would load and compute wrong vectors, so nothing was "
+                         "written (retrain, or restore the run's files)")
+    return model
+
+
+def _positive_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _inconsistency(model: TrainedModel) -> str | None:
+    """What in the model's settings contradicts the rest, or None."""
+    if model.pooling not in POOLINGS:
+        return f"{MODEL_CONFIG} pooling is {model.pooling!r}, not one of {', '.join(POOLINGS)}"
+    if not _positive_whole(model.hidden_size):
+        return f"encoder/config.json hidden_size is {model.hidden_size!r}, not a whole number > 0"
+    if not _positive_whole(model.max_seq_length):
+        return f"the maximum sequence length is {model.max_seq_length!r}, not a whole number > 0"
+    projection = model.folder / PROJECTION_WEIGHTS
+    if model.projection_dim is None or type(model.projection_dim) is int and model.projection_dim == 0:
+        return f"{MODEL_CONFIG} says no projection, but {PROJECTION_WEIGHTS} is there" if projection.exists() else None
+    if not _positive_whole(model.projection_dim):
+        return f"{MODEL_CONFIG} projection_dim is {model.projection_dim!r}, not a whole number >= 0 or null"
+    shapes = _weight_shapes(projection)
+    expected = {"weight": [model.projection_dim, model.hidden_size], "bias": [model.projection_dim]}
+    if shapes is None or shapes.get("weight") != expected["weight"] or shapes.get("bias", expected["bias"]) != \
+            expected["bias"]:
+        return (f"{PROJECTION_WEIGHTS} holds {shapes or 'no readable weights'}, not the {expected['weight']} "
+                f"projection that projection_dim {model.projection_dim} and hidden_size {model.hidden_size} give")
+    return None
+
+
+def _weight_shapes(path: Path) -> dict[str, list[int]] | None:
+    """name -> shape of each tensor in a safetensors file, read from its header; None
+    when it is missing or no safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            return {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError, ValueError):
+        return None
 
 
 def export_sentence_transformers(run: str, out: Path) -> dict:
     """Write `run`'s model to `out` (which must not exist or be empty); returns a summary."""
     model = read_model(find_model(run))
     out = Path(out).expanduser().absolute()
-    _check_not_protected(out, {**store_files(store_path()), "the run's model folder": model.folder})
+    check_not_protected(out, protected={**store_files(store_path()), "the run's model folder": model.folder},
+                        name="--out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} exists and is not an empty folder; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,23 +137,16 @@ def export_sentence_transformers(run: str, out: Path) -> dict:
         if out.exists():
             out.rmdir()
         os.replace(staging, out)       # a half-written export is never left under the final name
+    except OSError as err:             # a full disk, a folder made read-only meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"--out {out}: cannot write the export ({err.strerror or err}); nothing was left there, "
+                         "free space or choose a place you can write to") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return {"format": "sentence-transformers", "out": str(out), "model_folder": str(model.folder),
             "modules": [m["type"].rsplit(".", 1)[-1] for m in modules], "pooling": model.pooling,
             "dimension": model.projection_dim or model.hidden_size, "max_seq_length": model.max_seq_length}
-
-
-def _check_not_protected(out: Path, protected: dict[str, Path]) -> None:
-    """InputError when the export folder `out` is one of the `protected` paths (what ->
-    path: the store, its write-ahead log, its spool folder, the model read) or lies inside one."""
-    target = out.resolve()
-    for what, path in protected.items():
-        kept = Path(path).expanduser().resolve()
-        if target == kept or kept in target.parents:
-            inside = "" if target == kept else " (inside it)"
-            raise InputError(f"--out {out} would write into {what} {kept}{inside}; choose a folder outside it")
 
 
 def _write_modules(model: TrainedModel, folder: Path) -> list[dict]:
@@ -121,11 +161,33 @@ def _write_modules(model: TrainedModel, folder: Path) -> list[dict]:
 
 
 def _transformer(model: TrainedModel, folder: Path) -> tuple[str, str]:
-    shutil.copytree(model.folder / "encoder", folder)   # config.json, model.safetensors, tokenizer files
+    _copy_own_files(model.folder / "encoder", folder)   # config.json, model.safetensors, tokenizer files
     if not (folder / "model.safetensors").is_file():
         raise InputError(f"{model.folder / 'encoder'}: no model.safetensors (only safetensors weights are exported)")
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": model.max_seq_length, "do_lower_case": False})
     return folder.name, "sentence_transformers.models.Transformer"
+
+
+def _copy_own_files(source: Path, folder: Path) -> None:
+    """Copy the regular files under `source` into `folder`. A symbolic link or other
+    special file is refused: copying it would copy what it points to, a file from
+    outside the run (a key, another user's data) shipped inside the model."""
+    _own(source)
+    for here, folders, files in os.walk(source):   # never descends into a linked folder
+        for name in sorted([*folders, *files]):
+            _own(Path(here) / name)
+        target = folder / Path(here).relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copyfile(Path(here) / name, target / name, follow_symlinks=False)
+
+
+def _own(path: Path) -> Path:
+    """`path` if it is a regular file or folder of the run, not a link to elsewhere."""
+    if path.is_symlink() or not (path.is_dir() or path.is_file()):
+        raise InputError(f"{path} is a symbolic link or special file, not one of the run's own files; "
+                         "an export copies only regular files (replace it by the file itself)")
+    return path
 
 
 def _pooling(model: TrainedModel, folder: Path) -> tuple[str, str]:
@@ -147,7 +209,7 @@ def _dense(model: TrainedModel, folder: Path) -> tuple[str, str]:
     from safetensors.torch import load_file, save_file
 
     folder.mkdir()
-    projection = load_file(str(model.folder / PROJECTION_WEIGHTS))   # {"weight": (dim, h), "bias": (dim,)}
+    projection = load_file(str(_own(model.folder / PROJECTION_WEIGHTS)))   # {"weight": (dim, h), "bias": (dim,)}
     save_file({f"linear.{name}": tensor.contiguous() for name, tensor in projection.items()},
               str(folder / "model.safetensors"))
     _write_json(folder / "config.json", {"in_features": model.hidden_size, "out_features": model.projection_dim,

@@ -2,8 +2,11 @@
 folder (git-ignored) and can be moved with an environment variable."""
 from __future__ import annotations
 
+import errno
 import os
 import re
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.errors import InputError
@@ -92,29 +95,72 @@ def check_output_path(out: str | Path, *, protected: dict[str, str | Path]) -> P
     folder); then InputError naming both. Also refused: a folder where a file is to be
     written, a parent that cannot be made. Call it before doing the work: it makes the
     missing parent folders, so the work cannot end in a missing folder."""
-    target = Path(out).expanduser().resolve()
-    for what, path in protected.items():
-        kept = Path(path).expanduser().resolve()
-        if target == kept or kept in target.parents:
-            inside = "" if target == kept else " (inside it)"
-            raise InputError(f"output {out} would overwrite {what} {kept}{inside}; choose another output path")
+    target = check_not_protected(out, protected=protected)
     if target.is_dir():
         raise InputError(f"output {out} is a folder; give the path of a file to write")
     make_output_folder(target.parent, out)
     return Path(out).expanduser().absolute()
 
 
-def write_output(path: str | Path, text: str) -> None:
-    """`text` into the file at `path` (checked by check_output_path) all at once: written
-    beside it under a temporary name, then renamed over it, so a killed command leaves
-    the old file or the new one, never half of one."""
+# what a refused write means, by errno: (the problem, what to do about it)
+WRITE_FAILURES = {
+    errno.ENOSPC: ("the disk is full", "free space on that disk"),
+    errno.EDQUOT: ("the disk quota is used up", "free space within your quota, or raise it"),
+    errno.EROFS: ("the file system is read-only", "remount that file system writable"),
+    errno.EACCES: ("permission is denied", "choose a place you can write to"),
+    errno.EPERM: ("the operation is not permitted", "choose a place you can write to"),
+}
+
+
+def check_not_protected(out: str | Path, *, protected: dict[str, str | Path], name: str = "output") -> Path:
+    """`out` resolved (links followed), unless it is one of the `protected` paths (what ->
+    path) or lies inside one; then InputError naming both (`name`: how the output was given)."""
+    target = Path(out).expanduser().resolve()
+    for what, path in protected.items():
+        kept = Path(path).expanduser().resolve()
+        if target == kept or kept in target.parents:
+            inside = "" if target == kept else " (inside it)"
+            raise InputError(f"{name} {out} would overwrite {what} {kept}{inside}; choose another output path")
+    return target
+
+
+def write_failure(what: str, err: OSError) -> InputError:
+    """An InputError saying that writing `what` failed with `err`, and what to do."""
+    problem, remedy = WRITE_FAILURES.get(err.errno, (err.strerror or str(err), "choose another output path"))
+    return InputError(f"cannot write {what}: {problem}; {remedy} (nothing was written there)")
+
+
+def write_output(path: str | Path, content: str | bytes | Iterable[str]) -> None:
+    """`content` (text as UTF-8; lines of text, written as they come) into the file at
+    `path` (checked by check_output_path) all at once: written and fsynced beside it
+    under a new temporary name, then renamed over it, so a killed command leaves the old
+    file or the new one, never half of one. A link at `path` is replaced, never written
+    through. A full or read-only disk is an InputError, and the old file stays."""
     path = Path(path).expanduser()
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    parts = [content] if isinstance(content, (str, bytes)) else content
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        partial.write_text(text, encoding="utf-8")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            for part in parts:
+                handle.write(part.encode("utf-8") if isinstance(part, str) else part)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(partial, path)
+        _fsync_folder(path.parent)
+    except OSError as err:
+        raise write_failure(f"output {path}", err) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` survive a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def make_output_folder(folder: str | Path, out: str | Path | None = None) -> Path:

@@ -83,18 +83,21 @@ class ReportDocument:
                 f"<style>{_STYLE}</style></head>\n<body><h1>{title}</h1>\n{body}\n"
                 + (f"<h2>Figures</h2>\n{figures}\n" if figures else "") + "</body></html>\n")
 
-    def write(self, out: Path) -> list[Path]:
-        """report.md, report.html and figures/<name>.svg and .png in `out`; the paths written."""
+    def write(self, out: Path, protected: dict[str, str | Path] | None = None) -> list[Path]:
+        """report.md, report.html and figures/<name>.svg and .png in `out`; the paths written.
+        Every file is checked first (none resolves to a `protected` path: the store, an
+        input), then written atomically, replacing a link rather than writing through it."""
+        from engine.paths import check_output_path, write_output
+
         figures_dir = out / FIGURES_FOLDER
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        written = []
+        files: dict[Path, str | bytes] = {out / "report.md": self.markdown(), out / "report.html": self.html()}
         for name, (svg, png) in self.figures().items():
-            (figures_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
-            (figures_dir / f"{name}.png").write_bytes(png)
-            written += [figures_dir / f"{name}.svg", figures_dir / f"{name}.png"]
-        (out / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (out / "report.html").write_text(self.html(), encoding="utf-8")
-        return [out / "report.md", out / "report.html", *written]
+            files |= {figures_dir / f"{name}.svg": svg, figures_dir / f"{name}.png": png}
+        for path in files:
+            check_output_path(path, protected=protected or {})
+        for path, content in files.items():
+            write_output(path, content)
+        return list(files)
 
     def zip_bytes(self) -> bytes:
         """report.md with its figures folder, as one archive (a download)."""

@@ -68,6 +68,17 @@ class Sweep:
     runs: tuple[SweepRun, ...]
     spec: dict = field(default_factory=dict, compare=False)  # the file's tables, paths made absolute
 
+    def inputs(self) -> dict[str, Path]:
+        """What its runs read (what -> path), which no output may overwrite: the data sets,
+        the annotated training sets, the tokenizers."""
+        found: dict[str, str] = {}
+        for run in self.runs:
+            for name in PATH_FIELDS:
+                if value := getattr(run.config, name):
+                    found.setdefault(value, name)
+        return {f"the sweep's {name} input{'' if i == 0 else f' ({i + 1})'}": Path(value)
+                for i, (value, name) in enumerate(found.items())}
+
     def to_toml(self) -> str:
         """The sweep file `load_sweep` reads back into the same runs, from any folder."""
         import tomli_w
@@ -243,6 +254,20 @@ def check_data(runs: list[SweepRun]) -> None:
             source = c.train_data or c.dataset
             raise InputError(f"run {run.run_id}: D = {c.train_pairs:,} training pairs, but {source} has "
                              f"{available[key]:,}; choose D <= {available[key]:,} or \"all\"")
+    _check_tokenizers(runs)
+
+
+def _check_tokenizers(runs: list[SweepRun]) -> None:
+    """Each tokenizer the runs name loads (a sweep's tokenizer is a path beside the
+    sweep file): a missing one would fail every run that names it, after the sweep started."""
+    from engine.tokenize_cache import load_tokenizer
+
+    for spec in sorted({run.config.tokenizer for run in runs if run.config.tokenizer}):
+        users = sum(run.config.tokenizer == spec for run in runs)
+        try:
+            load_tokenizer(spec)
+        except InputError as err:
+            raise InputError(f"{users} run(s) of the sweep would fail: {err}") from None
 
 
 def completed_run_ids(store) -> set[str]:

@@ -21,7 +21,6 @@ InputError naming the spool file and what to do; the lines before it stay readab
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import math
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
-from engine.paths import is_unicode
+from engine.paths import WRITE_FAILURES, is_unicode
 
 SUFFIX = ".jsonl"
 QUARANTINE = "quarantine.log"  # rejected lines, one JSON object each; not a spool file
@@ -112,12 +111,6 @@ def _ends_torn(fd: int) -> bool:
     return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
-# what a failed spool append means, by errno: (the problem, what to do about it)
-_WRITE_FAILURES = {
-    errno.ENOSPC: ("the disk is full", "free space on that disk"),
-    errno.EDQUOT: ("the disk quota is used up", "free space within your quota, or raise it"),
-    errno.EROFS: ("the file system is read-only", "remount that file system writable"),
-}
 
 
 class SpoolWriteError(InputError):
@@ -180,9 +173,9 @@ class SpoolWriter:
         try:
             self._append_line("".join(lines).encode())
         except OSError as err:
-            if err.errno not in _WRITE_FAILURES:
+            if err.errno not in WRITE_FAILURES:
                 raise
-            problem, remedy = _WRITE_FAILURES[err.errno]
+            problem, remedy = WRITE_FAILURES[err.errno]
             target = self._file or self.directory
             raise SpoolWriteError(
                 f"cannot write {what} to the results spool {target}: {problem} ({err.strerror}); {remedy}, "

@@ -265,3 +265,202 @@ def test_import_tracker_dry_run_makes_no_store(tmp_path, capsys):
     code, out, _ = import_tracker(capsys, source, "--dry-run")
     assert code == 0 and "would import 1 of 1" in out
     assert not Store().path.exists() and not Store().spool_dir.exists()
+
+
+# ---------------------------------------------------------------- outputs: links, inputs, the store
+
+def demo_runs_in_store() -> Store:
+    """The study test's 6 x 5 runs as demo rows of the private store."""
+    from test_study import study_runs
+
+    rows = study_runs().rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
+                                        "model_name": "model"})
+    store = Store()
+    store.load_rows(rows, source="demo")
+    return store
+
+
+def test_study_out_replaces_links_and_never_writes_through_them(tmp_path, capsys):
+    """Before: report.html and figures/*.svg were written through the links (the
+    DuckDB file and another file overwritten)."""
+    store = demo_runs_in_store()
+    store.ingest()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file")
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "report.html").symlink_to(victim)
+    (out / "figures" / "data-law.png").symlink_to(victim)
+    assert engine_main(["study", "--bootstrap", "20", "--out", out]) == 0
+    capsys.readouterr()
+    assert victim.read_text() == "someone else's file"
+    for written in (out / "report.html", out / "figures" / "data-law.png"):
+        assert written.is_file() and not written.is_symlink()
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_study_out_link_to_the_store_is_refused(tmp_path, capsys):
+    store = demo_runs_in_store()
+    store.ingest()
+    before = store.path.read_bytes()
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "data-law.svg").symlink_to(store.path)
+    assert engine_main(["study", "--bootstrap", "20", "--out", out]) == 2
+    assert "would overwrite the store" in one_error_line(capsys)
+    assert store.path.read_bytes() == before and not (out / "report.md").exists()
+
+
+def fake_model(folder, *, pooling="mean", projection_dim=8, hidden=4, weight=(8, 4), length=16):
+    """A run's model folder as BiEncoder.save writes it, with tiny tensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    (folder / "encoder").mkdir(parents=True)
+    (folder / "encoder" / "config.json").write_text(json.dumps({"hidden_size": hidden}))
+    save_file({"embeddings.weight": torch.zeros(3, hidden)}, str(folder / "encoder" / "model.safetensors"))
+    (folder / "encoder" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    if weight is not None:
+        save_file({"weight": torch.zeros(*weight), "bias": torch.zeros(weight[0])},
+                  str(folder / "projection.safetensors"))
+    (folder / "bi_encoder.json").write_text(json.dumps({"pooling": pooling, "projection_dim": projection_dim}))
+    (folder / "train_config.json").write_text(json.dumps({"max_passage_length": length}))
+    return folder
+
+
+def test_export_model_of_a_consistent_folder_is_written(tmp_path, capsys):
+    model = fake_model(tmp_path / "model")
+    assert engine_main(["export-model", model, "--out", tmp_path / "st", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dimension"] == 8
+    assert json.loads((tmp_path / "st" / "2_Dense" / "config.json").read_text())["out_features"] == 8
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"pooling": "max"}, "pooling is 'max'"),
+    ({"projection_dim": "abc"}, "projection_dim is 'abc'"),
+    ({"projection_dim": -5}, "projection_dim is -5"),
+    ({"projection_dim": 512}, "not the [512, 4] projection"),
+    ({"projection_dim": None}, "says no projection, but projection.safetensors is there"),
+    ({"length": -3}, "maximum sequence length is -3"),
+    ({"hidden": True}, "hidden_size is True"),
+])
+def test_export_model_refuses_settings_that_contradict_the_weights(tmp_path, capsys, settings, message):
+    """Before: each wrote a sentence-transformers folder that loads and computes wrong."""
+    model = fake_model(tmp_path / "model", **settings)
+    assert engine_main(["export-model", model, "--out", tmp_path / "st"]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize("link", ["encoder/secret.txt", "encoder", "projection.safetensors"])
+def test_export_model_never_copies_what_a_link_points_to(tmp_path, capsys, link):
+    """Before: a link in encoder/ was copied as the file it points to (a key let out)."""
+    import shutil
+
+    model = fake_model(tmp_path / "model")
+    secret = tmp_path / "elsewhere"
+    if link == "encoder":
+        shutil.move(model / "encoder", secret)
+    elif link == "projection.safetensors":
+        shutil.move(model / link, secret)
+    else:
+        secret.write_text("private key")
+    (model / link).symlink_to(secret)
+    assert engine_main(["export-model", model, "--out", tmp_path / "st"]) == 2
+    assert "symbolic link" in one_error_line(capsys)
+    assert not (tmp_path / "st").exists()
+
+
+def test_export_model_on_a_full_disk_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    model = fake_model(tmp_path / "model")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    assert engine_main(["export-model", model, "--out", tmp_path / "st"]) == 2
+    assert "No space left" in one_error_line(capsys)
+    assert not (tmp_path / "st").exists() and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_annotate_out_into_the_store_spool_or_the_data_set_is_refused(tmp_path, capsys):
+    """Before: ICT wrote corpus.jsonl and queries.jsonl into the (empty) spool folder,
+    where the store read them as spool files."""
+    from test_data import write_synthetic
+
+    data = write_synthetic(tmp_path / "syn")
+    store = Store()
+    store.register_dataset("x", language="en", format="beir", path="/d", n_passages=1, n_queries=1,
+                           n_train_pairs=1, n_test_pairs=1)
+    store.ingest()  # the spool folder is now there and empty
+    assert store.spool_dir.is_dir() and not any(store.spool_dir.iterdir())
+    for out in (store.spool_dir, store.spool_dir / "ict", data / "ict"):
+        assert engine_main(["annotate", "ict", "--dataset", data, "--out", out]) == 2
+        assert "would overwrite" in one_error_line(capsys)
+    assert not any(store.spool_dir.iterdir()) and not (data / "ict").exists()
+    assert_store_reads(store)
+
+
+def test_emit_slurm_never_overwrites_the_sweeps_data_set(tmp_path, capsys):
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    data = write_synthetic(tmp_path / "syn")
+    sweep = write_sweep(tmp_path, data)
+    corpus = data / "corpus.jsonl"
+    before = corpus.read_bytes()
+    assert engine_main(["sweep", sweep, "--emit", "slurm", "--shared-dir", tmp_path / "shared",
+                        "--out", corpus]) == 2
+    assert "would overwrite the sweep's dataset input" in one_error_line(capsys)
+    assert corpus.read_bytes() == before
+
+
+def test_sweep_dry_run_refuses_a_sweep_whose_tokenizer_is_missing(tmp_path, capsys):
+    """Before: the dry run listed the runs, and every one of them then failed."""
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), extra="")
+    sweep.write_text(sweep.read_text().replace("[train]\n", '[train]\ntokenizer = "no-such-vocab.txt"\n'))
+    assert engine_main(["sweep", sweep, "--dry-run"]) == 2
+    assert "2 run(s) of the sweep would fail: tokenizer" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("number, problem", [(28, "the disk is full"), (30, "read-only"), (13, "permission")])
+def test_write_output_on_a_refusing_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch, number, problem):
+    import os
+
+    from engine.errors import InputError
+    from engine.paths import write_output
+
+    out = tmp_path / "plan.toml"
+    out.write_text("old")
+    real = os.fsync
+
+    def refuse(fd):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    with pytest.raises(InputError, match=problem):
+        write_output(out, "new")
+    monkeypatch.setattr(os, "fsync", real)
+    assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["plan.toml"]
+
+
+def test_write_output_never_follows_a_planted_temporary_link(tmp_path, monkeypatch):
+    """The temporary name is new each time and opened with O_EXCL | O_NOFOLLOW."""
+    import uuid
+
+    from engine.errors import InputError
+    from engine.paths import write_output
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=0))
+    (tmp_path / f".out.{'0' * 12}.tmp").symlink_to(victim)
+    with pytest.raises(InputError):
+        write_output(tmp_path / "out", "new")
+    assert victim.read_text() == "keep"

@@ -13,13 +13,13 @@ half-written file, and generation.json comes last.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.annotate.parsing import Tally
 from engine.errors import InputError
+from engine.paths import make_output_folder, write_output
 
 MANIFEST = "generation.json"
 
@@ -66,7 +66,7 @@ def manifest(annotation: str, generator: str, model: str | None, config, source,
 
 def write_training_set(out: Path, data: TrainingSet, description: dict) -> dict:
     """Write the folder; return `description` completed with the set's sizes."""
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    make_output_folder(out / "qrels")
     _write_lines(out / "corpus.jsonl", (json.dumps({"_id": pid, "title": "", **row}, ensure_ascii=False)
                                         for pid, row in data.corpus.items()))
     _write_lines(out / "queries.jsonl", (json.dumps({"_id": qid, "text": text}, ensure_ascii=False)
@@ -81,8 +81,4 @@ def write_training_set(out: Path, data: TrainingSet, description: dict) -> dict:
 
 
 def _write_lines(path: Path, lines) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    os.replace(partial, path)
+    write_output(path, (line + "\n" for line in lines))

@@ -60,11 +60,15 @@ def _common(parser) -> None:
 
 def _check_outputs(args) -> None:
     """Before generating (which can take hours): the --name is text the store can keep,
-    the folder that will hold --out can be made, and the --store to register in is a store."""
-    from engine.paths import make_output_folder, validate_text
+    --out is not inside a store's files or the --dataset read, the folder that will hold
+    it can be made, and the --store to register in is a store."""
+    from engine.paths import check_not_protected, make_output_folder, store_files, store_path, validate_text
 
     if args.name is not None:
         validate_text("--name", args.name)
+    stores = {f"{what} ({flag})": path for flag, db in (("--store", args.store), ("default", store_path())) if db
+              for what, path in store_files(db).items()}
+    check_not_protected(args.out, protected={**stores, "the --dataset input": args.dataset}, name="--out")
     make_output_folder(args.out.expanduser().absolute().parent, args.out)
     if args.store:
         from store import Store

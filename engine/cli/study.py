@@ -49,7 +49,7 @@ def run_study(args) -> int:
         document = study_document(report)
         if not args.json:
             print(document.body)
-        written = document.write(args.out) if args.out else []
+        written = document.write(args.out, protected=store.own_files()) if args.out else []
         if args.out:
             progress.advance(detail="report written")
     if args.json:

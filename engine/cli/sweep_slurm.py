@@ -43,7 +43,7 @@ def emit(sweep, args) -> int:
     command = ShardCommand(sweep_file=sweep.path.expanduser().resolve(), launcher=args.launcher,
                            parallel=args.parallel)
     script = render_sbatch(sweep.name, len(sweep.runs), options, command)
-    protected = {"the sweep file": sweep.path, **store_files(args.store or store_path()),
+    protected = {"the sweep file": sweep.path, **sweep.inputs(), **store_files(args.store or store_path()),
                  **{f"{what} on --shared-dir": path for what, path in store_files(shared / "workbench.duckdb").items()}}
     out = check_output_path(args.out or sweep.path.with_name(f"{sweep.name}.sbatch"), protected=protected)
     make_output_folder(shared / "logs", args.shared_dir)   # Slurm does not create the --output folder
