@@ -188,6 +188,13 @@ def point_names(points: pd.DataFrame) -> pd.Series:
                       in zip(points.index, labels.fillna(""), sizes)], index=points.index)
 
 
+def points_digest(points: pd.DataFrame) -> str:
+    """Equal for the same points (another upload, protocol or slice is another set): the
+    leave-out choice is kept per set, so a second file starts from its own defaults."""
+    columns = [c for c in ("n", "d", "loss", "label") if c in points]
+    return hashlib.sha256(pd.util.hash_pandas_object(points[columns], index=False).to_numpy().tobytes()).hexdigest()[:12]
+
+
 def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitRequest, bool]:
     """The form: points to leave out, the held-out check, bootstrap and level; returns
     the request it describes and whether **Fit** was pressed."""
@@ -197,7 +204,7 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
     random_level = names[points["loss"] >= levels]  # no better than a random scorer: log(1 + k) of the run's k
     with st.form("fit_settings"):
         left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
-                                  key=f"fit_leave_out_{kind}_{about.get('protocol')}",  # a choice per protocol
+                                  key=f"fit_leave_out_{kind}_{points_digest(points)}",  # a choice per set of points
                                   help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy "
                                        "is no better than a random scorer's (>= log(1 + k) of their evaluation's k, "
                                        "log 257 = 5.549 where k is not recorded) start left out.")
