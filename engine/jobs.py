@@ -36,7 +36,8 @@ STALE_AFTER_S = 15 * 60      # a run on another host without a heartbeat this lo
 INTERRUPTED = "interrupted"  # shown in place of "running" for a run whose process is gone
 LOG_TAIL_LINES = 15
 ESTIMATE_TIMEOUT_S = 300
-_OUTCOME = re.compile(r"^FAILED \(exit -?\d+\) (\S+)$")
+_OUTCOME = re.compile(r"^FAILED \(exit (-?\d+)\) (\S+)$")
+_ERROR_LINE = re.compile(r"^(error: |\w+(Error|Exception)\b)")   # how a command or a traceback says why it stopped
 
 
 # --- the progress file ------------------------------------------------------------
@@ -202,23 +203,46 @@ class Job:
 
     @property
     def state(self) -> str:
-        """running, finished, cancelled (a user's cancel), or failed (exit N)."""
+        """running, finished, cancelled (a user's cancel), or failed: with the exit codes of
+        the runs that failed (the sweep itself exits 1 then), else the sweep's own."""
         code = self.exit_code
         if code is None:
             return "running"
         if code == 0:
             return "finished"
-        return "cancelled" if self.cancelled else f"failed (exit {code})"
+        if self.cancelled:
+            return "cancelled"
+        failed = self.failed_runs()
+        if not failed:
+            return f"failed (exit {code})"
+        codes = ", ".join(sorted({str(c) for _, c in failed}))
+        return f"failed ({len(failed)} run{'s' if len(failed) > 1 else ''} failed, exit {codes})"
+
+    def failed_runs(self) -> list[tuple[str, int]]:
+        """(run id, exit code) of each run the sweep's log reports as failed."""
+        return [(m.group(2), int(m.group(1))) for line in log_tail(self.log_path, lines=10_000).splitlines()
+                if (m := _OUTCOME.match(line.strip()))]
 
     def failed_run_ids(self) -> list[str]:
         """The runs the sweep's log reports as failed."""
-        return [m.group(1) for line in log_tail(self.log_path, lines=10_000).splitlines()
-                if (m := _OUTCOME.match(line.strip()))]
+        return [run_id for run_id, _ in self.failed_runs()]
 
     def failure_report(self) -> list[tuple[str, str]]:
         """(log file, its last lines): the sweep's log, then each failed run's train.log."""
         logs = [self.log_path] + [runs_dir() / run_id / "train.log" for run_id in self.failed_run_ids()]
         return [(str(path), log_tail(path) or "(empty log)") for path in logs]
+
+    def failure_reasons(self) -> list[tuple[str, str]]:
+        """(run id, the line of its train.log that says why it stopped) for each failed run."""
+        return [(run_id, decisive_line(log_tail(runs_dir() / run_id / "train.log", lines=10_000)))
+                for run_id in self.failed_run_ids()]
+
+
+def decisive_line(log: str) -> str:
+    """The line of a log that says why the command stopped: the last `error: ...` line
+    (engine/cli) or exception line of a traceback, else the last line that says anything."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "(empty log)")
 
 
 def cancel(job: Job) -> None:
@@ -249,6 +273,17 @@ def new_sweep_file(spec: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(sweep.to_toml())
     return sweep
+
+
+def estimate_spec(spec: dict) -> str:
+    """`estimate` of a sweep's tables, from a file in a temporary folder that is gone
+    afterwards (an estimate leaves no sweep file behind)."""
+    from engine.sweep import sweep_from_spec
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{spec.get('name', 'sweep')}.toml"
+        path.write_text(sweep_from_spec(spec, path).to_toml())
+        return estimate(path)
 
 
 def estimate(sweep_file: Path) -> str:

@@ -13,7 +13,7 @@ from engine import jobs
 from engine.charts import training_curve
 from engine.errors import InputError
 from engine.ladder import LADDER
-from engine.numbers import formatted_table
+from engine.numbers import format_count, formatted_table
 from engine.paths import SHARED_DATA, runs_dir
 from engine.progress import active_commands
 from engine.protocol import describe
@@ -101,9 +101,12 @@ def show_job(job: jobs.Job, runs: dict[str, dict], store_path: str) -> None:
     if state == "running":
         st.button("Cancel this study", key=f"cancel_{job.name}", on_click=jobs.cancel, args=(job,))
     elif state.startswith("failed"):
-        for path, tail in job.failure_report():
-            st.caption(f"last lines of `{path}`")
-            st.code(tail, language=None)
+        for run_id, reason in job.failure_reasons():
+            st.error(f"{run_id}: {reason}")
+        with st.expander("Last lines of the logs", expanded=not job.failed_run_ids()):
+            for path, tail in job.failure_report():
+                st.caption(f"last lines of `{path}`")
+                st.code(tail, language=None, wrap_lines=True)
     for run_id, progress in runs.items():
         show_progress(run_id, progress, store_path)
 
@@ -243,12 +246,12 @@ def study_form(store: Store) -> None:
         study = jobs.study_from_form(name, dataset_path.strip() or datasets.get(dataset_name, ""), models, sizes,
                                      seeds, with_human, generated, steps, batch_size, negatives, eval_every,
                                      jobs.inherited_settings(base))
-        sweep = jobs.new_sweep_file(study.spec())
         if estimate_clicked:
             with st.spinner("Estimating with `python -m engine sweep --dry-run` (checks the data, "
                             "measures this machine's speed) ..."):
-                st.code(jobs.estimate(sweep.path), language=None)
+                st.code(jobs.estimate_spec(study.spec()), language=None)
             return
+        sweep = jobs.new_sweep_file(study.spec())
     except InputError as err:
         st.error(str(err))
         return
@@ -275,12 +278,30 @@ def show_interrupted(runs: pd.DataFrame) -> None:
                            for r in interrupted))
 
 
+def short_label(label, source, run_id: str) -> str | None:
+    """A run's label as the table shows it: a demo row by its id in the demo study (every
+    demo label starts with the same title, which the caption names once)."""
+    return jobs.original_run_id(run_id, label, source) if source == "demo" else label
+
+
 def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
-    """The table's columns as text: N and D as counts, seconds whole, NOT_RECORDED where a run has none."""
+    """The table's columns as text, newest run first: N and D as counts, seconds whole,
+    NOT_RECORDED where a run has none, demo labels by their run's id in the demo."""
+    runs = runs.sort_values("started_at", ascending=False, na_position="last", kind="stable")
+    runs = runs.assign(label=[short_label(lab, src, r) for lab, src, r in zip(runs["label"], runs["source"],
+                                                                               runs["run_id"])])
     table = formatted_table(runs[[c for c in TABLE_COLUMNS if c in runs]], counts=("n_params", "train_pairs"))
     writers = {"eval_protocol": str, "wall_time_s": lambda seconds: f"{seconds:,.0f}"}
     return table.assign(**{c: [NOT_RECORDED if pd.isna(v) else write(v) for v in table[c]]
                            for c, write in writers.items() if c in table})
+
+
+def demo_note(runs: pd.DataFrame) -> str:
+    demo = runs.loc[runs["source"] == "demo", "label"].dropna()
+    if demo.empty:
+        return ""
+    title = demo.iloc[0].rsplit(" / ", 1)[0]
+    return f" The demo's runs ({len(demo)}, labelled by their id in the demo study) are of: {title}."
 
 
 def not_recorded_note(runs: pd.DataFrame) -> str:
@@ -309,7 +330,7 @@ def runs_in_store(store: Store) -> None:
         runs = runs[runs["status"].isin(status)]
     show_interrupted(runs)
     st.dataframe(runs_display(runs), hide_index=True, column_config=TABLE_FORMAT)
-    st.caption(f"{len(runs)} of {len(everything)} runs.")
+    st.caption(f"{len(runs)} of {len(everything)} runs, newest first." + demo_note(runs))
     if note := not_recorded_note(runs):
         st.caption(note)
     if "eval_fingerprint" in runs:
@@ -317,7 +338,9 @@ def runs_in_store(store: Store) -> None:
         st.caption("Evaluation protocols: " + "; ".join(f"{p}: {d}" for p, d in sorted(protocols.items()))
                    if protocols else "No run here records its evaluation protocol.")
     with st.expander("Delete runs"):
-        doomed = st.multiselect("Runs to delete", list(runs["run_id"]), key="runs_delete")
+        names = {r.run_id: f"{short_label(r.label, r.source, r.run_id) or r.run_id} · N {format_count(r.n_params)} · "
+                           f"D {format_count(r.train_pairs)} · {r.status}" for r in runs.itertuples()}
+        doomed = st.multiselect("Runs to delete", list(names), format_func=names.get, key="runs_delete")
         sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their evaluation points", key="runs_delete_sure",
                            disabled=not doomed)
         st.button("Delete", key="runs_delete_button", disabled=not (doomed and sure), on_click=delete_runs,
