@@ -29,6 +29,7 @@ DROPOUT_MASKS = ("auto", "fast", "torch")
 INITS = ("auto", "pretrained", "scratch")
 COMPILE_CHOICES = ("auto", "yes", "no")
 NEGATIVE_POOLS = ("corpus", "training")
+LR_SCHEDULES = ("linear", "wsd")
 DEFAULT_MAX_QUERY_LENGTH = 32  # the paper's released code
 DEFAULT_MAX_PASSAGE_LENGTH = 180
 # a trained WordPiece vocabulary holds the 5 special tokens and every character of the
@@ -82,6 +83,9 @@ class Measurement:
                                                                         "init (T5's 1; BERT's 0.02 hides token identity)"})
     pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
                                                    "choices": ("mean", "cls")})
+    similarity: str = field(default="dot", metadata={
+        "help": "score: the inner product of Eq. 1, or cosine times a learned scale (started at 20)",
+        "choices": ("dot", "cosine")})
     train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
                                                                    "pairs instead of the data set's train split"})
     annotation: str | None = field(default=None, metadata={"help": "annotation label stored with the run "
@@ -104,7 +108,25 @@ class Measurement:
         "choices": NEGATIVE_POOLS})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rung's, 5e-6 "
                                                               "for pretrained BERT)"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then linear decay to 0"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps, then the schedule's decay"})
+    lr_schedule: str = field(default="linear", metadata={
+        "help": "after the warm-up: linear decay to 0 at the planned last step, or wsd (warm-up, stable, decay): "
+                "constant, then linear decay to 0 over the last decay_share of the run's real end, which an early "
+                "stop (patience) moves", "choices": LR_SCHEDULES})
+    decay_share: float = field(default=0.2, metadata={"help": "wsd: share of the run spent decaying to 0"})
+    embedding_lr_scale: float = field(default=1.0, metadata={
+        "help": "the word embeddings' learning rate as a multiple of lr (below 1 keeps a scratch model's "
+                "word-overlap start longer)"})
+    epochs: float | None = field(default=None, metadata={
+        "help": "passes over the D pairs: the run takes epochs x D / global batch steps, at least min_steps and at "
+                "most steps (None: exactly steps)"})
+    min_steps: int = field(default=0, metadata={"help": "with epochs: the fewest steps a run takes"})
+    patience: int = field(default=0, metadata={
+        "help": "wsd: evaluations after min_steps without a new best calibrated entropy before the decay begins "
+                "(an early stop; 0: never)"})
+    evals_per_doubling: int = field(default=0, metadata={
+        "help": "evaluate geometrically: at eval_every, then this many times per doubling of the step, and at the "
+                "end (0: s/64, ..., s/2 and every eval_every steps)"})
     weight_decay: float = field(default=0.001, metadata={"help": "AdamW weight decay (not on biases, LayerNorm)"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step (each its own "
@@ -120,7 +142,9 @@ class Measurement:
         "help": "how dropout masks are drawn: fast (16-bit masks, engine/dropout.py), torch (bernoulli); "
                 "auto: fast on a CPU, where torch's masks took a fifth of a small model's step", "choices": DROPOUT_MASKS})
     # evaluation
-    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (besides step 0, s/64, ..., s/2 and the end)"})
+    eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (besides step 0, s/64, ..., "
+                                                            "s/2 and the end); with evals_per_doubling the first "
+                                                            "evaluation after step 0"})
     eval_at_start: bool = field(default=False, metadata={
         "help": "kept so stored configs and sweep ids stay as they were: step 0 is now always evaluated "
                 "(engine.train.evaluation_steps)"})
@@ -157,9 +181,16 @@ class TrainConfig(RunOptions, Measurement):
 
     def __post_init__(self) -> None:
         check_fields(self, _TRAIN_LOWEST)
-        for name in ("lr", "scratch_embedding_std"):
+        for name in ("lr", "scratch_embedding_std", "embedding_lr_scale", "epochs"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)!r} ({_flag(name)})")
+        if not 0 < self.decay_share < 1:
+            raise InputError(f"decay_share must lie between 0 and 1, got {self.decay_share!r} (--decay-share)")
+        if self.min_steps > self.steps:
+            raise InputError(f"min_steps {self.min_steps} exceeds steps {self.steps}, the most a run takes "
+                             "(--min-steps, --steps)")
+        if self.patience and self.lr_schedule != "wsd":
+            raise InputError("patience stops a run early by starting its decay: it needs --lr-schedule wsd")
 
     @property
     def measurement(self) -> Measurement:
@@ -199,7 +230,8 @@ class TrainConfig(RunOptions, Measurement):
 
 # settings added after sweeps hashed their run ids: left out of a digest while at their
 # default, so the runs of an unchanged sweep file keep their ids
-_ADDED_LATER = {"negatives_from": "corpus"}
+_ADDED_LATER = {"negatives_from": "corpus", "similarity": "dot", "lr_schedule": "linear", "decay_share": 0.2,
+                "embedding_lr_scale": 1.0, "epochs": None, "min_steps": 0, "patience": 0, "evals_per_doubling": 0}
 _EVAL_ADDED_LATER = {"test_split": None, "held_out_negatives": 0}
 
 
@@ -222,8 +254,8 @@ _TRAIN_LOWEST = {
     "tokenizer_vocab_size": MIN_TRAINED_VOCAB, "train_pairs": 1, "data_seed": 0, "steps": 1, "batch_size": 1,
     "negatives": 1, "warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0, "grad_accum": 1,
     "max_query_length": 1, "max_passage_length": 1, "seed": 0, "eval_every": 1, "eval_batch_size": 1,
-    "checkpoint_every": 0, "keep_checkpoints": 1,
-}  # lr and scratch_embedding_std: positive (TrainConfig.__post_init__)
+    "checkpoint_every": 0, "keep_checkpoints": 1, "min_steps": 0, "patience": 0, "evals_per_doubling": 0,
+}  # lr, scratch_embedding_std, embedding_lr_scale, epochs: positive; decay_share in (0, 1) (TrainConfig.__post_init__)
 _KIND_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 

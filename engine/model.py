@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from engine.ladder import PROJECTION_DIM
 
 
 POOLING = ("mean", "cls")
+SIMILARITIES = ("dot", "cosine")  # Eq. 1's inner product, or a scaled cosine with a learned scale
+COSINE_START_SCALE = 20.0  # 1 / temperature 0.05 (sentence-transformers' MultipleNegativesRankingLoss)
 CONFIG_FILE = "bi_encoder.json"
 PROJECTION_FILE = "projection.safetensors"
 PADDING_IDENTITY = -2  # passage_identity of a row that fills a process's short block of negatives: no candidate
@@ -129,14 +132,19 @@ class BiEncoder(nn.Module):
     training objective `forward` applies to a training batch."""
 
     def __init__(self, encoder: nn.Module, pooling: str = "mean", projection_dim: int | None = PROJECTION_DIM,
-                 loss: ContrastiveLoss | None = None):
+                 loss: ContrastiveLoss | None = None, similarity: str = "dot"):
         super().__init__()
         if pooling not in POOLING:
             raise InputError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLING)}")
+        if similarity not in SIMILARITIES:
+            raise InputError(f"unknown similarity '{similarity}'; choose one of {', '.join(SIMILARITIES)}")
         self.encoder = encoder
         self.loss = loss or ContrastiveLoss()
         self.pooling = pooling
         self.projection_dim = projection_dim
+        self.similarity = similarity
+        if similarity == "cosine":  # scores = exp(log_scale) x cosine: a learned temperature
+            self.log_scale = nn.Parameter(torch.tensor(math.log(COSINE_START_SCALE)))
         hidden = encoder.config.hidden_size
         self.projection = nn.Linear(hidden, projection_dim) if projection_dim else nn.Identity()
         if projection_dim:
@@ -152,7 +160,10 @@ class BiEncoder(nn.Module):
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (b, len, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (b, h)
-        return self.projection(pooled)  # (b, dim)
+        vectors = self.projection(pooled)  # (b, dim)
+        if self.similarity == "cosine":  # unit vectors times sqrt(scale): inner products are scale x cosine
+            vectors = F.normalize(vectors.float(), dim=-1) * torch.exp(self.log_scale / 2)
+        return vectors
 
     def forward(
         self,
@@ -181,9 +192,13 @@ class BiEncoder(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(str(folder / "encoder"))
         tokenizer.save_pretrained(str(folder / "encoder"))
-        if self.projection_dim:
-            save_file({k: v.contiguous() for k, v in self.projection.state_dict().items()}, str(folder / PROJECTION_FILE))
-        (folder / CONFIG_FILE).write_text(json.dumps({"pooling": self.pooling, "projection_dim": self.projection_dim}))
+        tensors = {k: v.contiguous() for k, v in self.projection.state_dict().items()}
+        if self.similarity == "cosine":
+            tensors["log_scale"] = self.log_scale.detach().reshape(1).contiguous()
+        if tensors:
+            save_file(tensors, str(folder / PROJECTION_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps({"pooling": self.pooling, "projection_dim": self.projection_dim,
+                                                      "similarity": self.similarity}))
 
     @classmethod
     def load(cls, checkpoint: str | Path, pooling: str = "mean"):
@@ -193,11 +208,16 @@ class BiEncoder(nn.Module):
         if (folder / CONFIG_FILE).is_file():
             settings = json.loads((folder / CONFIG_FILE).read_text())
             encoder, tokenizer = pretrained_encoder(str(folder / "encoder"))
-            model = cls(encoder, settings["pooling"], settings["projection_dim"])
-            if settings["projection_dim"]:
+            model = cls(encoder, settings["pooling"], settings["projection_dim"],
+                        similarity=settings.get("similarity", "dot"))
+            if settings["projection_dim"] or model.similarity == "cosine":
                 from safetensors.torch import load_file
 
-                model.projection.load_state_dict(load_file(str(folder / PROJECTION_FILE)))
+                tensors = load_file(str(folder / PROJECTION_FILE))
+                if model.similarity == "cosine":
+                    model.log_scale.data = tensors.pop("log_scale").reshape(())
+                if settings["projection_dim"]:
+                    model.projection.load_state_dict(tensors)
             return model, tokenizer
         encoder, tokenizer = pretrained_encoder(str(checkpoint))
         return cls(encoder, pooling, projection_dim=None), tokenizer

@@ -49,13 +49,13 @@ from engine.ladder import ladder_model, non_embedding_params, strict_non_embeddi
 from engine.model import PADDING_IDENTITY, BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
 from engine.protocol import eval_set_pairs, evaluation_fingerprint
+from engine.schedule import early_end, evaluation_steps, learning_rate_factor, planned_steps
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
 POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # a point's own columns, not its metrics
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
-SCHEDULE_HALVINGS = 6  # evaluate at s/64, s/32, ..., s/2 too: an early overfitter's best is observed
 BEST_DIR = "best"  # runs/<id>/best/: the weights of the best evaluation (BiEncoder.save) and best.json
 
 
@@ -77,6 +77,8 @@ class TrainResult:
     test_split: dict | None = None  # the qrels evaluated on: name, file, sha256 (engine.data.split_identity)
     best_calibrated_entropy: float | None = None  # best over training on its own (engine.evaluate)
     best_calibrated_step: int | None = None
+    planned_steps: int | None = None  # the steps the run planned (engine.schedule.planned_steps)
+    stopped_early_at: int | None = None  # the evaluation whose patience ran out: the decay began there
 
 
 @dataclass
@@ -90,6 +92,9 @@ class TrainerState:
     wall_time_s: float = 0.0
     best_calibrated_entropy: float | None = None  # the best of each metric is kept on its own
     best_calibrated_step: int | None = None
+    end_step: int = 0  # the last step: the planned one, or where an early stop's decay ends
+    stopped_early_at: int | None = None
+    evaluations_since_best: int = 0  # evaluations in a row without a new best calibrated (else raw) entropy
 
     def record(self, step: int, metrics: dict) -> None:
         self.curve = [p for p in self.curve if p["step"] != step] + [{"step": step, **metrics}]
@@ -99,6 +104,8 @@ class TrainerState:
         calibrated, best = metrics.get("calibrated_entropy"), self.best_calibrated_entropy
         if calibrated is not None and (best is None or calibrated < best):
             self.best_calibrated_entropy, self.best_calibrated_step = calibrated, step
+        watched = self.best_calibrated_step if calibrated is not None else self.best_step
+        self.evaluations_since_best = 0 if watched == step else self.evaluations_since_best + 1
 
 
 # ---------------------------------------------------------------- configuration
@@ -164,13 +171,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def evaluation_steps(steps: int, eval_every: int) -> frozenset[int]:
-    """The steps a run evaluates after: 0 (the untrained model), the log-spaced
-    s/64, s/32, ..., s/2 (rounded down), every `eval_every`-th, and the last, s."""
-    log_spaced = {max(1, steps >> halvings) for halvings in range(1, SCHEDULE_HALVINGS + 1)}
-    return frozenset({0, steps} | log_spaced | set(range(eval_every, steps + 1, eval_every)))
-
-
 # ---------------------------------------------------------------- model and data
 
 
@@ -203,7 +203,7 @@ def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object,
         encoder.gradient_checkpointing_enable()
     if cfg.dropout_masks == "fast":
         use_fast_dropout(encoder)
-    model = BiEncoder(encoder, cfg.pooling, loss=ContrastiveLoss(cfg.in_batch_negatives))
+    model = BiEncoder(encoder, cfg.pooling, loss=ContrastiveLoss(cfg.in_batch_negatives), similarity=cfg.similarity)
     return model, tokenizer, non_embedding_params(config), strict_non_embedding_params(config)
 
 
@@ -420,21 +420,22 @@ def _write_atomically(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def _optimizer(model: BiEncoder, cfg: TrainConfig):
-    decay, no_decay = [], []
+def _optimizer(model: BiEncoder, cfg: TrainConfig, state: "TrainerState"):
+    """AdamW with decay on matrices only and the word embeddings at `embedding_lr_scale`
+    x lr; the schedule reads `state.end_step`, which an early stop moves."""
+    groups: dict[tuple[bool, bool], list] = {}
+    words = model.encoder.get_input_embeddings().weight
     for name, parameter in model.named_parameters():
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+        decays = parameter.ndim >= 2 and "LayerNorm" not in name
+        embedding = parameter is words and cfg.embedding_lr_scale != 1.0  # else 2 groups, as checkpoints had
+        groups.setdefault((decays, embedding), []).append(parameter)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+        [{"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
+          "lr": cfg.lr * (cfg.embedding_lr_scale if embedding else 1.0)}
+         for (decays, embedding), params in groups.items()], lr=cfg.lr,
     )
-    warmup = cfg.warmup_steps
-
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0 at `steps`
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(cfg, step, state.end_step))
+    return optimizer, schedule
 
 
 def train(cfg: TrainConfig, store=None) -> TrainResult:
@@ -457,18 +458,20 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         _write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=1))
     set_seed(cfg.seed)
     prepared = prepare(cfg)
-    optimizer, scheduler = _optimizer(prepared.model, cfg)
+    state, resumed_from = TrainerState(end_step=planned_steps(cfg, len(prepared.pairs.pairs),
+                                                              accelerator.num_processes)), None
+    optimizer, scheduler = _optimizer(prepared.model, cfg, state)
     model, optimizer = accelerator.prepare(prepared.model, optimizer)
     if cfg.compile == "yes":  # in place: parameter names, and so checkpoints, stay as they are
         accelerator.unwrap_model(model).compile()
     seed_dropout(cfg.seed, accelerator.process_index)  # a resumed run's generators come from its checkpoint
-    state, resumed_from = TrainerState(), None
     checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        state = TrainerState(**load_checkpoint(accelerator, checkpoint, model, optimizer, scheduler))
+    if checkpoint is not None:  # in place: the schedule reads this state's end_step
+        for name, value in load_checkpoint(accelerator, checkpoint, model, optimizer, scheduler).items():
+            setattr(state, name, value)
         resumed_from = state.step
         log.info("%s: resuming from step %d (%s)", cfg.run_id, state.step, checkpoint)
-    run = _RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from)
+    run = _RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from, state.end_step)
     try:
         _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, run_dir)
     except BaseException as err:
@@ -483,6 +486,8 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         best_step=state.best_step, final_metrics=state.curve[-1] if state.curve else {},
         wall_time_s=state.wall_time_s, best_calibrated_entropy=state.best_calibrated_entropy,
         best_calibrated_step=state.best_calibrated_step,
+        planned_steps=planned_steps(cfg, len(prepared.pairs.pairs), accelerator.num_processes),
+        stopped_early_at=state.stopped_early_at,
     )
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save(run_dir / "model", prepared.tokenizer)
@@ -498,20 +503,20 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
     from tqdm import tqdm
 
     batches = TrainingBatches(prepared, cfg, accelerator.process_index, accelerator.num_processes)
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.run_id, disable=not accelerator.is_main_process,
+    bar = tqdm(total=state.end_step, initial=state.step, desc=cfg.run_id, disable=not accelerator.is_main_process,
                mininterval=1.0, dynamic_ncols=True)
-    schedule = evaluation_steps(cfg.steps, cfg.eval_every)
+    schedule = evaluation_steps(cfg, state.end_step)
     if state.step == 0 and not state.curve:  # step 0 is always on the schedule
         run.evaluate(model, state, final=False)
     session_start, session_first_step = time.monotonic(), state.step
     wall_before = state.wall_time_s
     model.train()
-    while state.step < cfg.steps:
+    while state.step < state.end_step:
         loss = _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, state.step)
         state.step += 1
         state.wall_time_s = wall_before + time.monotonic() - session_start
         bar.update(1)
-        final = state.step == cfg.steps
+        final = state.step == state.end_step
         evaluating = state.step in schedule
         if run.logging_due() or evaluating:
             value = loss.item()  # the one sync point of a step, only when it is logged
@@ -519,10 +524,31 @@ def _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, r
             run.progress(state, value, (time.monotonic() - session_start) / (state.step - session_first_step))
         if evaluating:
             run.evaluate(model, state, final=final)
+            if cfg.patience and state.stopped_early_at is None and not final:
+                schedule = _maybe_stop_early(cfg, accelerator, state, run, bar) or schedule
         if cfg.checkpoint_every and (state.step % cfg.checkpoint_every == 0) and not final:
             save_checkpoint(accelerator, run_dir / "checkpoints" / f"step-{state.step:08d}", model, optimizer,
                             scheduler, config=asdict(cfg), state=asdict(state), keep=cfg.keep_checkpoints)
     bar.close()
+
+
+def _maybe_stop_early(cfg, accelerator, state: TrainerState, run, bar) -> frozenset[int] | None:
+    """After an evaluation: where patience has run out (judged on the main process,
+    which alone evaluates, and sent to the others), the decay begins now and the run's
+    end moves in; returns the evaluation steps for the new end, else None."""
+    from accelerate.utils import broadcast_object_list
+
+    decision = [early_end(cfg, state.step, state.end_step, state.evaluations_since_best)]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(decision, from_process=0)
+    if decision[0] is None:
+        return None
+    log.info("%s: no better calibrated entropy in %d evaluations; decaying from step %d to an early end at %d "
+             "(planned %d)", cfg.run_id, cfg.patience, state.step, decision[0], state.end_step)
+    state.stopped_early_at, state.end_step = state.step, decision[0]
+    bar.total = state.end_step
+    run.stopped_early(state)
+    return evaluation_steps(cfg, state.end_step)
 
 
 def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step: int) -> torch.Tensor:
@@ -546,12 +572,12 @@ def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step
 class _RunRecorder:
     """Where a run reports: progress file, log, and store (main process only)."""
 
-    def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from):
+    def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from, end_step: int):
         self.cfg, self.prepared, self.accelerator, self.store, self.run_dir = cfg, prepared, accelerator, store, run_dir
         self.main = accelerator.is_main_process
         self._logged = time.monotonic()  # the first progress write comes a progress interval in
         self.progress_file = ProgressFile(
-            run_dir / "progress.json", run_id=cfg.run_id, total_steps=cfg.steps, pid=os.getpid(),
+            run_dir / "progress.json", run_id=cfg.run_id, total_steps=end_step, pid=os.getpid(),
             resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
         )
         config = prepared.model.encoder.config
@@ -604,9 +630,13 @@ class _RunRecorder:
                 force=True, step=state.step, loss=loss, seconds_per_step=seconds_per_step,
                 flops_per_s=self.step_flops / seconds_per_step, peak_flops=peak,
                 mfu=mfu(self.step_flops, seconds_per_step, peak),
-                eta_s=seconds_per_step * (self.cfg.steps - state.step), wall_time_s=state.wall_time_s,
+                eta_s=seconds_per_step * (state.end_step - state.step), wall_time_s=state.wall_time_s,
                 best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
             )
+
+    def stopped_early(self, state: TrainerState) -> None:
+        if self.main:
+            self.progress_file.update(force=True, total_steps=state.end_step, stopped_early_at=state.stopped_early_at)
 
     def evaluate(self, model, state: TrainerState, final: bool) -> None:
         """Evaluate on the main process while the others wait."""

@@ -183,3 +183,39 @@ def test_tokenized_batch_and_concat(tokenizer):
     assert ids[0, 0].item() == tokenizer.cls_token_id
     both = TokenizedTexts.concat([tokens, tokens])
     assert len(both) == 6 and torch.equal(both.batch(np.array([4]))[0], tokens.batch(np.array([1]))[0])
+
+
+def test_cosine_similarity_scores_a_learned_scale_times_the_cosine_and_round_trips(tmp_path, tokenizer):
+    encoder = scratch_encoder(LADDER["scratch-L1-H32"].config(vocab_size=len(tokenizer)), seed=0)
+    model = BiEncoder(encoder, similarity="cosine").eval()
+    with torch.no_grad():
+        model.log_scale.fill_(math.log(7.0))
+    x = tokenizer(["apples and bananas", "the number 14"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        vectors = model.encode(x["input_ids"], x["attention_mask"])  # (2, 768)
+        plain = BiEncoder(encoder).eval()
+        plain.projection.load_state_dict(model.projection.state_dict())
+        raw = plain.encode(x["input_ids"], x["attention_mask"])
+    cosine = torch.nn.functional.cosine_similarity(raw[0], raw[1], dim=0)
+    assert (vectors[0] @ vectors[1]).item() == pytest.approx(7.0 * cosine.item(), rel=1e-5)
+    assert vectors.norm(dim=1).tolist() == pytest.approx([math.sqrt(7.0)] * 2, rel=1e-5)
+    model.save(tmp_path / "bi", tokenizer)
+    again, _ = BiEncoder.load(tmp_path / "bi")
+    assert again.similarity == "cosine" and again.log_scale.item() == pytest.approx(math.log(7.0))
+    with torch.no_grad():
+        assert torch.allclose(again.eval().encode(x["input_ids"], x["attention_mask"]), vectors, atol=1e-6)
+
+
+def test_the_word_embeddings_train_at_their_own_rate():
+    from engine.config import TrainConfig
+    from engine.train import TrainerState, _optimizer
+
+    encoder = scratch_encoder(LADDER["scratch-L1-H32"].config(vocab_size=300), seed=0)
+    model = BiEncoder(encoder)
+    words = encoder.get_input_embeddings().weight
+    optimizer, _ = _optimizer(model, TrainConfig(dataset="x", lr=1e-3, embedding_lr_scale=0.1), TrainerState(end_step=10))
+    rates = {group["lr"] for group in optimizer.param_groups if any(p is words for p in group["params"])}
+    assert len(rates) == 1 and rates.pop() == pytest.approx(1e-4)
+    assert {group["lr"] for group in optimizer.param_groups if all(p is not words for p in group["params"])} == {1e-3}
+    same, _ = _optimizer(model, TrainConfig(dataset="x", lr=1e-3), TrainerState(end_step=10))
+    assert len(same.param_groups) == 2  # as checkpoints written before the option hold

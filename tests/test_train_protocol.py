@@ -114,7 +114,7 @@ def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
     config = prepared.model.encoder.config
     for processes, share in ((1, 15), (4, 4)):
         accelerator = SimpleNamespace(is_main_process=False, num_processes=processes, process_index=processes - 1)
-        recorder = _RunRecorder(cfg, prepared, accelerator, None, tmp_path / "run", None)
+        recorder = _RunRecorder(cfg, prepared, accelerator, None, tmp_path / "run", None, cfg.steps)
         assert recorder.step_flops == 2 * train_step_flops(
             prepared.n_params, config.num_hidden_layers, config.hidden_size, [(16, 16), (16 + share, 32)])
 
@@ -150,10 +150,11 @@ def test_the_paper_sweep_states_its_negatives_and_offers_the_other():
 # --- item 4: best over training observed, and kept ----------------------------------------------
 
 def test_the_schedule_is_step_0_log_spaced_and_every_eval_every():
-    from engine.train import evaluation_steps
+    from engine.schedule import evaluation_steps
 
-    assert sorted(evaluation_steps(400, 100)) == [0, 6, 12, 25, 50, 100, 200, 300, 400]
-    assert sorted(evaluation_steps(10, 1000)) == [0, 1, 2, 5, 10]
+    assert sorted(evaluation_steps(TrainConfig(dataset="x", eval_every=100), 400)) == \
+        [0, 6, 12, 25, 50, 100, 200, 300, 400]
+    assert sorted(evaluation_steps(TrainConfig(dataset="x", eval_every=1000), 10)) == [0, 1, 2, 5, 10]
 
 
 def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
