@@ -39,6 +39,7 @@ PARAM_NAMES = {
 JOINT_KINDS = ("joint", "additive")          # laws of both N and D: what budget planning needs
 SCALE_COLUMNS = {"model": (0,), "data": (0,), "joint": (0, 1), "additive": (0, 1)}  # log-scale columns of theta
 POSITIVE_PARAMS = ("A", "B", "alpha", "beta")   # scales and exponents; delta and E (floors) may be 0
+LOSS_RANGE = (1e-12, 1e12)   # losses a fit handles without overflow (an entropy is a few nats)
 EXTRAPOLATION_WARNING = 10.0   # a prediction this many times beyond the fitted sizes gets a plain warning
 LAW_EQUATIONS = {
     "model": "L(N) = (A/N)^alpha + delta   (Eq. 6)",
@@ -193,15 +194,44 @@ def validate_points(points: pd.DataFrame, kind: str) -> pd.DataFrame:
             rows = ", ".join(str(i) for i in clean.index[bad][:5])
             raise InputError(f"column {column!r} must be positive and finite; bad value at row(s) {rows}")
         clean[column] = values
+    lo, hi = LOSS_RANGE
+    outside = (clean["loss"] < lo) | (clean["loss"] > hi)
+    if outside.any():
+        rows = ", ".join(str(i) for i in clean.index[outside][:5])
+        raise InputError(f"column 'loss' holds {clean['loss'][outside].iloc[0]:g} at row(s) {rows}: a contrastive "
+                         f"entropy is a few nats, and a fit of losses outside [{lo:g}, {hi:g}] overflows; "
+                         "check the column")
     n_params = len(PARAM_NAMES[kind])
     if len(clean) < n_params + 1:
         raise InputError(f"the {kind} law has {n_params} parameters and needs at least "
                          f"{n_params + 1} points; got {len(clean)}")
-    for column, what in (("n", "model sizes"), ("d", "data sizes")):
-        if column in needed and clean[column].nunique() < 2:
-            raise InputError(f"the {kind} law needs at least 2 distinct {what} ({column}); "
-                             f"all points have {column}={clean[column].iloc[0]:g}")
+    problem = _too_few_sizes(kind, clean[[c for c in ("n", "d") if c in needed]].to_numpy())
+    if problem:
+        raise InputError(f"the {kind} law has {n_params} parameters, {problem}: the points cannot determine it; "
+                         "add runs at other sizes")
+    if clean["loss"].nunique() < 2:
+        raise InputError(f"every point has the loss {clean['loss'].iloc[0]:g}: a law of how the loss changes "
+                         "with size needs losses that change; check the loss column")
     return clean
+
+
+def _too_few_sizes(kind: str, xs: np.ndarray) -> str | None:
+    """Why the sizes `xs` (one row per point: n, d or both) cannot determine a `kind`
+    law, or None: a one-variable law needs as many distinct sizes as it has parameters
+    (three), a joint law two distinct sizes on each axis and as many distinct (n, d)
+    configurations as parameters. The fit and each bootstrap resample obey it."""
+    n_params = len(PARAM_NAMES[kind])
+    if kind not in JOINT_KINDS:
+        distinct, what = len(np.unique(xs)), "model sizes (n)" if kind == "model" else "data sizes (d)"
+        return None if distinct >= n_params else (
+            f"so it needs at least {n_params} distinct {what}; the points have {distinct}")
+    per_axis = [len(np.unique(xs[:, axis])) for axis in (0, 1)]
+    if min(per_axis) < 2:
+        return (f"so it needs at least 2 distinct model sizes (n) and 2 distinct data sizes (d); the points have "
+                f"{per_axis[0]} and {per_axis[1]}")
+    configurations = len(np.unique(xs, axis=0))
+    return None if configurations >= n_params else (
+        f"so it needs at least {n_params} distinct (n, d) configurations; the points have {configurations}")
 
 
 # --- fitting --------------------------------------------------------------------
@@ -458,6 +488,7 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
 # --- what a fit's points determine --------------------------------------------------
 
 DETERMINED_DECADES = {"scale": 1.0, "exponent": 0.3, "floor": 0.3}  # widest interval (decades) still "determined"
+MIN_REFITS_KEPT, MIN_REFITS_SHARE = 10, 0.5   # fewer refits kept (or under half those asked for): nothing determined
 STRONG_CORRELATION = 0.9        # |rank correlation| of two parameters over the bootstrap: they trade off
 FLOOR_PARAMS = ("delta", "E")
 
@@ -476,6 +507,13 @@ class Identifiability:
     at_bound: dict[str, str]              # parameter -> the bound its estimate sits on
     correlated: list[tuple[str, str, float]]   # pairs with |Spearman rho| >= STRONG_CORRELATION
     support: dict[str, tuple[float, float]]
+    bootstrap: tuple[int, int] = (0, 0)   # refits kept (finite), refits asked for
+
+    @property
+    def too_few_refits(self) -> bool:
+        """Whether the bootstrap kept too few refits to tell anything (MIN_REFITS_KEPT)."""
+        kept, wanted = self.bootstrap
+        return kept < max(MIN_REFITS_KEPT, MIN_REFITS_SHARE * wanted)
 
     def sentence(self) -> str:
         """What the Fit page and the report say instead of raw coefficients."""
@@ -483,6 +521,12 @@ class Identifiability:
 
         ranges = [f"{axis.upper()} in [{format_count(lo)}, {format_count(hi)}]"
                   for axis, (lo, hi) in self.support.items()]
+        if self.too_few_refits:
+            kept, wanted = self.bootstrap
+            return (f"These points do not determine the curve{' for ' + ' and '.join(ranges) if ranges else ''}: "
+                    f"only {kept} of {wanted} bootstrap refits could be made (a resample with too few distinct "
+                    f"sizes cannot be fitted, an overflowing refit is dropped), so no parameter is determined; "
+                    "add runs at other sizes.")
         parts = [f"These points determine the curve for {' and '.join(ranges)}" if ranges else
                  "This fit keeps no points, so its range is unknown"]
         if self.determined:
@@ -505,6 +549,7 @@ class Identifiability:
     def to_dict(self) -> dict:
         return {"decades": {p: json_numbers(width) for p, width in self.decades.items()}, "determined": self.determined, "undetermined": self.undetermined,
                 "at_bound": self.at_bound, "correlated": [list(c) for c in self.correlated],
+                "bootstrap_kept": self.bootstrap[0], "bootstrap_asked": self.bootstrap[1],
                 "sentence": self.sentence()}
 
 
@@ -522,10 +567,14 @@ def identifiability(fit: LawFit) -> Identifiability:
     for name in names:
         lo, hi = fit.intervals.get(name, (np.nan, np.nan))
         decades[name] = float(np.log10(hi / lo)) if lo > 0 and hi > 0 and not diverged[name] else float("inf")
+    facts = Identifiability(decades, [], list(names), _at_bounds(fit), _correlated_pairs(fit), fit.support,
+                            (fit.bootstrap_kept, fit.config.bootstrap))
+    if facts.too_few_refits:   # intervals over a handful of refits (or none) say nothing
+        return facts
     known = [p for p in names if p in fit.intervals]
-    determined = [p for p in known if decades[p] <= DETERMINED_DECADES[_role(p)]]
-    return Identifiability(decades, determined, [p for p in known if p not in determined], _at_bounds(fit),
-                           _correlated_pairs(fit), fit.support)
+    facts.determined = [p for p in known if decades[p] <= DETERMINED_DECADES[_role(p)]]
+    facts.undetermined = [p for p in known if p not in facts.determined]
+    return facts
 
 
 def _at_bounds(fit: LawFit) -> dict[str, str]:
@@ -920,12 +969,11 @@ def _residuals_and_jacobian(kind, theta, x, log_loss):
 
 def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
     """Whether a resample can determine the law: enough rows (`rows`, counting repeats;
-    default len(xs)) and enough distinct sizes among the distinct rows xs."""
+    default len(xs)) and enough distinct sizes among the distinct rows xs (the rule
+    validate_points applies to the fit)."""
     if (len(xs) if rows is None else rows) < n_params + 1:
         return False
-    if kind in JOINT_KINDS:
-        return len(np.unique(xs[:, 0])) > 1 and len(np.unique(xs[:, 1])) > 1
-    return len(np.unique(xs)) > 2
+    return _too_few_sizes(kind, xs) is None
 
 
 def _percentile_intervals(kind, boot: np.ndarray, level: float) -> dict[str, tuple[float, float]]:

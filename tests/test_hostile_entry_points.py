@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -464,3 +465,70 @@ def test_write_output_never_follows_a_planted_temporary_link(tmp_path, monkeypat
     with pytest.raises(InputError):
         write_output(tmp_path / "out", "new")
     assert victim.read_text() == "keep"
+
+
+# ---------------------------------------------------------------- fits the points cannot determine
+
+def laws_fit(tmp_path, capsys, frame: pd.DataFrame, law: str, *flags):
+    table = tmp_path / "points.csv"
+    frame.to_csv(table, index=False)
+    code = engine_main(["laws", "fit", "--csv", table, "--law", law, "--bootstrap", "50", *flags])
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("frame, law, message", [
+    # before: 0 of the refits kept, and "These points determine the curve"
+    (pd.DataFrame({"n": [1e6, 1e6, 1e7, 1e7], "loss": [3.0, 3.1, 2.5, 2.6]}), "model",
+     "needs at least 3 distinct model sizes (n); the points have 2"),
+    (pd.DataFrame({"d": [1e3, 1e3, 1e4, 1e4], "loss": [3.0, 3.1, 2.5, 2.6]}), "data",
+     "needs at least 3 distinct data sizes (d); the points have 2"),
+    (pd.DataFrame({"n": [1e6, 1e6, 1e7, 1e7] * 2, "d": [1e3, 1e4] * 4, "loss": [3.0, 2.9, 2.5, 2.4] * 2}), "joint",
+     "needs at least 5 distinct (n, d) configurations; the points have 4"),
+    # before: A = 5e-114, R² nan, "determined"
+    (pd.DataFrame({"n": [1e6, 2e6, 4e6, 8e6, 1.6e7], "loss": [3.0] * 5}), "model", "every point has the loss 3"),
+    # before: overflow, and "determined" (or a raw ValueError)
+    (pd.DataFrame({"n": [1e6, 2e6, 4e6, 8e6, 1.6e7], "loss": [9e299, 8e299, 7e299, 6.5e299, 6.2e299]}), "model",
+     "a fit of losses outside"),
+    (pd.DataFrame({"n": [1e6, 2e6, 4e6, 8e6, 1.6e7], "loss": [9e-299, 8e-299, 7e-299, 6.5e-299, 6.2e-299]}), "model",
+     "a fit of losses outside"),
+])
+def test_a_fit_the_points_cannot_determine_is_refused(tmp_path, capsys, frame, law, message):
+    code, captured = laws_fit(tmp_path, capsys, frame, law)
+    assert code == 2 and "Traceback" not in captured.err and message in captured.err, captured.err
+    assert not (tmp_path / f"points.{law}-fit.json").exists()
+
+
+def test_identifiability_says_not_determined_when_the_bootstrap_kept_too_few(tmp_path):
+    """Three distinct sizes for three parameters: a resample holds all three only 6 times
+    in 27, so most refits cannot be made; the sentence must not claim the curve."""
+    from engine.laws import FitConfig, fit_law, identifiability
+
+    n = np.array([1e6, 1e6, 4e6, 4e6, 1.6e7, 1.6e7])
+    fit = fit_law(pd.DataFrame({"n": n, "loss": (2e5 / n) ** 0.5 + 1.0 + np.tile([0.0, 0.01], 3)}), "model",
+                  FitConfig(bootstrap=200))
+    facts = identifiability(fit)
+    assert fit.bootstrap_kept < 100 and facts.too_few_refits
+    assert facts.determined == [] and facts.undetermined == ["A", "alpha", "delta"]
+    assert facts.sentence().startswith("These points do not determine the curve for N in [1M, 16M]: only ")
+    assert facts.to_dict()["bootstrap_asked"] == 200
+
+
+def test_identifiability_of_a_fit_without_a_bootstrap_claims_nothing(tmp_path):
+    from engine.laws import FitConfig, fit_law, identifiability
+
+    n = np.geomspace(1e6, 1e8, 6)
+    fit = fit_law(pd.DataFrame({"n": n, "loss": (2e5 / n) ** 0.5 + 1.0}), "model", FitConfig(bootstrap=0))
+    assert "do not determine" in identifiability(fit).sentence()
+
+
+def test_a_study_whose_second_annotation_has_two_data_sizes_still_reports():
+    """Eq. 7 per annotation needs 3 data sizes: a type with 2 is left out of that
+    comparison (before: fitted, and called determined), the study is still made."""
+    from engine.study import StudyConfig, build_report
+    from test_study import study_runs
+
+    runs = study_runs()
+    ict = runs["annotation"] == "ict"
+    runs = runs[~ict | runs["train_pairs"].isin([500, 1000])]
+    report = build_report(runs, StudyConfig(bootstrap=20))
+    assert report.annotation_laws == {} and report.joint_law.bootstrap_kept > 0
