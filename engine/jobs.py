@@ -165,14 +165,15 @@ Launcher = Callable[[list[str], Path], Process]
 
 
 def start_process(argv: list[str], log_path: Path, env: dict | None = None, own_session: bool = True,
-                  cwd: Path | None = PROJECT_ROOT) -> subprocess.Popen:
+                  cwd: Path | None = PROJECT_ROOT, keep_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     """Start `argv` (never a shell) with its output appended to `log_path` (never a
     pipe that could fill up). `own_session`: in a new session and process group, so a
-    cancel can stop it and its children together."""
+    cancel can stop it and its children together. `keep_fds`: descriptors the process
+    inherits (a lock it then holds for as long as it lives)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=own_session)
+                                env=env, start_new_session=own_session, pass_fds=keep_fds)
 
 
 def outcome_line(run_id: str, exit_code: int) -> str:

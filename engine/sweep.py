@@ -333,8 +333,11 @@ def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: i
                     continue
                 log_path = runs_dir() / run.run_id / "train.log"
                 command = train_command(run.config, store.path, launcher)
-                # in the sweep's process group: a cancel of the study reaches the run too
-                active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None), lock))
+                # in the sweep's process group: a cancel of the study reaches the run too. The trainer
+                # inherits the run's lock: a sweep killed with -9 leaves it held by the trainer while that
+                # still runs, so a second sweep skips the run instead of training it twice in one folder
+                active.append((run, start_process(command, log_path, env=env, own_session=False, cwd=None,
+                                                  keep_fds=(lock,)), lock))
                 log(f"started {run.run_id} (log: {log_path})")
             time.sleep(0.2)
             for run, process, lock in list(active):
@@ -350,7 +353,8 @@ def run_sweep(runs: list[SweepRun], store, launcher: str = "python", parallel: i
 
 def _run_lock(run_id: str) -> int | None:
     """An open descriptor holding the exclusive lock of the run's folder (released when
-    closed or when this process dies), None when another process holds it."""
+    every process holding it, this one and the trainer it is passed to, has closed it
+    or died), None when another process holds it."""
     folder = runs_dir() / run_id
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / "sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)

@@ -9,6 +9,7 @@ export-model, annotate, emit slurm, plan-runs, laws fit); fits; processes."""
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -532,3 +533,45 @@ def test_a_study_whose_second_annotation_has_two_data_sizes_still_reports():
     runs = runs[~ict | runs["train_pairs"].isin([500, 1000])]
     report = build_report(runs, StudyConfig(bootstrap=20))
     assert report.annotation_laws == {} and report.joint_law.bootstrap_kept > 0
+
+
+# ---------------------------------------------------------------- processes
+
+def test_a_sweep_killed_with_9_leaves_its_run_locked_by_the_still_running_trainer(tmp_path):
+    """Before: the lock died with the sweep while its trainer went on, and a rerun of
+    the sweep started a second trainer of the same run in the same folder."""
+    import os
+    import signal
+
+    from engine.sweep import _run_lock, load_sweep, run_sweep
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
+    run = load_sweep(sweep).runs[0]
+    pid_file = tmp_path / "trainer.pid"
+    trainer = (f"import os, time; open({str(pid_file) + '.tmp'!r}, 'w').write(str(os.getpid())); "
+               f"os.replace({str(pid_file) + '.tmp'!r}, {str(pid_file)!r}); time.sleep(300)")
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "import engine.sweep as sweep\nfrom store import Store\n"
+              f"sweep.train_command = lambda config, store, launcher: [sys.executable, '-c', {trainer!r}]\n"
+              f"sweep.run_sweep(list(sweep.load_sweep({str(sweep)!r}).runs[:1]), Store())\n")
+    sweeper = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until the trainer has started (at most a minute)
+            if pid_file.exists() or sweeper.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert pid_file.exists(), "the sweep never started its trainer"
+        os.kill(sweeper.pid, signal.SIGKILL)
+        sweeper.wait()
+        trainer_pid = int(pid_file.read_text())
+        os.kill(trainer_pid, 0)  # still running, as an orphan
+        assert _run_lock(run.run_id) is None
+        lines = []
+        assert run_sweep([run], Store(), log=lines.append)["busy"] == 1
+        assert "another sweep is training it now" in lines[-1]
+    finally:
+        sweeper.kill()
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
