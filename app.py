@@ -9,7 +9,7 @@ from engine.budget import BudgetQuestion, optimise, preset_extrapolation
 from engine.charts import law_chart, law_curves
 from engine.errors import InputError
 from engine.laws import LAW_EQUATIONS, PRESETS, preset
-from engine.numbers import format_coefficient, format_count, format_r2
+from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
 from store import Store, StoreBusyError
 from store.demo import demo_state, ensure_demo, load_demo, read_demo, remove_demo
 
@@ -111,15 +111,15 @@ def show_budget_example() -> None:
                         else "**without inference cost** (Figure 7)")
             st.metric("N*", format_count(answer.n_opt), help=f"{answer.n_opt:,.0f} parameters")
             st.metric("D*", format_count(answer.d_opt), help=f"{answer.d_opt:,.0f} annotated pairs")
-            st.caption(f"predicted loss {answer.loss:.3f}; within 1% of it for N in "
+            st.caption(f"predicted loss {format_loss(answer.loss)}; within {format_percent(0.01)} of it for N in "
                        f"{format_count(answer.band[0])} – {format_count(answer.band[1])}")
             reach = preset_extrapolation("paper-joint", answer.n_opt, answer.d_opt)
             (st.warning if reach.beyond_warning else st.caption)(reach.describe())
     lo, hi = answers[0].band
     st.caption(f"The paper states 13B parameters for this budget without inference. Its own Eq. 9-14 give "
                f"{format_count(answers[0].n_opt)}; 13B lies {'inside' if lo <= 13e9 <= hi else 'outside'} "
-               "the 1 % band, so the curve is flat there (see the README). Move any assumption on the "
-               "Budget planner.")
+               f"the {format_percent(0.01)} band, so the curve is flat there (see the README). Move any "
+               "assumption on the Budget planner.")
 
 
 def show_next_steps() -> None:

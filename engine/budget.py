@@ -278,6 +278,36 @@ def extrapolation(fit: LawFit, n: float, d: float) -> Extrapolation | None:
                          support["n"], support["d"])
 
 
+IDENTITY_FIELDS = ("source", "file", "dataset", "annotation", "metric", "protocol", "fitted_at")   # Fit page's
+
+
+def law_identity(label: str, law: ScalingLaw | LawFit, origin: dict | None = None,
+                 support: dict | None = None) -> dict:
+    """A law as a plan names it: its label, kind and parameters, where its points came
+    from (`origin`: the Fit page's data set, annotation, metric, protocol and date, or a
+    preset's source) and the N and D it was fitted to (`support`, default the fit's)."""
+    from engine.laws import json_numbers
+
+    base = law.law if isinstance(law, LawFit) else law
+    out = {"label": label, "law": base.kind, "params": dict(base.params)}
+    out.update({k: v for k, v in (origin or {}).items() if v is not None and k in (*IDENTITY_FIELDS, "saved_at",
+                                                                                   "fit_id", "name")})
+    support = support if support is not None else (law.support if isinstance(law, LawFit) else {})
+    out["support"] = {axis: list(bounds) for axis, bounds in support.items()}
+    if isinstance(law, LawFit):
+        out.update(r2=json_numbers(law.r2), bootstrap_kept=law.bootstrap_kept)
+    return out
+
+
+def plan_record(identity: dict, answer: BudgetAnswer, decision: DecisionUncertainty | None = None,
+                reach: Extrapolation | None = None) -> dict:
+    """The budget plan as JSON: the law (`law_identity`), the answer, how sure it is and how
+    far it reaches beyond the law's sizes."""
+    reach = decision.extrapolation if decision is not None and reach is None else reach
+    return {"law": identity, **answer.to_dict(), **(decision.to_dict() if decision else {}),
+            **({"extrapolation": reach.to_dict()} if reach else {})}
+
+
 PAPER_LADDER = ("google/bert_uncased_L-2_H-128_A-2", "google/bert_uncased_L-12_H-768_A-12")  # BERT-Tiny .. Base
 MSMARCO_TRAIN_PAIRS = 5e5   # "0.5M training queries, each coupled with a positive passage" (Section 3.2)
 MSMARCO_PRESETS = ("paper-joint", "paper-msmarco-model", "paper-msmarco-data")
@@ -328,13 +358,25 @@ class DecisionUncertainty:
     n_opt_samples: np.ndarray               # (laws,) each bootstrap law's N*
     extrapolation: Extrapolation | None
     kept: np.ndarray | None = None          # (n_boot,) bool: which rows of fit.bootstrap_params are the laws
+    at_bound: float = 0.0                   # share of laws whose optimum is an end of the search (all money on
+                                            # the model, D* = 1 pair, or N* = n_min): left out of the intervals
 
     @property
     def laws(self) -> int:
         return len(self.n_opt_samples)
 
+    def bound_note(self) -> str | None:
+        """What the intervals leave out, when some laws' optimum is an end of the search."""
+        if not self.at_bound:
+            return None
+        from engine.numbers import format_percent
+
+        return (f"{format_percent(self.at_bound)} of the bootstrap laws put the optimum at an end of the search "
+                "(the whole budget on the model, leaving 1 pair, or the smallest model): a law that keeps "
+                "improving past any budget, not an answer; the intervals are over the other laws.")
+
     def to_dict(self) -> dict:
-        return {"level": self.level, "laws": self.laws,
+        return {"level": self.level, "laws": self.laws, "laws_at_search_bound": self.at_bound,
                 "n_opt_interval": list(self.n_opt_interval), "d_opt_interval": list(self.d_opt_interval),
                 "n_robust": self.n_robust, "d_robust": self.d_robust, "regret": self.regret,
                 "regret_relative": self.regret_relative, "regret_robust": self.regret_robust,
@@ -370,7 +412,10 @@ def decision_uncertainty(fit: LawFit, question: BudgetQuestion, level: float = 0
     at_point = _losses(kind, params, question, np.array([np.log(point.n_opt)]))[:, 0]
     at_robust = _losses(kind, params, question, np.array([robust]))[:, 0]
     tail = 100 * (1 - level) / 2
-    n_lo, n_hi = np.exp(np.percentile(log_opt, [tail, 100 - tail]))
+    step = coarse[1] - coarse[0]
+    edge = (log_opt > log_hi - step / 2) | (log_opt < log_lo + step / 2)    # a corner of the search, no optimum
+    inner = log_opt[~edge] if (~edge).any() else log_opt
+    n_lo, n_hi = np.exp(np.percentile(inner, [tail, 100 - tail]))
     n_robust = float(np.exp(robust))
     return DecisionUncertainty(
         level=level, n_opt=point.n_opt, d_opt=point.d_opt,
@@ -379,7 +424,8 @@ def decision_uncertainty(fit: LawFit, question: BudgetQuestion, level: float = 0
         n_robust=n_robust, d_robust=float(data_for(n_robust, question)),
         regret=float(np.mean(at_point - best)), regret_relative=float(np.mean(at_point - best) / np.mean(best)),
         regret_robust=float(np.mean(at_robust - best)),
-        n_opt_samples=np.exp(log_opt), extrapolation=extrapolation(fit, point.n_opt, point.d_opt), kept=keep)
+        n_opt_samples=np.exp(log_opt), extrapolation=extrapolation(fit, point.n_opt, point.d_opt), kept=keep,
+        at_bound=float(edge.mean()) if (~edge).any() else 0.0)
 
 
 def _losses(kind: str, params: np.ndarray, question: BudgetQuestion, log_n: np.ndarray) -> np.ndarray:

@@ -68,16 +68,28 @@ COUNT_LABEL_EXPR = _label_expr("datum.value")
 
 
 def format_percent(value: float | None) -> str:
-    """A relative error or share: 0.0278 -> '2.78%'."""
+    """A relative error or share, 3 significant digits, zeros kept so that neighbours
+    line up: 0.0278 -> '2.78%', 0.03 -> '3.00%', 0.00715 -> '0.715%', 1 -> '100%', 0 -> '0%'."""
     if _missing(value):
         return MISSING
-    return f"{100 * float(value):.3g}%"
+    percent = 100 * float(value)
+    if percent == 0:
+        return "0%"
+    return f"{percent:,.0f}%" if abs(percent) >= 1000 else f"{percent:#.3g}".rstrip(".") + "%"
+
+
+def format_loss(value: float | None) -> str:
+    """A contrastive entropy (nats), 4 significant digits, zeros kept: 5.14 -> '5.140',
+    5.0632 -> '5.063', 0.25314 -> '0.2531'."""
+    if _missing(value):
+        return MISSING
+    return f"{float(value):#.4g}".rstrip(".")
 
 
 def formatted_table(frame: pd.DataFrame, counts: tuple[str, ...] = (), coefficients: tuple[str, ...] = (),
-                    percents: tuple[str, ...] = ()) -> pd.DataFrame:
+                    percents: tuple[str, ...] = (), losses: tuple[str, ...] = ()) -> pd.DataFrame:
     """A copy of `frame` for display: the named columns written as text by the helpers
     above (columns it lacks are skipped), so a table never shows 110200000000000."""
     writers = {**dict.fromkeys(counts, format_count), **dict.fromkeys(coefficients, format_coefficient),
-               **dict.fromkeys(percents, format_percent)}
+               **dict.fromkeys(percents, format_percent), **dict.fromkeys(losses, format_loss)}
     return frame.assign(**{c: frame[c].map(write) for c, write in writers.items() if c in frame})

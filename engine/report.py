@@ -125,10 +125,29 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def refits_kept(fit) -> str:
+    """How many bootstrap refits the intervals come from, and why fewer than asked: a
+    resample that drew too few distinct sizes for the law is skipped (engine/laws.py
+    draws it but cannot fit it), a refit whose scale ran to infinity is not counted."""
+    asked, drawn, kept = fit.config.bootstrap, len(fit.bootstrap_params), fit.bootstrap_kept
+    if asked == 0:
+        return "no bootstrap refits were asked for, so there are no intervals"
+    text = f"{kept:,} of {asked:,} bootstrap refits kept"
+    reasons = []
+    if asked > drawn:
+        reasons.append(f"{asked - drawn:,} resample(s) drew too few distinct sizes to fit the law, so were skipped")
+    if drawn > kept:
+        reasons.append(f"{drawn - kept:,} refit(s) diverged (a scale ran to infinity)")
+    return text + (f": {'; '.join(reasons)}" if reasons else "")
+
+
 def fit_document(fit, title: str, charts: dict[str, object], equation: str | None = None) -> ReportDocument:
-    """The report of one fitted law (engine.laws.LawFit): what was fitted, the
-    parameters with their bootstrap intervals, R², the held-out points, the charts."""
-    from engine.laws import PARAM_NAMES
+    """The report of one fitted law (engine.laws.LawFit): what was fitted and over which
+    N and D, what its points determine, the parameters with their bootstrap intervals,
+    R², the held-out points, the charts; numbers written as the app writes them
+    (engine/numbers.py)."""
+    from engine.laws import PARAM_NAMES, identifiability
+    from engine.numbers import format_count, format_percent, format_r2, formatted_table
 
     kind = fit.law.kind
     fitted = fit.points[fit.points["role"] == "fit"]
@@ -136,15 +155,21 @@ def fit_document(fit, title: str, charts: dict[str, object], equation: str | Non
                                 "low": fit.intervals.get(name, (np.nan, np.nan))[0],
                                 "high": fit.intervals.get(name, (np.nan, np.nan))[1]}
                                for name in PARAM_NAMES[kind]])
+    ranges = [f"{axis.upper()} from {format_count(lo)} to {format_count(hi)}" for axis, (lo, hi) in fit.support.items()]
     lines = [f"{kind} law" + (f": `{equation}`" if equation else ""), "",
-             f"{len(fitted)} points fitted, R² = {fit.r2:.3f}; intervals: {fit.config.level:.0%} bootstrap "
-             f"({len(fit.bootstrap_params)} refits resampling whole configurations).", "",
-             markdown_table(parameters), ""]
+             f"{len(fitted)} points fitted ({', '.join(ranges) or 'sizes not kept'}), R² = {format_r2(fit.r2)}; "
+             f"intervals: {fit.config.level:.0%} bootstrap, resampling whole configurations ({refits_kept(fit)}).",
+             ""]
+    if len(fit.bootstrap_params):
+        lines += [identifiability(fit).sentence(), ""]
+    lines += [markdown_table(formatted_table(parameters, coefficients=("value", "low", "high"))), ""]
     if len(fit.heldout):
         held = fit.heldout
         columns = [c for c in ("n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi") if c in held]
+        table = formatted_table(held[columns], counts=("n", "d"), percents=("rel_error",),
+                                losses=("loss", "predicted", "pi_lo", "pi_hi"))
         lines += [f"Held-out points, predicted from the fit on the rest (mean |error| "
-                  f"{held['rel_error'].abs().mean():.2%}):", "", markdown_table(held[columns]), ""]
+                  f"{format_percent(held['rel_error'].abs().mean())}):", "", markdown_table(table), ""]
     return ReportDocument(title, "\n".join(lines), charts)
 
 

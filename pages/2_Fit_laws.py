@@ -23,9 +23,9 @@ from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded
 from engine.errors import InputError
 from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
                          compare_laws, fit_law, identifiability)
-from engine.numbers import format_coefficient, format_count, format_r2, formatted_table
+from engine.numbers import format_coefficient, format_count, format_percent, format_r2, formatted_table
 from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
-from engine.report import chart_png, chart_svg, fit_charts, fit_document
+from engine.report import chart_png, chart_svg, fit_charts, fit_document, refits_kept
 from store import Store
 from store.imports import DELIMITER_NAMES, check_csv_bytes
 
@@ -37,7 +37,8 @@ MAX_JOINT_CURVES = 8
 ALL = "(all)"
 METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi", "eval_protocol")
-COEFFICIENTS = ("value", "low", "high", "loss", "predicted", "pi_lo", "pi_hi")
+COEFFICIENTS = ("value", "low", "high")
+LOSSES = ("loss", "predicted", "pi_lo", "pi_hi")
 LAST_FIT = "fit_last"       # session state: the fit on screen, kept while a new one computes
 LAST_COMPARISON = "fit_last_comparison"   # session state: the joint forms compared on the points of that fit
 PROGRESS_EVERY = 10         # bootstrap refits between two updates of the progress bar
@@ -249,7 +250,7 @@ def fit_with_progress(request: FitRequest) -> dict:
         except InputError:
             status.update(label=f"The {request.kind} law could not be fitted", state="error")
             raise
-        status.update(label=f"Fitted, with {total:,} bootstrap refits", state="complete", expanded=False)
+        status.update(label=f"Fitted: {refits_kept(fit)}", state="complete", expanded=False)
     fitted_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return {"key": request.key, "fit": fit, "kind": request.kind, "about": {**request.about, "fitted_at": fitted_at}}
 
@@ -389,17 +390,17 @@ def show_fit(result: dict, store: Store) -> None:
     cols[0].metric("R² (fitted points)", format_r2(fit.r2))
     cols[1].metric("Points fitted", int((fit.points["role"] == "fit").sum()))
     if len(fit.heldout):
-        cols[2].metric("Held-out mean |error|", f"{fit.heldout['rel_error'].abs().mean():.2%}")
+        cols[2].metric("Held-out mean |error|", format_percent(fit.heldout["rel_error"].abs().mean()))
     st.markdown(f"`{LAW_EQUATIONS[kind]}`")
     st.dataframe(formatted_table(parameter_table(fit.law, fit.intervals), coefficients=COEFFICIENTS), hide_index=True)
-    st.caption(f"low – high: {fit.config.level:.0%} bootstrap interval ({len(fit.bootstrap_params)} refits "
-               "resampling whole configurations).")
+    st.caption(f"low – high: {fit.config.level:.0%} bootstrap interval, resampling whole configurations "
+               f"({refits_kept(fit)}).")
     if len(fit.bootstrap_params):
         st.info(identifiability(fit).sentence())
     if len(fit.heldout):
         st.markdown("**Held-out points** (predicted from the fit on the rest)")
         columns = [c for c in HELDOUT_COLUMNS if c in fit.heldout]
-        st.dataframe(formatted_table(fit.heldout[columns], counts=("n", "d"), coefficients=COEFFICIENTS,
+        st.dataframe(formatted_table(fit.heldout[columns], counts=("n", "d"), losses=LOSSES,
                                      percents=("rel_error",)), hide_index=True)
     if kind in JOINT_KINDS:
         show_comparison(fit, x, result["key"])
@@ -428,7 +429,7 @@ def show_comparison(fit: LawFit, x: str, key: str) -> None:
 
     def held(c, axis: str) -> str:
         out = c.leave_largest_out[axis]
-        return "n/a" if out is None else f"{out['mean_abs_error']:.2%} (max {out['max_abs_error']:.2%})"
+        return "n/a" if out is None else f"{format_percent(out['mean_abs_error'])} (max {format_percent(out['max_abs_error'])})"
 
     st.dataframe(pd.DataFrame([{
         "form": KINDS[c.fit.law.kind], "R²": format_r2(c.fit.r2), "AIC": f"{c.aic:.1f}", "BIC": f"{c.bic:.1f}",

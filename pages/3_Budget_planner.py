@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, DecisionUncertainty, Extrapolation,
-                           budget_curves, decision_uncertainty, extrapolation, optimise, preset_extrapolation,
-                           preset_support)
+                           budget_curves, decision_uncertainty, extrapolation, law_identity, optimise, plan_record,
+                           preset_extrapolation, preset_support)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
-from engine.numbers import format_count, format_r2
+from engine.numbers import format_count, format_loss, format_percent, format_r2
 from store import Store
 
 PAPER = CostAssumptions()
@@ -93,6 +93,15 @@ def saved_fit(store_path: str, fit_id: str) -> LawFit:
     return law_fit_from_record(record)
 
 
+@st.cache_data(show_spinner=False)
+def saved_fit_origin(store_path: str, fit_id: str) -> dict:
+    """Where a saved fit came from (the Fit page's data set, metric, protocol, date) and when it was saved."""
+    record = Store(store_path).fit(fit_id) or {}
+    saved = record.get("created_at")
+    return {**((record.get("config") or {}).get("origin") or {}), "fit_id": fit_id, "name": record.get("name"),
+            "saved_at": None if saved is None else str(saved)}
+
+
 def reset_costs() -> None:
     """The paper's values in every cost widget. Set, not dropped: a URL-bound widget whose
     state is dropped reloads its old value from the URL; one set to its default takes its
@@ -121,7 +130,8 @@ def cost_controls() -> dict[str, float]:
     return values
 
 
-def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
+def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw, dict]:
+    """The chosen law, its label and its identity for the plan's JSON (`law_identity`)."""
     fits = saved_joint_fits(store_path)
     names = {**{p: p for p in JOINT_PRESETS}, **fits}
     choice = st.selectbox("Law L(N, D)", list(names), format_func=names.__getitem__, key="law",
@@ -131,13 +141,14 @@ def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw]:
     if choice in PRESETS:
         st.caption(f"{PRESETS[choice].source}. Fit and save a joint law on the **Fit laws** page to plan "
                    "with your own data.")
-        return choice, PRESETS[choice].law
+        law = PRESETS[choice].law
+        return choice, law, law_identity(choice, law, {"source": PRESETS[choice].source}, preset_support(choice))
     law = saved_fit(store_path, choice)
     held = len(law.heldout) if "role" in law.points else 0
     held_text = f" ({held} held out)" if held else ""
     st.caption(f"Saved fit: R² {format_r2(law.r2)} on {len(law.points) - held} fitted points{held_text}, "
                f"{len(law.bootstrap_params)} bootstrap refits.")
-    return names[choice], law
+    return names[choice], law, law_identity(names[choice], law, saved_fit_origin(store_path, choice))
 
 
 def show_answer(answer: BudgetAnswer) -> None:
@@ -146,18 +157,18 @@ def show_answer(answer: BudgetAnswer) -> None:
     cols[0].metric("N* (optimal model size)", format_count(answer.n_opt),
                    help=f"{answer.n_opt:,.0f} non-embedding parameters")
     cols[1].metric("D* (annotated pairs)", format_count(answer.d_opt), help=f"{answer.d_opt:,.0f} pairs")
-    cols[2].metric("Predicted contrastive entropy", f"{answer.loss:.4f}")
-    cols[3].metric(f"Near-optimal N (loss within {q.band_tolerance:.1%})",
+    cols[2].metric("Predicted contrastive entropy", format_loss(answer.loss))
+    cols[3].metric(f"Near-optimal N (loss within {format_percent(q.band_tolerance)})",
                    f"{format_count(answer.band[0])} – {format_count(answer.band[1])}")
     if answer.loss_interval:
         lo, hi = answer.loss_interval
-        st.caption(f"Prediction interval of the loss at the optimum: {lo:.4f} – {hi:.4f} "
+        st.caption(f"Prediction interval of the loss at the optimum: {format_loss(lo)} – {format_loss(hi)} "
                    "(bootstrap of the fit, times its residual spread).")
     else:
         st.caption("No interval for the loss: a published law comes without its uncertainty. "
                    "Plan with a saved fit to see one.")
     for col, (part, dollars) in zip(st.columns(3), answer.spend.items()):
-        col.metric(f"{part.capitalize()} ({dollars / q.budget:.1%} of the budget)", f"${dollars:,.0f}")
+        col.metric(f"{part.capitalize()} ({format_percent(dollars / q.budget)} of the budget)", f"${dollars:,.0f}")
 
 
 def show_decision(law: LawFit, answer: BudgetAnswer) -> DecisionUncertainty | None:
@@ -176,9 +187,11 @@ def show_decision(law: LawFit, answer: BudgetAnswer) -> DecisionUncertainty | No
                    f"D* {format_count(u.d_opt_interval[0])} – {format_count(u.d_opt_interval[1])}")
     cols[1].metric("Robust N (lowest expected loss)", format_count(u.n_robust),
                    help=f"The N with the lowest loss averaged over the bootstrap laws; D = {format_count(u.d_robust)}")
-    cols[2].metric("Expected regret of N*", f"{u.regret_relative:.2%}",
+    cols[2].metric("Expected regret of N*", format_percent(u.regret_relative),
                    help=f"{u.regret:.4g} nats: how much worse N* does, on average, than each bootstrap law's own "
                         f"optimum (the robust N: {u.regret_robust:.4g} nats)")
+    if note := u.bound_note():
+        st.caption(note)
     return u
 
 
@@ -266,7 +279,7 @@ def main() -> None:
         tolerance = st.slider("Band tolerance (%)", 0.1, 10.0, 1.0, 0.1, key="tolerance",
                               bind="query-params", help="N whose loss is within this of the optimum")
     try:
-        law_name, law = law_choice(store_path)
+        law_name, law, identity = law_choice(store_path)
     except InputError as err:
         st.error(str(err))
         return
@@ -291,8 +304,7 @@ def main() -> None:
     reach = None if decision else show_reach(law_name, answer)
     support = law.support.get("n") if isinstance(law, LawFit) else preset_support(law_name).get("n")
     show_curves(law, answer, compare, decision, support)
-    plan = {"law": law_name, **answer.to_dict(), **(decision.to_dict() if decision else {}),
-            **({"extrapolation": reach.to_dict()} if reach else {})}
+    plan = plan_record(identity, answer, decision, reach)
     st.download_button("Download this plan (JSON)", json.dumps(plan, indent=2),
                        file_name="budget-plan.json", mime="application/json", on_click="ignore")
 

@@ -12,7 +12,7 @@ from engine.budget import format_factor
 from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
 from engine.errors import InputError
 from engine.laws import PARAM_NAMES, FitConfig, LawFit
-from engine.numbers import format_coefficient, format_count, format_r2
+from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
 from engine.study import OVERFIT_GAP
 from store import Store
 
@@ -228,14 +228,14 @@ def pairs_text(pairs: float) -> str:
 
 
 def describe_rate(rate: ExchangeRate) -> str:
-    head = f"{format_count(rate.n_reference)} {rate.reference} pairs reach loss {rate.target_loss:.4f}"
+    head = f"{format_count(rate.n_reference)} {rate.reference} pairs reach loss {format_loss(rate.target_loss)}"
     if not rate.reachable:
         return (f"{head}; {rate.other} never does: its floor (delta) is above that loss "
-                f"({rate.p_unreachable:.0%} of bootstrap draws agree)")
+                f"({format_percent(rate.p_unreachable)} of bootstrap draws agree)")
     lo, hi = (pairs_text(end) for end in rate.interval)
-    reach = (f"; {rate.p_unreachable:.0%} of {rate.draws:,} bootstrap draws never reach it"
+    reach = (f"; {format_percent(rate.p_unreachable)} of {rate.draws:,} bootstrap draws never reach it"
              if rate.p_unreachable else "")
-    return (f"{head}; {rate.other} needs {format_count(rate.pairs)} pairs ({rate.ratio:.3g} per {rate.reference} "
+    return (f"{head}; {rate.other} needs {format_count(rate.pairs)} pairs ({format_count(rate.ratio)} per {rate.reference} "
             f"pair), {rate.level:.0%} interval {lo} – {hi}{reach}")
 
 
@@ -256,9 +256,9 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
         rate = exchange_rate(fits, other, float(n_reference), reference)
         crossings = crossing_points(fits[reference], fits[other], d_min, d_max)
         rows.append({"type": other, "pairs needed": pairs_text(rate.pairs),
-                     "per reference pair": f"{rate.ratio:.3g}" if rate.reachable else NOT_REACHED,
+                     "per reference pair": format_count(rate.ratio) if rate.reachable else NOT_REACHED,
                      "low": pairs_text(rate.interval[0]), "high": pairs_text(rate.interval[1]),
-                     "never reached (share of draws)": f"{rate.p_unreachable:.0%}",
+                     "never reached (share of draws)": format_percent(rate.p_unreachable),
                      "beyond its measured D": format_factor(rate.extrapolation) if rate.extrapolation > 1 else "inside",
                      "curves cross at D": ", ".join(format_count(c) for c in crossings) or "–"})
         st.caption(describe_rate(rate))

@@ -27,7 +27,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_COPIES = ROOT / "test-output"
 PAGES = {"overview": "", "runs": "Runs", "fit-laws": "Fit_laws", "budget-planner": "Budget_planner",
-         "analysis": "Analysis"}
+         "analysis": "Analysis", "plan-runs": "Plan_runs"}
 START_TIMEOUT_S = 60
 SCREENSHOT_HEIGHT = 2600
 
@@ -150,6 +150,24 @@ def test_json_export_downloads_and_parses(page, app_url, tmp_path):
     assert set(fit["params"]) == {"A", "alpha", "delta"}
     assert set(fit["intervals"]) == {"A", "alpha", "delta"}
     assert 0.9 < fit["r2"] <= 1
+
+
+def test_the_budget_plan_download_names_its_law_its_sizes_and_the_warning(page, app_url, tmp_path):
+    open_page(page, app_url, "Budget_planner")
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Download this plan (JSON)").click()
+    target = tmp_path / "budget-plan.json"
+    download.value.save_as(target)
+    plan = json.loads(target.read_text())
+    assert plan["law"]["label"] == "paper-joint" and set(plan["law"]["params"]) == {"A", "B", "alpha", "beta", "delta"}
+    assert plan["law"]["source"] and plan["law"]["support"]["n"]
+    assert "projection" in plan["extrapolation"]["warning"]          # 6.77B is beyond the paper's BERT-Base
+
+
+def test_a_shared_link_to_a_law_this_store_lacks_says_so(page, app_url):
+    open_page(page, app_url, "Budget_planner?law=their+fit+%5B1a2b3c%5D&budget=50k")
+    sync_api.expect(page.get_by_text("This link asks for the law = their fit [1a2b3c]", exact=False)).to_be_visible()
+    assert "budget=50k" in page.url
 
 
 @pytest.mark.skipif(not DEMO_FILE.exists(), reason="no demo study committed")

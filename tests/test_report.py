@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine.laws import FitConfig, fit_law, joint_law
+from engine.numbers import format_percent, format_r2
 from engine.report import ReportDocument, chart_png, chart_svg, fit_charts, fit_document
 
 POINTS = pd.DataFrame({"x": [1, 2, 3], "y": [3.0, 2.0, 1.5]})
@@ -55,8 +56,11 @@ def test_fit_report_names_parameters_intervals_and_held_out_points():
     assert text.startswith("# Joint fit of squad-dev")
     for name in ("A", "B", "alpha", "beta", "delta"):
         assert f"| {name} |" in text
-    assert f"R² = {fit.r2:.3f}" in text and "30 refits" in text
-    assert "Held-out points" in text and text.count("| 3e+06 |") == 3            # the held-out model size
+    assert f"R² = {format_r2(fit.r2)}" in text and f"{fit.bootstrap_kept} of 30 bootstrap refits kept" in text
+    assert "Held-out points" in text and text.count("| 3M |") == 3               # the held-out model size
+    assert "These points determine the curve for N in [100k, 1M]" in text        # the held-out 3M is not fitted
+    held = fit.heldout["rel_error"].abs().mean()
+    assert f"mean |error| {format_percent(held)}" in text and f"{held:.4g}" not in text
     page = document.html()
     assert "<table>" in page and page.count("<svg") == 2
     assert all(name in page for name in ("D = 1k", "D = 3k", "D = 10k"))     # one curve per data size
