@@ -275,12 +275,18 @@ def ranking_metrics(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSe
     rel = eval_set.relevance_threshold
     measures = {"mrr@10": RR(rel=rel) @ 10, "ndcg@10": nDCG @ 10, "map@10": AP(rel=rel) @ 10,
                 "recall@1000": R(rel=rel) @ RANKING_DEPTH}
-    results = ir_measures.calc_aggregate(list(measures.values()), eval_set.qrels, _run(q_reps, p_reps, eval_set))
-    return {name: float(results[measure]) for name, measure in measures.items()}
+    # A sub-corpus of at most 1,000 passages is retrieved whole: Recall@1000 is 1 and the
+    # @10 measures read the top 10 only, so the run handed to ir-measures holds 10 per query
+    # (on squad-dev's 771 passages, 2.2M scored pairs fewer and 1.5-3.5 s less per evaluation).
+    whole = len(p_reps) <= RANKING_DEPTH
+    depth = 10 if whole else RANKING_DEPTH
+    asked = [measure for name, measure in measures.items() if not (whole and name == "recall@1000")]
+    results = ir_measures.calc_aggregate(asked, eval_set.qrels, _run(q_reps, p_reps, eval_set, depth))
+    return {name: 1.0 if measure not in asked else float(results[measure]) for name, measure in measures.items()}
 
 
-def _run(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet) -> dict[str, dict[str, float]]:
-    depth = min(RANKING_DEPTH, len(p_reps))
+def _run(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet, depth: int) -> dict[str, dict[str, float]]:
+    depth = min(depth, len(p_reps))
     run: dict[str, dict[str, float]] = {}
     block = max(1, SCORE_BLOCK // max(len(p_reps), 1))
     for start in range(0, len(q_reps), block):

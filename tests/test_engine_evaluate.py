@@ -152,3 +152,26 @@ def test_ndcg_uses_grades(tmp_path):
     p[order["p1"]], p[order["p2"]] = 2.0, 1.0
     assert ranking_metrics(q, p, eval_set)["ndcg@10"] == pytest.approx(1.0)
     assert ideal > 0
+
+
+def test_ranking_over_a_small_sub_corpus_reads_the_top_10_and_matches_the_full_run():
+    """At most 1,000 passages: the run handed to ir-measures holds the top 10 per query,
+    and every measure equals the one computed from the whole ranking."""
+    from types import SimpleNamespace
+
+    import ir_measures
+    from ir_measures import AP, R, RR, nDCG
+
+    from engine.evaluate import _run
+
+    generator = torch.Generator().manual_seed(0)
+    q_reps, p_reps = torch.randn(40, 8, generator=generator), torch.randn(300, 8, generator=generator)
+    qrels = {f"q{i}": {f"p{(7 * i + j) % 300}": 1 + j % 2 for j in range(3)} for i in range(40)}
+    eval_set = SimpleNamespace(query_ids=[f"q{i}" for i in range(40)], passage_ids=[f"p{i}" for i in range(300)],
+                               qrels=qrels, relevance_threshold=1)
+    fast = ranking_metrics(q_reps, p_reps, eval_set)
+    full = ir_measures.calc_aggregate([RR @ 10, nDCG @ 10, AP @ 10, R @ 1000], qrels,
+                                      _run(q_reps, p_reps, eval_set, 1000))
+    assert fast == pytest.approx({"mrr@10": full[RR @ 10], "ndcg@10": full[nDCG @ 10], "map@10": full[AP @ 10],
+                                  "recall@1000": full[R @ 1000]})
+    assert 0 < fast["mrr@10"] < 1 and fast["recall@1000"] == 1.0
