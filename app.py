@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.budget import BudgetQuestion, optimise, preset_extrapolation
 from engine.charts import law_chart, law_curves
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.laws import LAW_EQUATIONS, PRESETS, preset
 from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
 from store import Store, StoreBusyError
@@ -43,7 +43,7 @@ def show_store(store_path: str) -> None:
     try:
         counts = store_counts(store_path)
     except (InputError, StoreBusyError) as err:
-        st.error(f"Cannot read the store at {store_path}: {err}")
+        st.error(f"Cannot read the store at {store_path}: {in_words(err)}")
         return
     cols = st.columns(3)
     for col, table, label in zip(cols, ("datasets", "runs", "fits"), ("Data sets", "Runs", "Saved fits")):
@@ -79,7 +79,10 @@ def show_demo(store_path: str) -> None:
                        + " then ".join(f"`{command}`" for command in study["commands"]))
             st.page_link("pages/2_Fit_laws.py", label="Fit its laws (squad-dev, human) on **Fit laws**; the full "
                          "report with extrapolation checks is docs/study/report.md")
-            if st.button("Remove the demo study", help="Deletes its runs from the store; your own runs stay."):
+            cols = st.columns([2, 1])
+            sure = cols[0].checkbox(f"Yes, remove the demo's {len(rows)} runs from the store (your own runs stay; "
+                                    "Load the demo study brings them back)", key="demo_remove_sure")
+            if cols[1].button("Remove the demo study", disabled=not sure, key="demo_remove"):
                 remove_demo(Store(store_path))
                 st.cache_data.clear()
                 st.rerun()

@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine import jobs
 from engine.charts import training_curve
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.ladder import LADDER
 from engine.numbers import format_count, formatted_table
 from engine.paths import SHARED_DATA, runs_dir
@@ -253,7 +253,7 @@ def study_form(store: Store) -> None:
             return
         sweep = jobs.new_sweep_file(study.spec())
     except InputError as err:
-        st.error(str(err))
+        st.error(in_words(err))
         return
     job = jobs.launch_sweep(sweep.path, store.path, int(parallel), current_launcher())
     st.success(f"Launched study {job.name}: {study.runs} run(s), {int(parallel)} at a time. "
@@ -374,7 +374,7 @@ def tracker_import_form(store: Store) -> None:
     try:
         rows = (import_runs if import_clicked else preview)(store, path.strip(), mapping, kind)
     except InputError as err:
-        st.error(str(err))
+        st.error(in_words(err))
         return
     st.dataframe(pd.DataFrame(rows)[["action", "name", "n", "d", "points", "best_loss", "problem", "run_id"]],
                  hide_index=True)

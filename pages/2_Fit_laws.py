@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded_range, residual_chart, series_name
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
                          compare_laws, fit_law, identifiability)
 from engine.numbers import format_coefficient, format_count, format_percent, format_r2, formatted_table
@@ -122,7 +122,7 @@ def upload_source(store: Store) -> tuple[pd.DataFrame, dict] | None:
     try:
         checked = check_csv_bytes(upload.name, data)
     except InputError as err:
-        st.error(f"Cannot use {upload.name}: {err}")
+        st.error(f"Cannot use {upload.name}: {in_words(err)}")
         return None
     show_rejected(upload.name, checked.rejected, len(checked.good))
     if checked.delimiter != ",":
@@ -134,7 +134,7 @@ def upload_source(store: Store) -> tuple[pd.DataFrame, dict] | None:
         try:
             import_upload(store, data, upload.name)
         except InputError as err:
-            st.error(str(err))
+            st.error(in_words(err))
     frame = pd.DataFrame([row for _, row in checked.good]).drop(columns="metrics")
     return frame, {"source": "upload", "file": upload.name}
 
@@ -273,7 +273,7 @@ def show_current_fit(request: FitRequest, submitted: bool, store: Store) -> None
         try:
             st.session_state[LAST_FIT] = fit_with_progress(request)
         except InputError as err:
-            st.error(f"Cannot fit the {request.kind} law: {err}")
+            st.error(f"Cannot fit the {request.kind} law: {in_words(err)}")
             return
     st.rerun()
 
@@ -516,7 +516,7 @@ def main() -> None:
         try:
             request, submitted = fit_settings(points, kind, about)
         except InputError as err:
-            st.error(f"Cannot fit the {kind} law: {err}")
+            st.error(f"Cannot fit the {kind} law: {in_words(err)}")
         else:
             show_current_fit(request, submitted, store)
     manage_saved_fits(store)

@@ -12,7 +12,7 @@ from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, Decisi
                            budget_curves, decision_uncertainty, extrapolation, law_identity, optimise, plan_record,
                            preset_extrapolation, preset_support)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
 from engine.numbers import format_count, format_loss, format_percent, format_r2
 from store import Store
@@ -281,7 +281,7 @@ def main() -> None:
     try:
         law_name, law, identity = law_choice(store_path)
     except InputError as err:
-        st.error(str(err))
+        st.error(in_words(err))
         return
     compare = st.multiselect("Also draw budgets", BUDGETS, default=COMPARE_DEFAULT, format_func=format_count,
                              key="compare", bind="query-params")
@@ -297,7 +297,7 @@ def main() -> None:
         answer = optimise(law, BudgetQuestion(float(budget), with_inference, costs,
                                               band_tolerance=tolerance / 100))
     except InputError as err:
-        st.error(f"Cannot plan this scenario: {err}")
+        st.error(f"Cannot plan this scenario: {in_words(err)}")
         return
     show_answer(answer)
     decision = show_decision(law, answer) if isinstance(law, LawFit) else None

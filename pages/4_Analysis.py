@@ -10,7 +10,7 @@ from engine.analysis import (RANKING_METRICS, ExchangeRate, annotation_curves, c
                              fit_annotation_laws, metric_correlations, with_entropy)
 from engine.budget import format_factor
 from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.laws import PARAM_NAMES, FitConfig, LawFit
 from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
 from engine.study import OVERFIT_GAP
@@ -184,7 +184,7 @@ def fits_per_annotation(points: pd.DataFrame) -> dict[str, LawFit]:
         try:
             fits[str(annotation)] = annotation_law(rows[["d", "loss", "annotation"]].reset_index(drop=True), report)
         except InputError as err:
-            st.caption(f"No law for {annotation}: {err}")
+            st.caption(f"No law for {annotation}: {in_words(err)}")
     bar.empty()
     return fits
 

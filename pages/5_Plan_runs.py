@@ -12,7 +12,7 @@ import streamlit as st
 from engine import jobs
 from engine.budget import BudgetQuestion
 from engine.charts import law_fit_from_record
-from engine.errors import InputError
+from engine.errors import InputError, in_words
 from engine.laws import LawFit
 from engine.numbers import formatted_table
 from engine.paths import SHARED_DATA
@@ -222,7 +222,7 @@ def main() -> None:
     try:
         plan, settings, available = make_plan(store, inputs)
     except InputError as err:
-        st.error(str(err))
+        st.error(in_words(err))
         return
     show_plan(store, plan, settings, available, inputs)
 

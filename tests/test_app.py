@@ -276,6 +276,9 @@ def test_first_launch_loads_the_demo_and_one_click_removes_it(tmp_path, monkeypa
     assert_clean(at)
     assert metric(at, "Runs") == "4"
     assert any("Demo study loaded: toy study" in m.value for m in at.markdown)
+    remove = next(b for b in at.button if b.label == "Remove the demo study")
+    assert remove.disabled                                  # not before the user confirms
+    at.checkbox(key="demo_remove_sure").check().run()
     next(b for b in at.button if b.label == "Remove the demo study").click().run()
     assert metric(at, "Runs") == "0"
     assert any(b.label.startswith("Load the demo study") for b in at.button)

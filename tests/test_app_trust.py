@@ -7,7 +7,7 @@ import pytest
 from engine.budget import BudgetQuestion, optimise, preset_support
 from engine.laws import preset
 from engine.numbers import format_count
-from tests.test_app import N_LABEL, assert_clean, metric, open_page
+from tests.test_app import N_LABEL, assert_clean, metric, open_page, seeded_store  # noqa: F401 (fixture)
 
 PLANNER = "pages/3_Budget_planner.py"
 
@@ -97,3 +97,18 @@ def test_the_budget_chart_of_a_weak_law_spreads_its_curves_and_keeps_every_mark_
     assert y_hi <= 1.05 * curves["loss"].max()                    # no empty band above the curves
     for n in [*optima["n_opt"], *optima["band_lo"], *optima["band_hi"]]:
         assert x_lo < n < x_hi                                    # no diamond or band end on the edge
+
+
+def test_errors_on_a_page_name_settings_not_command_line_flags(seeded_store):
+    from engine.charts import fit_record
+    from engine.laws import FitConfig, fit_law
+    from store import Store
+
+    few = fit_law(Store().law_points(annotation="human"), "joint", FitConfig(bootstrap=5))
+    Store().save_fit(**fit_record(few, "five refits", {"source": "test"}))
+    at = open_page("pages/5_Plan_runs.py")
+    source = next(s for s in at.selectbox if s.label == "Fitted law")
+    source.set_value(next(o for o in source.options if o.startswith("five refits"))).run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert not at.exception and at.error
+    assert not [e.value for e in at.error if "--" in e.value]

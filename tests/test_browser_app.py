@@ -178,6 +178,8 @@ def test_the_demo_study_loads_beside_the_users_runs_and_removes_again(page, app_
     sync_api.expect(page.get_by_text("Demo study loaded", exact=False)).to_be_visible(timeout=30_000)
     wait_for_app_run(page)
     assert int(metric_value(page, "Runs")) == len(seeded_rows()) + len(read_demo(DEMO_FILE)[1])
+    page.get_by_text("Yes, remove the demo's", exact=False).click()     # the button waits for this
+    wait_for_app_run(page)
     page.get_by_role("button", name="Remove the demo study").click()
     sync_api.expect(page.get_by_role("button", name="Load the demo study", exact=False)).to_be_visible(
         timeout=30_000)
