@@ -223,7 +223,15 @@ def data_sizes(available: int, smallest: int, points: int) -> list[int]:
     return sorted({int(round(v)) for v in np.geomspace(smallest, available, points)})
 
 
+MAX_CANDIDATES = 2000  # the planner holds a (1 + C)^2 covariance: 2,000 candidates are 32 MB, 100,000 are 80 GB
+
+
 def candidates(rungs: list[LadderModel], d_values, settings: RunSettings, hardware: Hardware) -> list[Candidate]:
+    """Every (model, data size) run the planner may choose: at most MAX_CANDIDATES."""
+    if len(rungs) * len(d_values) > MAX_CANDIDATES:
+        raise InputError(f"{len(rungs)} models x {len(d_values):,} data sizes = {len(rungs) * len(d_values):,} "
+                         f"candidate runs, more than the planner compares ({MAX_CANDIDATES:,}); ask for fewer "
+                         "--d-points or --d-values, or fewer --models")
     out = []
     for rung in rungs:
         flops = run_flops(rung, settings)

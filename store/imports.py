@@ -247,17 +247,27 @@ def sniff_delimiter(text: str) -> str:
         return ","
 
 
-def _csv_rows(name: str | Path, text: str, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The normalised header and (line number, fields) pairs; blank lines skipped."""
+def _csv_rows(name: str | Path, text: str, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]],
+                                                                    list[tuple[int, str]]]:
+    """The normalised header, (line number, fields) pairs and (line, reason) for the
+    rows that run over several lines: a quote left open joins the lines after it into
+    one field, which would silently swallow them; blank lines skipped."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
+    spanning: list[tuple[int, str]] = []
+    last = 0
     try:
         for fields in reader:
+            first, last = last + 1, reader.line_num
             if not any(value.strip() for value in fields):
                 continue
             if header is None:
                 header = [value.strip().lower() for value in fields]
+                continue
+            if last > first:
+                spanning.append((first, f"a quote opened on line {first} closes only on line {last} (or never), so "
+                                        f"lines {first}-{last} were read as one row; close the quote"))
                 continue
             rows.append((reader.line_num, fields))
             if len(rows) > MAX_IMPORT_ROWS:
@@ -268,7 +278,7 @@ def _csv_rows(name: str | Path, text: str, delimiter: str) -> tuple[list[str], l
         ) from None
     if header is None:
         raise InputError(f"{name} is empty: expected a header line with the columns n, d, loss")
-    return header, rows
+    return header, rows, spanning
 
 
 def _check_csv(path: Path) -> CheckedRows:
@@ -285,9 +295,9 @@ def check_csv_bytes(name: str | Path, data: bytes) -> CheckedRows:
                          f"{MAX_IMPORT_BYTES / 2**20:.0f} MiB; split it into smaller files")
     text = _decode(name, data)
     delimiter = sniff_delimiter(text)
-    header, rows = _csv_rows(name, text, delimiter)
+    header, rows, spanning = _csv_rows(name, text, delimiter)
     ignored = _check_columns(name, header)
-    if not rows:
+    if not rows and not spanning:
         raise InputError(f"{name} has a header but no data rows")
     misshapen = [
         (line, f"has {len(fields)} fields but the header has {len(header)}")
@@ -299,7 +309,7 @@ def check_csv_bytes(name: str | Path, data: bytes) -> CheckedRows:
         for line, fields in rows
         if len(fields) == len(header)
     )
-    return CheckedRows(good, sorted(misshapen + bad), ignored, delimiter)
+    return CheckedRows(good, sorted(misshapen + bad + spanning), ignored, delimiter)
 
 
 def _check_parquet(path: Path) -> CheckedRows:
@@ -317,6 +327,28 @@ def _check_parquet(path: Path) -> CheckedRows:
     table = table.rename_columns(columns)
     good, rejected = check_rows(enumerate(table.to_pylist(), start=1))
     return CheckedRows(good, rejected, ignored)
+
+
+def csv_header(path: Path) -> list[str]:
+    """The names in a CSV file's first line as written (pandas renames a repeated one)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def check_read_table(name: str | Path, table, header: list[str] | None = None) -> None:
+    """InputError for a table (a DataFrame) that pandas read wrong without a word: a
+    column named twice in `header` (default: the table's columns; pandas keeps the
+    first and renames the second "x.1"), or a cell holding a line break (a quote left
+    open joins the rows after it into one cell)."""
+    names = [str(column) for column in table.columns] if header is None else header
+    twice = sorted({column for column in names if names.count(column) > 1})
+    if twice:
+        raise InputError(f"{name}: the column(s) {', '.join(map(repr, twice))} appear more than once; keep one of "
+                         "each (which one holds the values is not for the reader to guess)")
+    for column in table.columns:
+        if table[column].map(lambda cell: isinstance(cell, str) and "\n" in cell).any():
+            raise InputError(f"{name}: column {column!r} has a cell that runs over several lines (a quote left "
+                             "open?); close the quote so each row is one line")
 
 
 def check_file(path: Path) -> CheckedRows:

@@ -38,7 +38,7 @@ import pandas as pd
 from engine.errors import InputError
 from engine.paths import validate_text
 from engine.progress import CommandProgress
-from store.imports import METRIC_COLUMNS
+from store.imports import METRIC_COLUMNS, check_read_table, csv_header
 from store.spool import spool_files
 
 KINDS = ("tensorboard", "mlflow", "wandb")
@@ -273,29 +273,6 @@ def _number(value: object, where: str) -> float:
     raise InputError(f"{where}: value {value!r} is not a number; fix the tracking store (or mark it is_nan)")
 
 
-def _check_wandb_table(history: Path, table: pd.DataFrame) -> None:
-    """InputError for a history table that would be read wrong: a column named twice
-    (pandas keeps the first as it is and renames the second "x.1"), or a cell holding a
-    line break (a quote left open joins the rows after it into one cell)."""
-    names = _csv_header(history) if history.suffix != ".parquet" else [str(c) for c in table.columns]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise InputError(f"{history}: the column(s) {', '.join(map(repr, twice))} appear more than once; "
-                         "keep one of each (which one holds the metric is not for the importer to guess)")
-    for column in table.columns:
-        if table[column].map(lambda cell: isinstance(cell, str) and "\n" in cell).any():
-            raise InputError(f"{history}: column {column!r} has a cell that runs over several lines (a quote "
-                             "left open?); close the quote so each row is one line")
-
-
-def _csv_header(history: Path) -> list[str]:
-    """The CSV header's names as written (pandas renames repeated ones)."""
-    import csv
-
-    with open(history, encoding="utf-8", errors="replace", newline="") as handle:
-        return [name.strip() for name in next(csv.reader(handle), [])]
-
-
 def read_wandb(path: Path) -> list[TrackerRun]:
     """Run folders holding history.csv / history.parquet (+ config.json); a history
     file given directly reads its folder."""
@@ -310,7 +287,7 @@ def _read_wandb_run(history: Path) -> TrackerRun:
         raise InputError(f"{history}: not a readable W&B history table ({err})") from None
     if "_step" not in table.columns:
         raise InputError(f"{history}: no _step column (W&B history exports have one)")
-    _check_wandb_table(history, table)
+    check_read_table(history, table, csv_header(history) if history.suffix != ".parquet" else None)
     series = {}
     steps = [_step(step, f"{history}: row {row} of _step") for row, step in enumerate(table["_step"], start=1)]
     for column in table.columns:

@@ -575,3 +575,90 @@ def test_a_sweep_killed_with_9_leaves_its_run_locked_by_the_still_running_traine
         sweeper.kill()
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- values read wrong without a word
+
+@pytest.fixture()
+def joint_fit_file(tmp_path):
+    from engine.laws import FitConfig, fit_law
+    from test_laws import joint_points
+
+    fit = fit_law(joint_points(np.random.default_rng(8)), "joint", FitConfig(bootstrap=60))
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(fit.to_dict()))
+    return path
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--d-min", "0"], "--d-min is the smallest data size planned, from 1 to the 300"),       # before: ignored
+    (["--d-min", "100000000"], "got 100,000,000"),                                            # before: clamped
+])
+def test_plan_runs_d_min_outside_the_data_is_refused(tmp_path, capsys, joint_fit_file, flags, message):
+    from test_data import write_synthetic
+
+    data, out = write_synthetic(tmp_path / "syn"), tmp_path / "plan.toml"
+    assert engine_main(["plan-runs", "--law", joint_fit_file, "--dataset", data, "--out", out, *flags]) == 2
+    assert message in one_error_line(capsys) and not out.exists()
+
+
+def test_plan_runs_refuses_more_candidates_than_it_can_hold():
+    """Before: --d-points 100000 on a large data set tried to allocate 194 GiB."""
+    from engine.errors import InputError
+    from engine.plan_runs import Hardware, RunSettings, candidates, data_sizes, ladder_rungs
+
+    rungs = ladder_rungs("scratch", None)
+    sizes = data_sizes(10_000_000, 500, 100_000)
+    with pytest.raises(InputError, match="candidate runs, more than the planner compares"):
+        candidates(rungs, sizes, RunSettings(10, 8, 8, 16, 32), Hardware(1e12, 0.3, 1.0, "gpu-hours"))
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--temperature", "nan", "need temperature >= 0"),    # before: NaN in the request body, invalid JSON
+    ("--backoff", "nan", "--backoff is the first retry wait"),  # before: every retry waited 60 s
+    ("--timeout", "-1", "--timeout is the seconds a request may take"),  # before: a raw ValueError
+    ("--timeout", "nan", "--timeout is the seconds a request may take"),
+])
+def test_annotate_llm_numbers_that_are_no_setting(tmp_path, capsys, flag, value, message):
+    from test_data import write_synthetic
+
+    data = write_synthetic(tmp_path / "syn")
+    assert engine_main(["annotate", "llm", "--dataset", data, "--out", tmp_path / "llm", "--model", "m",
+                        "--base-url", "http://127.0.0.1:9/v1", flag, value]) == 2
+    assert message in one_error_line(capsys) and not (tmp_path / "llm").exists()
+
+
+def test_train_json_is_strict_json_when_an_entropy_is_nan(tmp_path, capsys, monkeypatch):
+    """Before: `NaN` in stdout, which no strict JSON reader accepts."""
+    import engine.train
+    from engine.train import TrainResult
+    from test_data import write_synthetic
+
+    result = TrainResult("r", str(tmp_path), "completed", 10, 10, 10, 1, None, float("nan"), 0, {"ndcg@10": float("inf")},
+                         1.0)
+    monkeypatch.setattr(engine.train, "train", lambda cfg, store=None: result)
+    assert engine_main(["train", "--dataset", write_synthetic(tmp_path / "syn"), "--no-store", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert printed["best_contrastive_entropy"] is None and printed["final_metrics"] == {"ndcg@10": None}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("n,loss,loss\n1e6,3.0,9.0\n2e6,2.8,9.0\n4e6,2.6,9.0\n8e6,2.5,9.0\n", "'loss' appear more than once"),
+    ('n,loss,note\n1e6,3.0,"open\n2e6,2.8,x\n4e6,2.6,y"\n8e6,2.5,z\n', "runs over several lines"),
+])
+def test_laws_fit_csv_read_wrong_is_refused(tmp_path, capsys, text, message):
+    """Before: the first loss column was fitted (store import refuses the same file), or
+    the rows inside an open quote vanished."""
+    table = tmp_path / "points.csv"
+    table.write_text(text)
+    assert engine_main(["laws", "fit", "--csv", table, "--law", "model", "--bootstrap", "0"]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_store_import_names_the_rows_an_open_quote_swallowed(tmp_path, capsys):
+    """Before: lines 2-4 were one rejected row, and lines 3 and 4 were lost unreported."""
+    table = tmp_path / "rows.csv"
+    table.write_text('n,d,loss,label\n1000,100,3.0,"open\n2000,100,2.5,x\n3000,100,2.0,y"\n4000,100,1.9,z\n')
+    assert store_main(["import", table]) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 row(s)" in out and "rejected line 2: a quote opened on line 2 closes only on line 4" in out

@@ -10,6 +10,7 @@ model the paper used.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ class LLMConfig:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise InputError(f"--base-url must start with http:// or https://; got {self.base_url!r}")
-        if self.temperature < 0 or not 0.0 < self.top_p <= 1.0:
+        if not 0 <= self.temperature < math.inf or not 0.0 < self.top_p <= 1.0:  # NaN fails both
             raise InputError(f"need temperature >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}")
+        if not 0 < self.timeout_s < math.inf:
+            raise InputError(f"--timeout is the seconds a request may take, a number > 0; got {self.timeout_s}")
+        if not 0 <= self.backoff_s < math.inf:
+            raise InputError(f"--backoff is the first retry wait in seconds, a number >= 0; got {self.backoff_s}")
 
     @property
     def generator(self) -> str:

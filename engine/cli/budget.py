@@ -1,7 +1,6 @@
 """`python -m engine budget`: optimal model and data size for a budget (Section 5)."""
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 
 from engine.numbers import format_count
@@ -58,7 +57,8 @@ def run_budget(args) -> int:
               **(uncertainty.to_dict() if uncertainty else {}),
               "extrapolation": reach.to_dict() if reach else None}
     if args.json:
-        print(json.dumps(result))
+        from store.values import to_json
+        print(to_json(result))
         return 0
     interval = answer.loss_interval
     print(f"budget ${args.budget:,.0f} {'with' if args.with_inference else 'without'} inference cost, law {args.law}")

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         metrics["run_id"] = _record(args, config, metrics, model, device)
     if args.json:
-        print(json.dumps(metrics))
+        from store.values import to_json
+        print(to_json(metrics))  # strict JSON: NaN is null
     else:
         for name, value in metrics.items():
             print(f"{name:22} {value}")

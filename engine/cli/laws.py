@@ -57,11 +57,15 @@ def read_points(path: Path):
     """The CSV at `path` as a DataFrame, or InputError."""
     import pandas as pd
 
+    from store.imports import check_read_table, csv_header
+
     check_input_file(path, "a CSV file")
     try:
-        return pd.read_csv(path)
+        points = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read as CSV ({err})") from err
+    check_read_table(path, points, csv_header(path))   # a second loss column, a quote left open
+    return points
 
 
 def check_input_file(path: Path, what: str) -> None:

@@ -1,7 +1,6 @@
 """`python -m engine plan-runs`: which runs to do next (engine/plan_runs.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 SCRATCH_SCALE = 5e6  # fits whose largest model is below this were made on the from-scratch ladder
@@ -66,8 +65,11 @@ def run(args) -> int:
     available = available_pairs(args.dataset)
     settings = RunSettings(args.steps, args.batch_size, args.negatives, args.query_tokens, args.passage_tokens)
     hardware = Hardware(args.peak_flops, args.mfu, args.gpu_price_per_hour, args.unit)
+    if args.d_min is not None and not 1 <= args.d_min <= available:  # not the default in its place, not clamped
+        raise InputError(f"--d-min is the smallest data size planned, from 1 to the {available:,} training pairs of "
+                         f"{args.dataset}; got {args.d_min:,}")
     d_values = sorted(set(args.d_values)) if args.d_values else data_sizes(
-        available, args.d_min or _smallest_d(fit), args.d_points)
+        available, _smallest_d(fit) if args.d_min is None else args.d_min, args.d_points)
     if min(d_values) < 1:
         raise InputError(f"--d-values are numbers of training pairs, at least 1; got {min(d_values)}")
     if max(d_values) > available:
@@ -82,7 +84,8 @@ def run(args) -> int:
         written = str(args.out)
     result = {**plan.to_dict(), "sweep_file": written, "dataset": str(args.dataset), "available_pairs": available}
     if args.json:
-        print(json.dumps(result))
+        from store.values import to_json
+        print(to_json(result))
         return 0
     print(format_plan(plan, json_records(plan.table())))
     if written:

@@ -4,7 +4,6 @@ entropy against ranking metrics; Markdown to stdout; with `--out`, report.md wit
 figures/*.svg and *.png, and the same report as one standalone report.html."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -53,7 +52,8 @@ def run_study(args) -> int:
         if args.out:
             progress.advance(detail="report written")
     if args.json:
-        print(json.dumps(study_summary(report, written)))
+        from store.values import to_json
+        print(to_json(study_summary(report, written)))
     else:
         for path in written:
             print(f"wrote {path}")

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if not PartialState().is_main_process:
         return 0  # under `accelerate launch` one process reports
     if args.json:
-        print(json.dumps(dataclasses.asdict(result)))
+        from store.values import to_json
+        print(to_json(dataclasses.asdict(result)))  # strict JSON: a NaN entropy (a diverged run) is null
     else:
         done = " was already complete (nothing trained)" if result.already_complete else ""
         print(f"run {result.run_id}{done}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "

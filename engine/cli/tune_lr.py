@@ -2,7 +2,6 @@
 a sweep with an `lr` axis (engine/lr_tuning.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -28,7 +27,8 @@ def run(args) -> int:
     table = rate_table(store.runs(), store.points(), run_ids)
     choices = chosen_rates(table)
     if args.json:
-        print(json.dumps({"table": table.to_dict("records"),
+        from store.values import to_json
+        print(to_json({"table": table.to_dict("records"),
                           "chosen": {c.model: {"lr": c.lr, "trained_calibrated_entropy": c.trained_calibrated_entropy,
                                                "best_calibrated_entropy": c.best_calibrated_entropy,
                                                "at_grid_edge": c.at_grid_edge} for c in choices}}))
