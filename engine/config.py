@@ -30,6 +30,7 @@ INITS = ("auto", "pretrained", "scratch")
 COMPILE_CHOICES = ("auto", "yes", "no")
 NEGATIVE_POOLS = ("corpus", "training")
 LR_SCHEDULES = ("linear", "wsd")
+SIMILARITIES = ("auto", "dot", "cosine")
 DEFAULT_MAX_QUERY_LENGTH = 32  # the paper's released code
 DEFAULT_MAX_PASSAGE_LENGTH = 180
 # a trained WordPiece vocabulary holds the 5 special tokens and every character of the
@@ -83,9 +84,9 @@ class Measurement:
                                                                         "init (T5's 1; BERT's 0.02 hides token identity)"})
     pooling: str = field(default="mean", metadata={"help": "mean over the attention mask, or the [CLS] vector",
                                                    "choices": ("mean", "cls")})
-    similarity: str = field(default="dot", metadata={
-        "help": "score: the inner product of Eq. 1, or cosine times a learned scale (started at 20)",
-        "choices": ("dot", "cosine")})
+    similarity: str = field(default="auto", metadata={
+        "help": "score: the inner product of Eq. 1, or cosine times a learned scale (started at 20); auto: the "
+                "rung's (cosine for scratch-* rungs, engine/ladder.py), else dot", "choices": SIMILARITIES})
     train_data: str | None = field(default=None, metadata={"help": "BEIR folder of (pseudo-)annotated training "
                                                                    "pairs instead of the data set's train split"})
     annotation: str | None = field(default=None, metadata={"help": "annotation label stored with the run "
@@ -230,7 +231,7 @@ class TrainConfig(RunOptions, Measurement):
 
 # settings added after sweeps hashed their run ids: left out of a digest while at their
 # default, so the runs of an unchanged sweep file keep their ids
-_ADDED_LATER = {"negatives_from": "corpus", "similarity": "dot", "lr_schedule": "linear", "decay_share": 0.2,
+_ADDED_LATER = {"negatives_from": "corpus", "similarity": "auto", "lr_schedule": "linear", "decay_share": 0.2,
                 "embedding_lr_scale": 1.0, "epochs": None, "min_steps": 0, "patience": 0, "evals_per_doubling": 0}
 _EVAL_ADDED_LATER = {"test_split": None, "held_out_negatives": 0}
 

@@ -213,13 +213,27 @@ def score_margins(
 ) -> torch.Tensor:
     """(n_pairs, repeats, k) float64: each drawn negative's score minus its pair's
     positive score, all that Eq. 5 needs at any temperature."""
-    device = q_reps.device
-    margins = torch.empty(len(pair_query), len(negatives), negatives.shape[2], dtype=torch.float64, device=device)
-    block = max(1, SCORE_BLOCK // max(len(p_reps), 1))
+    return scorer_margins(dense_scorer(q_reps, p_reps), len(p_reps), pair_query, pair_passage, negatives)
+
+
+def dense_scorer(q_reps: torch.Tensor, p_reps: torch.Tensor):
+    """The scorer of a bi-encoder's vectors: query rows -> (b, n_passages) inner products (Eq. 4)."""
+    return lambda queries: q_reps[torch.as_tensor(queries, device=q_reps.device)] @ p_reps.T
+
+
+def scorer_margins(scorer, n_passages: int, pair_query: np.ndarray, pair_passage: np.ndarray,
+                   negatives: np.ndarray) -> torch.Tensor:
+    """`score_margins` of any `scorer` (query indices (b,) -> scores (b, n_passages)):
+    a bi-encoder's (`dense_scorer`) or a lexical one's (engine.lexical)."""
+    margins = None
+    block = max(1, SCORE_BLOCK // max(n_passages, 1))
     for start in range(0, len(pair_query), block):
         pairs = slice(start, start + block)
-        q = q_reps[torch.as_tensor(pair_query[pairs], device=device)]  # (b, dim)
-        scores = (q @ p_reps.T).double()  # (b, n_passages)
+        scores = scorer(pair_query[pairs]).double()  # (b, n_passages)
+        device = scores.device
+        if margins is None:
+            margins = torch.empty(len(pair_query), len(negatives), negatives.shape[2], dtype=torch.float64,
+                                  device=device)
         own = torch.as_tensor(pair_passage[pairs], device=device)
         positive = scores.gather(1, own[:, None])  # (b, 1)
         for repeat, draw in enumerate(negatives[:, pairs]):
@@ -269,6 +283,11 @@ def fit_temperature(margins: torch.Tensor) -> float:
 
 def ranking_metrics(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet) -> dict[str, float]:
     """MRR@10, nDCG@10, MAP@10 and Recall@1000 of exact search over the sub-corpus."""
+    return scorer_ranking_metrics(dense_scorer(q_reps, p_reps), len(p_reps), eval_set)
+
+
+def scorer_ranking_metrics(scorer, n_passages: int, eval_set: EvalSet) -> dict[str, float]:
+    """`ranking_metrics` of any `scorer` (query indices -> scores (b, n_passages))."""
     import ir_measures
     from ir_measures import AP, R, RR, nDCG
 
@@ -278,23 +297,39 @@ def ranking_metrics(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSe
     # A sub-corpus of at most 1,000 passages is retrieved whole: Recall@1000 is 1 and the
     # @10 measures read the top 10 only, so the run handed to ir-measures holds 10 per query
     # (on squad-dev's 771 passages, 2.2M scored pairs fewer and 1.5-3.5 s less per evaluation).
-    whole = len(p_reps) <= RANKING_DEPTH
+    whole = n_passages <= RANKING_DEPTH
     depth = 10 if whole else RANKING_DEPTH
     asked = [measure for name, measure in measures.items() if not (whole and name == "recall@1000")]
-    results = ir_measures.calc_aggregate(asked, eval_set.qrels, _run(q_reps, p_reps, eval_set, depth))
+    results = ir_measures.calc_aggregate(asked, eval_set.qrels, _run(scorer, n_passages, eval_set, depth))
     return {name: 1.0 if measure not in asked else float(results[measure]) for name, measure in measures.items()}
 
 
-def _run(q_reps: torch.Tensor, p_reps: torch.Tensor, eval_set: EvalSet, depth: int) -> dict[str, dict[str, float]]:
-    depth = min(depth, len(p_reps))
+def _run(scorer, n_passages: int, eval_set: EvalSet, depth: int) -> dict[str, dict[str, float]]:
+    depth = min(depth, n_passages)
     run: dict[str, dict[str, float]] = {}
-    block = max(1, SCORE_BLOCK // max(len(p_reps), 1))
-    for start in range(0, len(q_reps), block):
-        top = torch.topk(q_reps[start : start + block] @ p_reps.T, depth, dim=1)  # (b, depth)
+    block = max(1, SCORE_BLOCK // max(n_passages, 1))
+    for start in range(0, len(eval_set.query_ids), block):
+        top = torch.topk(scorer(np.arange(start, min(start + block, len(eval_set.query_ids)))), depth, dim=1)
         for qid, scores, columns in zip(eval_set.query_ids[start : start + block], top.values.tolist(),
                                         top.indices.tolist()):
             run[qid] = {eval_set.passage_ids[c]: s for c, s in zip(columns, scores)}
     return run
+
+
+def scorer_metrics(scorer, n_passages: int, eval_set: EvalSet, ranking: bool) -> dict[str, float]:
+    """Raw and calibrated contrastive entropy (Eq. 5) of any `scorer`, and its ranking
+    metrics when `ranking`: the one measurement of a bi-encoder and of a lexical reference."""
+    metrics: dict[str, float] = {}
+    if eval_set.negatives is not None:
+        margins = scorer_margins(scorer, n_passages, eval_set.pair_query, eval_set.pair_passage,
+                                 eval_set.negatives)  # (n_pairs, repeats, k)
+        metrics["contrastive_entropy"] = pair_entropies(margins).mean().item()
+        calibrated = calibrated_contrastive_entropy(margins, eval_set.halves)
+        if calibrated is not None:
+            metrics["calibrated_entropy"], metrics["temperature"] = calibrated.entropy, calibrated.temperature
+    if ranking:
+        metrics.update(scorer_ranking_metrics(scorer, n_passages, eval_set))
+    return metrics
 
 
 def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, ranking: bool = True,
@@ -307,16 +342,7 @@ def evaluate(model, eval_set: EvalSet, *, device="cpu", batch_size: int = 128, r
                          device=device, progress=progress)  # (n_queries, dim)
     p_reps = encode_rows(model, eval_set.passage_tokens, eval_set.passage_rows, batch_size=batch_size,
                          device=device, progress=progress)  # (n_subcorpus, dim)
-    metrics: dict[str, float] = {}
-    if eval_set.negatives is not None:
-        margins = score_margins(q_reps, p_reps, eval_set.pair_query, eval_set.pair_passage,
-                                eval_set.negatives)  # (n_pairs, repeats, k)
-        metrics["contrastive_entropy"] = pair_entropies(margins).mean().item()
-        calibrated = calibrated_contrastive_entropy(margins, eval_set.halves)
-        if calibrated is not None:
-            metrics["calibrated_entropy"], metrics["temperature"] = calibrated.entropy, calibrated.temperature
-    if ranking:
-        metrics.update(ranking_metrics(q_reps, p_reps, eval_set))
+    metrics = scorer_metrics(dense_scorer(q_reps, p_reps), len(p_reps), eval_set, ranking)
     metrics["eval_seconds"] = time.perf_counter() - started
     return metrics
 

@@ -39,6 +39,7 @@ class LadderModel:
     language: str  # en | zh | any
     lr: float  # default learning rate for this rung
     model_type: str = "bert"
+    similarity: str = "dot"  # the score it trains with by default (engine.model.SIMILARITIES)
     extra: dict = field(default_factory=dict)  # further config keys (ERNIE's task ids)
 
     def config(self, vocab_size: int | None = None):
@@ -110,7 +111,7 @@ def _scratch(layers: int, hidden: int) -> LadderModel:
     return LadderModel(
         name=f"scratch-L{layers}-H{hidden}", family="scratch", layers=layers, hidden=hidden,
         heads=max(1, hidden // 32), intermediate=4 * hidden, vocab_size=8192, max_position=512,
-        scratch=True, language="any", lr=TUNED_SCRATCH_LR[layers, hidden],
+        scratch=True, language="any", lr=TUNED_SCRATCH_LR[layers, hidden], similarity="cosine",
     )
 
 
@@ -130,6 +131,15 @@ def hashed_lr(model: str) -> float | None:
     if rung is None or rung.lr == _first_default_lr(rung):
         return None
     return rung.lr
+
+
+def hashed_similarity(model: str) -> str | None:
+    """The score a sweep writes into the Measurement of a run that names none: None
+    where the rung's default is the inner product every run had before the option, so
+    those ids stay; else the default itself (cosine for scratch rungs, issue 22), so
+    runs trained with dot products are not taken for runs with cosine."""
+    rung = ladder_model(model)
+    return rung.similarity if rung is not None and rung.similarity != "dot" else None
 
 
 LADDER: dict[str, LadderModel] = {

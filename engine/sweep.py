@@ -42,7 +42,7 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
-from engine.ladder import hashed_lr
+from engine.ladder import hashed_lr, hashed_similarity
 from engine.paths import runs_dir, validate_name
 from engine.progress import CommandProgress
 from engine.config import TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
@@ -191,6 +191,8 @@ def _run_config(name, shared, model, pairs, annotation, seed, lr, train_data, pa
         values["lr"] = float(lr)
     elif values.get("lr") is None:  # the rung's default, in the id where it changed (engine.ladder.hashed_lr)
         values["lr"] = hashed_lr(model)
+    if values.get("similarity", "auto") == "auto":  # likewise the rung's score (engine.ladder.hashed_similarity)
+        values["similarity"] = hashed_similarity(model) or "auto"
     try:
         config = TrainConfig.from_dict(values)
     except (TypeError, InputError) as err:  # a wrong type or range in [train]: name the file

@@ -121,10 +121,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     if init == "scratch" and rung is None and not Path(cfg.model).expanduser().exists():
         raise InputError(f"--init scratch needs a ladder name or a local config folder, not '{cfg.model}'")
     annotation = cfg.annotation or ("human" if cfg.train_data is None else "pseudo")
+    similarity = cfg.similarity if cfg.similarity != "auto" else (rung.similarity if rung else "dot")
     run_id = validate_name("run id", cfg.run_id or _new_run_id(cfg.model, cfg.train_pairs, cfg.seed))
     # types, ranges and choices were checked when `cfg` was made (TrainConfig.__post_init__)
     check_lengths(cfg.model, cfg.max_query_length, cfg.max_passage_length, flag="--model")  # before any data is read
-    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, compile=_compile(cfg),
+    return replace(cfg, lr=lr, init=init, annotation=annotation, run_id=run_id, similarity=similarity,
+                   compile=_compile(cfg),
                    precision=resolve_precision(cfg.precision, cfg.cpu), dropout_masks=_dropout_masks(cfg))
 
 

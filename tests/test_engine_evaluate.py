@@ -162,7 +162,7 @@ def test_ranking_over_a_small_sub_corpus_reads_the_top_10_and_matches_the_full_r
     import ir_measures
     from ir_measures import AP, R, RR, nDCG
 
-    from engine.evaluate import _run
+    from engine.evaluate import _run, dense_scorer
 
     generator = torch.Generator().manual_seed(0)
     q_reps, p_reps = torch.randn(40, 8, generator=generator), torch.randn(300, 8, generator=generator)
@@ -171,7 +171,7 @@ def test_ranking_over_a_small_sub_corpus_reads_the_top_10_and_matches_the_full_r
                                qrels=qrels, relevance_threshold=1)
     fast = ranking_metrics(q_reps, p_reps, eval_set)
     full = ir_measures.calc_aggregate([RR @ 10, nDCG @ 10, AP @ 10, R @ 1000], qrels,
-                                      _run(q_reps, p_reps, eval_set, 1000))
+                                      _run(dense_scorer(q_reps, p_reps), 300, eval_set, 1000))
     assert fast == pytest.approx({"mrr@10": full[RR @ 10], "ndcg@10": full[nDCG @ 10], "map@10": full[AP @ 10],
                                   "recall@1000": full[R @ 1000]})
     assert 0 < fast["mrr@10"] < 1 and fast["recall@1000"] == 1.0
