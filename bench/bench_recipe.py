@@ -31,19 +31,22 @@ BASE = {  # the demo study's settings, negatives held out of training (issue 27)
     "max-passage-length": 96, "eval-repeats": 3, "eval-ranking": "every", "eval-held-out-negatives": 300,
     "eval-every": 25, "evals-per-doubling": 2, "checkpoint-every": 0,
 }
+# issue 15's dot-product rates (the previous ladder defaults); "lr-scale" multiplies them
+DOT_LR = {"scratch-L1-H32": 1e-2, "scratch-L1-H64": 3e-3, "scratch-L2-H64": 3e-3, "scratch-L1-H128": 3e-3,
+          "scratch-L2-H128": 3e-3, "scratch-L2-H256": 1e-3}
+DOT = {"similarity": "dot", "lr-scale": 1.0}
 VARIANTS = {
-    "baseline": {},  # the tuned rate, no warm-up, linear decay over the run
-    "warmup": {"warmup-steps": 100},
-    "wsd": {"warmup-steps": 100, "lr-schedule": "wsd"},
-    "wsd-emb0.1": {"warmup-steps": 100, "lr-schedule": "wsd", "embedding-lr-scale": 0.1},
-    "wsd-emb10": {"warmup-steps": 100, "lr-schedule": "wsd", "embedding-lr-scale": 10},
-    "wsd-lr/3": {"warmup-steps": 100, "lr-schedule": "wsd", "lr-scale": 1 / 3},
-    "wsd-lr/10": {"warmup-steps": 100, "lr-schedule": "wsd", "lr-scale": 0.1},
-    "wsd-lr/10-emb10": {"warmup-steps": 100, "lr-schedule": "wsd", "lr-scale": 0.1, "embedding-lr-scale": 10},
-    "wsd-noclip": {"warmup-steps": 100, "lr-schedule": "wsd", "max-grad-norm": 0},
-    "wsd-cosine": {"warmup-steps": 100, "lr-schedule": "wsd", "similarity": "cosine"},
-    "wsd-cosine-emb0.1": {"warmup-steps": 100, "lr-schedule": "wsd", "similarity": "cosine",
-                          "embedding-lr-scale": 0.1},
+    "baseline": DOT,  # issue 15's recipe: dot products at the tuned rate, no warm-up, linear decay over the run
+    "warmup": {**DOT, "warmup-steps": 100},
+    "wsd": {**DOT, "warmup-steps": 100, "lr-schedule": "wsd"},
+    "wsd-emb0.1": {**DOT, "warmup-steps": 100, "lr-schedule": "wsd", "embedding-lr-scale": 0.1},
+    "wsd-lr/3": {**DOT, "warmup-steps": 100, "lr-schedule": "wsd", "lr-scale": 1 / 3},
+    "wsd-cosine": {**DOT, "warmup-steps": 100, "lr-schedule": "wsd", "similarity": "cosine"},
+    "cosine-lr/10": {**DOT, "similarity": "cosine", "lr-scale": 0.1},
+    "cosine-lr/30": {**DOT, "similarity": "cosine", "lr-scale": 1 / 30},
+    "cosine-1e-3": {"similarity": "cosine", "lr": 1e-3},
+    "cosine-3e-4": {"similarity": "cosine", "lr": 3e-4},  # the ladder's default since issue 22
+    "cosine-1e-4": {"similarity": "cosine", "lr": 1e-4},
 }
 
 
@@ -52,12 +55,10 @@ def run_id(variant: str, rung: str, steps: int) -> str:
 
 
 def train_command(variant: str, rung: str, steps: int, store: Path) -> list[str]:
-    from engine.ladder import ladder_model
-
     flags = {**BASE, **VARIANTS[variant], "steps": steps}
     scale = flags.pop("lr-scale", None)
     if scale is not None:
-        flags["lr"] = ladder_model(rung).lr * scale
+        flags["lr"] = DOT_LR[rung] * scale
     argv = [sys.executable, "-m", "engine", "train", "--dataset", str(DATASET), "--model", rung,
             "--run-id", run_id(variant, rung, steps), "--store", str(store), "--json"]
     for name, value in flags.items():
