@@ -338,10 +338,20 @@ class StudyBase:
     protocol: str | None                 # engine/protocol.py protocol_id, None: not recorded
     fingerprint: dict | None
     run_ids: frozenset = frozenset()     # its runs' ids in the store
+    current: bool = True                 # a sweep file still makes some of those runs (same settings, same ids)
 
     @property
     def train(self) -> dict:
         return self.spec.get("train", {})
+
+    def stale(self) -> str | None:
+        """Why new runs will not join this study's runs, when no sweep file makes them any more."""
+        if self.current:
+            return None
+        return (f"No sweep file of {self.name} makes the ids of its {self.runs} run(s) in the store any more: a "
+                "setting that measures (the recipe, the evaluation or a ladder default) changed since they ran. "
+                "Runs launched now are measured the new way, a protocol of their own, until the whole study is "
+                "rerun with its sweep files.")
 
     def describe(self) -> str:
         from engine.protocol import describe
@@ -369,35 +379,48 @@ def original_run_id(run_id: str, label: str | None, source: str | None) -> str:
 def study_bases(runs, files: list[Path] | None = None) -> list[StudyBase]:
     """The studies of `files` (default `study_sweep_files`) with runs in `runs` (a
     store's runs table), most runs first. A run is a study's when its id in the study
-    starts with the study's name and a dash; unreadable sweep files are skipped."""
+    starts with the study's name and a dash. Of a study's files, the one whose runs'
+    ids (which hash every setting that measures) are most often in the store gives
+    its [train] settings; `current` says whether any file still makes its stored runs.
+    Unreadable sweep files are skipped."""
     from collections import Counter
 
     from engine.protocol import protocol_id
     from engine.sweep import load_sweep
 
-    specs: dict[str, tuple[list[Path], dict]] = {}
+    ids = [original_run_id(r, lab, src) for r, lab, src in zip(runs["run_id"], runs["label"], runs["source"])]
+    stored = set(ids)
+    files_of: dict[str, list[tuple[int, Path, dict]]] = {}
     for path in study_sweep_files() if files is None else files:
         try:
-            spec = load_sweep(path).spec
+            sweep = load_sweep(path)
         except InputError:
             continue
-        found, merged = specs.setdefault(spec["name"], ([], json.loads(json.dumps(spec))))
-        found.append(path)
-        for key, values in spec["grid"].items():
-            merged["grid"][key] = list(dict.fromkeys([*merged["grid"].get(key, []), *values]))
-    ids = [original_run_id(r, lab, src) for r, lab, src in zip(runs["run_id"], runs["label"], runs["source"])]
+        made = sum(r.run_id in stored or r.legacy_run_id in stored for r in sweep.runs)
+        files_of.setdefault(sweep.name, []).append((made, path, sweep.spec))
     bases = []
-    for name, (paths, spec) in specs.items():
+    for name, found in files_of.items():
         mine = [i for i, run in enumerate(ids) if run.startswith(f"{name}-")]
         if not mine:
             continue
+        made, _, spec = max(found, key=lambda f: f[0])          # first of the best: max keeps the earliest
+        spec = json.loads(json.dumps(spec))
+        for _, _, other in found:
+            for key, values in other["grid"].items():
+                spec["grid"][key] = _merged(spec["grid"].get(key, []), values)
         fingerprints = {protocol_id(f): f for f in (runs["eval_fingerprint"].iloc[i] for i in mine)
                         if isinstance(f, dict)}
         counts = Counter(runs["eval_protocol"].iloc[i] for i in mine if isinstance(runs["eval_protocol"].iloc[i], str))
         protocol = counts.most_common(1)[0][0] if counts else None
-        bases.append(StudyBase(name, tuple(paths), spec, len(mine), protocol, fingerprints.get(protocol),
-                               frozenset(runs["run_id"].iloc[i] for i in mine)))
+        bases.append(StudyBase(name, tuple(path for _, path, _ in found), spec, len(mine), protocol,
+                               fingerprints.get(protocol), frozenset(runs["run_id"].iloc[i] for i in mine), made > 0))
     return sorted(bases, key=lambda b: (-b.runs, b.name))
+
+
+def _merged(values: list, more: list) -> list:
+    """Two grid lists as one, each entry once: numbers ascending, then words (models, "all") in order."""
+    entries = list(dict.fromkeys([*values, *more]))
+    return [*sorted(v for v in entries if not isinstance(v, str)), *(v for v in entries if isinstance(v, str))]
 
 
 def base_of_runs(bases: list[StudyBase], run_ids) -> StudyBase | None:

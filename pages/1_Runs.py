@@ -205,8 +205,12 @@ def chosen_base(store_path: str) -> jobs.StudyBase | None:
                    "get a protocol of their own and join no curve already in the store.")
     else:
         kept = ", ".join(f"{k} = {v}" for k, v in jobs.inherited_settings(base).items()) or "none"
+        joins = "so they are measured as its runs were and join its curves" if base.current else \
+            "as its sweep files now say"
         st.caption(f"Extends **{base.describe()}**. New runs keep its other training and evaluation settings "
-                   f"({kept}), so they are measured as its runs were and join its curves.")
+                   f"({kept}), {joins}.")
+        if base.stale():
+            st.warning(base.stale())
     return base
 
 

@@ -116,9 +116,12 @@ def law_choice(store: Store) -> dict:
     base = jobs.base_of_runs(study_bases(str(store.path)), chosen["run_id"])
     st.caption(f"Eq. 8 is fitted to the {len(chosen)} runs of protocol {choice['protocol']} "
                "(runs no better than a random scorer left out). "
-               + (f"Planned runs extend **{base.describe()}** and keep its settings, so they join its curves."
+               + (f"Planned runs extend **{base.describe()}** and keep its settings"
+                  + (", so they join its curves." if base.current else ".")
                   if base else "No study file in the store made these runs: planned runs use the engine's "
                                 "default evaluation, a protocol of their own."))
+    if base and base.stale():
+        st.warning(base.stale())
     return {**choice, "base": base}
 
 

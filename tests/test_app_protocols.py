@@ -120,3 +120,41 @@ def test_a_plan_is_a_job_the_runs_page_can_cancel_and_keeps_the_studys_settings(
     heading = next(m.value for m in at.markdown if m.value.startswith("#### Study "))
     assert heading.startswith(f"#### Study {base.name}-") and heading.endswith("· running")
     assert any(b.label == "Cancel this study" for b in at.button)
+
+
+def a_study_on(dataset: Path, runs_made: list[str]) -> str:
+    """A sweep file the app wrote (runs_dir()/sweeps) and completed runs with the ids in
+    `runs_made` (a callable of the sweep's own ids); returns the study's name."""
+    from engine.paths import runs_dir
+    from tests.test_app_runs import RUN_FIELDS
+
+    spec = {"name": "mystudy", "grid": {"models": ["scratch-L1-H32"], "train_pairs": [100, 200]},
+            "train": {"dataset": str(dataset), "steps": 20, "max_passage_length": 64, "eval": {"repeats": 2}}}
+    sweep = jobs.new_sweep_file(spec)
+    store = Store()
+    for run_id in runs_made(sweep):
+        store.start_run(run_id=run_id, **RUN_FIELDS)
+        store.finish_run(run_id, status="completed", best_contrastive_entropy=4.5)
+    assert sweep.path.parent == runs_dir() / "sweeps"
+    return sweep.name
+
+
+def test_a_study_whose_runs_its_sweep_still_makes_is_extended_without_a_warning(tmp_path):
+    from tests.test_data import write_synthetic
+
+    dataset = write_synthetic(tmp_path / "syn", n_passages=400, n_train=300, n_test=20)
+    name = a_study_on(dataset, lambda sweep: [sweep.runs[0].run_id])
+    at = open_page(RUNS)
+    assert_clean(at)
+    assert at.selectbox(key="run_base").value == name and not at.warning
+    assert any(f"Extends **{name}" in c.value and "join its curves" in c.value for c in at.caption)
+
+
+def test_a_study_whose_settings_changed_since_its_runs_says_new_runs_will_not_join_them(tmp_path):
+    from tests.test_data import write_synthetic
+
+    dataset = write_synthetic(tmp_path / "syn", n_passages=400, n_train=300, n_test=20)
+    name = a_study_on(dataset, lambda sweep: [sweep.runs[0].run_id.rsplit("-", 1)[0] + "-0badc0de"])
+    at = open_page(RUNS)
+    assert at.selectbox(key="run_base").value == name
+    assert any("changed since they ran" in w.value and "a protocol of their own" in w.value for w in at.warning)
