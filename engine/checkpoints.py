@@ -92,7 +92,7 @@ def load_checkpoint(accelerator, folder: Path, model, optimizer, scheduler) -> d
             accelerator.scaler.load_state_dict(_read_json(folder / "scaler.json"))
         _set_rng_states(load_file(str(folder / f"rng-{accelerator.process_index}.safetensors")))
         return _read_json(folder / STATE_FILE)
-    except (SafetensorError, OSError, ValueError, KeyError) as err:
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise InputError(f"{folder}: not a readable checkpoint ({type(err).__name__}: {err}); delete it to "
                          "resume from an earlier one or start again") from None
 
@@ -138,5 +138,10 @@ def _write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=1))
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text())
+def _read_json(path: Path) -> dict:
+    """The JSON object in `path`; ValueError when it holds anything else (a list, a
+    number: a checkpoint file overwritten by hand)."""
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} holds {type(value).__name__}, not the JSON object a checkpoint writes")
+    return value

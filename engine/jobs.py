@@ -69,7 +69,7 @@ def read_progress(run_id: str) -> dict | None:
     holds no JSON object."""
     try:
         progress = json.loads((runs_dir() / validate_name("run id", run_id) / "progress.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError, RecursionError):  # nested 100k deep
         return None
     return progress if isinstance(progress, dict) else None
 

@@ -457,8 +457,8 @@ def load_law(spec: str) -> LawFit | ScalingLaw:
         return LawFit.from_dict(json.loads(path.read_text()))
     except InputError as err:
         raise InputError(f"{path}: {err}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise InputError(f"{path}: not a fit JSON written by `laws fit` ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as err:
+        raise InputError(f"{path}: not a fit JSON written by `laws fit` ({type(err).__name__}: {err})") from None
 
 
 def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),

@@ -112,12 +112,22 @@ WRITE_FAILURES = {
 }
 
 
+def resolved(path: str | Path, what: str = "path") -> Path:
+    """`path` absolute with every link followed; InputError naming `what` when the links
+    go round in a loop (Path.resolve's RuntimeError) or lead nowhere readable."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as err:  # RuntimeError: "Symlink loop from ..."
+        raise InputError(f"{what} {path}: its symbolic links cannot be followed ({err}); "
+                         "point at the real folder or file") from None
+
+
 def check_not_protected(out: str | Path, *, protected: dict[str, str | Path], name: str = "output") -> Path:
     """`out` resolved (links followed), unless it is one of the `protected` paths (what ->
     path) or lies inside one; then InputError naming both (`name`: how the output was given)."""
-    target = Path(out).expanduser().resolve()
+    target = resolved(out, name)
     for what, path in protected.items():
-        kept = Path(path).expanduser().resolve()
+        kept = resolved(path, what)
         if target == kept or kept in target.parents:
             inside = "" if target == kept else " (inside it)"
             raise InputError(f"{name} {out} would overwrite {what} {kept}{inside}; choose another output path")

@@ -106,7 +106,7 @@ def read_command_progress(path: Path) -> dict | None:
     """The progress file at `path`, None when it is unreadable or holds no JSON object."""
     try:
         progress = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested 100k deep
         return None
     return progress if isinstance(progress, dict) else None
 

@@ -43,7 +43,7 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.jobs import outcome_line, start_process
 from engine.ladder import hashed_lr, hashed_similarity
-from engine.paths import runs_dir, validate_name
+from engine.paths import resolved, runs_dir, validate_name
 from engine.progress import CommandProgress
 from engine.config import TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
 
@@ -95,8 +95,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise InputError(f"{path}: no such sweep file")
     try:
         spec = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid TOML ({err})") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested 100k deep
+        raise InputError(f"{path}: not valid TOML ({type(err).__name__}: {err})") from None
     return sweep_from_spec(spec, path)
 
 
@@ -165,7 +165,7 @@ def _resolve_path(base: Path, value: str, what: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{what} must be a path in quotes, e.g. \"../data/squad-dev\"; got {value!r}")
     candidate = Path(value).expanduser()
-    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+    return str(candidate if candidate.is_absolute() else resolved(base / candidate, what))
 
 
 def _expand(name, grid, shared, annotation_data, path) -> list[TrainConfig]:
@@ -248,6 +248,9 @@ def check_data(runs: list[SweepRun]) -> None:
         c = run.config
         key = (c.dataset, c.train_data, c.lenient_qrels, c.data_seed, c.eval.test_split)
         if key not in available:
+            for what, path in (("dataset", c.dataset), ("train_data", c.train_data)):
+                if path:
+                    resolved(path, f"run {run.run_id}: {what}")  # a link loop is one line, not a RuntimeError
             data = load_retrieval_data(c.dataset, strict=not c.lenient_qrels, test_split=c.eval.test_split)
             data.test_split  # resolves now: several candidate test splits and none named is an InputError
             pairs = training_pairs(data, c.train_data, None, c.data_seed, strict=not c.lenient_qrels)

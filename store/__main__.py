@@ -59,7 +59,7 @@ def _demo(store: Store, args: argparse.Namespace) -> int:
         out = check_output_path(args.file or demo.DEMO_FILE, protected=protected)
         try:
             study = json.loads(Path(args.meta).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise InputError(f"--meta {args.meta}: not a readable JSON file ({err})") from err
         if not isinstance(study, dict):
             raise InputError(f"--meta {args.meta}: expected a JSON object with the study's title, data sets, ...")

@@ -35,6 +35,8 @@ MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 MAGIC_OFFSET = 8
 # no extension is ever installed or loaded behind the store's back (no network)
 CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# what DuckDB says of a file cut short or overwritten in the middle
+DAMAGE_SIGNS = ("Could not read enough bytes", "not a valid DuckDB database", "Corrupt database file")
 POINT_ELSEWHERE = "point --store (or $WORKBENCH_STORE) at a DuckDB file the workbench wrote, or at a new path"
 
 
@@ -83,7 +85,7 @@ def store_error(path: Path, err: BaseException, *, opening: bool) -> InputError 
     """The InputError that says what an I/O failure on the store means, or None for a
     failure that is no fault of the store (let it surface). After the open, only a
     full disk, or a permission error that names the store's own files, is the store's."""
-    text = str(err).strip()
+    text = " ".join(str(err).split())  # one line: DuckDB's messages may span several
     number = getattr(err, "errno", None)
     if number == errno.ENOSPC or "No space left" in text:
         return InputError(f"the disk ran full while working on the store {path} ({text}); free some space, "
@@ -92,11 +94,11 @@ def store_error(path: Path, err: BaseException, *, opening: bool) -> InputError 
         or "Read-only file system" in text
     if denied and (opening or str(path) in text):
         return InputError(f"the store {path} is read-only ({text}); make it writable, or {POINT_ELSEWHERE}")
-    if not opening:
-        return None
-    if "Could not read enough bytes" in text or "not a valid DuckDB database" in text:
+    if any(sign in text for sign in DAMAGE_SIGNS):  # at the open, or at the first read of a damaged block
         return InputError(f"the store {path} is truncated or damaged ({text}); restore it from a copy, "
                           f"or {POINT_ELSEWHERE}")
+    if not opening:
+        return None
     return InputError(f"the store {path} cannot be opened ({text}); {POINT_ELSEWHERE}")
 
 
@@ -107,7 +109,7 @@ def _open(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
     while True:
         try:
             return duckdb.connect(str(path), config=CONNECT_CONFIG)
-        except duckdb.IOException as err:
+        except duckdb.Error as err:
             if not _is_lock_conflict(err):
                 raise store_error(path, err, opening=True) from err
             if time.monotonic() >= deadline:
@@ -121,15 +123,19 @@ def _open(path: Path, timeout_s: float) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def connection(path: Path, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `path` held only for the `with` block; a full disk or a
-    read-only file met inside it is an InputError too."""
+    """A connection to `path` held only for the `with` block; a full disk, a read-only
+    file or a damaged one met inside it (a COMMIT's TransactionException too) is an
+    InputError."""
     check_store_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"the store {path} cannot be created ({err.strerror}); {POINT_ELSEWHERE}") from None
     with _file_lock(path):
         con = _open(path, timeout_s)
         try:
             yield con
-        except (duckdb.IOException, OSError) as err:
+        except (duckdb.Error, OSError) as err:
             meaning = store_error(path, err, opening=False)
             if meaning is None:
                 raise

@@ -37,7 +37,7 @@ def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     path = path or DEMO_FILE
     try:
         content = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested 100k deep
         raise InputError(f"{path}: not a readable demo study file ({err})") from err
     problem = _shape_problem(content)
     if problem:

@@ -170,7 +170,7 @@ def _read_mlruns(root: Path) -> list[TrackerRun]:
             continue  # an experiment's meta.yaml, or a run already deleted
         try:
             meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) or {}  # ValueError: not UTF-8
-        except (OSError, ValueError, yaml.YAMLError) as err:  # ValueError: not UTF-8
+        except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:  # ValueError: not UTF-8
             raise InputError(f"{meta_file}: not a readable MLflow meta.yaml ({' '.join(str(err).split())}); fix or remove it") from None
         if not isinstance(meta, dict):
             raise InputError(f"{meta_file}: an MLflow meta.yaml holds one mapping, got {type(meta).__name__}")
@@ -298,7 +298,7 @@ def _read_wandb_run(history: Path) -> TrackerRun:
     config_file = history.with_name("config.json")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    except (OSError, ValueError) as err:  # ValueError: not JSON, not UTF-8
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not JSON, not UTF-8; nested 100k deep
         raise InputError(f"{config_file}: not a readable W&B config.json ({err}); fix or remove it") from None
     if not isinstance(config, dict):
         raise InputError(f"{config_file}: a W&B config.json holds one JSON object, got {type(config).__name__}")

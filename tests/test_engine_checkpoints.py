@@ -11,7 +11,8 @@ from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.train import train
 from test_data import write_synthetic
-from test_engine_train import tiny_config, two_process_train
+from helpers import tiny_config
+from test_engine_train import two_process_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -92,3 +93,12 @@ def test_two_processes_save_and_resume(tmp_path):
     resumed = two_process_train(dataset, "two", steps=4, negatives=16, checkpoint_every=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout)["resumed_from_step"] == 2
+
+
+@pytest.mark.parametrize("name, text", [("scheduler.json", "[1, 2]"), ("trainer_state.json", "[1]"),
+                                        ("optimizer.json", "[1]"), ("scheduler.json", "[" * 100_000)])
+def test_a_checkpoint_json_of_the_wrong_shape_is_refused(interrupted_run, name, text):
+    """Before: a raw TypeError (a list where an object belongs) or RecursionError."""
+    (latest_checkpoint(runs_dir() / "crafted") / name).write_text(text)
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        train(interrupted_run)

@@ -662,3 +662,160 @@ def test_store_import_names_the_rows_an_open_quote_swallowed(tmp_path, capsys):
     assert store_main(["import", table]) == 0
     out = capsys.readouterr().out
     assert "imported 1 row(s)" in out and "rejected line 2: a quote opened on line 2 closes only on line 4" in out
+
+
+# ---------------------------------------------------------------- writers and readers that raised
+
+def test_a_commit_the_disk_refuses_is_one_line(tmp_path, capsys, monkeypatch):
+    """Before: DuckDB's TransactionException at COMMIT came out as a traceback."""
+    import contextlib
+
+    import duckdb
+
+    import store.core
+
+    @contextlib.contextmanager
+    def full_at_commit(con):
+        con.execute("BEGIN TRANSACTION")
+        yield con
+        con.execute("ROLLBACK")
+        raise duckdb.TransactionException("TransactionContext Error: Failed to commit: IO Error: Could not write "
+                                          "file \"workbench.duckdb.wal\": No space left on device")
+
+    table = tmp_path / "rows.csv"
+    table.write_text("n,d,loss\n1000,100,3.0\n")
+    Store().ingest()
+    monkeypatch.setattr(store.core, "transaction", full_at_commit)
+    assert store_main(["import", table]) == 2
+    assert "the disk ran full while working on the store" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("damage", ["truncated to half", "overwritten in the middle"])
+def test_a_damaged_store_file_is_one_line(tmp_path, capsys, damage):
+    import os
+
+    rows = pd.DataFrame({"n": range(1000, 2_000_000, 1000), "d": 100, "loss": 3.0})
+    store = Store()
+    store.load_rows(rows, source="import")
+    store.ingest()
+    size = store.path.stat().st_size
+    with open(store.path, "r+b") as handle:
+        if damage == "truncated to half":
+            handle.truncate(size // 2)
+        else:
+            handle.seek(3 * 4096 + 100)
+            handle.write(os.urandom(2000))
+    assert store_main(["export", "--what", "runs", "--format", "csv", "--out", tmp_path / "runs.csv"]) == 2
+    assert "is truncated or damaged" in one_error_line(capsys)
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("command", ["laws", "plan-runs", "train-config", "demo", "demo-meta", "wandb-config",
+                                     "sweep-toml", "mlflow-meta"])
+def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
+    """Before: RecursionError from json, tomllib or yaml."""
+    from test_data import write_synthetic
+
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP_JSON)
+    data = write_synthetic(tmp_path / "syn") if command in ("plan-runs", "train-config") else None
+    if command == "laws":
+        argv = ["budget", "--law", deep, "--budget", "1000"]
+    elif command == "plan-runs":
+        argv = ["plan-runs", "--law", deep, "--dataset", data, "--out", tmp_path / "p.toml"]
+    elif command == "train-config":
+        argv = ["train", "--config", deep, "--dataset", data]
+    elif command == "sweep-toml":
+        sweep = tmp_path / "deep.toml"
+        sweep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+        argv = ["sweep", sweep, "--dry-run"]
+    if command in ("laws", "plan-runs", "train-config", "sweep-toml"):
+        assert engine_main(argv) == 2
+    elif command == "demo":
+        assert store_main(["demo", "load", "--file", deep]) == 2
+    elif command == "demo-meta":
+        assert store_main(["demo", "write", "--meta", deep, "--file", tmp_path / "demo.json"]) == 2
+    elif command == "wandb-config":
+        source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+        (source / "a" / "config.json").write_text(DEEP_JSON)
+        assert store_main(["import-tracker", source, *TRACKER_FLAGS]) == 2
+    else:
+        from test_trackers import write_mlruns
+
+        mlruns = write_mlruns(tmp_path / "m")
+        run = sorted(p for p in mlruns.glob("1/*") if p.is_dir())[0]
+        (run / "meta.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+        assert store_main(["import-tracker", mlruns, "--loss", "val/ce", "--n", "n", "--d", "d"]) == 2
+    one_error_line(capsys)
+
+
+def test_tune_lr_on_runs_with_only_step_0_is_one_line(tmp_path, capsys):
+    """Before: IndexError in choosing a rate among rates that all lack an entropy after step 0."""
+    from engine.sweep import load_sweep
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), pairs="[100]", extra="lr = [1e-3, 3e-3]\n")
+    sweep.write_text(sweep.read_text().replace("lr = 0.003\n", ""))
+    store = Store()
+    for run in load_sweep(sweep).runs:
+        c = run.config
+        store.start_run(config={"lr": c.lr}, model_name=c.model, n_params=1000, n_params_strict=1000, train_pairs=100,
+                        annotation="human", dataset="syn", seed=0, device="cpu", code_version="x", run_id=run.run_id)
+        store.add_point(run.run_id, step=0, contrastive_entropy=4.0, calibrated_entropy=3.9, wall_time_s=1.0)
+        store.finish_run(run.run_id, status="completed", best_contrastive_entropy=4.0, best_calibrated_entropy=3.9)
+    assert engine_main(["tune-lr", sweep]) == 2
+    assert "no run has an evaluation after step 0" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "cuda:999"], "--device cuda:999"),
+    (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+    (["--device", "meta"], "the workbench runs on cpu, cuda or mps"),
+    (["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
+])
+def test_evaluate_settings_this_machine_cannot_run(tmp_path, capsys, flags, message):
+    from test_data import write_synthetic
+
+    data = write_synthetic(tmp_path / "syn")
+    assert engine_main(["evaluate", "--dataset", data, "--checkpoint", tmp_path / "none", *flags]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(tmp_path, capsys):
+    """Before: torch's UnpicklingError, many lines of advice to unpickle it anyway."""
+    import torch
+    from transformers import BertConfig
+    from test_data import write_synthetic
+
+    class Payload:
+        def __reduce__(self):
+            return print, ("code ran",)
+
+    folder = tmp_path / "encoder"
+    BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(folder)
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nw1\n")
+    torch.save({"weights": Payload()}, folder / "pytorch_model.bin")
+    data = write_synthetic(tmp_path / "syn")
+    assert engine_main(["evaluate", "--dataset", data, "--checkpoint", folder, "--eval-repeats", "1"]) == 2
+    err = one_error_line(capsys)
+    assert "its weights are a pickle (pytorch_model.bin) that torch refused to load" in err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "annotate", "plan-runs", "sweep"])
+def test_a_data_set_that_is_a_symlink_loop_is_one_line(tmp_path, capsys, command):
+    """Before: RuntimeError("Symlink loop from ...") from Path.resolve."""
+    from test_sweep import write_sweep
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    argv = {"train": ["train", "--dataset", loop, "--no-store"],
+            "evaluate": ["evaluate", "--dataset", loop, "--checkpoint", tmp_path / "none"],
+            "annotate": ["annotate", "ict", "--dataset", loop, "--out", tmp_path / "ict"],
+            "plan-runs": ["plan-runs", "--law", "paper-joint", "--dataset", loop, "--out", tmp_path / "p.toml"],
+            "sweep": ["sweep", write_sweep(tmp_path, loop), "--dry-run"]}[command]
+    assert engine_main(argv) == 2
+    assert "its symbolic links cannot be followed" in one_error_line(capsys)

@@ -50,7 +50,7 @@ class OutputCache:
                 try:
                     row = json.loads(line)
                     self._entries[row["passage_id"]] = (row["text_hash"], list(row["outputs"]))
-                except (json.JSONDecodeError, KeyError, TypeError):
+                except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
                     continue  # torn line of an interrupted run: that passage is redone
 
     def get(self, passage_id: str, text: str) -> list[str] | None:

@@ -134,7 +134,7 @@ def _content(body: bytes) -> str:
     transient failure (proxies answer with HTML pages under load)."""
     try:
         message = json.loads(body)["choices"][0]["message"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError, RecursionError) as err:
         raise _Transient(f"malformed response ({type(err).__name__}): {body[:80]!r}") from err
     content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else ""

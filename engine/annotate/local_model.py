@@ -6,12 +6,27 @@ from engine.errors import InputError
 
 
 def resolve_device(device: str) -> str:
+    """`device` (auto: cuda when present, else cpu) if this machine has it; else
+    InputError naming what it has (cuda:7 on a machine with 2 GPUs, cuda on a CPU)."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is available here; use cpu or auto")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"--device {device!r} is not a torch device ({err}); use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"--device {device}: no CUDA device is available here; use cpu or auto")
+        if parsed.index is not None and parsed.index >= count:
+            raise InputError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                             f"cuda:{count - 1}; choose one of them or auto")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: no Apple GPU (MPS) is available here; use cpu or auto")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {device}: the workbench runs on cpu, cuda or mps; use one of them or auto")
     return device
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -37,9 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    import torch
-
-    from engine.cli.train import given_values
+    from engine.cli.train import given_values, refused_pickle
     from engine.evaluate import EvalConfig, evaluate_checkpoint
 
     config = EvalConfig(**given_values(EvalConfig, args, prefix="eval_"))
@@ -47,16 +46,21 @@ def run(args: argparse.Namespace) -> int:
         from store import Store
 
         Store(args.store).ingest()  # a --store that is no store fails before the evaluation, not after
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from engine.annotate.local_model import resolve_device
+    from engine.paths import resolved
+
+    if args.eval_batch_size < 1:  # the lengths are checked with the evaluation's settings
+        raise InputError(f"--eval-batch-size must be at least 1, got {args.eval_batch_size}")
+    device = resolve_device(args.device or "auto")
+    resolved(args.dataset, "--dataset")  # a link loop is one line here, not a RuntimeError deep in the data reader
     try:
-        torch.device(device)
-    except RuntimeError as err:
-        raise InputError(f"--device {device!r} is not a torch device ({err}); use cpu, cuda or cuda:N") from None
-    metrics, model = evaluate_checkpoint(
-        args.checkpoint, args.dataset, config, max_query_length=args.max_query_length,
-        max_passage_length=args.max_passage_length, pooling=args.pooling, device=device,
-        strict=not args.lenient_qrels, batch_size=args.eval_batch_size,
-    )
+        metrics, model = evaluate_checkpoint(
+            args.checkpoint, args.dataset, config, max_query_length=args.max_query_length,
+            max_passage_length=args.max_passage_length, pooling=args.pooling, device=device,
+            strict=not args.lenient_qrels, batch_size=args.eval_batch_size,
+        )
+    except pickle.UnpicklingError as err:
+        raise refused_pickle(f"--checkpoint {args.checkpoint}", err) from None
     if args.record:
         metrics["run_id"] = _record(args, config, metrics, model, device)
     if args.json:
@@ -73,14 +77,12 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
     import dataclasses
 
     from engine.ladder import non_embedding_params, strict_non_embedding_params
-    from engine.train import code_version
+    from engine.run_folder import code_version
     from store import Store
 
     store = Store(args.store)
-    trained = Path(args.checkpoint) / "train_config.json"
-    train_config = json.loads(trained.read_text()) if trained.is_file() else {}
-    result_file = Path(args.checkpoint) / "result.json"
-    train_pairs = json.loads(result_file.read_text())["train_pairs"] if result_file.is_file() else 0
+    train_config = _model_json(Path(args.checkpoint) / "train_config.json")
+    train_pairs = _model_json(Path(args.checkpoint) / "result.json").get("train_pairs", 0)
     dim = model.projection_dim
     run_id = store.start_run(
         config={"checkpoint": str(args.checkpoint), "eval": dataclasses.asdict(config), "train": train_config},
@@ -100,3 +102,18 @@ def _record(args, config, metrics: dict, model, device: str) -> str:
     store.finish_run(run_id, status="completed", best_contrastive_entropy=ce, best_calibrated_entropy=calibrated,
                      metrics=others, wall_time_s=metrics["eval_seconds"])
     return run_id
+
+
+def _model_json(path: Path) -> dict:
+    """A JSON object the model folder keeps beside the weights ({} where it has none);
+    InputError when it is no readable JSON object."""
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise InputError(f"{path}: not a readable JSON file ({type(err).__name__}: {err}); restore it or evaluate "
+                         "without --record") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: holds {type(value).__name__}, not a JSON object")
+    return value

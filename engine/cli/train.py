@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import pickle
 import signal
 import sys
 import types
@@ -14,7 +15,7 @@ import typing
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.paths import validate_text
+from engine.paths import resolved, validate_text
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
@@ -71,8 +72,8 @@ def train_config_from_args(args: argparse.Namespace):
     if args.config:
         try:
             values = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise InputError(f"{args.config}: not a readable JSON config ({err})") from None
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: not JSON or not UTF-8
+            raise InputError(f"{args.config}: not a readable JSON config ({type(err).__name__}: {err})") from None
         if not isinstance(values, dict) or not isinstance(values.get("eval", {}), dict):
             raise InputError(f"{args.config}: a config is one JSON object of TrainConfig settings (\"eval\" an "
                              f"object too), as a run's train_config.json")
@@ -102,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = train_config_from_args(args)
     _check_texts(cfg)
+    for flag, path in (("--dataset", cfg.dataset), ("--train-data", cfg.train_data)):
+        if path:
+            resolved(path, flag)  # a link loop is one line here, not a RuntimeError deep in the data reader
     store = None
     if not args.no_store:
         from store import Store
@@ -115,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: run cancelled", file=sys.stderr)
         return 130
+    except pickle.UnpicklingError as err:
+        raise refused_pickle(f"--init {cfg.init}" if cfg.init != "auto" else f"--model {cfg.model}", err) from None
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -127,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {result.run_id}{done}: N = {result.n_params:,}, D = {result.train_pairs:,}, best contrastive "
               f"entropy {result.best_contrastive_entropy} at step {result.best_step}; model in {result.run_dir}/model")
     return 0
+
+
+def refused_pickle(what: str, err: Exception) -> InputError:
+    """The one line for weights torch refused to unpickle (a pytorch_model.bin holding
+    more than tensors): the workbench loads no pickle it cannot trust."""
+    first = str(err).split(".")[0]
+    return InputError(f"{what}: its weights are a pickle (pytorch_model.bin) that torch refused to load ({first}); "
+                      "the workbench never unpickles code: save the weights as model.safetensors")
 
 
 def _check_texts(cfg, prefix: str = "--") -> None:
