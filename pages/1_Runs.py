@@ -5,6 +5,7 @@ engine/jobs.py; this page only draws."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -171,15 +172,20 @@ def study_bases(store_path: str) -> dict[str, jobs.StudyBase]:
     return {base.name: base for base in jobs.study_bases(Store(store_path).runs())}
 
 
-def form_values(base: jobs.StudyBase | None) -> dict:
-    """The form's fields for a study extending `base` (None: a new study, the form's defaults)."""
+def form_values(base: jobs.StudyBase | None, datasets: dict[str, str]) -> dict:
+    """The form's fields for a study extending `base` (None: a new study, the form's
+    defaults); its data set in the list when it is one of `datasets`, else as a folder."""
     if base is None:
         return {"run_name": "study", "run_dataset_path": "", "run_models": DEFAULT_MODELS, "run_sizes": "1000, 3000",
                 "run_seeds": "0", "run_human": True, "run_generated": "", **{
                     f"run_{key}": value for key, value in NEW_STUDY_TRAIN.items()}}
     grid, train = base.spec["grid"], base.train
     annotations = grid.get("annotations", ["human"])
-    return {"run_name": base.name, "run_dataset_path": train["dataset"],
+    listed = {str(Path(folder).resolve()): name for name, folder in datasets.items() if folder}
+    folder = str(Path(train["dataset"]).resolve())
+    place = {"run_dataset": listed[folder], "run_dataset_path": ""} if folder in listed else \
+        {"run_dataset_path": train["dataset"]}
+    return {"run_name": base.name, **place,
             "run_models": [m for m in grid["models"] if m in LADDER],
             "run_sizes": ", ".join(map(str, grid.get("train_pairs", ["all"]))),
             "run_seeds": ", ".join(str(seed) for seed in grid.get("seeds", [0])), "run_human": "human" in annotations,
@@ -187,7 +193,7 @@ def form_values(base: jobs.StudyBase | None) -> dict:
             **{f"run_{key}": train.get(key, value) for key, value in NEW_STUDY_TRAIN.items()}}
 
 
-def chosen_base(store_path: str) -> jobs.StudyBase | None:
+def chosen_base(store_path: str, datasets: dict[str, str]) -> jobs.StudyBase | None:
     """The study the form extends (default: the one with most runs in the store); its
     settings go into the form's fields whenever the choice changes."""
     bases = study_bases(store_path)
@@ -199,7 +205,7 @@ def chosen_base(store_path: str) -> jobs.StudyBase | None:
                                "extending a study keeps its settings (lengths, evaluation, negatives).")
     base = bases.get(choice)
     if st.session_state.get("run_base_applied") != choice:
-        st.session_state.update(form_values(base), run_base_applied=choice)
+        st.session_state.update(form_values(base, datasets), run_base_applied=choice)
     if base is None:
         st.caption("A new study with the engine's default evaluation (10 repeats, 180-token passages): its runs "
                    "get a protocol of their own and join no curve already in the store.")
@@ -217,7 +223,7 @@ def chosen_base(store_path: str) -> jobs.StudyBase | None:
 def study_form(store: Store) -> None:
     st.subheader("Start a study")
     datasets = dataset_options(str(store.path))
-    base = chosen_base(str(store.path))
+    base = chosen_base(str(store.path), datasets)
     with st.form("run_form"):
         cols = st.columns([1, 1, 2])
         name = cols[0].text_input("Study name", key="run_name",
