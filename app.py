@@ -80,8 +80,8 @@ def show_demo(store_path: str) -> None:
             st.page_link("pages/2_Fit_laws.py", label="Fit its laws (squad-dev, human) on **Fit laws**; the full "
                          "report with extrapolation checks is docs/study/report.md")
             cols = st.columns([2, 1])
-            sure = cols[0].checkbox(f"Yes, remove the demo's {len(rows)} runs from the store (your own runs stay; "
-                                    "Load the demo study brings them back)", key="demo_remove_sure")
+            sure = cols[0].checkbox(f"Yes, remove the demo's {len(rows)} runs (yours stay)", key="demo_remove_sure",
+                                    help="Load the demo study brings them back.")
             if cols[1].button("Remove the demo study", disabled=not sure, key="demo_remove"):
                 remove_demo(Store(store_path))
                 st.cache_data.clear()

@@ -310,8 +310,8 @@ def demo_note(runs: pd.DataFrame) -> str:
     demo = runs.loc[runs["source"] == "demo", "label"].dropna()
     if demo.empty:
         return ""
-    title = demo.iloc[0].rsplit(" / ", 1)[0]
-    return f" The demo's runs ({len(demo)}, labelled by their id in the demo study) are of: {title}."
+    title = demo.iloc[0].rsplit(" / ", 1)[0].removeprefix("demo: ")
+    return f" The {len(demo)} demo runs, labelled by their id in the demo study, are from the study “{title}”."
 
 
 def not_recorded_note(runs: pd.DataFrame) -> str:

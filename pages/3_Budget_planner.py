@@ -147,7 +147,7 @@ def law_choice(store_path: str) -> tuple[str, LawFit | ScalingLaw, dict]:
     held = len(law.heldout) if "role" in law.points else 0
     held_text = f" ({held} held out)" if held else ""
     st.caption(f"Saved fit: R² {format_r2(law.r2)} on {len(law.points) - held} fitted points{held_text}, "
-               f"{len(law.bootstrap_params)} bootstrap refits.")
+               f"{law.bootstrap_kept:,} bootstrap refits.")
     return names[choice], law, law_identity(names[choice], law, saved_fit_origin(store_path, choice))
 
 

@@ -59,7 +59,7 @@ def test_the_table_is_newest_first_and_tells_demo_runs_apart(demo_and_new_runs):
     assert list(table["run_id"][:2]) == ["newer-run", "older-run"]
     demo = table[table["source"] == "demo"]
     assert demo["label"].is_unique and not demo["label"].str.startswith("demo:").any()
-    assert any("The demo's runs" in c.value for c in at.caption)
+    assert any("demo runs, labelled by their id in the demo study" in c.value for c in at.caption)
 
 
 def test_runs_to_delete_are_named_by_label_and_size(demo_and_new_runs):
