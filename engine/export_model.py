@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.paths import check_not_protected, runs_dir, store_files, store_path, validate_name
+from engine.paths import check_not_protected, make_output_folder, runs_dir, store_files, store_path, validate_name
 
 MODEL_CONFIG = "bi_encoder.json"        # engine.model.CONFIG_FILE
 PROJECTION_WEIGHTS = "projection.safetensors"  # engine.model.PROJECTION_FILE
@@ -130,7 +130,7 @@ def export_sentence_transformers(run: str, out: Path) -> dict:
                         name="--out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} exists and is not an empty folder; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out.parent, out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         modules = _write_modules(model, staging)

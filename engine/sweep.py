@@ -130,6 +130,7 @@ def _table(spec: dict, name: str, path: Path) -> dict:
     return value
 
 
+MAX_SEED = 2**32  # numpy's seed (accelerate's set_seed seeds it too) lies below it: a larger one fails every run
 # what each [grid] list holds, and an example of it
 _GRID_ENTRIES = {"models": (str, '["scratch-L2-H64"]'), "annotations": (str, '["human", "ict"]'),
                  "seeds": (int, "[0, 1]"), "train_pairs": (int | str, '[500, 1000, "all"]'),
@@ -153,7 +154,7 @@ def _grid(spec: dict, path: Path) -> dict[str, list]:
             raise InputError(f"{path}: [grid] {key} is empty, so the sweep has no runs; list at least one, "
                              f"e.g. {key} = {example}")
         wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, kind) or (kind is int and v < 0)
-                 or (key == "lr" and not 0 < v < float("inf"))]
+                 or (key == "lr" and not 0 < v < float("inf")) or (key == "seeds" and v >= MAX_SEED)]
         if wrong:
             raise InputError(f"{path}: [grid] {key} holds {wrong[0]!r}; entries look like {key} = {example}")
         if len(set(values)) < len(values):

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.cli import keep_undecodable_bytes
+
+    keep_undecodable_bytes()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(Store(args.store), args)

@@ -184,6 +184,9 @@ class Store:
 
     def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path if path is not None else paths.store_path()).expanduser().absolute()
+        if not paths.is_unicode(str(self.path)):  # DuckDB opens UTF-8 paths only (std::bad_cast otherwise)
+            raise InputError(f"the store path {ascii(str(self.path))} is not valid UTF-8 (a Latin-1 file name?), "
+                             "which DuckDB cannot open; point --store (or $WORKBENCH_STORE) at another path")
         self.timeout_s = timeout_s
         self.spool_dir = spool_dir(self.path)
         self._spool = SpoolWriter(self.spool_dir)

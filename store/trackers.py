@@ -323,6 +323,9 @@ def map_run(run: TrackerRun, mapping: TrackerMapping) -> MappedRun:
         _seed(run.params)
     except ValueError as err:
         return MappedRun(run_id, run, problem=str(err))
+    if mapping.model and mapping.model not in run.params:  # not the run's name in its place, without a word
+        return MappedRun(run_id, run, n, d, problem=f"no parameter {mapping.model!r} for the model (parameters: "
+                                                    f"{', '.join(sorted(run.params)) or 'none'})")
     losses = run.series.get(mapping.loss)
     if not losses:
         known = ", ".join(sorted(run.series)) or "none"

@@ -819,3 +819,73 @@ def test_a_data_set_that_is_a_symlink_loop_is_one_line(tmp_path, capsys, command
             "sweep": ["sweep", write_sweep(tmp_path, loop), "--dry-run"]}[command]
     assert engine_main(argv) == 2
     assert "its symbolic links cannot be followed" in one_error_line(capsys)
+
+
+# ---------------------------------------------------------------- found in attacking the changes above
+
+def test_export_model_out_under_a_file_is_one_line(tmp_path, capsys):
+    """Before: FileExistsError from making the parent folder."""
+    (tmp_path / "f").write_text("x")
+    assert engine_main(["export-model", fake_model(tmp_path / "m"), "--out", tmp_path / "f" / "st"]) == 2
+    assert "is a file, not a folder" in one_error_line(capsys)
+
+
+def test_import_tracker_model_parameter_a_run_lacks_skips_it(tmp_path, capsys):
+    """Before: the run's name was taken as its model without a word."""
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    code, _, err = import_tracker(capsys, source, "--model", "architecture")
+    assert code == 2 and "no parameter 'architecture' for the model" in err
+    assert_nothing_imported(Store())
+
+
+def test_a_store_path_not_in_utf8_is_one_line(tmp_path, capsys):
+    """Before: the import wrote its spool and exited 0, and the next read died in DuckDB
+    (RuntimeError: std::bad_cast)."""
+    source = write_wandb_runs(tmp_path / "w", {"a": GOOD_HISTORY})
+    assert store_main(["import-tracker", source, *TRACKER_FLAGS, "--store", str(tmp_path / NOT_UTF8)]) == 2
+    assert "is not valid UTF-8" in one_error_line(capsys)
+    assert not (tmp_path / f"{NOT_UTF8}.spool").exists()
+
+
+def test_a_path_not_in_utf8_is_printed_under_a_strict_utf8_stdout(tmp_path):
+    """Before: UnicodeEncodeError printing 'saved to .../caf\\udce9.model-fit.json'."""
+    import os
+
+    table = os.path.join(bytes(tmp_path), b"caf\xe9.csv")
+    with open(table, "w") as handle:
+        handle.write("n,loss\n1e6,3.0\n2e6,2.8\n4e6,2.6\n8e6,2.5\n1.6e7,2.45\n")
+    done = subprocess.run([sys.executable.encode(), b"-m", b"engine", b"laws", b"fit", b"--csv", table, b"--law",
+                           b"model", b"--bootstrap", b"10"], cwd=ROOT, capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr[-500:]
+    assert b"caf\xe9.model-fit.json" in done.stdout
+
+
+def test_emit_slurm_shared_dir_inside_the_store_spool_is_refused(tmp_path, capsys):
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
+    spool = Store().spool_dir
+    assert engine_main(["sweep", sweep, "--emit", "slurm", "--shared-dir", spool, "--out", tmp_path / "t.sbatch"]) == 2
+    assert "would overwrite the store's spool folder" in one_error_line(capsys)
+    assert not spool.exists()
+
+
+def test_sweep_seeds_numpy_cannot_take_are_refused_by_the_dry_run(tmp_path, capsys):
+    """Before: listed by the dry run; every run then failed in set_seed (numpy: seed < 2^32)."""
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), extra=f"seeds = [0, {2**32}]\n")
+    assert engine_main(["sweep", sweep, "--dry-run"]) == 2
+    assert f"[grid] seeds holds {2**32}" in one_error_line(capsys)
+
+
+def test_annotate_an_empty_name_is_refused(tmp_path, capsys):
+    """Before: --name '' registered the set under the --out folder's name without a word."""
+    from test_data import write_synthetic
+
+    assert engine_main(["annotate", "ict", "--dataset", write_synthetic(tmp_path / "syn"), "--out", tmp_path / "ict",
+                        "--name", " "]) == 2
+    assert "--name must not be empty" in one_error_line(capsys)

@@ -44,7 +44,16 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     return parser
 
 
+def keep_undecodable_bytes() -> None:
+    """Print a path whose bytes are not UTF-8 (a Latin-1 file name, decoded with
+    surrogate escapes) as those bytes, where a strict UTF-8 stdout would raise."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape" if stream is sys.stdout else "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    keep_undecodable_bytes()
     argv = sys.argv[1:] if argv is None else argv
     chosen = argv[:1] if argv and argv[0] in COMMANDS else []  # `--help` or a typo: list, build nothing
     args = build_parser(chosen).parse_args(argv)

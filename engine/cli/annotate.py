@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.errors import InputError
+
 
 def register(subparsers) -> None:
     annotate = subparsers.add_parser("annotate", help="generate pseudo-annotations (ICT, docT5query, LLM)")
@@ -64,8 +66,8 @@ def _check_outputs(args) -> None:
     it can be made, and the --store to register in is a store."""
     from engine.paths import check_not_protected, make_output_folder, store_files, store_path, validate_text
 
-    if args.name is not None:
-        validate_text("--name", args.name)
+    if args.name is not None and not validate_text("--name", args.name).strip():
+        raise InputError("--name must not be empty; leave it out to name the set after its --out folder")
     stores = {f"{what} ({flag})": path for flag, db in (("--store", args.store), ("default", store_path())) if db
               for what, path in store_files(db).items()}
     check_not_protected(args.out, protected={**stores, "the --dataset input": args.dataset}, name="--out")

@@ -26,7 +26,8 @@ def add_arguments(parser) -> None:
 
 def emit(sweep, args) -> int:
     from engine.errors import InputError
-    from engine.paths import check_output_path, make_output_folder, store_files, store_path, write_output
+    from engine.paths import (check_not_protected, check_output_path, make_output_folder, store_files, store_path,
+                              write_output)
     from engine.slurm import ShardCommand, SlurmOptions, render_sbatch
 
     if args.shard or args.dry_run:
@@ -35,6 +36,8 @@ def emit(sweep, args) -> int:
         raise InputError("--emit slurm needs --shared-dir DIR: a folder every node sees "
                          "(the store and its spool, run folders, cache and logs go there)")
     shared = args.shared_dir.expanduser().absolute()
+    check_not_protected(shared, protected={what: path for what, path in store_files(args.store or store_path()).items()
+                                           if what != "the store"}, name="--shared-dir")  # the store's folder may hold it
     array_tasks = len(sweep.runs) if args.array_tasks is None else args.array_tasks
     options = SlurmOptions(shared_dir=shared, array_tasks=array_tasks,
                            gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, time=args.time,
