@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve_config().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -25,7 +25,7 @@ from engine.evaluate import EvalConfig, evaluate  # noqa: E402
 from engine.flops import matmul_dtype, measure_matmul_peak, train_step_flops  # noqa: E402
 from engine.ladder import LADDER  # noqa: E402
 from engine.paths import SHARED_DATA  # noqa: E402
-from engine.train import TrainConfig, resolve  # noqa: E402
+from engine.train import TrainConfig, resolve_config  # noqa: E402
 
 STUDY = TrainConfig(dataset=str(SHARED_DATA / "squad-dev"), steps=300, batch_size=32, negatives=64,
                     max_query_length=32, max_passage_length=96, eval=EvalConfig(repeats=10))
@@ -50,11 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    precision = resolve(STUDY).precision  # the engine's default on this machine
+    precision = resolve_config(STUDY).precision  # the engine's default on this machine
     dtype = matmul_dtype(precision)
     peak = measure_matmul_peak(dtype=dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {precision}, "
-          f"{resolve(STUDY).dropout_masks} dropout masks; measured {dtype} matmul peak {peak / 1e9:.0f} GFLOP/s")
+          f"{resolve_config(STUDY).dropout_masks} dropout masks; measured {dtype} matmul peak {peak / 1e9:.0f} GFLOP/s")
     print("batch 32 + 64 negatives, max lengths 32/96, squad-dev\n")
     print("| rung | N | s/step | MFU | min per 300 steps | s per evaluation |")
     print("|---|---|---|---|---|---|")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve_config().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -25,7 +25,8 @@ import torch  # noqa: E402
 from baseline_loop import SHARED, time_baseline  # noqa: E402
 from engine.evaluate import EvalConfig  # noqa: E402
 from engine.flops import measure_matmul_peak, train_step_flops  # noqa: E402
-from engine.train import TrainConfig, TrainingBatches, _optimizer, _optimizer_step, prepare, resolve  # noqa: E402
+from engine.batches import TrainingBatches  # noqa: E402
+from engine.train import TrainConfig, _optimizer, _optimizer_step, prepare, resolve_config  # noqa: E402
 
 SHAPES = {"L2-H128": (2, 128), "L4-H256": (4, 256), "L4-H512": (4, 512)}
 BATCH, NEGATIVES, Q_LEN, P_LEN = 32, 64, 32, 128
@@ -46,7 +47,7 @@ def engine_steps(cfg: TrainConfig, steps: int, warm_up: int = 2):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    cfg = resolve(cfg)
+    cfg = resolve_config(cfg)
     AcceleratorState._reset_state(reset_partial_state=True)  # each variant its own precision, in one process
     accelerator = Accelerator(cpu=True, mixed_precision=cfg.precision)
     prepared = prepare(cfg)
@@ -74,7 +75,7 @@ VARIANTS = {
 
 
 def time_engine(layers: int, hidden: int, steps: int, changes: dict) -> dict:
-    cfg = resolve(engine_config(layers, hidden, **changes))
+    cfg = resolve_config(engine_config(layers, hidden, **changes))
     times, prepared, _, sample = engine_steps(cfg, steps)
     return {"seconds_per_step": statistics.median(times[2:]), "first_step_s": times[0], "n_params": prepared.n_params,
             "precision": cfg.precision, "dropout_masks": cfg.dropout_masks,

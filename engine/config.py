@@ -148,7 +148,7 @@ class Measurement:
                                                             "evaluation after step 0"})
     eval_at_start: bool = field(default=False, metadata={
         "help": "kept so stored configs and sweep ids stay as they were: step 0 is now always evaluated "
-                "(engine.train.evaluation_steps)"})
+                "(engine.schedule.evaluation_steps)"})
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

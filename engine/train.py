@@ -1,9 +1,12 @@
 """Training a dense retriever as the paper does (Section 3.4) and measuring it along
-the way (Section 3.5): a fixed number of steps of the contrastive loss of Eq. 3 with k
-random negatives shared by the batch (plus in-batch negatives unless turned off), the
-test contrastive entropy at step 0, at s/64, s/32, ..., s/2 and every `eval_every` steps
-(`evaluation_steps`), and the best value kept with its weights (Section 4.1 reports the
-best test loss over training, no early stopping).
+the way (Section 3.5), read top to bottom: `resolve_config` fills the defaults that
+depend on other settings, `prepare` reads the data and builds the model and the
+evaluation set, `train` starts (or resumes) the run, `_loop` steps it with the
+contrastive loss of Eq. 3 (k random negatives shared by the batch plus in-batch
+negatives, engine/batches.py) and evaluates it on the schedule of engine/schedule.py
+(step 0, log-spaced steps, the end), and `_optimizer_step` is one step. The best test
+loss over training is kept with its weights (Section 4.1; an early stop, where asked
+for, only starts the decay).
 
 Built on accelerate, so the same code runs on a CPU, one GPU, or under `accelerate
 launch` on several GPUs or nodes (query and passage vectors gathered across
@@ -12,22 +15,19 @@ one process holding the global batch). Several CPU processes: `torchrun
 --nproc_per_node P -m engine train --cpu ...`. Resumable: a checkpoint every
 `checkpoint_every` steps (engine/checkpoints.py: weights, optimizer, scheduler, RNG
 states, step, best value and curve, in safetensors and JSON; nothing is unpickled),
-and a run started again with the same `run_id` continues from the latest one. The batches of step s are a pure function of
-(seed, s), so a resumed run sees exactly what an uninterrupted one would have.
+and a run started again with the same `run_id` continues from the latest one.
 
-Files per run, in `runs_dir()/<run_id>/`: `progress.json` (rewritten atomically:
-step, loss, latest evaluation, best, ETA, status), `checkpoints/step-*/`, and at the
-end `model/` (`BiEncoder.load` reads it); `best/` holds the weights of the best
-evaluation so far, in the same form, and best.json its step. Results go to the store from the main process.
+Files per run, in `runs_dir()/<run_id>/` (engine/run_folder.py): `train_config.json`,
+`progress.json` (engine/run_recorder.py), `checkpoints/step-*/`, `best/` (the weights of
+the best evaluation so far) and at the end `model/` (`BiEncoder.load` reads it) with
+`result.json`. Results go to the store from the main process.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -36,49 +36,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.batches import TrainingBatches, negative_pool, training_passages
 from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from engine.config import COMPILE_CHOICES, TrainConfig
 from engine.data import (RetrievalData, TrainingPairs, held_out_passages, load_retrieval_data, split_identity,
                          training_pairs)
 from engine.dropout import seed_dropout, use_fast_dropout
 from engine.errors import InputError
-from engine.config import COMPILE_CHOICES, DROPOUT_MASKS, PRECISIONS, EvalConfig, TrainConfig  # noqa: F401 (re-exported)
-from engine.evaluate import EvalSet, build_eval_set, check_lengths, evaluate
-from engine.flops import device_peak, mfu, train_step_flops
-from engine.jobs import PROGRESS_INTERVAL_S, ProgressFile, read_progress  # noqa: F401 (read_progress re-exported)
+from engine.evaluate import EvalSet, build_eval_set, check_lengths
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
-from engine.model import PADDING_IDENTITY, BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
-from engine.paths import PROJECT_ROOT, runs_dir, validate_name
-from engine.protocol import eval_set_pairs, evaluation_fingerprint
+from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
+from engine.paths import runs_dir, validate_name
+from engine.run_folder import CONFIG_FILE, RESULT_FILE, TrainResult, completed_result, write_atomically
+from engine.run_recorder import RunRecorder
 from engine.schedule import early_end, evaluation_steps, learning_rate_factor, planned_steps
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
-POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # a point's own columns, not its metrics
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
 BEST_DIR = "best"  # runs/<id>/best/: the weights of the best evaluation (BiEncoder.save) and best.json
-
-
-@dataclass
-class TrainResult:
-    run_id: str
-    run_dir: str
-    status: str
-    n_params: int
-    n_params_strict: int
-    train_pairs: int
-    steps: int
-    resumed_from_step: int | None
-    best_contrastive_entropy: float | None
-    best_step: int | None
-    final_metrics: dict
-    wall_time_s: float
-    already_complete: bool = False  # the run id had completed before: nothing was trained
-    test_split: dict | None = None  # the qrels evaluated on: name, file, sha256 (engine.data.split_identity)
-    best_calibrated_entropy: float | None = None  # best over training on its own (engine.evaluate)
-    best_calibrated_step: int | None = None
-    planned_steps: int | None = None  # the steps the run planned (engine.schedule.planned_steps)
-    stopped_early_at: int | None = None  # the evaluation whose patience ran out: the decay began there
 
 
 @dataclass
@@ -111,7 +88,7 @@ class TrainerState:
 # ---------------------------------------------------------------- configuration
 
 
-def resolve(cfg: TrainConfig) -> TrainConfig:
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill the defaults that depend on other fields, check the rest."""
     rung = ladder_model(cfg.model)
     lr = cfg.lr if cfg.lr is not None else (rung.lr if rung else 5e-6)
@@ -164,20 +141,11 @@ def _dropout_masks(cfg: TrainConfig) -> str:
     return "fast" if _on_cpu(cfg.cpu) else "torch"
 
 
-def code_version() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
 # ---------------------------------------------------------------- model and data
 
 
 @dataclass
-class Prepared:
+class PreparedRun:
     """Model, tokens and evaluation set of a run, ready for the loop."""
 
     model: BiEncoder
@@ -220,7 +188,7 @@ def _scratch_config(model: str, vocab_size: int):
     return config
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def prepare(cfg: TrainConfig) -> PreparedRun:
     data = load_retrieval_data(cfg.dataset, strict=not cfg.lenient_qrels, test_split=cfg.eval.test_split)
     held_out = held_out_passages(data, cfg.eval.held_out_negatives, cfg.eval.seed)  # (m,) never trained on
     pairs = training_pairs(data, cfg.train_data, cfg.train_pairs, cfg.data_seed, strict=not cfg.lenient_qrels,
@@ -245,123 +213,10 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if eval_set.negatives is None:
         raise InputError(f"{data.path}: too few passages relevant to no test query for k = {cfg.eval.negatives} "
                          "evaluation negatives; lower --eval-negatives")
-    return Prepared(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set,
+    return PreparedRun(model, tokenizer, n_params, n_params_strict, data, pairs, query_tokens, passage_tokens, eval_set,
                     pool)
 
 
-def training_passages(pairs: TrainingPairs, n_corpus: int) -> np.ndarray:
-    """(m,) the corpus rows some pair of the training set has as its positive (all
-    pairs, not only the D drawn: the same for every D)."""
-    rows = np.unique(np.concatenate(list(pairs.positives.values())))
-    return rows[rows < n_corpus]  # a pseudo-annotated set's own passages are never negatives
-
-
-def negative_pool(pairs: TrainingPairs, n_corpus: int, negatives_from: str, held_out: np.ndarray) -> np.ndarray:
-    """(pool,) the corpus rows random negatives are drawn from: every row but the
-    held-out evaluation negatives, or the training set's passages (`training_passages`)."""
-    if negatives_from == "corpus":
-        return np.setdiff1d(np.arange(n_corpus), held_out)
-    return training_passages(pairs, n_corpus)
-
-
-def negatives_per_process(negatives: int, processes: int) -> int:
-    """Negative rows each process's batch holds: ceil(k / P), a short share padded."""
-    return math.ceil(negatives / processes)
-
-
-class TrainingBatches:
-    """The batch of micro-step m on process r, a pure function of (seed, m, r): pairs
-    are read in seeded epoch permutations, each process taking its slice of the global
-    batch, and the global batch's k negatives are drawn once from the corpus (seeded by
-    (seed, m): every process draws the same k) and dealt out, k // P to each process
-    and one more to the first k % P. The processes' vectors are gathered, so every
-    block holds `negatives_per_process` rows: a short one is padded with copies of its
-    first positive of identity PADDING_IDENTITY, which no query's softmax sees. One
-    process with the global batch draws the same k negatives as P processes together.
-
-    Negatives exclude only the global batch's own positives (every positive of its
-    queries), as the released code does, so training reads no test label; a drawn
-    passage that is still some query's positive is masked by identity in ContrastiveLoss.
-    On a small corpus whose test passages are no training positive (squad-dev: a fifth
-    of the corpus), those are then only ever negatives and training pushes them away
-    from every query; `negatives_from = "training"` draws from the training set's
-    passages instead (`negative_pool`), which reads no test label either."""
-
-    def __init__(self, prepared: Prepared, cfg: TrainConfig, process_index: int, num_processes: int):
-        self.pairs = prepared.pairs
-        self.query_tokens = prepared.query_tokens
-        self.passage_tokens = prepared.passage_tokens
-        self.pool = prepared.negative_pool  # (pool,) corpus rows, the first rows of passage_tokens
-        self.n_corpus = len(prepared.data.passages)
-        self.batch_size = cfg.batch_size
-        self.negatives = cfg.negatives  # k in total, over all processes
-        self.block = negatives_per_process(cfg.negatives, num_processes)
-        self.seed = cfg.seed
-        self.process_index = process_index
-        self.num_processes = num_processes
-        self._permutations: dict[int, np.ndarray] = {}
-        fixed = cfg.compile == "yes"
-        self.query_pad_to = cfg.max_query_length if fixed else None
-        self.passage_pad_to = cfg.max_passage_length if fixed else None
-
-    def _pair_rows(self, micro_step: int, process_index: int) -> np.ndarray:
-        n = len(self.pairs.pairs)
-        start = (micro_step * self.num_processes + process_index) * self.batch_size
-        positions = np.arange(start, start + self.batch_size)
-        rows = np.empty(self.batch_size, dtype=np.int64)
-        for epoch in np.unique(positions // n):
-            if epoch not in self._permutations:
-                self._permutations = {epoch: np.random.default_rng([self.seed, 3, epoch]).permutation(n)}
-            here = positions // n == epoch
-            rows[here] = self._permutations[epoch][positions[here] % n]
-        return rows
-
-    def global_negatives(self, micro_step: int) -> np.ndarray:
-        """(k,) distinct corpus rows, none a positive of the global batch's queries."""
-        queries = [int(q) for r in range(self.num_processes) for q in self.pairs.pairs[self._pair_rows(micro_step, r), 0]]
-        excluded = np.unique(np.concatenate([self.pairs.positives[q] for q in queries]))
-        excluded = excluded[excluded < self.n_corpus]  # (n_excluded,) corpus rows
-        rng = np.random.default_rng([self.seed, 4, micro_step])
-        drawn = rng.choice(len(self.pool), min(len(self.pool), self.negatives + len(excluded)), replace=False)
-        candidates = self.pool[drawn]  # (drawn,) corpus rows
-        negatives = candidates[~np.isin(candidates, excluded)][: self.negatives]
-        if len(negatives) < self.negatives:
-            raise InputError(f"negatives = {self.negatives} but step {micro_step}'s batch leaves only "
-                             f"{len(negatives)} passages that are none of its positives; lower --negatives")
-        return negatives
-
-    def _own_share(self, negatives: np.ndarray) -> np.ndarray:
-        base, extra = divmod(len(negatives), self.num_processes)
-        start = self.process_index * base + min(self.process_index, extra)
-        return negatives[start : start + base + (self.process_index < extra)]
-
-    def __call__(self, micro_step: int) -> dict[str, torch.Tensor]:
-        chosen = self.pairs.pairs[self._pair_rows(micro_step, self.process_index)]  # (batch, 2) query row, passage row
-        negatives = self._own_share(self.global_negatives(micro_step))  # (share,) share <= block
-        padding = self.block - len(negatives)
-        passages = np.concatenate([chosen[:, 1], negatives, np.repeat(chosen[:1, 1], padding)])  # (batch + block,)
-        identity = self.pairs.identity[passages].copy()
-        identity[len(passages) - padding :] = PADDING_IDENTITY
-        query_input_ids, query_attention_mask = self.query_tokens.batch(chosen[:, 0], self.query_pad_to)
-        passage_input_ids, passage_attention_mask = self.passage_tokens.batch(passages, self.passage_pad_to)
-        return {
-            "query_input_ids": query_input_ids,  # (batch, q_len)
-            "query_attention_mask": query_attention_mask,
-            "passage_input_ids": passage_input_ids,  # (batch + block, p_len) positives first
-            "passage_attention_mask": passage_attention_mask,
-            "passage_identity": torch.from_numpy(identity),  # (batch + block,)
-            "query_positives": _padded([self.pairs.positives[q] for q in chosen[:, 0]]),  # (batch, max_pos)
-        }
-
-
-def _padded(rows: list[np.ndarray]) -> torch.Tensor:
-    out = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return torch.from_numpy(out)
-
-
-# ---------------------------------------------------------------- progress and checkpoints
 
 
 def _fresh_accelerator_state() -> None:
@@ -376,48 +231,6 @@ def _fresh_accelerator_state() -> None:
 
 
 # ---------------------------------------------------------------- a run id's configuration
-
-CONFIG_FILE = "train_config.json"  # a run's resolved config, written when it starts
-
-
-def completed_result(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
-    """The result of `run_dir`'s run if it completed; None if it has yet to. A run id's
-    Measurement is fixed: one used with a different one is an InputError naming the
-    settings that differ (run options, such as the checkpoint interval, may change)."""
-    stored = stored_config(run_dir)
-    if stored is not None:
-        old, new = _flat(asdict(stored)), _flat(asdict(cfg))
-        differ = [f"{name} {old[name]!r} -> {new[name]!r}" for name in stored.measurement_differences(cfg)]
-        if differ:
-            raise InputError(f"run id '{cfg.run_id}' already holds a run with other settings ({'; '.join(differ)}); "
-                             "choose a new --run-id, or the run's own settings to resume or rerun it")
-    result = run_dir / "model" / "result.json"
-    if not result.is_file():
-        return None
-    return replace(TrainResult(**json.loads(result.read_text())), already_complete=True)
-
-
-def stored_config(run_dir: Path) -> TrainConfig | None:
-    """The config a run was started with: written at its start, or (runs of earlier
-    versions) beside its final model or its newest checkpoint."""
-    checkpoint = latest_checkpoint(run_dir)
-    candidates = [run_dir / CONFIG_FILE, run_dir / "model" / CONFIG_FILE]
-    for path in candidates + ([checkpoint / CONFIG_FILE] if checkpoint else []):
-        if path.is_file():
-            return TrainConfig.from_dict(json.loads(path.read_text()))
-    return None
-
-
-def _flat(values: dict) -> dict:
-    return {**{k: v for k, v in values.items() if k != "eval"}, **{f"eval.{k}": v for k, v in values["eval"].items()}}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-    partial.write_text(text)
-    os.replace(partial, path)
-
 
 # ---------------------------------------------------------------- the loop
 
@@ -445,7 +258,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    cfg = resolve(cfg)
+    cfg = resolve_config(cfg)
     run_dir = runs_dir() / cfg.run_id
     done = completed_result(run_dir, cfg)
     if done is not None:
@@ -457,7 +270,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
         cpu=cfg.cpu, step_scheduler_with_optimizer=False,
     )
     if accelerator.is_main_process:
-        _write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=1))
+        write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=1))
     set_seed(cfg.seed)
     prepared = prepare(cfg)
     state, resumed_from = TrainerState(end_step=planned_steps(cfg, len(prepared.pairs.pairs),
@@ -473,7 +286,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
             setattr(state, name, value)
         resumed_from = state.step
         log.info("%s: resuming from step %d (%s)", cfg.run_id, state.step, checkpoint)
-    run = _RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from, state.end_step)
+    run = RunRecorder(cfg, prepared, accelerator, store, run_dir, resumed_from, state.end_step)
     try:
         _loop(cfg, prepared, accelerator, model, optimizer, scheduler, state, run, run_dir)
     except BaseException as err:
@@ -494,7 +307,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save(run_dir / "model", prepared.tokenizer)
         (run_dir / "model" / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=1))
-        (run_dir / "model" / "result.json").write_text(json.dumps(asdict(result), indent=1))
+        (run_dir / "model" / RESULT_FILE).write_text(json.dumps(asdict(result), indent=1))
     run.finish(state, "completed")
     accelerator.wait_for_everyone()  # no rank leaves the process group while another still writes or reduces
     accelerator.end_training()  # under torchrun: leave the process group before exit
@@ -571,128 +384,3 @@ def _optimizer_step(cfg, accelerator, model, optimizer, scheduler, batches, step
     return total / cfg.grad_accum
 
 
-class _RunRecorder:
-    """Where a run reports: progress file, log, and store (main process only)."""
-
-    def __init__(self, cfg, prepared: Prepared, accelerator, store, run_dir: Path, resumed_from, end_step: int):
-        self.cfg, self.prepared, self.accelerator, self.store, self.run_dir = cfg, prepared, accelerator, store, run_dir
-        self.main = accelerator.is_main_process
-        self._logged = time.monotonic()  # the first progress write comes a progress interval in
-        self.progress_file = ProgressFile(
-            run_dir / "progress.json", run_id=cfg.run_id, total_steps=end_step, pid=os.getpid(),
-            resumed_from_step=resumed_from, n_params=prepared.n_params, train_pairs=len(prepared.pairs.pairs),
-        )
-        config = prepared.model.encoder.config
-        # nominal FLOPs of a step (sequences at their max lengths, this process), as nanoGPT logs them:
-        # its queries, its positives and its block of the k negatives (TrainingBatches)
-        passages = cfg.batch_size + negatives_per_process(cfg.negatives, accelerator.num_processes)
-        self.step_flops = train_step_flops(
-            prepared.n_params, config.num_hidden_layers, config.hidden_size,
-            [(cfg.batch_size, cfg.max_query_length), (passages, cfg.max_passage_length)],
-        ) * cfg.grad_accum
-        if not self.main:
-            return
-        self.progress_file.update(force=True, status="running", step=resumed_from or 0)
-        if store is not None:
-            self._start_in_store()
-
-    def _start_in_store(self) -> None:
-        cfg, data, pairs = self.cfg, self.prepared.data, self.prepared.pairs
-        self.store.register_dataset(
-            data.name, language=data.language(), format=data.format, path=str(data.path),
-            n_passages=len(data.passages), n_queries=len(data.queries),
-            n_train_pairs=len(data.pairs("train")) if "train" in data.qrels else 0,
-            n_test_pairs=len(data.pairs(data.test_split)),
-        )
-        if cfg.train_data is not None:
-            self.store.register_dataset(
-                pairs.source.name, language=data.language(), format="beir", path=str(pairs.source),
-                n_passages=len(pairs.extra_passages), n_queries=len(pairs.query_texts),
-                n_train_pairs=pairs.n_available, n_test_pairs=0, annotation=cfg.annotation,
-            )
-        self.store.start_run(
-            config=asdict(cfg), model_name=cfg.model, n_params=self.prepared.n_params,
-            n_params_strict=self.prepared.n_params_strict, train_pairs=len(pairs.pairs),
-            annotation=cfg.annotation, dataset=data.name, seed=cfg.seed, device=_device_name(self.accelerator),
-            code_version=code_version(), run_id=cfg.run_id, source="engine", label=cfg.label,
-            eval_fingerprint=evaluation_fingerprint(
-                cfg, split=data.test_split, pairs=eval_set_pairs(self.prepared.eval_set),
-                pool_training_positives=self.prepared.eval_set.pool_training_positives),
-        )
-
-    def logging_due(self) -> bool:
-        """True on the main process once a progress interval has passed since the last write."""
-        return self.main and time.monotonic() - self._logged >= PROGRESS_INTERVAL_S
-
-    def progress(self, state: TrainerState, loss: float, seconds_per_step: float) -> None:
-        if self.main:
-            self._logged = time.monotonic()
-            peak = device_peak(str(self.accelerator.device), self.cfg.precision)
-            self.progress_file.update(
-                force=True, step=state.step, loss=loss, seconds_per_step=seconds_per_step,
-                flops_per_s=self.step_flops / seconds_per_step, peak_flops=peak,
-                mfu=mfu(self.step_flops, seconds_per_step, peak),
-                eta_s=seconds_per_step * (state.end_step - state.step), wall_time_s=state.wall_time_s,
-                best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
-            )
-
-    def stopped_early(self, state: TrainerState) -> None:
-        if self.main:
-            self.progress_file.update(force=True, total_steps=state.end_step, stopped_early_at=state.stopped_early_at)
-
-    def evaluate(self, model, state: TrainerState, final: bool) -> None:
-        """Evaluate on the main process while the others wait."""
-        if self.main:
-            ranking = self.cfg.eval.ranking == "every" or (final and self.cfg.eval.ranking == "final")
-            metrics = evaluate(
-                self.accelerator.unwrap_model(model), self.prepared.eval_set, device=self.accelerator.device,
-                batch_size=self.cfg.eval_batch_size, ranking=ranking,
-            )  # in fp32 whatever the run's precision, as engine evaluate does
-            state.record(state.step, metrics)
-            if state.best_step == state.step:
-                self._save_best(model, state)
-            log.info("%s step %d: %s", self.cfg.run_id, state.step,
-                     {k: round(v, 4) for k, v in metrics.items()})
-            self.progress_file.update(force=True, latest_eval={"step": state.step, **metrics},
-                                      best_contrastive_entropy=state.best_contrastive_entropy,
-                                      best_step=state.best_step)
-            if self.store is not None:
-                self.store.add_point(
-                    self.cfg.run_id, step=state.step, contrastive_entropy=metrics["contrastive_entropy"],
-                    calibrated_entropy=metrics.get("calibrated_entropy"), temperature=metrics.get("temperature"),
-                    metrics={k: v for k, v in metrics.items() if k not in POINT_COLUMNS},
-                    wall_time_s=state.wall_time_s,
-                )
-        self.accelerator.wait_for_everyone()
-
-    def _save_best(self, model, state: TrainerState) -> None:
-        """The weights of the best evaluation so far, in `run_dir/best` (safetensors, as
-        `model/`), with best.json naming its step; written beside, then swapped in."""
-        best, partial = self.run_dir / BEST_DIR, self.run_dir / f"{BEST_DIR}.{os.getpid()}.tmp"
-        shutil.rmtree(partial, ignore_errors=True)
-        self.accelerator.unwrap_model(model).save(partial, self.prepared.tokenizer)
-        (partial / "best.json").write_text(json.dumps(
-            {"step": state.best_step, "contrastive_entropy": state.best_contrastive_entropy}, indent=1))
-        shutil.rmtree(best, ignore_errors=True)
-        os.replace(partial, best)
-
-    def finish(self, state: TrainerState, status: str, error: str | None = None) -> None:
-        if not self.main:
-            return
-        self.progress_file.update(force=True, status=status, step=state.step, error=error,
-                                  best_contrastive_entropy=state.best_contrastive_entropy)
-        if self.store is not None:
-            final = state.curve[-1] if state.curve else {}
-            self.store.finish_run(
-                self.cfg.run_id, status=status, best_contrastive_entropy=state.best_contrastive_entropy,
-                best_calibrated_entropy=state.best_calibrated_entropy,
-                metrics={k: v for k, v in final.items() if k != "step"} or None,  # with the entropy they go with
-                wall_time_s=state.wall_time_s,
-            )
-
-
-def _device_name(accelerator) -> str:
-    device = accelerator.device
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} x{accelerator.num_processes}"
-    return f"{device.type} x{accelerator.num_processes} ({os.cpu_count()} cores)"

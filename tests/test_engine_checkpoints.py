@@ -11,7 +11,8 @@ from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.train import train
 from test_data import write_synthetic
-from test_engine_train import tiny_config, two_process_train
+from helpers import tiny_config
+from test_engine_train import two_process_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

@@ -17,7 +17,10 @@ from engine.evaluate import EvalConfig
 from engine.ladder import LADDER, non_embedding_params
 from engine.model import BiEncoder
 from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir
-from engine.train import TrainConfig, TrainingBatches, prepare, read_progress, resolve, train
+from engine.batches import TrainingBatches
+from engine.jobs import read_progress
+from engine.train import TrainConfig, prepare, resolve_config, train
+from helpers import tiny_config
 from store import Store
 from test_data import write_synthetic
 
@@ -32,15 +35,6 @@ def synthetic(tmp_path):
     return write_synthetic(tmp_path / "syn")
 
 
-def tiny_config(dataset, **changes) -> TrainConfig:
-    config = TrainConfig(
-        dataset=str(dataset), model="scratch-L1-H32", tokenizer_vocab_size=400, steps=40, batch_size=16,
-        negatives=16, lr=3e-3, max_query_length=16, max_passage_length=32, eval_every=20, checkpoint_every=0,
-        eval=EvalConfig(repeats=2, ranking="final"),
-    )
-    return replace(config, **changes)
-
-
 def test_train_evaluate_store(synthetic, tmp_path):
     store = Store(tmp_path / "results.duckdb")
     result = train(tiny_config(synthetic, run_id="tiny", eval_at_start=True), store=store)
@@ -53,7 +47,7 @@ def test_train_evaluate_store(synthetic, tmp_path):
     assert run["n_params"] == result.n_params and run["n_params_strict"] < run["n_params"]
     assert run["best_contrastive_entropy"] == pytest.approx(result.best_contrastive_entropy)
     assert run["metrics"]["mrr@10"] > 0.1 and run["dataset"] == "syn"
-    assert TrainConfig.from_dict(run["config"]) == resolve(tiny_config(synthetic, run_id="tiny", eval_at_start=True))
+    assert TrainConfig.from_dict(run["config"]) == resolve_config(tiny_config(synthetic, run_id="tiny", eval_at_start=True))
     points = store.points("tiny")
     assert points["step"].tolist() == [0, 1, 2, 5, 10, 20, 40]  # 0, log-spaced, every 20
     assert points["contrastive_entropy"].iloc[0] > result.best_contrastive_entropy + 1.0  # step 0: untrained
@@ -98,7 +92,7 @@ def test_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
 
 
 def test_batches_are_a_function_of_the_step(synthetic):
-    cfg = resolve(tiny_config(synthetic, train_pairs=100))
+    cfg = resolve_config(tiny_config(synthetic, train_pairs=100))
     prepared = prepare(cfg)
     batches = TrainingBatches(prepared, cfg, process_index=0, num_processes=1)
     later = batches(7)
@@ -118,7 +112,7 @@ def test_negatives_from_training_come_only_from_training_passages(tmp_path):
     dataset = write_synthetic(tmp_path / "syn")
     drawn = {}
     for pool in ("corpus", "training"):
-        cfg = resolve(tiny_config(dataset, train_pairs=50, negatives_from=pool))
+        cfg = resolve_config(tiny_config(dataset, train_pairs=50, negatives_from=pool))
         batches = TrainingBatches(prepare(cfg), cfg, process_index=0, num_processes=1)
         drawn[pool] = {int(r) for step in range(30) for r in batches(step)["passage_identity"][cfg.batch_size:]}
     assert drawn["corpus"] & set(range(300, 400))  # the released code's pool: the whole corpus
@@ -129,16 +123,16 @@ def test_negatives_from_training_come_only_from_training_passages(tmp_path):
 def test_a_training_pool_smaller_than_the_negatives_is_refused(tmp_path):
     dataset = write_synthetic(tmp_path / "syn", n_train=30, n_test=10)
     with pytest.raises(InputError, match="training set's positives are only 30 passages"):
-        prepare(resolve(tiny_config(dataset, negatives_from="training")))
+        prepare(resolve_config(tiny_config(dataset, negatives_from="training")))
 
 
 def test_bad_configs_are_input_errors(synthetic):
     with pytest.raises(InputError, match="negatives = 390 but the corpus holds only 400 passages, 16 of them"):
-        prepare(resolve(tiny_config(synthetic, negatives=390)))
+        prepare(resolve_config(tiny_config(synthetic, negatives=390)))
     with pytest.raises(InputError, match="asked for 301 training pairs"):
-        prepare(resolve(tiny_config(synthetic, train_pairs=301)))
+        prepare(resolve_config(tiny_config(synthetic, train_pairs=301)))
     with pytest.raises(InputError, match="steps must be positive"):
-        resolve(tiny_config(synthetic, steps=0))
+        resolve_config(tiny_config(synthetic, steps=0))
     with pytest.raises(InputError, match="unknown TrainConfig field"):
         TrainConfig.from_dict({"dataset": "x", "stepz": 3})
 
@@ -214,7 +208,7 @@ def test_cli_config_file_with_flags_laid_over(synthetic, tmp_path):
     from engine.cli import build_parser
     from engine.cli.train import train_config_from_args
 
-    stored = resolve(tiny_config(synthetic, run_id="stored"))
+    stored = resolve_config(tiny_config(synthetic, run_id="stored"))
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps(asdict(stored)))
     args = build_parser().parse_args(["train", "--config", str(config_file), "--steps", "7", "--eval-repeats", "4",

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from engine.errors import InputError
 from engine.export_model import export_sentence_transformers
 from engine.model import BiEncoder
-from engine.train import EvalConfig, TrainConfig, train
+from engine.config import EvalConfig
+from engine.train import TrainConfig, train
 from test_data import write_synthetic
 from tests.conftest import ROOT
 
@@ -31,7 +32,7 @@ def trained(tmp_path_factory):
         env.setenv("WORKBENCH_STORE", str(root / "store.duckdb"))
         config = TrainConfig(dataset=str(write_synthetic(root / "syn")), model="scratch-L1-H32", run_id="tiny",
                              tokenizer_vocab_size=400, steps=6, batch_size=16, negatives=16, lr=3e-3,
-                             max_query_length=16, max_passage_length=32, eval_every=6, checkpoint_every=0,
+                             similarity="dot", max_query_length=16, max_passage_length=32, eval_every=6, checkpoint_every=0,
                              eval=EvalConfig(repeats=1, ranking="never"))
         train(config)
     return root / "runs" / "tiny" / "model"

@@ -96,7 +96,8 @@ def test_tracker_import_reports_runs_done(tmp_path):
 def test_evaluate_reports_texts_encoded(tmp_path):
     from engine.evaluate import evaluate_checkpoint
     from engine.paths import runs_dir
-    from engine.train import EvalConfig, TrainConfig, train
+    from engine.config import EvalConfig
+    from engine.train import TrainConfig, train
     from test_data import write_synthetic
 
     dataset = write_synthetic(tmp_path / "syn")

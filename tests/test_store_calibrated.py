@@ -117,7 +117,7 @@ def test_a_training_run_stores_both_at_every_evaluation(tmp_path, capsys):
     from engine.cli import main
     from engine.paths import runs_dir
     from test_data import write_synthetic
-    from test_engine_train import tiny_config
+    from helpers import tiny_config
 
     store = Store(tmp_path / "results.duckdb")
     data = write_synthetic(tmp_path / "syn")

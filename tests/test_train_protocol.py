@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+import helpers
 from engine import protocol
 from engine.evaluate import EvalConfig, evaluate_checkpoint
 from engine.paths import runs_dir
@@ -21,12 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_config(dataset, **changes) -> TrainConfig:
-    config = TrainConfig(
-        dataset=str(dataset), model="scratch-L1-H32", tokenizer_vocab_size=400, steps=12, batch_size=16,
-        negatives=16, lr=3e-3, max_query_length=16, max_passage_length=32, eval_every=12, checkpoint_every=0,
-        eval=EvalConfig(repeats=2, ranking="never", negatives=32),
-    )
-    return replace(config, **changes)
+    return helpers.tiny_config(dataset, steps=12, eval_every=12, **{
+        "eval": EvalConfig(repeats=2, ranking="never", negatives=32), **changes})
 
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU computes no bf16")
@@ -55,9 +52,10 @@ def test_fingerprints_recorded_with_bf16_evaluation_still_load():
 # --- item 6: negatives without test labels, exactly k across processes -------------------------
 
 def _batches(dataset, cfg, processes=1, rank=0):
-    from engine.train import TrainingBatches, prepare, resolve
+    from engine.batches import TrainingBatches
+    from engine.train import prepare, resolve_config
 
-    cfg = resolve(cfg)
+    cfg = resolve_config(cfg)
     return cfg, TrainingBatches(prepare(cfg), cfg, process_index=rank, num_processes=processes)
 
 
@@ -106,15 +104,16 @@ def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
     from types import SimpleNamespace
 
     from engine.flops import train_step_flops
-    from engine.train import _RunRecorder, prepare, resolve
+    from engine.run_recorder import RunRecorder
+    from engine.train import prepare, resolve_config
 
     dataset = write_synthetic(tmp_path / "syn")
-    cfg = resolve(tiny_config(dataset, negatives=15, grad_accum=2))
+    cfg = resolve_config(tiny_config(dataset, negatives=15, grad_accum=2))
     prepared = prepare(cfg)
     config = prepared.model.encoder.config
     for processes, share in ((1, 15), (4, 4)):
         accelerator = SimpleNamespace(is_main_process=False, num_processes=processes, process_index=processes - 1)
-        recorder = _RunRecorder(cfg, prepared, accelerator, None, tmp_path / "run", None, cfg.steps)
+        recorder = RunRecorder(cfg, prepared, accelerator, None, tmp_path / "run", None, cfg.steps)
         assert recorder.step_flops == 2 * train_step_flops(
             prepared.n_params, config.num_hidden_layers, config.hidden_size, [(16, 16), (16 + share, 32)])
 
