@@ -682,12 +682,48 @@ def test_a_commit_the_disk_refuses_is_one_line(tmp_path, capsys, monkeypatch):
         raise duckdb.TransactionException("TransactionContext Error: Failed to commit: IO Error: Could not write "
                                           "file \"workbench.duckdb.wal\": No space left on device")
 
-    table = tmp_path / "rows.csv"
+    table, demo = tmp_path / "rows.csv", tmp_path / "demo.json"
     table.write_text("n,d,loss\n1000,100,3.0\n")
+    demo.write_text(json.dumps({"study": {"title": "t"}, "runs": [{"run_id": "r", "n": 1000, "d": 10, "loss": 2.0}]}))
     Store().ingest()
     monkeypatch.setattr(store.core, "transaction", full_at_commit)
-    assert store_main(["import", table]) == 2
-    assert "the disk ran full while working on the store" in one_error_line(capsys)
+    for argv in (["import", table], ["demo", "load", "--file", demo]):
+        assert store_main(argv) == 2
+        assert "the disk ran full while working on the store" in one_error_line(capsys)
+    assert len(Store().runs()) == 0
+
+
+@pytest.mark.parametrize("writer", ["laws fit --out", "plan-runs", "study --out", "emit slurm", "annotate ict"])
+def test_every_writer_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch, writer,
+                                                                    joint_fit_file):
+    """Before: OSError (ENOSPC) tracebacks, and half-written files under the final name."""
+    import errno
+    import os
+
+    from test_data import write_synthetic
+    from test_sweep import write_sweep
+
+    data = write_synthetic(tmp_path / "syn")
+    points = tmp_path / "points.csv"
+    points.write_text("n,loss\n1e6,3.0\n2e6,2.8\n4e6,2.6\n8e6,2.5\n1.6e7,2.45\n")
+    out = tmp_path / "out"
+    argv = {"laws fit --out": ["laws", "fit", "--csv", points, "--law", "model", "--bootstrap", "10", "--out",
+                               out / "fit.json"],
+            "plan-runs": ["plan-runs", "--law", joint_fit_file, "--dataset", data, "--out", out / "plan.toml"],
+            "study --out": ["study", "--bootstrap", "10", "--out", out],
+            "emit slurm": ["sweep", write_sweep(tmp_path, data), "--emit", "slurm", "--shared-dir", tmp_path / "shared",
+                           "--out", out / "t.sbatch"],
+            "annotate ict": ["annotate", "ict", "--dataset", data, "--out", out]}[writer]
+    if writer == "study --out":
+        demo_runs_in_store().ingest()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert engine_main(argv) == 2
+    assert "the disk is full" in one_error_line(capsys)
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize("damage", ["truncated to half", "overwritten in the middle"])
