@@ -7,7 +7,8 @@ torn line it leaves is set aside when read.
 
 A record is `{"op", "ts", "args"}` with exactly the fields `RECORD_FIELDS` gives its op,
 of their kinds (a field added later, `ADDED_FIELDS`, may be absent from older records). A line that is not one (torn, not JSON, a field missing, unknown or of
-the wrong type, e.g. from a newer writer) is set aside in `<db>.spool/quarantine.log`
+the wrong type, e.g. from a newer writer; text UTF-8 cannot hold, such as a lone surrogate; a
+ts outside 1970 to 9999) is set aside in `<db>.spool/quarantine.log`
 with the reason, once, and the records around it are ingested as usual.
 
 Writers and the ingester meet on the file through `flock`: a writer holds it while it
@@ -270,6 +271,10 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
     "finish_run": {
         "run_id": TEXT, "status": TEXT, "best_contrastive_entropy": OPTIONAL_NUMBER,
         "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER, "best_calibrated_entropy": OPTIONAL_NUMBER,
+    },
+    "add_reference": {
+        "dataset": TEXT, "eval_protocol": TEXT, "method": TEXT, "eval_fingerprint": OPTIONAL_JSON,
+        "metrics": OPTIONAL_JSON, "source": TEXT,
     },
 }  # fmt: skip
 # Fields added to an op after its first release: a record from an older writer (a spool

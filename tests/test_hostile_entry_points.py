@@ -925,3 +925,13 @@ def test_annotate_an_empty_name_is_refused(tmp_path, capsys):
     assert engine_main(["annotate", "ict", "--dataset", write_synthetic(tmp_path / "syn"), "--out", tmp_path / "ict",
                         "--name", " "]) == 2
     assert "--name must not be empty" in one_error_line(capsys)
+
+
+def test_evaluate_record_refuses_a_label_not_in_utf8_before_evaluating(tmp_path, capsys, monkeypatch):
+    import engine.evaluate
+    from test_data import write_synthetic
+
+    monkeypatch.setattr(engine.evaluate, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated"))
+    assert engine_main(["evaluate", "--dataset", write_synthetic(tmp_path / "syn"), "--checkpoint", tmp_path / "m",
+                        "--record", "--label", NOT_UTF8]) == 2
+    assert "--label 'caf\\udce9' is not valid UTF-8" in one_error_line(capsys)

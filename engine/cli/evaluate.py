@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = EvalConfig(**given_values(EvalConfig, args, prefix="eval_"))
     if args.record:
+        from engine.paths import validate_text
         from store import Store
+
+        if args.label is not None:
+            validate_text("--label", args.label)  # refused now, not after the evaluation
 
         Store(args.store).ingest()  # a --store that is no store fails before the evaluation, not after
     from engine.annotate.local_model import resolve_device
