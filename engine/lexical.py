@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from engine.data import RetrievalData
-from engine.evaluate import EvalSet, scorer_metrics
+from engine.config import EvalConfig
+from engine.evaluate import EvalSet, build_eval_set, scorer_metrics
 
 METHOD = "bm25"  # the reference's name in the store
 _CJK = re.compile(r"[\u3400-\u9fff]|[^\W\d_]+|\d+")
@@ -51,3 +52,61 @@ def bm25_scorer(data: RetrievalData, eval_set: EvalSet):
 def bm25_reference(data: RetrievalData, eval_set: EvalSet) -> dict[str, float]:
     """BM25's raw and calibrated contrastive entropy and ranking metrics on `eval_set`."""
     return scorer_metrics(bm25_scorer(data, eval_set), len(eval_set.passage_rows), eval_set, ranking=True)
+
+
+def reference_protocol(fingerprint: dict) -> str:
+    """The protocol a reference is kept under: the runs' fingerprint with the metric
+    set to raw (a reference holds both entropies, so a calibrated fit finds it too)."""
+    from engine.protocol import protocol_id
+
+    return protocol_id({**fingerprint, "metric": "raw"})
+
+
+def eval_config_of(fingerprint: dict) -> EvalConfig:
+    """The evaluation settings a recorded fingerprint (engine.protocol) was measured with."""
+    held_out = fingerprint.get("negative_pool") == "held-out"
+    split = str(fingerprint.get("test_split", "")).rpartition(":")[0] or None
+    return EvalConfig(negatives=fingerprint["negatives"], repeats=fingerprint["repeats"],
+                      subcorpus_size=EvalConfig().subcorpus_size if held_out else fingerprint["pool"],
+                      held_out_negatives=fingerprint["pool"] if held_out else 0, seed=fingerprint["pool_seed"],
+                      max_test_pairs=fingerprint.get("test_pairs"), ranking="final", test_split=split)
+
+
+def missing_references(store) -> list[tuple[str, str, dict]]:
+    """(data set name, data set folder, fingerprint) of each data set and protocol the
+    store's completed engine runs were measured under that has no BM25 reference yet."""
+    runs = store.runs(status="completed")
+    runs = runs[(runs["source"] == "engine") & runs["eval_fingerprint"].notna()]
+    have = {(r["dataset"], r["eval_protocol"]) for r in store.references().to_dict("records")
+            if r["method"] == METHOD}
+    folders = dict(zip(store.datasets()["name"], store.datasets()["path"]))
+    wanted: dict[tuple[str, str], dict] = {}
+    for dataset, fingerprint in zip(runs["dataset"], runs["eval_fingerprint"]):
+        key = (dataset, reference_protocol(fingerprint))
+        if key not in have and dataset in folders:
+            wanted.setdefault(key, fingerprint)
+    return [(dataset, folders[dataset], fingerprint) for (dataset, _), fingerprint in wanted.items()]
+
+
+def measure_references(store) -> list[dict]:
+    """Measure and store the BM25 reference of every data set and protocol that lacks
+    one (`missing_references`); returns what was added. A folder whose test pairs no
+    longer hash to the fingerprint's is refused: it is no longer the data measured."""
+    from engine.data import load_retrieval_data
+    from engine.errors import InputError
+    from engine.protocol import eval_set_pairs, test_split_identity
+
+    added = []
+    for dataset, folder, fingerprint in missing_references(store):
+        config = eval_config_of(fingerprint)
+        data = load_retrieval_data(folder, strict=False, test_split=config.test_split)
+        eval_set = build_eval_set(data, None, None, config)
+        if test_split_identity(data.test_split, eval_set_pairs(eval_set)) != fingerprint.get("test_split"):
+            raise InputError(f"{folder}: its test pairs are not those the runs of {dataset} were measured on "
+                             f"({fingerprint.get('test_split')}); measure the reference where the data is unchanged")
+        metrics = bm25_reference(data, eval_set)
+        reference = {"dataset": dataset, "method": METHOD, "metrics": metrics,
+                     "eval_fingerprint": {**fingerprint, "metric": "raw"}}
+        store.add_reference(**reference)
+        added.append(reference)
+    return added

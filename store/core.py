@@ -164,6 +164,7 @@ def _delete_source(con: duckdb.DuckDBPyConnection, source: str) -> int:
     (count,) = con.execute("SELECT count(*) FROM runs WHERE source = ?", [source]).fetchone()
     con.execute("DELETE FROM points WHERE run_id IN (SELECT run_id FROM runs WHERE source = ?)", [source])
     con.execute("DELETE FROM runs WHERE source = ?", [source])
+    con.execute('DELETE FROM "references" WHERE source = ?', [source])
     return int(count)
 
 
@@ -365,6 +366,27 @@ class Store:
             for column in ("config", "metrics", "eval_fingerprint"):
                 row[column] = from_json(row[column])
         return row
+
+    def add_reference(self, *, dataset: str, eval_fingerprint: dict, method: str, metrics: dict[str, float],
+                      source: str = "engine") -> None:
+        """Record a lexical reference (engine/lexical.py) of `dataset` under an evaluation
+        protocol: one per (data set, protocol, method), a new one replacing it."""
+        fingerprint = protocol.check_fingerprint(eval_fingerprint)
+        if fingerprint is None:
+            raise InputError("a reference needs the evaluation fingerprint it was measured under")
+        self._spool.append("add_reference", {
+            "dataset": _name("dataset", dataset), "eval_protocol": protocol.protocol_id(fingerprint),
+            "method": _name("method", method), "eval_fingerprint": to_json(fingerprint),
+            "metrics": _metrics_json(metrics), "source": _name("source", source),
+        })  # fmt: skip
+
+    def references(self, dataset: str | None = None) -> pd.DataFrame:
+        """Lexical references by data set, protocol and method; each metric also a column."""
+        where, params = _where({"dataset": dataset})
+        with self._session() as con:
+            frame = con.execute(f'SELECT * FROM "references" WHERE true{where} ORDER BY dataset, eval_protocol, '
+                                "method", params).df()
+        return _decoded(frame, ["metrics", "eval_fingerprint"], flatten="metrics")
 
     def points(self, run_id: str | None = None) -> pd.DataFrame:
         """Evaluation points by run and step; each metric also a column."""

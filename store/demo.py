@@ -20,7 +20,7 @@ import pandas as pd
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store.core import Store
-from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS, trained_calibrated
+from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS, check_fingerprint, trained_calibrated
 from store.imports import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
                            STEP_COLUMNS, TRAINED_CALIBRATED_COLUMN)
 from store.values import utc_now
@@ -43,6 +43,20 @@ def read_demo(path: Path | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     if problem:
         raise InputError(f"{path}: not a demo study file: {problem}")
     return content["study"], pd.DataFrame(content["runs"])
+
+
+def read_demo_references(path: Path | None = None) -> list[dict[str, Any]]:
+    """The demo's lexical references (engine/lexical.py), each {dataset, method,
+    eval_fingerprint, metrics}; none in a file written before they were kept."""
+    references = json.loads(Path(path or DEMO_FILE).read_text(encoding="utf-8")).get("references", [])
+    if not isinstance(references, list) or not all(
+            isinstance(r, dict) and {"dataset", "method", "eval_fingerprint", "metrics"} <= r.keys()
+            for r in references):
+        raise InputError(f"{path or DEMO_FILE}: \"references\" must be a list of objects with dataset, method, "
+                         "eval_fingerprint and metrics")
+    for reference in references:
+        check_fingerprint(reference["eval_fingerprint"])
+    return references
 
 
 def _shape_problem(content: Any) -> str | None:
@@ -68,11 +82,15 @@ def load_demo(store: Store, path: Path | None = None) -> int:
     """Replace any demo rows in `store` by the file's; return how many were loaded. The
     whole file is checked first: a bad one leaves the loaded demo as it was."""
     study, rows = read_demo(path)
+    references = read_demo_references(path)
     labelled = rows.assign(label=demo_label(study) + " / " + rows["run_id"])
     try:
         loaded = store.replace_rows(labelled, source="demo", origin={"demo_study": study})
     except InputError as err:
         raise InputError(f"{path or DEMO_FILE}: {err}; the loaded demo is unchanged") from err
+    for reference in references:
+        store.add_reference(**{key: reference[key] for key in ("dataset", "method", "eval_fingerprint", "metrics")},
+                            source="demo")
     store.set_setting(SETTING, {"state": "loaded", "at": utc_now().isoformat(), "rows": loaded})
     return loaded
 
@@ -154,5 +172,10 @@ def write_demo(store: Store, study: dict[str, Any], out: Path | None = None) -> 
     out = Path(out or DEMO_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(rows.to_json(orient="records", double_precision=6))
-    out.write_text(json.dumps({"study": study, "runs": records}, indent=1) + "\n", encoding="utf-8")
+    stored = store.references()
+    references = [{"dataset": r["dataset"], "method": r["method"], "eval_fingerprint": r["eval_fingerprint"],
+                   "metrics": {k: round(v, 6) for k, v in r["metrics"].items()}}
+                  for r in stored[stored["source"] == "engine"].to_dict("records")]
+    out.write_text(json.dumps({"study": study, "runs": records, "references": references}, indent=1) + "\n",
+                   encoding="utf-8")
     return out

@@ -145,10 +145,18 @@ def _write_points(con: duckdb.DuckDBPyConnection, points: dict[tuple[str, int], 
         con.unregister("incoming_points")
 
 
+def _add_reference(con: duckdb.DuckDBPyConnection, record: Record) -> None:
+    """A lexical reference, one per (data set, protocol, method): a new one replaces it."""
+    args = _fixed_fields(record)
+    keys = {name: args.pop(name) for name in ("dataset", "eval_protocol", "method")}
+    upsert(con, '"references"', keys, {**args, "recorded_at": utc_from_epoch(record["ts"])})
+
+
 _APPLY: dict[str, Callable[[duckdb.DuckDBPyConnection, Record], None]] = {
     "register_dataset": _register_dataset,
     "start_run": _start_run,
     "finish_run": _finish_run,
+    "add_reference": _add_reference,
 }
 
 

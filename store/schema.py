@@ -127,8 +127,23 @@ _V6_CALIBRATED_ENTROPY = (
     "ALTER TABLE runs ADD COLUMN best_calibrated_entropy DOUBLE",
 )
 
+# Step 7: lexical references (engine/lexical.py: BM25), one per data set, evaluation
+# protocol and method, measured as the dense runs are, drawn beside their curves.
+_V7_REFERENCES = (
+    """CREATE TABLE "references" (
+        dataset VARCHAR NOT NULL,
+        eval_protocol VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        eval_fingerprint JSON,
+        metrics JSON,
+        source VARCHAR,
+        recorded_at TIMESTAMP
+    )""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS, _V5_EVAL_PROTOCOL, _V6_CALIBRATED_ENTROPY,
+    _V7_REFERENCES,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -42,3 +42,45 @@ def test_bm25_is_a_strong_reference_on_squad_dev():
     eval_set = build_eval_set(data, None, None, EvalConfig(repeats=1, held_out_negatives=300))
     metrics = bm25_reference(data, eval_set)
     assert metrics["mrr@10"] > 0.6 and metrics["calibrated_entropy"] < 1.0  # questions copy their paragraph's words
+
+
+def test_the_store_keeps_one_reference_per_data_set_protocol_and_method(tmp_path):
+    from store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    fingerprint = {"negatives": 32, "repeats": 1, "pool": 100, "pool_seed": 0, "metric": "raw"}
+    store.add_reference(dataset="syn", eval_fingerprint=fingerprint, method="bm25", metrics={"mrr@10": 0.5})
+    store.add_reference(dataset="syn", eval_fingerprint=fingerprint, method="bm25", metrics={"mrr@10": 0.7})
+    store.add_reference(dataset="syn", eval_fingerprint={**fingerprint, "negatives": 64}, method="bm25",
+                        metrics={"mrr@10": 0.6})
+    table = store.references("syn")
+    assert sorted(table["mrr@10"]) == [0.6, 0.7] and set(table["source"]) == {"engine"}
+    with pytest.raises(Exception, match="fingerprint"):
+        store.add_reference(dataset="syn", eval_fingerprint=None, method="bm25", metrics={})
+
+
+def test_references_are_measured_once_per_protocol_of_the_stores_runs_and_travel_with_the_demo(
+        tmp_path, one_torch_thread):
+    from engine.lexical import measure_references, reference_protocol
+    from engine.train import train
+    from helpers import tiny_config
+    from store import Store
+    from store.demo import load_demo, write_demo
+
+    store = Store(tmp_path / "s.duckdb")
+    dataset = write_synthetic(tmp_path / "syn")
+    train(tiny_config(dataset, run_id="a", steps=4, eval_every=4), store=store)
+    train(tiny_config(dataset, run_id="b", steps=4, eval_every=4, train_pairs=100), store=store)  # same protocol
+    added = measure_references(store)
+    assert len(added) == 1 and added[0]["metrics"]["mrr@10"] > 0.9
+    assert measure_references(store) == []  # stored once
+    run = store.run("a")
+    assert store.references()["eval_protocol"].tolist() == [reference_protocol(run["eval_fingerprint"])]
+    demo = write_demo(store, {"title": "t"}, tmp_path / "demo.json")
+    other = Store(tmp_path / "other.duckdb")
+    load_demo(other, demo)
+    loaded = other.references()
+    assert loaded["source"].tolist() == ["demo"] and loaded["mrr@10"].tolist() == pytest.approx(
+        [added[0]["metrics"]["mrr@10"]], abs=1e-6)
+    other.remove_demo()
+    assert other.references().empty

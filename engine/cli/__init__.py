@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("annotate", "generate pseudo-annotations (ICT, docT5query, LLM)"),
     "study": ("study", "fit, extrapolate and chart a scaling study from the store"),
     "tune-lr": ("tune_lr", "each model's best learning rate from a sweep with an lr axis"),
+    "references": ("references", "BM25 beside the store's runs, under each of their protocols"),
     "plan-runs": ("plan_runs", "choose the next runs that most narrow the decision's interval"),
     "export-model": ("export_model", "write a trained run's model for sentence-transformers"),
 }
