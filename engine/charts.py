@@ -15,7 +15,7 @@ import pandas as pd
 
 from engine.budget import BudgetAnswer, DecisionUncertainty
 from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
-from engine.numbers import COUNT_LABEL_EXPR, format_count
+from engine.numbers import COUNT_LABEL_EXPR, format_count, format_loss
 
 LOSS_TITLE = "contrastive entropy (nats)"
 AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}
@@ -80,14 +80,18 @@ def log_axis(field: str, title: str, domain: list[float] | None = None) -> alt.X
     return alt.X(field, scale=scale, title=title, axis=alt.Axis(labelExpr=COUNT_LABEL_EXPR))
 
 
-def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "") -> alt.LayerChart:
+def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "",
+              reference: tuple[str, float] | None = None) -> alt.LayerChart:
     """Observed points, the fitted curve(s) dashed as in the paper with the curve's
     confidence band, and held-out points as triangles with their prediction interval
     (Figure 6's stars). Joint-law points, held-out ones too, share the colour of their
     curve. The x axis spans the curves (`residual_chart` spans the same range), the y
-    axis every point and interval, each with a margin for the markers."""
+    axis every point and interval, each with a margin for the markers. `reference`
+    (name, loss), a lexical retriever's level (engine/lexical.py), is a grey rule where
+    it lies on the axis, and a line of text at the edge it lies beyond otherwise."""
     x_enc = log_axis("x:Q", AXIS_TITLES[x], [float(curves["x"].min()), float(curves["x"].max())])
-    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=law_loss_domain(points, curves, x))
+    domain = law_loss_domain(points, curves, x)
+    y_scale = alt.Scale(type="log", zero=False, nice=False, domain=domain)
     series = list(curves["series"].unique())           # in the order drawn: by size, not alphabet
     legend = alt.Legend(title=None, symbolType="stroke", symbolOpacity=1) if len(series) > 1 else None
     color = alt.Color("series:N", scale=alt.Scale(domain=series, scheme=CATEGORY_SCHEME), legend=legend)
@@ -99,7 +103,26 @@ def law_chart(points: pd.DataFrame, curves: pd.DataFrame, x: str, title: str = "
         x=x_enc, y=alt.Y("pred:Q", scale=y_scale, title=LOSS_TITLE), color=color))
     if len(points):
         layers.extend(_point_layers(points.assign(x=points[x]), x_enc, y_scale, color))
+    if reference is not None:
+        layers.extend(reference_layers(*reference, domain, y_scale))
     return alt.layer(*layers).properties(title=title, height=380).interactive()
+
+
+def reference_layers(name: str, level: float, domain: list[float], y_scale: alt.Scale) -> list[alt.Chart]:
+    """A reference level on a loss axis of `domain`: a dotted grey rule labelled with
+    its name and value, or, beyond the axis, that label at the edge with the direction."""
+    inside = domain[0] <= level <= domain[1]
+    where = "" if inside else (" (below the chart: better than every run)" if level < domain[0]
+                               else " (above the chart: worse than every run)")
+    y = level if inside else (domain[0] * 1.01 if level < domain[0] else domain[1] / 1.01)
+    frame = pd.DataFrame({"y": [y], "label": [f"{name} {format_loss(level)}{where}"]})
+    text = alt.Chart(frame).mark_text(align="left", baseline="bottom" if inside or level < domain[0] else "top",
+                                      dx=4, dy=-2, color="#555", fontSize=11).encode(
+        x=alt.value(0), y=alt.Y("y:Q", scale=y_scale), text="label:N")
+    if not inside:
+        return [text]
+    rule = alt.Chart(frame).mark_rule(color="#777", strokeDash=[2, 3]).encode(y=alt.Y("y:Q", scale=y_scale))
+    return [rule, text]
 
 
 def law_loss_domain(points: pd.DataFrame, curves: pd.DataFrame, x: str) -> list[float]:

@@ -15,13 +15,15 @@ stop words left out) and into single characters for Chinese, which has no spaces
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from engine.data import RetrievalData
 from engine.config import EvalConfig
-from engine.evaluate import EvalSet, build_eval_set, scorer_metrics
+from engine.data import RetrievalData
+
+if TYPE_CHECKING:  # engine.evaluate imports torch: only the measuring functions need it
+    from engine.evaluate import EvalSet
 
 METHOD = "bm25"  # the reference's name in the store
 _CJK = re.compile(r"[\u3400-\u9fff]|[^\W\d_]+|\d+")
@@ -36,9 +38,10 @@ def lexical_tokens(texts: list[str], language: str) -> list[list[str]]:
     return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
 
 
-def bm25_scorer(data: RetrievalData, eval_set: EvalSet):
+def bm25_scorer(data: RetrievalData, eval_set: "EvalSet"):
     """query indices (b,) -> (b, sub-corpus) float32 BM25 scores, for `scorer_metrics`."""
     import bm25s
+    import torch
 
     language = data.language()
     retriever = bm25s.BM25()
@@ -49,8 +52,10 @@ def bm25_scorer(data: RetrievalData, eval_set: EvalSet):
                                          .astype(np.float32))
 
 
-def bm25_reference(data: RetrievalData, eval_set: EvalSet) -> dict[str, float]:
+def bm25_reference(data: RetrievalData, eval_set: "EvalSet") -> dict[str, float]:
     """BM25's raw and calibrated contrastive entropy and ranking metrics on `eval_set`."""
+    from engine.evaluate import scorer_metrics
+
     return scorer_metrics(bm25_scorer(data, eval_set), len(eval_set.passage_rows), eval_set, ranking=True)
 
 
@@ -94,6 +99,7 @@ def measure_references(store) -> list[dict]:
     longer hash to the fingerprint's is refused: it is no longer the data measured."""
     from engine.data import load_retrieval_data
     from engine.errors import InputError
+    from engine.evaluate import build_eval_set
     from engine.protocol import eval_set_pairs, test_split_identity
 
     added = []
@@ -110,3 +116,18 @@ def measure_references(store) -> list[dict]:
         store.add_reference(**reference)
         added.append(reference)
     return added
+
+
+def reference_for(references, dataset: str, fingerprint: dict | None) -> dict[str, float] | None:
+    """The BM25 metrics of `dataset` under the protocol of `fingerprint` from
+    `Store.references()` rows; None where none was measured (or no protocol is known)."""
+    if fingerprint is None or references is None or len(references) == 0:
+        return None
+    wanted = references[(references["dataset"] == dataset) & (references["method"] == METHOD)
+                        & (references["eval_protocol"] == reference_protocol(fingerprint))]
+    return None if wanted.empty else dict(wanted.iloc[0]["metrics"])
+
+
+def metric_column(metric: str) -> str:
+    """The metrics key of a study's metric: raw or calibrated contrastive entropy."""
+    return "calibrated_entropy" if metric == "calibrated" else "contrastive_entropy"

@@ -83,6 +83,7 @@ class StudyReport:
     correlations: pd.DataFrame           # per data set and metric
     all_rows: pd.DataFrame = field(repr=False)
     comparison: pd.DataFrame | None = None  # raw and calibrated entropy side by side (metric_comparison)
+    lexical: dict[str, dict[str, float]] = field(default_factory=dict)  # data set -> BM25's metrics (with_references)
 
 
 def study_rows(runs: pd.DataFrame, metric: str = "raw") -> pd.DataFrame:
@@ -177,6 +178,51 @@ def with_metric_comparison(report: StudyReport, runs: pd.DataFrame) -> StudyRepo
 
 
 TRAINED_CALIBRATED = "calibrated, best after step 0"  # the trained checkpoints only
+
+
+def with_references(report: StudyReport, references: pd.DataFrame) -> StudyReport:
+    """The report with each data set's BM25 reference (engine/lexical.py) under its runs'
+    protocol, where the store holds one."""
+    from engine.lexical import reference_for
+
+    found = {}
+    for dataset, rows in report.all_rows.groupby("dataset"):
+        fingerprint = fingerprints_of(rows)[0]
+        if fingerprint is not None:
+            fingerprint = {**fingerprint, "metric": "raw"}
+        reference = reference_for(references, dataset, fingerprint)
+        if reference is not None:
+            found[dataset] = reference
+    return replace(report, lexical=found)
+
+
+def _lexical_level(report: StudyReport, dataset: str) -> tuple[str, float] | None:
+    """("BM25", its entropy in the report's metric) for a chart of `dataset`'s runs."""
+    from engine.lexical import metric_column
+
+    value = report.lexical.get(dataset, {}).get(metric_column(report.config.metric))
+    return None if value is None else ("BM25", float(value))
+
+
+def _lexical_lines(report: StudyReport) -> list[str]:
+    """Each data set's dense runs against BM25 on the same protocol: how many are below it."""
+    from engine.lexical import metric_column
+
+    if not report.lexical:
+        return []
+    rows = []
+    for dataset, reference in report.lexical.items():
+        runs = report.all_rows[report.all_rows["dataset"] == dataset]
+        level = reference.get(metric_column(report.config.metric))
+        best = runs.loc[runs["loss"].idxmin()]
+        rows.append({"data set": dataset, f"BM25 {report.config.metric} entropy": level,
+                     "BM25 MRR@10": reference.get("mrr@10"), "dense runs": len(runs),
+                     "dense runs below BM25": int((runs["loss"] < level).sum()),
+                     "best dense entropy": best["loss"], "its MRR@10": best.get("mrr@10"),
+                     "best dense over BM25": best["loss"] / level})
+    return ["", "Against word overlap: BM25 (bm25s, k1 1.5, b 0.75) on each data set's sub-corpus, measured with the "
+            "runs' own protocol (the same test pairs, negatives and metric); a dense run below BM25 beats it:", "",
+            _table(pd.DataFrame(rows))]
 
 
 def _comparison_column(report: StudyReport) -> dict[str, str]:
@@ -312,6 +358,7 @@ def report_markdown(report: StudyReport) -> str:
         "",
         _table(pd.DataFrame([e.summary() for e in report.extrapolations.values()])),
     ]
+    lines += _lexical_lines(report)
     lines += _decision_lines(report)
     lines += _comparison_lines(report)
     if report.annotation_laws:
@@ -372,9 +419,10 @@ def figures(report: StudyReport) -> dict[str, object]:
     from engine import charts
 
     main = report.points
+    reference = _lexical_level(report, report.config.dataset)
     out = {
-        "model-law": _joint_chart(report.joint_law, main, "n", "Eq. 8 along N, one curve per D"),
-        "data-law": _joint_chart(report.joint_law, main, "d", "Eq. 8 along D, one curve per N"),
+        "model-law": _joint_chart(report.joint_law, main, "n", "Eq. 8 along N, one curve per D", reference),
+        "data-law": _joint_chart(report.joint_law, main, "d", "Eq. 8 along D, one curve per N", reference),
     }
     for key, x, what in (("joint-n", "n", "model"), ("joint-d", "d", "data size")):
         if key in report.extrapolations:
@@ -394,7 +442,7 @@ def figures(report: StudyReport) -> dict[str, object]:
     return out
 
 
-def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str):
+def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str, reference: tuple[str, float] | None = None):
     from engine import charts
 
     other = "d" if x == "n" else "n"
@@ -403,7 +451,7 @@ def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str):
     roles = fit.points[["n", "d", "role"] + [c for c in ("pi_lo", "pi_hi") if c in fit.points]]
     shown = points.merge(roles, on=["n", "d"], how="left").assign(
         series=lambda p: [charts.series_name(x, v) for v in p[other]])
-    return charts.law_chart(shown, curves, x, title)
+    return charts.law_chart(shown, curves, x, title, reference)
 
 
 def _decision_lines(report: StudyReport) -> list[str]:

@@ -171,3 +171,31 @@ def test_raw_and_calibrated_side_by_side():
     # without calibrated entropy (an import, the old demo) there is nothing to compare
     plain = study_runs()
     assert with_metric_comparison(build_report(plain, StudyConfig(bootstrap=20)), plain).comparison is None
+
+
+def test_the_bm25_reference_stands_beside_the_runs_of_its_protocol():
+    """With a BM25 reference under the runs' protocol the report counts the runs below it
+    and its law charts draw it; one under another protocol is not used."""
+    from engine.lexical import reference_protocol
+    from engine.study import with_references
+
+    fingerprint = {"negatives": 256, "repeats": 3, "pool": 300, "pool_seed": 0, "metric": "raw",
+                   "negative_pool": "held-out"}
+    runs = study_runs().assign(eval_fingerprint=[fingerprint] * len(study_runs()))
+    base = build_report(runs, StudyConfig(bootstrap=20))
+    squad = base.all_rows[base.all_rows["dataset"] == "squad-dev"]["loss"]
+    level = float(squad.median())
+    references = pd.DataFrame([
+        {"dataset": "squad-dev", "method": "bm25", "eval_protocol": reference_protocol(fingerprint),
+         "metrics": {"contrastive_entropy": level, "calibrated_entropy": 0.3, "mrr@10": 0.8}},
+        {"dataset": "cmrc2018", "method": "bm25", "eval_protocol": reference_protocol({**fingerprint, "pool": 9}),
+         "metrics": {"contrastive_entropy": 0.1, "mrr@10": 0.9}}])
+    report = with_references(base, references)
+    assert set(report.lexical) == {"squad-dev"}
+    text = report_markdown(report)
+    assert "Against word overlap" in text
+    below = int((squad < level).sum())
+    assert f"| {len(squad)} | {below} |" in text
+    layers = json.dumps(study_document(report).charts["model-law"].to_dict())
+    assert "BM25" in layers and "rule" in layers
+    assert "Against word overlap" not in report_markdown(base)

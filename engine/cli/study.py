@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 def run_study(args) -> int:
     from engine.errors import InputError
     from engine.progress import CommandProgress
-    from engine.study import StudyConfig, build_report, study_document, with_metric_comparison
+    from engine.study import StudyConfig, build_report, study_document, with_metric_comparison, with_references
     from engine.paths import check_output_path
     from engine.report import FIGURES_FOLDER
     from store import Store
@@ -43,7 +43,7 @@ def run_study(args) -> int:
         raise InputError(f"the store holds no completed {args.source} runs")
     with CommandProgress("study", 2 if args.out else 1, "step", desc="study") as progress:
         report = build_report(runs, StudyConfig(dataset=args.dataset, bootstrap=args.bootstrap, metric=args.metric))
-        report = with_metric_comparison(report, runs)
+        report = with_references(with_metric_comparison(report, runs), store.references())
         progress.advance(detail="laws fitted")
         document = study_document(report)
         if not args.json:
