@@ -59,14 +59,6 @@ def bm25_reference(data: RetrievalData, eval_set: "EvalSet") -> dict[str, float]
     return scorer_metrics(bm25_scorer(data, eval_set), len(eval_set.passage_rows), eval_set, ranking=True)
 
 
-def reference_protocol(fingerprint: dict) -> str:
-    """The protocol a reference is kept under: the runs' fingerprint with the metric
-    set to raw (a reference holds both entropies, so a calibrated fit finds it too)."""
-    from engine.protocol import protocol_id
-
-    return protocol_id({**fingerprint, "metric": "raw"})
-
-
 def eval_config_of(fingerprint: dict) -> EvalConfig:
     """The evaluation settings a recorded fingerprint (engine.protocol) was measured with."""
     held_out = fingerprint.get("negative_pool") == "held-out"
@@ -80,6 +72,8 @@ def eval_config_of(fingerprint: dict) -> EvalConfig:
 def missing_references(store) -> list[tuple[str, str, dict]]:
     """(data set name, data set folder, fingerprint) of each data set and protocol the
     store's completed engine runs were measured under that has no BM25 reference yet."""
+    from engine.protocol import reference_protocol
+
     runs = store.runs(status="completed")
     runs = runs[(runs["source"] == "engine") & runs["eval_fingerprint"].notna()]
     have = {(r["dataset"], r["eval_protocol"]) for r in store.references().to_dict("records")
@@ -121,6 +115,8 @@ def measure_references(store) -> list[dict]:
 def reference_for(references, dataset: str, fingerprint: dict | None) -> dict[str, float] | None:
     """The BM25 metrics of `dataset` under the protocol of `fingerprint` from
     `Store.references()` rows; None where none was measured (or no protocol is known)."""
+    from engine.protocol import reference_protocol
+
     if fingerprint is None or references is None or len(references) == 0:
         return None
     wanted = references[(references["dataset"] == dataset) & (references["method"] == METHOD)
@@ -131,3 +127,16 @@ def reference_for(references, dataset: str, fingerprint: dict | None) -> dict[st
 def metric_column(metric: str) -> str:
     """The metrics key of a study's metric: raw or calibrated contrastive entropy."""
     return "calibrated_entropy" if metric == "calibrated" else "contrastive_entropy"
+
+
+def reference_of_points(references, points, metric: str) -> tuple[str, float, dict] | None:
+    """("BM25", its entropy in `metric`, all its metrics) for the points of one fit: one
+    data set and one protocol (a fit's `points` with dataset and eval_fingerprint), or None."""
+    from engine.protocol import fingerprints_of
+
+    if "dataset" not in points or points["dataset"].nunique() != 1:
+        return None
+    fingerprint = fingerprints_of(points)[0]
+    reference = reference_for(references, points["dataset"].iloc[0], fingerprint)
+    value = None if reference is None else reference.get(metric_column(metric))
+    return None if value is None else ("BM25", float(value), reference)

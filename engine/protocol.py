@@ -112,6 +112,13 @@ def protocol_id(fingerprint: Mapping[str, Any] | None) -> str | None:
     return hashlib.sha1(json.dumps(dict(fingerprint), sort_keys=True).encode()).hexdigest()[:8]
 
 
+def reference_protocol(fingerprint: Mapping[str, Any]) -> str:
+    """The protocol a lexical reference (engine/lexical.py) is kept under: the runs'
+    fingerprint with the metric set to raw, since a reference holds both entropies and a
+    fit of either metric finds it."""
+    return protocol_id({**fingerprint, "metric": "raw"})
+
+
 def fingerprint_from_row(raw: Mapping[str, Any]) -> dict[str, Any] | None:
     """The fingerprint an imported row's eval_* columns give (None without any);
     ValueError naming each bad value."""

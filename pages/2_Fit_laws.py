@@ -23,7 +23,8 @@ from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded
 from engine.errors import InputError, in_words
 from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
                          compare_laws, fit_law, identifiability)
-from engine.numbers import format_coefficient, format_count, format_percent, format_r2, formatted_table
+from engine.lexical import reference_of_points
+from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
 from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
 from engine.report import chart_png, chart_svg, fit_charts, fit_document, refits_kept
 from store import Store
@@ -236,7 +237,6 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
 def fit_with_progress(request: FitRequest) -> dict:
     """Fit the request with a progress bar over the bootstrap; the result as kept in
     session state."""
-    total = request.config.bootstrap
     with st.status(f"Fitting the {request.kind} law to {len(request.points)} points ...", expanded=True) as status:
         bar = st.progress(0.0, text="fitting the law")
 
@@ -295,8 +295,10 @@ def joint_series(points: pd.DataFrame, x: str) -> list[float]:
     return [other[i] for i in np.linspace(0, len(other) - 1, MAX_JOINT_CURVES).round().astype(int)]
 
 
-def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: ScalingLaw | None) -> pd.DataFrame:
-    """Chart the law (and `compare`) over the points; return the curves drawn."""
+def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: ScalingLaw | None,
+             reference: tuple[str, float] | None = None) -> pd.DataFrame:
+    """Chart the law (and `compare`, and a lexical `reference` level) over the points;
+    return the curves drawn."""
     kind = (law.law if isinstance(law, LawFit) else law).kind
     x_range = padded_range(points[x]) if len(points) else ((3e5, 1e9) if x == "n" else (1e3, 1e7))
     fixed = joint_series(points, x) if kind in JOINT_KINDS and len(points) else None
@@ -310,8 +312,23 @@ def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: Sc
         other = "d" if x == "n" else "n"
         points = points[points[other].isin(fixed)].assign(
             series=lambda p: [series_name(x, v) for v in p[other]])
-    st.altair_chart(law_chart(points, curves, x), width="stretch")
+    st.altair_chart(law_chart(points, curves, x, reference=reference), width="stretch")
     return curves
+
+
+def show_reference(points: pd.DataFrame, store: Store, metric: str) -> tuple[str, float] | None:
+    """Say where the fitted runs stand against BM25 on their own protocol; the level to draw."""
+    found = reference_of_points(store.references(), points, metric)
+    if found is None:
+        st.caption("No BM25 reference for these points' data set and protocol yet: `python -m engine references` "
+                   "measures one for every protocol of the store's runs.")
+        return None
+    name, level, metrics = found
+    below = int((points["loss"] < level).sum())
+    st.caption(f"Grey: {name} on the same test pairs and negatives, {metric} entropy {format_loss(level)} "
+               f"(MRR@10 {format_loss(metrics.get('mrr@10'))}). {below} of {len(points)} runs here are below it, "
+               f"so {'no dense run beats' if below == 0 else 'these beat'} word overlap.")
+    return name, level
 
 
 def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -381,7 +398,9 @@ def show_fit(result: dict, store: Store) -> None:
     compare_options = [None] + [n for n, p in PRESETS.items() if p.law.kind == kind]
     compare = st.selectbox("Compare with a published fit", compare_options, key=f"fit_compare_{kind}",
                            format_func=lambda n: "none" if n is None else f"{n} ({PRESETS[n].source})")
-    curves = draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None)
+    reference = show_reference(fit.points, store, about.get("metric", "raw")) if about.get("source") == "store" \
+        else None
+    curves = draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None, reference)
     if len(fit.heldout):
         st.caption("Triangles: held-out points (coloured by their curve in the joint view), predicted from the "
                    "fit on the rest, with the prediction interval for a new run.")

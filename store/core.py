@@ -375,7 +375,7 @@ class Store:
         if fingerprint is None:
             raise InputError("a reference needs the evaluation fingerprint it was measured under")
         self._spool.append("add_reference", {
-            "dataset": _name("dataset", dataset), "eval_protocol": protocol.protocol_id(fingerprint),
+            "dataset": _name("dataset", dataset), "eval_protocol": protocol.reference_protocol(fingerprint),
             "method": _name("method", method), "eval_fingerprint": to_json(fingerprint),
             "metrics": _metrics_json(metrics), "source": _name("source", source),
         })  # fmt: skip
