@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
+from engine.paths import resolved
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def split_identity(dataset_dir: str | Path, split: str) -> dict[str, str]:
     """Which qrels a data set's `split` is: its name, its file (relative to the data
     set folder) and the SHA-256 of that file's bytes, so two folders' `test` splits,
     or one file edited between runs, are told apart."""
-    path = Path(dataset_dir).expanduser().resolve()
+    path = resolved(dataset_dir, "data set")
     files = qrels_files(path)
     if split not in files:
         raise InputError(f"{path}: no '{split}' qrels (splits found: {sorted(files)})")
@@ -185,6 +186,9 @@ def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
             row = json.loads(text)
         except json.JSONDecodeError as err:
             raise InputError(f"{path}:{number}: not a JSON object ({err.msg})") from None
+        except RecursionError:
+            raise InputError(f"{path}:{number}: not a JSON object (nested too deeply to read); "
+                             "a row is one flat object of fields") from None
         if not isinstance(row, dict):
             raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
         for key in required:
@@ -372,7 +376,7 @@ def load_retrieval_data(
     point to unknown ids (counted in the log) instead of raising. `test_split` names
     the split to evaluate on (checked here); None leaves the choice to
     `RetrievalData.test_split`."""
-    path = Path(path).expanduser().resolve()
+    path = resolved(path, "data set")
     if not path.is_dir():
         raise InputError(f"{path}: not a folder; --dataset takes a data set folder")
     format = detect_format(path) if format == "auto" else format

@@ -110,6 +110,8 @@ def test_detect_format_needs_a_corpus(tmp_path):
          r"test.tsv:2: relevance grade 'high' is not a number"),
         (lambda f: (f / "qrels" / "test.tsv").write_text(""), r"test.tsv: file is empty"),
         (lambda f: (f / "queries.jsonl").unlink(), r"queries.jsonl: file not found"),
+        (lambda f: (f / "corpus.jsonl").write_text('{"_id": "p1", "text": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n"),
+         r"corpus.jsonl:2: not a JSON object \(nested too deeply"),
     ],
 )
 def test_malformed_beir_input_names_file_and_line(tmp_path, change, problem):
@@ -270,6 +272,18 @@ def test_test_split_identity_names_the_file_and_hashes_its_content(tmp_path):
     assert split_identity(beir, "test")["file"] == "qrels/test.tsv"
     with pytest.raises(InputError, match="no 'dev' qrels"):
         split_identity(beir, "dev")
+
+
+
+def test_a_data_set_path_in_a_link_loop_is_one_input_error(tmp_path):
+    from engine.data import split_identity
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop")
+    with pytest.raises(InputError, match=r"data set .*loop: its symbolic links cannot be followed"):
+        load_retrieval_data(loop)
+    with pytest.raises(InputError, match=r"data set .*loop: its symbolic links cannot be followed"):
+        split_identity(loop, "test")
 
 
 def write_synthetic(folder: Path, n_passages=400, n_train=300, n_test=60, vocab=300, seed=0) -> Path:
