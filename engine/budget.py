@@ -73,6 +73,52 @@ class CostAssumptions:
         return flops_per_param * self.dollars_per_flop
 
 
+@dataclass(frozen=True)
+class MeasuredHardware:
+    """A user's own device, priced from its measured training runs: the FLOP/s it
+    achieved in the paper's accounting (6 N FLOPs per token, Eq. 13), step time
+    included (evaluation and data loading too: what an hour of it buys), and the step
+    shape of those runs."""
+
+    flops_per_s: float                    # achieved, 6 N x tokens per second
+    steps: int                            # median steps a run took
+    batch_size: int
+    query_tokens: int
+    passage_tokens: int
+    passages_per_query: int               # positives and the batch's shared negatives, per query
+    runs: int                             # runs measured
+    n: float                              # their model size
+
+    def costs(self, price_per_hour: float, **others) -> CostAssumptions:
+        """The cost model on this device at `price_per_hour` ($ per device hour; 1 prices
+        in device hours), `others` (price_per_pair, corpus_pages, ...) as given."""
+        return CostAssumptions(gpu_price_per_hour=price_per_hour, peak_flops=self.flops_per_s, utilisation=1.0,
+                               steps=self.steps, batch_size=self.batch_size, query_tokens=self.query_tokens,
+                               passage_tokens=self.passage_tokens, passages_per_query=self.passages_per_query,
+                               **others)
+
+
+def measured_hardware(runs: pd.DataFrame, steps_taken: dict[str, int]) -> MeasuredHardware:
+    """The throughput of the largest model's completed runs (`Store.runs()` rows with
+    their config, N and wall time; `steps_taken`: run id -> its last step)."""
+    runs = runs[runs["run_id"].isin(list(steps_taken)) & (runs["wall_time_s"] > 0)]
+    runs = runs[runs["n_params"] == runs["n_params"].max()] if len(runs) else runs
+    if runs.empty:
+        raise InputError("no completed run with a wall time to measure this device's throughput from")
+    configs = list(runs["config"])
+    tokens = [c["batch_size"] * c["max_query_length"] + (c["batch_size"] + c["negatives"]) * c["max_passage_length"]
+              for c in configs]  # per step: queries, their positives and the shared negatives
+    steps = [steps_taken[run_id] for run_id in runs["run_id"]]
+    flops = sum(6 * n * t * s for n, t, s in zip(runs["n_params"], tokens, steps))
+    first = configs[0]
+    return MeasuredHardware(
+        flops_per_s=float(flops / runs["wall_time_s"].sum()), steps=int(np.median(steps)),
+        batch_size=first["batch_size"], query_tokens=first["max_query_length"],
+        passage_tokens=first["max_passage_length"],
+        passages_per_query=round((first["batch_size"] + first["negatives"]) / first["batch_size"]),
+        runs=len(runs), n=float(runs["n_params"].iloc[0]))
+
+
 def total_cost(n, d, costs: CostAssumptions, with_inference: bool) -> np.ndarray:
     """Eq. 11 in dollars."""
     z_model = costs.z_train + (costs.z_infer if with_inference else 0.0)
@@ -105,6 +151,12 @@ class BudgetAnswer:
     spend: dict[str, float]               # $ on annotation / training / inference
     question: BudgetQuestion
 
+    @property
+    def device_hours(self) -> dict[str, float]:
+        """Training and inference spend in hours of the priced device ($ / $ per hour)."""
+        price = self.question.costs.gpu_price_per_hour
+        return {part: self.spend[part] / price for part in ("training", "inference")}
+
     def to_dict(self) -> dict:
         costs = self.question.costs
         return {
@@ -113,7 +165,7 @@ class BudgetAnswer:
             "loss_interval": list(self.loss_interval) if self.loss_interval else None,
             "band": list(self.band), "band_tolerance": self.question.band_tolerance,
             "z_data": costs.z_data, "z_train": costs.z_train, "z_infer": costs.z_infer,
-            "spend": self.spend, "assumptions": asdict(costs),
+            "spend": self.spend, "device_hours": self.device_hours, "assumptions": asdict(costs),
         }
 
 

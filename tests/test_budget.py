@@ -195,3 +195,25 @@ def test_degenerate_bootstrap_laws_are_left_out_and_named():
     fit.bootstrap_params[7, 3] = np.nan
     u = decision_uncertainty(fit, BudgetQuestion(2e4))
     assert u.laws == 18 and not u.kept[3] and not u.kept[7] and u.kept.sum() == 18
+
+
+def test_a_devices_own_runs_price_training_in_its_hours():
+    """Two runs of the largest model, 1,000 steps of 32 queries (32 tokens) with 64 shared
+    negatives (96 tokens each), took 100 s and 300 s: the device did 6 N tokens FLOPs in
+    400 s, and a model of that size trained the same way costs 200 s of it."""
+
+    from engine.budget import measured_hardware
+
+    config = {"batch_size": 32, "max_query_length": 32, "max_passage_length": 96, "negatives": 64}
+    runs = pd.DataFrame({"run_id": ["a", "b", "small"], "n_params": [1e6, 1e6, 1e4],
+                         "wall_time_s": [100.0, 300.0, 1.0], "config": [config] * 3})
+    hardware = measured_hardware(runs, {"a": 1000, "b": 1000, "small": 10})
+    tokens = 32 * 32 + 96 * 96
+    assert hardware.runs == 2 and hardware.passages_per_query == 3 and hardware.steps == 1000
+    assert hardware.flops_per_s == pytest.approx(6 * 1e6 * tokens * 2000 / 400)
+    costs = hardware.costs(1.0, price_per_pair=0.5)  # $1 per hour: dollars are device hours
+    assert costs.z_train * 1e6 * 3600 == pytest.approx(200.0)
+    answer = optimise(preset("paper-joint"), BudgetQuestion(10.0, costs=costs))
+    assert answer.device_hours["training"] == pytest.approx(answer.spend["training"])
+    with pytest.raises(InputError, match="no completed run with a wall time"):
+        measured_hardware(runs, {})

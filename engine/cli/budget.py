@@ -1,7 +1,7 @@
 """`python -m engine budget`: optimal model and data size for a budget (Section 5)."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 from engine.numbers import format_count
 
@@ -37,8 +37,25 @@ def register(subparsers) -> None:
     for field in fields(CostAssumptions):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
                             default=field.default, help=f"{FLAG_HELP[field.name]} (default {field.default:g})")
+    parser.add_argument("--hardware-from-store", metavar="STORE", help="price training and inference on the device "
+                        "that trained this store's runs: its measured throughput (the largest model's runs, step "
+                        "time as measured) and their step shape replace --peak-flops, --utilisation, --steps, "
+                        "--batch-size and the token counts; --gpu-price-per-hour is then that device's hourly price")
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     parser.set_defaults(handler=run_budget)
+
+
+def measured_costs(store_path: str, args):
+    """(costs, hardware): the CostAssumptions of the device that trained the store's runs."""
+    from engine.budget import measured_hardware
+    from store import Store
+
+    store = Store(store_path)
+    runs = store.runs(status="completed")
+    points = store.points()
+    hardware = measured_hardware(runs[runs["source"] == "engine"], points.groupby("run_id")["step"].max().to_dict())
+    return hardware.costs(args.gpu_price_per_hour, price_per_pair=args.price_per_pair,
+                          corpus_pages=args.corpus_pages, tokens_per_page=args.tokens_per_page), hardware
 
 
 def run_budget(args) -> int:
@@ -47,6 +64,9 @@ def run_budget(args) -> int:
 
     level = check_level(args.level)
     costs = CostAssumptions(**{f.name: getattr(args, f.name) for f in fields(CostAssumptions)})
+    hardware = None
+    if args.hardware_from_store:
+        costs, hardware = measured_costs(args.hardware_from_store, args)
     question = BudgetQuestion(args.budget, args.with_inference, costs, args.n_min, args.band_tolerance)
     law = load_law(args.law)
     answer = optimise(law, question)
@@ -55,7 +75,8 @@ def run_budget(args) -> int:
     reach = extrapolation(law, answer.n_opt, answer.d_opt) if fitted else None
     result = {"law": args.law, **answer.to_dict(), **UNKNOWN_DECISION,
               **(uncertainty.to_dict() if uncertainty else {}),
-              "extrapolation": reach.to_dict() if reach else None}
+              "extrapolation": reach.to_dict() if reach else None,
+              "measured_hardware": asdict(hardware) if hardware else None}
     if args.json:
         from store.values import to_json
         print(to_json(result))
@@ -69,7 +90,13 @@ def run_budget(args) -> int:
           + (f"  (prediction interval [{interval[0]:.4f}, {interval[1]:.4f}])" if interval else ""))
     print(f"within {100 * question.band_tolerance:g}% of the optimum for N in "
           f"[{format_count(answer.band[0])}, {format_count(answer.band[1])}]")
-    print("spend: " + ", ".join(f"{k} ${v:,.0f}" for k, v in answer.spend.items()))
+    if hardware:
+        print(f"device: {hardware.flops_per_s:.3g} FLOP/s achieved by {hardware.runs} run(s) of N = "
+              f"{format_count(hardware.n)} ({hardware.steps} steps of {hardware.batch_size} queries), "
+              f"${args.gpu_price_per_hour:g} per hour")
+    hours = answer.device_hours
+    print("spend: " + ", ".join(f"{k} ${v:,.2f}" + (f" ({hours[k]:,.3g} device hours)" if k in hours else "")
+                                for k, v in answer.spend.items()))
     if uncertainty:
         print(format_uncertainty(uncertainty))
     print(reach.describe() if reach else "extrapolation: unknown (this law keeps no fitted points; a preset)")
