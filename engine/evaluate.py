@@ -420,6 +420,8 @@ def _max_positions(model: str, flag: str) -> int | None:
             config = json.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise InputError(f"{config_file}: not a readable model config ({err}); {hint}") from None
+        except RecursionError:
+            raise InputError(f"{config_file}: not a readable model config (nested too deeply to read); {hint}") from None
         positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
         return positions if isinstance(positions, int) else None
     try:

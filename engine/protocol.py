@@ -152,7 +152,7 @@ def fingerprints_of(points) -> list[dict[str, Any] | None]:
     """Each row's fingerprint: the `eval_fingerprint` column (Store.law_points, dicts or
     JSON text), else the eval_* protocol columns (a CSV), else None for every row."""
     if "eval_fingerprint" in points:
-        return [_as_fingerprint(value) for value in points["eval_fingerprint"]]
+        return [_as_fingerprint(number, value) for number, value in enumerate(points["eval_fingerprint"], start=1)]
     if any(column in points for column in PROTOCOL_COLUMNS):
         rows = points[[c for c in PROTOCOL_COLUMNS if c in points]].to_dict("records")
         fingerprints = []
@@ -165,9 +165,15 @@ def fingerprints_of(points) -> list[dict[str, Any] | None]:
     return [None] * len(points)
 
 
-def _as_fingerprint(value: Any) -> dict[str, Any] | None:
+def _as_fingerprint(number: int, value: Any) -> dict[str, Any] | None:
+    """Row `number`'s eval_fingerprint cell as a dict: JSON text (a CSV, the store) or a dict."""
     if isinstance(value, str):
-        value = json.loads(value)
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep to read
+            problem = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply to read"
+            raise InputError(f"row {number}: eval_fingerprint is not a readable JSON object ({problem}); give the "
+                             "protocol as one flat JSON object, or as the eval_* columns") from None
     if isinstance(value, Mapping):
         return dict(value)
     return None  # None, NaN

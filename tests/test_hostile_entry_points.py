@@ -749,15 +749,23 @@ DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
 
 @pytest.mark.parametrize("command", ["laws", "plan-runs", "train-config", "demo", "demo-meta", "wandb-config",
-                                     "sweep-toml", "mlflow-meta"])
+                                     "sweep-toml", "mlflow-meta", "model-config", "csv-fingerprint"])
 def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
     """Before: RecursionError from json, tomllib or yaml."""
     from test_data import write_synthetic
 
     deep = tmp_path / "deep.json"
     deep.write_text(DEEP_JSON)
-    data = write_synthetic(tmp_path / "syn") if command in ("plan-runs", "train-config") else None
-    if command == "laws":
+    data = write_synthetic(tmp_path / "syn") if command in ("plan-runs", "train-config", "model-config") else None
+    if command == "model-config":  # a model folder's config.json, read for its max_position_embeddings
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "config.json").write_text(DEEP_JSON)
+        argv = ["evaluate", "--dataset", data, "--checkpoint", tmp_path / "model"]
+    elif command == "csv-fingerprint":
+        pd.DataFrame({"n": [1e5, 2e5, 4e5], "d": [1e3, 1e3, 2e3], "loss": [2.5, 2.4, 2.2],
+                      "eval_fingerprint": [DEEP_JSON] * 3}).to_csv(tmp_path / "points.csv", index=False)
+        argv = ["laws", "fit", "--law", "joint", "--csv", tmp_path / "points.csv", "--out", tmp_path / "fit.json"]
+    elif command == "laws":
         argv = ["budget", "--law", deep, "--budget", "1000"]
     elif command == "plan-runs":
         argv = ["plan-runs", "--law", deep, "--dataset", data, "--out", tmp_path / "p.toml"]
@@ -767,7 +775,7 @@ def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
         sweep = tmp_path / "deep.toml"
         sweep.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
         argv = ["sweep", sweep, "--dry-run"]
-    if command in ("laws", "plan-runs", "train-config", "sweep-toml"):
+    if command in ("laws", "plan-runs", "train-config", "sweep-toml", "model-config", "csv-fingerprint"):
         assert engine_main(argv) == 2
     elif command == "demo":
         assert store_main(["demo", "load", "--file", deep]) == 2

@@ -193,6 +193,16 @@ def test_a_csv_import_carries_eval_negatives_and_rejects_a_bad_one(tmp_path):
     assert list(points["eval_fingerprint"]) == [{"negatives": 64, "precision": "bf16"}, None]
 
 
+
+@pytest.mark.parametrize("cell, problem", [("{bad", "Expecting property name"),
+                                           ("[" * 100_000 + "]" * 100_000, "nested too deeply to read")])
+def test_an_eval_fingerprint_cell_that_is_not_json_names_its_row(cell, problem):
+    """Before: json's JSONDecodeError or RecursionError out of fingerprints_of."""
+    points = pd.DataFrame({"n": [1e5, 2e5], "eval_fingerprint": ['{"negatives": 64}', cell]})
+    with pytest.raises(InputError, match=f"row 2: eval_fingerprint is not a readable JSON object \\({problem}"):
+        protocol.fingerprints_of(points)
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
 
