@@ -55,7 +55,12 @@ def rate_table(runs: pd.DataFrame, points: pd.DataFrame, run_ids: set[str]) -> p
 
 
 def chosen_rates(table: pd.DataFrame) -> list[RateChoice]:
-    """Each model's chosen rate, by size."""
+    """Each model's chosen rate, by size; InputError naming the models with no chosen row
+    (every rate's entropy after step 0 missing: nothing was evaluated after training began)."""
+    unchosen = sorted(set(table["model"]) - set(table.loc[table["chosen"], "model"]))
+    if unchosen:
+        raise InputError(f"{', '.join(unchosen)}: no run has an evaluation after step 0 with calibrated entropy, so "
+                         "no rate can be chosen; train the runs past their first evaluation")
     choices = []
     for model, rows in table.groupby("model", sort=False):
         row = rows[rows["chosen"]].iloc[0]

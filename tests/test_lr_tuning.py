@@ -109,6 +109,16 @@ def test_a_sweep_without_completed_runs_is_an_input_error(tmp_path):
         rate_table(store.runs(), store.points(), {"y"})
 
 
+
+def test_chosen_rates_names_a_model_whose_rates_have_no_trained_entropy():
+    """Before: IndexError from chosen_rates (only the tune-lr CLI checked)."""
+    table = pd.DataFrame({"model": ["tiny", "tiny", "big"], "lr": [1e-3, 3e-3, 1e-3],
+                          "best_calibrated_entropy": [4.6, 4.6, 4.5],
+                          "trained_calibrated_entropy": [4.9, 4.8, math.nan], "chosen": [False, True, False]})
+    with pytest.raises(InputError, match="^big: no run has an evaluation after step 0 with calibrated entropy"):
+        chosen_rates(table)
+
+
 def test_cli_tune_lr_refuses_a_sweep_without_an_lr_axis(tmp_path):
     path = write(tmp_path, grid="")
     out = subprocess.run([sys.executable, "-m", "engine", "tune-lr", str(path), "--store", str(tmp_path / "s.duckdb")],

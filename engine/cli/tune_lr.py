@@ -25,11 +25,7 @@ def run(args) -> int:
     run_ids = {run.run_id for run in sweep.runs} | {run.legacy_run_id for run in sweep.runs if run.legacy_run_id}
     store = Store(args.store)
     table = rate_table(store.runs(), store.points(), run_ids)
-    unchosen = sorted(set(table["model"]) - set(table.loc[table["chosen"], "model"]))
-    if unchosen:  # every rate's best after step 0 is missing: nothing was evaluated after training began
-        raise InputError(f"{', '.join(unchosen)}: no run has an evaluation after step 0 with calibrated entropy, so "
-                         "no rate can be chosen; train the runs past their first evaluation")
-    choices = chosen_rates(table)
+    choices = chosen_rates(table)  # before anything is printed: a model with no chosen rate is an InputError
     if args.json:
         from store.values import to_json
         print(to_json({"table": table.to_dict("records"),
