@@ -93,14 +93,23 @@ def test_fit_page_fits_the_additive_form(seeded_store):
 
 
 def test_planner_on_the_demo_studys_saved_fit():
-    """Issue 16's "done when": the demo's joint fit, saved, planned at $20,000."""
-    from tests.test_laws import demo_points
+    """Issue 16's "done when": the demo's joint fit, saved, planned at $20,000, shows the
+    engine's answer for it (the answer itself is pinned in tests/golden/demo_summary.json)."""
+    from engine.budget import extrapolation
+    from engine.numbers import format_count
+    from tests.demo_study import demo_points
 
     fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=200))
+    question = BudgetQuestion(20_000.0)
+    answer, decision = optimise(fit, question), decision_uncertainty(fit, question)
+    reach = extrapolation(fit, answer.n_opt, answer.d_opt)
     fit_id = Store().save_fit(**fit_record(fit, "demo joint", {"source": "demo"}))
     at = open_page("pages/3_Budget_planner.py")
     at.selectbox(key="law").set_value(fit_id).run()
     assert_clean(at)
-    assert metric(at, "N* (optimal model size)") == "604M"  # the README's example
-    assert "–" in metric(at, INTERVAL) and metric(at, ROBUST).endswith("B")
-    assert any("N* 328x beyond the fitted 39.1k to 1.84M parameters" in w.value for w in at.warning)
+    assert metric(at, "N* (optimal model size)") == format_count(answer.n_opt)
+    lo, hi = decision.n_opt_interval
+    assert metric(at, INTERVAL) == f"{format_count(lo)} – {format_count(hi)}"
+    assert metric(at, ROBUST) == format_count(decision.n_robust)
+    said = at.warning if reach.beyond_warning else at.caption      # a projection beyond 10x is a warning
+    assert reach.describe() in {element.value for element in said}

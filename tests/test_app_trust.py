@@ -79,9 +79,9 @@ def test_the_budget_chart_of_a_weak_law_spreads_its_curves_and_keeps_every_mark_
     from engine.budget import BudgetQuestion, budget_curves, decision_uncertainty, optimise
     from engine.charts import budget_chart, optima_table
     from engine.laws import FitConfig, fit_law
-    from tests.test_laws import demo_points
+    from tests.test_laws import flat_points
 
-    fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=60))   # exponents near 0.04: a flat, weak law
+    fit = fit_law(flat_points(), "joint", FitConfig(bootstrap=60))   # exponents near 0.04: a flat, weak law
     budgets = [5_000.0, 20_000.0, 50_000.0, 500_000.0]
     answers = [optimise(fit, BudgetQuestion(b)) for b in budgets]
     optima = optima_table(answers, 0.01)
