@@ -248,6 +248,9 @@ def without_later_defaults(values: dict) -> dict:
 
 # ---------------------------------------------------------------- checks
 
+MAX_SEED = 2**32  # numpy's seed (accelerate's set_seed seeds it too) lies below it: a larger one fails every run
+# the value each number field must stay below
+_BELOW = {"seed": MAX_SEED, "data_seed": MAX_SEED}
 # the lowest value of each number field (a field not named here may take any value of its type)
 _EVAL_LOWEST = {"negatives": 1, "repeats": 1, "subcorpus_size": 1, "max_test_pairs": 1, "seed": 0,
                "held_out_negatives": 0}
@@ -267,7 +270,7 @@ def _flag(name: str) -> str:
 def check_fields(config, lowest: dict[str, float], prefix: str = "") -> None:
     """InputError unless every field of the dataclass `config` holds a value of its
     declared type (a config file's "steps": "abc" fails here, not deep in training),
-    finite, at least its `lowest` value, and one of its `choices`."""
+    finite, at least its `lowest` value, below its `_BELOW` value, and one of its `choices`."""
     hints = typing.get_type_hints(type(config))
     for item in fields(config):
         name, value = prefix + item.name, getattr(config, item.name)
@@ -290,6 +293,10 @@ def check_fields(config, lowest: dict[str, float], prefix: str = "") -> None:
         if least is not None and value < least:
             bound = "positive" if least == 1 and kind is int else f"at least {least}"
             raise InputError(f"{name} must be {bound}, got {value!r} ({_flag(name)})")
+        ceiling = _BELOW.get(item.name)
+        if ceiling is not None and value >= ceiling:
+            raise InputError(f"{name} must be below {ceiling} (2**32, numpy's seed limit), got {value!r} "
+                             f"({_flag(name)})")
         choices = item.metadata.get("choices")
         if choices and value not in choices:
             raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r} ({_flag(name)})")

@@ -45,7 +45,7 @@ from engine.jobs import outcome_line, start_process
 from engine.ladder import hashed_lr, hashed_similarity
 from engine.paths import resolved, runs_dir, validate_name
 from engine.progress import CommandProgress
-from engine.config import TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
+from engine.config import MAX_SEED, TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds", "lr")
 PATH_FIELDS = ("dataset", "train_data", "tokenizer")
@@ -130,7 +130,6 @@ def _table(spec: dict, name: str, path: Path) -> dict:
     return value
 
 
-MAX_SEED = 2**32  # numpy's seed (accelerate's set_seed seeds it too) lies below it: a larger one fails every run
 # what each [grid] list holds, and an example of it
 _GRID_ENTRIES = {"models": (str, '["scratch-L2-H64"]'), "annotations": (str, '["human", "ict"]'),
                  "seeds": (int, "[0, 1]"), "train_pairs": (int | str, '[500, 1000, "all"]'),

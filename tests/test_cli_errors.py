@@ -316,6 +316,11 @@ def test_a_max_length_beyond_the_model_positions_is_refused_before_any_work(tmp_
     (["--steps", "0"], "steps must be positive, got 0 (--steps)"),
     (["--eval-repeats", "0"], "eval.repeats must be positive, got 0 (--eval-repeats)"),
     (["--weight-decay", "inf"], "weight_decay must be a finite number"),
+    (["--seed", str(2**32)], f"seed must be below {2**32} (2**32, numpy's seed limit), got {2**32} (--seed)"),
+    (["--data-seed", str(2**40)], f"data_seed must be below {2**32} (2**32, numpy's seed limit), got {2**40} "
+                                  "(--data-seed)"),
+    (["--eval-seed", str(2**32)], f"eval.seed must be below {2**32} (2**32, numpy's seed limit), got {2**32} "
+                                  "(--eval-seed)"),
 ])
 def test_bad_training_flags_are_refused_before_training(dataset, capsys, flags, message):
     from engine.cli import main
