@@ -278,3 +278,25 @@ def test_budget_warning_writes_a_huge_factor_as_a_count(joint_csv, tmp_path):
     assert warning.startswith("Warning:") and max(len(word) for word in warning.split()) < 20, warning
     assert "e+" in warning
     assert [format_factor(f) for f in (2.114, 11661.4, 3.4e6, 1.68e296)] == ["2.11x", "11,661x", "3.4Mx", "1.68e+296x"]
+
+
+def test_laws_predict_puts_a_measured_run_against_the_prediction_interval(joint_csv, tmp_path, capsys):
+    """In process: a fit of the paper's law predicts a run it never saw; a measured value
+    near the law is inside the prediction interval, one 30% off is outside."""
+    from engine.cli import main
+
+    out = tmp_path / "fit.json"
+    assert main(["laws", "fit", "--csv", str(joint_csv), "--law", "joint", "--bootstrap", "200", "--out", str(out),
+                 "--json"]) == 0
+    capsys.readouterr()
+    truth = float(preset("paper-joint").predict(3e7, 2e4))
+    for measured, inside in ((truth, True), (truth * 1.3, False)):
+        assert main(["laws", "predict", "--law", str(out), "--n", "3e7", "--d", "2e4", "--measured", str(measured),
+                     "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        lo, hi = result["prediction_interval"]
+        assert lo < result["predicted"] < hi and result["inside_prediction_interval"] is inside
+        assert result["error"] == pytest.approx((result["predicted"] - measured) / measured)
+        assert result["extrapolation"]["n"] == pytest.approx(1.0)  # 3e7 lies among the fitted sizes
+    assert main(["laws", "predict", "--law", str(out), "--n", "-1", "--d", "2e4"]) == 2
+    assert "must be positive" in capsys.readouterr().err

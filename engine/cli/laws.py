@@ -48,6 +48,14 @@ def register(subparsers) -> None:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     compare.set_defaults(handler=run_compare)
+    predict = actions.add_parser("predict", help="a fitted law's prediction at (N, D) with its intervals, "
+                                                 "against a measured value")
+    predict.add_argument("--law", required=True, help="a fit JSON from `laws fit --out`, or a preset name")
+    predict.add_argument("--n", required=True, type=float, help="non-embedding parameters")
+    predict.add_argument("--d", required=True, type=float, help="annotated pairs")
+    predict.add_argument("--measured", type=float, help="the entropy a run at (N, D) measured")
+    predict.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    predict.set_defaults(handler=run_predict)
     presets = actions.add_parser("presets", help="list the paper's published fits")
     presets.add_argument("--json", action="store_true")
     presets.set_defaults(handler=run_presets)
@@ -189,4 +197,43 @@ def run_presets(args) -> int:
     else:
         for row in rows:
             print(f"{row['name']:<24} {row['source']:<22} {PRESETS[row['name']].law.describe()}")
+    return 0
+
+
+def run_predict(args) -> int:
+    """The law at one (N, D): a prediction where the fitted runs surround it, a
+    projection beyond them (engine.budget.extrapolation), and a measured value's error."""
+    from engine.budget import extrapolation
+    from engine.errors import InputError
+    from engine.laws import LawFit, load_law
+    from engine.numbers import format_count
+
+    if not (args.n > 0 and args.d > 0) or (args.measured is not None and not args.measured > 0):
+        raise InputError("--n, --d and --measured must be positive numbers")
+    law = load_law(args.law)
+    fit = law if isinstance(law, LawFit) else None
+    interval = fit.predict_interval(args.n, args.d) if fit else None
+    value = float(law.predict(args.n, args.d) if fit is None else interval["pred"][0])
+    result = {"n": args.n, "d": args.d, "predicted": value,
+              "confidence_interval": None if fit is None else [float(interval["ci_lo"][0]), float(interval["ci_hi"][0])],
+              "prediction_interval": None if fit is None else [float(interval["pi_lo"][0]), float(interval["pi_hi"][0])],
+              "extrapolation": extrapolation(fit, args.n, args.d).to_dict() if fit else None}
+    if args.measured is not None:
+        pi = result["prediction_interval"]
+        result.update(measured=args.measured, error=(value - args.measured) / args.measured,
+                      inside_prediction_interval=None if pi is None else pi[0] <= args.measured <= pi[1])
+    if args.json:
+        from store.values import to_json
+        print(to_json(result))
+        return 0
+    print(f"at N = {format_count(args.n)}, D = {format_count(args.d)}: predicted {value:.4f}")
+    if fit:
+        ci, pi = result["confidence_interval"], result["prediction_interval"]
+        print(f"  {fit.config.level:.0%} interval of the curve [{ci[0]:.4f}, {ci[1]:.4f}], for a new run "
+              f"[{pi[0]:.4f}, {pi[1]:.4f}]")
+        print("  " + extrapolation(fit, args.n, args.d).describe())
+    if args.measured is not None:
+        inside = result["inside_prediction_interval"]
+        print(f"  measured {args.measured:.4f}: the prediction is off by {100 * result['error']:+.2f}%"
+              + ("" if inside is None else f", {'inside' if inside else 'outside'} the prediction interval"))
     return 0
