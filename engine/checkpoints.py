@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import types
+import typing
 from pathlib import Path
 
 import torch
@@ -69,9 +71,11 @@ def save_checkpoint(accelerator, folder: Path, model, optimizer, scheduler, *, c
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator, folder: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(accelerator, folder: Path, model, optimizer, scheduler, state_type: type) -> dict:
     """Restore weights, optimizer, schedule, loss scale and this process's generators
-    from `folder`; returns its trainer state. Nothing is unpickled."""
+    from `folder`; returns its trainer state, checked against the fields of the
+    dataclass `state_type` (a key it has not, or a value of the wrong kind, is refused;
+    a field an older checkpoint lacks is left out). Nothing is unpickled."""
     if not (folder / _OPTIMIZER_JSON).is_file():
         raise InputError(f"{folder}: a checkpoint of an earlier version (pickled optimizer and RNG files, "
                          "which are never loaded); delete its checkpoints folder to train the run again")
@@ -91,10 +95,40 @@ def load_checkpoint(accelerator, folder: Path, model, optimizer, scheduler) -> d
         if accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(_read_json(folder / "scaler.json"))
         _set_rng_states(load_file(str(folder / f"rng-{accelerator.process_index}.safetensors")))
-        return _read_json(folder / STATE_FILE)
+        return _checked_state(_read_json(folder / STATE_FILE), state_type)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise InputError(f"{folder}: not a readable checkpoint ({type(err).__name__}: {err}); delete it to "
                          "resume from an earlier one or start again") from None
+
+
+def _checked_state(state: dict, state_type: type) -> dict:
+    """`state` unchanged; ValueError naming a key the dataclass `state_type` has not, or
+    a value not of its field's type (a trainer_state.json edited or written by another program)."""
+    hints = typing.get_type_hints(state_type)
+    for name, value in state.items():
+        if name not in hints:
+            raise ValueError(f"{STATE_FILE} has '{name}', which {state_type.__name__} has not")
+        if not _holds(value, hints[name]):
+            kind = hints[name].__name__ if isinstance(hints[name], type) else hints[name]  # int, list[dict], ...
+            raise ValueError(f"{STATE_FILE} has {name} = {value!r}, not of its type {kind}")
+    return state
+
+
+def _holds(value, hint) -> bool:
+    """Whether the JSON value `value` is of the annotation `hint` (int, float, list[dict],
+    X | None, ...); true/false are not numbers, a whole number is a float."""
+    if isinstance(hint, types.UnionType):
+        return any(_holds(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool) and hint is not bool:
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_holds(v, item) for v in value)
+    return isinstance(value, typing.get_origin(hint) or hint)
 
 
 def _save_optimizer(state_dict: dict, folder: Path) -> None:

@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, store=None) -> TrainResult:
     seed_dropout(cfg.seed, accelerator.process_index)  # a resumed run's generators come from its checkpoint
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:  # in place: the schedule reads this state's end_step
-        for name, value in load_checkpoint(accelerator, checkpoint, model, optimizer, scheduler).items():
+        for name, value in load_checkpoint(accelerator, checkpoint, model, optimizer, scheduler, TrainerState).items():
             setattr(state, name, value)
         resumed_from = state.step
         log.info("%s: resuming from step %d (%s)", cfg.run_id, state.step, checkpoint)

@@ -102,3 +102,15 @@ def test_a_checkpoint_json_of_the_wrong_shape_is_refused(interrupted_run, name, 
     (latest_checkpoint(runs_dir() / "crafted") / name).write_text(text)
     with pytest.raises(InputError, match="not a readable checkpoint"):
         train(interrupted_run)
+
+
+@pytest.mark.parametrize("change, problem", [({"stepz": 3}, "has 'stepz', which TrainerState has not"),
+                                             ({"step": "10"}, "has step = '10', not of its type int"),
+                                             ({"curve": [3]}, "has curve = \\[3\\], not of its type list\\[dict\\]")])
+def test_a_trainer_state_with_keys_or_values_trainer_state_has_not_is_refused(interrupted_run, change, problem):
+    """Before: every key was set on the TrainerState unchecked (an unknown one silently, a
+    string step to fail later in the loop)."""
+    state_file = latest_checkpoint(runs_dir() / "crafted") / "trainer_state.json"
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text()), **change}))
+    with pytest.raises(InputError, match=f"not a readable checkpoint \\(ValueError: trainer_state.json {problem}"):
+        train(interrupted_run)
