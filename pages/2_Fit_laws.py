@@ -127,7 +127,8 @@ def upload_source(store: Store) -> tuple[pd.DataFrame, dict] | None:
         return None
     show_rejected(upload.name, checked.rejected, len(checked.good))
     if checked.delimiter != ",":
-        st.caption(f"{upload.name} read as {DELIMITER_NAMES[checked.delimiter]}-separated.")
+        st.caption(f"{upload.name} read as {DELIMITER_NAMES[checked.delimiter]}-separated"
+                   + (", its decimal commas as decimal points (2,5 as 2.5)." if checked.decimal_commas else "."))
     if not checked.good:
         st.error(f"Cannot use {upload.name}: none of its rows is usable (see above).")
         return None

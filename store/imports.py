@@ -19,7 +19,9 @@ ignored and named in the report.
 Two kinds of problem are told apart. A problem with the file as a whole (missing
 column, empty, binary, not UTF-8, over the size or row limit) raises `InputError` and
 nothing is imported. The delimiter is sniffed from the header (comma, semicolon, tab or
-pipe), so a table saved by a spreadsheet in a semicolon locale reads as it is. A problem with one row (text in a numeric column,
+pipe), so a table saved by a spreadsheet in a semicolon locale reads as it is; in a semicolon-separated
+file a number column's decimal commas (`2,5`, as European Excel writes it) read as decimal points, and
+the result says so. A problem with one row (text in a numeric column,
 a value that is not positive, NaN) rejects that row with its line number and reason,
 and the good rows are imported. CSV is parsed with the `csv` module rather than a
 DataFrame reader so that reported line numbers are the lines a user sees in an editor.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,8 @@ TRAINED_CALIBRATED_COLUMN = "trained_calibrated_loss"  # best calibrated entropy
 LOSS_COLUMNS = {METRICS_LOSS_COLUMN: "contrastive_entropy", METRICS_CALIBRATED_COLUMN: "calibrated_entropy",
                 TRAINED_CALIBRATED_COLUMN: "trained_calibrated_entropy"}
 STEP_COLUMNS = ("best_step", "calibrated_best_step")  # the evaluation step of each best (0: the untrained model)
+NUMBER_COLUMNS = REQUIRED_COLUMNS + METRIC_COLUMNS + tuple(LOSS_COLUMNS) + (CALIBRATED_LOSS_COLUMN,) + STEP_COLUMNS
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+([eE][+-]?\d+)?$")  # 2,5 or -1,5e-3: a semicolon locale's number
 MAX_IMPORT_BYTES = 10 * 2**20  # a scaling study is hundreds of rows; 10 MiB is far beyond
 MAX_IMPORT_ROWS = 100_000
 _BIGINT_LIMIT = 2**63
@@ -82,6 +87,7 @@ class CheckedRows:
     rejected: list[tuple[int, str]]
     ignored_columns: list[str]
     delimiter: str = ","
+    decimal_commas: bool = False  # number fields such as 2,5 were read as 2.5 (a semicolon-separated file)
 
 
 def _positive_number(column: str, value: Any, *, whole: bool) -> float:
@@ -297,6 +303,7 @@ def check_csv_bytes(name: str | Path, data: bytes) -> CheckedRows:
     delimiter = sniff_delimiter(text)
     header, rows, spanning = _csv_rows(name, text, delimiter)
     ignored = _check_columns(name, header)
+    rows, decimal_commas = _decimal_points(header, rows) if delimiter == ";" else (rows, False)
     if not rows and not spanning:
         raise InputError(f"{name} has a header but no data rows")
     misshapen = [
@@ -309,7 +316,21 @@ def check_csv_bytes(name: str | Path, data: bytes) -> CheckedRows:
         for line, fields in rows
         if len(fields) == len(header)
     )
-    return CheckedRows(good, sorted(misshapen + bad + spanning), ignored, delimiter)
+    return CheckedRows(good, sorted(misshapen + bad + spanning), ignored, delimiter, decimal_commas)
+
+
+def _decimal_points(header: list[str], rows: list[tuple[int, list[str]]]) -> tuple[list[tuple[int, list[str]]], bool]:
+    """`rows` with the decimal commas of the number columns' fields as points (2,5 ->
+    2.5), and whether there was any; text columns (a label "run 1,5") stay as written."""
+    numbers = [i for i, column in enumerate(header) if column in NUMBER_COLUMNS]
+    pointed, found = [], False
+    for line, fields in rows:
+        fields = list(fields)
+        for i in numbers:
+            if i < len(fields) and _DECIMAL_COMMA.match(fields[i].strip()):
+                fields[i], found = fields[i].strip().replace(",", "."), True
+        pointed.append((line, fields))
+    return pointed, found
 
 
 def _check_parquet(path: Path) -> CheckedRows:

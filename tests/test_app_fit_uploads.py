@@ -3,6 +3,8 @@ other files were uploaded in the session, and a European Excel file (';' and dec
 commas) is read."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 
@@ -36,3 +38,15 @@ def test_a_files_default_left_out_points_survive_another_upload():
     assert len(upload(at, "first.csv", first)) == 3
     assert len(upload(at, "second.csv", second)) == 2       # before: the first file's choice, filtered to none
     assert len(upload(at, "first.csv", first)) == 3
+
+
+def test_a_european_excel_upload_is_read_and_the_page_says_how():
+    """n;d;loss rows with decimal commas (100000;1000;2,5). Before: every row rejected as not a number."""
+    at = open_page(FIT)
+    at.radio(key="fit_source").set_value("Upload a CSV")
+    at.radio(key="fit_kind").set_value("joint").run()
+    rows = pd.read_csv(io.BytesIO(study_csv(0, 1)))
+    text = "n;d;loss\n" + "".join(f"{n};{d};{loss:.4f}".replace(".", ",") + "\n" for n, d, loss in rows.values)
+    upload(at, "excel.csv", text.encode())
+    assert any("read as semicolon-separated, its decimal commas as decimal points" in c.value for c in at.caption)
+    assert not at.error and not any("rejected" in w.value or "not a number" in w.value for w in at.warning)

@@ -124,6 +124,23 @@ def test_the_delimiter_is_sniffed_from_the_header(store, tmp_path, text):
     assert store.import_file(write(tmp_path, "other.csv", text)).imported == 1
 
 
+
+def test_a_semicolon_files_decimal_commas_are_read_as_points(store, tmp_path):
+    """European Excel writes 2,5 for 2.5 beside its semicolons. Before: every such row was
+    rejected ("loss: '2,5' is not a number")."""
+    from store.imports import check_csv_bytes
+
+    text = "n;d;loss;label;mrr@10\n100000;1000;2,5;run 1,5;0,31\n200000;1000;2,25e0;b;\n400000;1000;2.125;c;\n"
+    checked = check_csv_bytes("excel.csv", text.encode())
+    assert checked.decimal_commas and not checked.rejected
+    rows = [row for _, row in checked.good]
+    assert [row["loss"] for row in rows] == [2.5, 2.25, 2.125]
+    assert rows[0]["label"] == "run 1,5" and rows[0]["metrics"] == {"mrr@10": 0.31}  # text stays as written
+    assert store.import_file(write(tmp_path, "excel.csv", text)).imported == 3
+    assert sorted(store.law_points()["loss"]) == [2.125, 2.25, 2.5]
+    assert not check_csv_bytes("points.csv", b"n;d;loss\n100000;1000;2.5\n").decimal_commas
+
+
 def test_missing_and_undecodable_files(store, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         store.import_file(tmp_path / "nowhere.csv")
