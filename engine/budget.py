@@ -119,6 +119,14 @@ def measured_hardware(runs: pd.DataFrame, steps_taken: dict[str, int]) -> Measur
         runs=len(runs), n=float(runs["n_params"].iloc[0]))
 
 
+def store_hardware(store) -> MeasuredHardware:
+    """`measured_hardware` of a store's completed engine runs (their last evaluated step)."""
+    runs = store.runs(status="completed")
+    points = store.points()
+    steps = points.groupby("run_id")["step"].max().to_dict() if len(points) else {}
+    return measured_hardware(runs[runs["source"] == "engine"], steps)
+
+
 def total_cost(n, d, costs: CostAssumptions, with_inference: bool) -> np.ndarray:
     """Eq. 11 in dollars."""
     z_model = costs.z_train + (costs.z_infer if with_inference else 0.0)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, DecisionUncertainty, Extrapolation,
                            budget_curves, decision_uncertainty, extrapolation, law_identity, optimise, plan_record,
-                           preset_extrapolation, preset_support)
+                           preset_extrapolation, preset_support, store_hardware)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError, in_words
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
@@ -167,8 +167,30 @@ def show_answer(answer: BudgetAnswer) -> None:
     else:
         st.caption("No interval for the loss: a published law comes without its uncertainty. "
                    "Plan with a saved fit to see one.")
+    hours = answer.device_hours
     for col, (part, dollars) in zip(st.columns(3), answer.spend.items()):
-        col.metric(f"{part.capitalize()} ({format_percent(dollars / q.budget)} of the budget)", f"${dollars:,.0f}")
+        col.metric(f"{part.capitalize()} ({format_percent(dollars / q.budget)} of the budget)", f"${dollars:,.0f}",
+                   help=f"{format_count(hours[part])} device hours at ${q.costs.gpu_price_per_hour:g} an hour"
+                   if part in hours else None)
+        if part in hours:
+            col.caption(f"{format_count(hours[part])} device hours")
+
+
+def device_costs(store_path: str, raw_costs: dict[str, float]) -> CostAssumptions | None:
+    """With the sidebar's toggle on: compute priced on the device that trained the store's
+    runs (its measured throughput and step shape, `engine.budget.store_hardware`); the
+    price per hour, per pair and the corpus stay the sidebar's. None with it off."""
+    if not st.sidebar.toggle("Price compute on the device of this store's runs", key="own_device",
+                             help="Throughput measured from the largest model's completed runs (step time as "
+                                  "measured, evaluation included); the GPU price per hour becomes that "
+                                  "device's price per hour (1: plan in device hours)."):
+        return None
+    hardware = store_hardware(Store(store_path))
+    st.sidebar.caption(f"Measured: {hardware.flops_per_s:.3g} FLOP/s (6N per token) over {hardware.runs} run(s) of "
+                       f"N = {format_count(hardware.n)}; {hardware.steps} steps of {hardware.batch_size} queries. "
+                       "Peak, utilisation, steps, batch and tokens above are replaced by these.")
+    return hardware.costs(raw_costs["gpu_price_per_hour"], price_per_pair=raw_costs["price_per_pair"],
+                          corpus_pages=raw_costs["corpus_pages"], tokens_per_page=raw_costs["tokens_per_page"])
 
 
 def show_decision(law: LawFit, answer: BudgetAnswer) -> DecisionUncertainty | None:
@@ -291,7 +313,7 @@ def main() -> None:
         "tolerance": ("the band tolerance", tolerance, None), "compare": ("also draw budgets", compare, format_count),
         **{c.key: (c.label, st.session_state[c.key], None) for c in COST_CONTROLS}})
     try:
-        costs = CostAssumptions(**raw_costs)
+        costs = device_costs(store_path, raw_costs) or CostAssumptions(**raw_costs)
         st.sidebar.caption(f"Z_data = ${costs.z_data:.3g}/pair · Z_train = ${costs.z_train:.3g}/param · "
                            f"Z_infer = ${costs.z_infer:.3g}/param (Eq. 12-14)")
         answer = optimise(law, BudgetQuestion(float(budget), with_inference, costs,

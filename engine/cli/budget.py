@@ -47,13 +47,10 @@ def register(subparsers) -> None:
 
 def measured_costs(store_path: str, args):
     """(costs, hardware): the CostAssumptions of the device that trained the store's runs."""
-    from engine.budget import measured_hardware
+    from engine.budget import store_hardware
     from store import Store
 
-    store = Store(store_path)
-    runs = store.runs(status="completed")
-    points = store.points()
-    hardware = measured_hardware(runs[runs["source"] == "engine"], points.groupby("run_id")["step"].max().to_dict())
+    hardware = store_hardware(Store(store_path))
     return hardware.costs(args.gpu_price_per_hour, price_per_pair=args.price_per_pair,
                           corpus_pages=args.corpus_pages, tokens_per_page=args.tokens_per_page), hardware
 
