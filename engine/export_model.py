@@ -2,18 +2,22 @@
 
 A run's model folder (`runs_dir()/<run_id>/model`, written by `BiEncoder.save`)
 holds the encoder and tokenizer (`encoder/`, loadable by `AutoModel`), the
-projection's weights (`projection.safetensors`, keys `weight`, `bias`) and the
-pooling (`bi_encoder.json`). sentence-transformers expresses the same model,
-v = Pooling(Transformer(x)) W + b, as a pipeline of modules listed in
-`modules.json`, each in its own folder:
+projection's weights (`projection.safetensors`, keys `weight`, `bias`, and a cosine
+model's learned scale `log_scale`) and the pooling and similarity (`bi_encoder.json`).
+sentence-transformers expresses the same model, v = Pooling(Transformer(x)) W + b
+(a cosine model: v / |v| times the constant sqrt(exp(log_scale)), which ranks as v / |v|
+does), as a pipeline of modules listed in `modules.json`, each in its own folder:
 
     modules.json                        [{idx, name, path, type}, ...] in order
-    config_sentence_transformers.json   similarity_fn_name "dot" (Eq. 1 is an inner product)
+    config_sentence_transformers.json   similarity_fn_name "dot" (Eq. 1 is an inner product),
+                                        "cosine" for a cosine model
     0_Transformer/                      config.json, model.safetensors, tokenizer files,
                                         sentence_bert_config.json {max_seq_length, do_lower_case}
     1_Pooling/config.json               mean (or cls) over the attention mask
     2_Dense/config.json, model.safetensors   the 768-d projection (keys linear.weight, linear.bias),
                                         identity activation
+    3_Normalize/                        a cosine model only: unit vectors (no files, as the library
+                                        saves it); 2_Normalize when there is no projection
 
 The folder is written in the layout sentence-transformers 2.x to 5.x saves (class
 names `sentence_transformers.models.*`), which newer versions still load. Files are
@@ -36,6 +40,8 @@ PROJECTION_WEIGHTS = "projection.safetensors"  # engine.model.PROJECTION_FILE
 IDENTITY = "torch.nn.modules.linear.Identity"
 FORMATS = ("sentence-transformers",)
 POOLINGS = ("mean", "cls")  # engine.model's poolings, as sentence-transformers names its modes
+SIMILARITIES = ("dot", "cosine")  # engine.model.SIMILARITIES, as sentence-transformers names its functions
+LOG_SCALE = "log_scale"  # a cosine model's learned scale in projection.safetensors: not the projection's
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class TrainedModel:
     projection_dim: int | None
     hidden_size: int
     max_seq_length: int      # the passage length the run trained with
+    similarity: str = "dot"  # "dot" | "cosine" (a model saved before cosine existed: dot)
 
 
 def find_model(run: str) -> Path:
@@ -73,7 +80,7 @@ def read_model(folder: Path) -> TrainedModel:
         train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
         length = train_config.get("max_passage_length") or encoder_config.get("max_position_embeddings", 512)
         model = TrainedModel(folder, settings["pooling"], settings["projection_dim"], encoder_config["hidden_size"],
-                             length)
+                             length, settings.get("similarity", "dot"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:  # missing, truncated
         raise InputError(f"{folder}: not a complete trained model ({type(err).__name__}: {err}); "
                          "export a run that finished training") from None
@@ -96,16 +103,24 @@ def _inconsistency(model: TrainedModel) -> str | None:
         return f"encoder/config.json hidden_size is {model.hidden_size!r}, not a whole number > 0"
     if not _positive_whole(model.max_seq_length):
         return f"the maximum sequence length is {model.max_seq_length!r}, not a whole number > 0"
+    if model.similarity not in SIMILARITIES:
+        return f"{MODEL_CONFIG} similarity is {model.similarity!r}, not one of {', '.join(SIMILARITIES)}"
     projection = model.folder / PROJECTION_WEIGHTS
+    shapes = _weight_shapes(projection) if projection.exists() else {}
+    if shapes is None:
+        return f"{PROJECTION_WEIGHTS} holds no readable weights"
+    scale = shapes.pop(LOG_SCALE, None)
+    if model.similarity == "cosine" and scale != [1]:
+        return f"{MODEL_CONFIG} similarity is cosine, but {PROJECTION_WEIGHTS} holds no {LOG_SCALE} of shape [1]"
+    if model.similarity == "dot" and scale is not None:
+        return f"{MODEL_CONFIG} similarity is dot, but {PROJECTION_WEIGHTS} holds a cosine model's {LOG_SCALE}"
     if model.projection_dim is None or type(model.projection_dim) is int and model.projection_dim == 0:
-        return f"{MODEL_CONFIG} says no projection, but {PROJECTION_WEIGHTS} is there" if projection.exists() else None
+        return f"{MODEL_CONFIG} says no projection, but {PROJECTION_WEIGHTS} is there with {shapes}" if shapes else None
     if not _positive_whole(model.projection_dim):
         return f"{MODEL_CONFIG} projection_dim is {model.projection_dim!r}, not a whole number >= 0 or null"
-    shapes = _weight_shapes(projection)
     expected = {"weight": [model.projection_dim, model.hidden_size], "bias": [model.projection_dim]}
-    if shapes is None or shapes.get("weight") != expected["weight"] or shapes.get("bias", expected["bias"]) != \
-            expected["bias"]:
-        return (f"{PROJECTION_WEIGHTS} holds {shapes or 'no readable weights'}, not the {expected['weight']} "
+    if shapes.get("weight") != expected["weight"] or shapes.get("bias", expected["bias"]) != expected["bias"]:
+        return (f"{PROJECTION_WEIGHTS} holds {shapes or 'no projection weights'}, not the {expected['weight']} "
                 f"projection that projection_dim {model.projection_dim} and hidden_size {model.hidden_size} give")
     return None
 
@@ -146,6 +161,7 @@ def export_sentence_transformers(run: str, out: Path) -> dict:
         raise
     return {"format": "sentence-transformers", "out": str(out), "model_folder": str(model.folder),
             "modules": [m["type"].rsplit(".", 1)[-1] for m in modules], "pooling": model.pooling,
+            "similarity": model.similarity,
             "dimension": model.projection_dim or model.hidden_size, "max_seq_length": model.max_seq_length}
 
 
@@ -153,10 +169,12 @@ def _write_modules(model: TrainedModel, folder: Path) -> list[dict]:
     modules = [_transformer(model, folder / "0_Transformer"), _pooling(model, folder / "1_Pooling")]
     if model.projection_dim:
         modules.append(_dense(model, folder / "2_Dense"))
+    if model.similarity == "cosine":  # unit vectors: the learned scale is one constant and changes no ranking
+        modules.append(_normalize(folder / f"{len(modules)}_Normalize"))
     listed = [{"idx": i, "name": str(i), "path": path, "type": kind} for i, (path, kind) in enumerate(modules)]
     _write_json(folder / "modules.json", listed)
     _write_json(folder / "config_sentence_transformers.json",
-                {"prompts": {}, "default_prompt_name": None, "similarity_fn_name": "dot"})
+                {"prompts": {}, "default_prompt_name": None, "similarity_fn_name": model.similarity})
     return listed
 
 
@@ -210,11 +228,17 @@ def _dense(model: TrainedModel, folder: Path) -> tuple[str, str]:
 
     folder.mkdir()
     projection = load_file(str(_own(model.folder / PROJECTION_WEIGHTS)))   # {"weight": (dim, h), "bias": (dim,)}
+    projection.pop(LOG_SCALE, None)                                           # a cosine model's scale: not the layer's
     save_file({f"linear.{name}": tensor.contiguous() for name, tensor in projection.items()},
               str(folder / "model.safetensors"))
     _write_json(folder / "config.json", {"in_features": model.hidden_size, "out_features": model.projection_dim,
                                          "bias": "bias" in projection, "activation_function": IDENTITY})
     return folder.name, "sentence_transformers.models.Dense"
+
+
+def _normalize(folder: Path) -> tuple[str, str]:
+    folder.mkdir()  # no settings: sentence-transformers 2.x to 5.x save it as an empty folder
+    return folder.name, "sentence_transformers.models.Normalize"
 
 
 def _write_json(path: Path, value) -> None:

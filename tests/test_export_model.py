@@ -22,20 +22,30 @@ from tests.conftest import ROOT
 TEXTS = ["w1 w2 w3 w4", "w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23", "w5"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def train_tiny(tmp_path_factory, similarity: str):
     """A scratch model trained for a few steps (its run folder in a private runs dir)."""
-    root = tmp_path_factory.mktemp("trained")
+    root = tmp_path_factory.mktemp(f"trained-{similarity}")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WORKBENCH_RUNS", str(root / "runs"))
         env.setenv("WORKBENCH_CACHE", str(root / "cache"))
         env.setenv("WORKBENCH_STORE", str(root / "store.duckdb"))
         config = TrainConfig(dataset=str(write_synthetic(root / "syn")), model="scratch-L1-H32", run_id="tiny",
                              tokenizer_vocab_size=400, steps=6, batch_size=16, negatives=16, lr=3e-3,
-                             similarity="dot", max_query_length=16, max_passage_length=32, eval_every=6, checkpoint_every=0,
-                             eval=EvalConfig(repeats=1, ranking="never"))
+                             similarity=similarity, max_query_length=16, max_passage_length=32, eval_every=6,
+                             checkpoint_every=0, eval=EvalConfig(repeats=1, ranking="never"))
         train(config)
     return root / "runs" / "tiny" / "model"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_tiny(tmp_path_factory, "dot")
+
+
+@pytest.fixture(scope="module")
+def trained_cosine(tmp_path_factory):
+    """As `trained`, with cosine similarity and a learned scale (the scratch rungs' default)."""
+    return train_tiny(tmp_path_factory, "cosine")
 
 
 def workbench_vectors(model_folder, texts):
@@ -116,3 +126,67 @@ def test_bad_runs_and_outputs_are_explained(trained, tmp_path):
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
     with pytest.raises(InputError, match="not a safe name"):
         export_sentence_transformers("../escape", tmp_path / "y")
+
+
+def test_a_cosine_model_exports_with_normalize_and_cosine_similarity(trained_cosine, tmp_path):
+    """Before: the Dense layer got the learned scale as linear.log_scale and the folder said
+    "dot" with no Normalize, so it ranked by unnormalised inner products."""
+    out = tmp_path / "st"
+    summary = export_sentence_transformers(str(trained_cosine), out)
+    assert summary["modules"] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    modules = json.loads((out / "modules.json").read_text())
+    assert (modules[3]["path"], modules[3]["type"]) == ("3_Normalize", "sentence_transformers.models.Normalize")
+    assert (out / "3_Normalize").is_dir()
+    assert json.loads((out / "config_sentence_transformers.json").read_text())["similarity_fn_name"] == "cosine"
+    weights = load_file(str(out / "2_Dense" / "model.safetensors"))
+    assert sorted(weights) == ["linear.bias", "linear.weight"]
+    assert "log_scale" in load_file(str(trained_cosine / "projection.safetensors"))
+
+    # the exported files alone, read as the format says, give the workbench's unit vectors
+    from transformers import AutoModel, AutoTokenizer
+
+    transformer = out / "0_Transformer"
+    encoder, tokenizer = AutoModel.from_pretrained(str(transformer)).eval(), AutoTokenizer.from_pretrained(str(transformer))
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state                               # (texts, len, 32)
+    mask = batch["attention_mask"].unsqueeze(-1).float()                          # (texts, len, 1)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)                                 # (texts, 32)
+    vectors = torch.nn.functional.normalize(pooled @ weights["linear.weight"].T + weights["linear.bias"], dim=-1)
+    expected = workbench_vectors(trained_cosine, TEXTS)                           # (texts, 768), scaled unit vectors
+    torch.testing.assert_close(vectors, torch.nn.functional.normalize(expected, dim=-1), atol=1e-5, rtol=1e-5)
+
+
+def test_sentence_transformers_ranks_a_cosine_export_as_the_workbench_does(trained_cosine, tmp_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    out = tmp_path / "st"
+    export_sentence_transformers(str(trained_cosine), out)
+    model = sentence_transformers.SentenceTransformer(str(out), device="cpu")
+    vectors = model.encode(TEXTS, convert_to_tensor=True)                  # (texts, 768), unit vectors
+    expected = workbench_vectors(trained_cosine, TEXTS)                     # the same times one learned constant
+    torch.testing.assert_close(vectors, torch.nn.functional.normalize(expected, dim=-1), atol=1e-5, rtol=1e-5)
+    scores = model.similarity(vectors[:1], vectors)[0]                      # cosine: the workbench's scores / scale
+    torch.testing.assert_close(scores, torch.nn.functional.cosine_similarity(expected, expected[:1]),
+                               atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("similarity, drop_scale, message", [
+    ("cosine", True, "similarity is cosine, but projection.safetensors holds no log_scale"),
+    ("dot", False, "similarity is dot, but projection.safetensors holds a cosine model's log_scale"),
+    ("angle", False, "similarity is 'angle', not one of dot, cosine"),
+])
+def test_a_similarity_its_weights_contradict_is_refused(trained_cosine, tmp_path, similarity, drop_scale, message):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    model = shutil.copytree(trained_cosine, tmp_path / "model")
+    settings = json.loads((model / "bi_encoder.json").read_text())
+    (model / "bi_encoder.json").write_text(json.dumps({**settings, "similarity": similarity}))
+    if drop_scale:
+        tensors = load_file(str(model / "projection.safetensors"))
+        save_file({k: v for k, v in tensors.items() if k != "log_scale"}, str(model / "projection.safetensors"))
+    with pytest.raises(InputError, match=message):
+        export_sentence_transformers(str(model), tmp_path / "st")
+    assert not (tmp_path / "st").exists()
+
