@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from dataclasses import replace
 
 import duckdb
@@ -28,6 +26,7 @@ from store import Store
 from store.demo import load_demo
 from store.schema import migrate
 from store.spool import RECORD_FIELDS, spool_dir
+from tests.in_process import run_main
 from test_study import study_runs
 
 K64 = {"negatives": 64, "repeats": 10, "pool": 100_000, "pool_seed": 0, "test_pairs": 500,
@@ -204,7 +203,7 @@ def test_an_eval_fingerprint_cell_that_is_not_json_names_its_row(cell, problem):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    return run_main(engine_cli, *args)
 
 
 def test_laws_fit_store_fits_the_stores_runs_one_protocol_at_a_time(tmp_path):
@@ -263,6 +262,11 @@ def test_the_study_out_folder_may_not_be_the_stores_spool(tmp_path, capsys):
     assert not target.exists()
 
 
+def leave_out_choice(at):
+    """The Fit page's left-out points (a choice per set of points: its key names their digest)."""
+    return next(box for box in at.multiselect if box.key.startswith("fit_leave_out_joint_"))
+
+
 def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65():
     from test_app import assert_clean, open_page, press_fit
 
@@ -277,14 +281,13 @@ def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65(
     assert protocols.options[0].startswith(f"{protocol.protocol_id({'negatives': 64})} (16 runs): k=64")
     assert at.selectbox(key="fit_annotation").value == "human"
     assert protocols.options[1].startswith(f"{protocol.UNRECORDED} (12 runs)")
-    k64_id = protocol.protocol_id({"negatives": 64})
-    left_out = at.multiselect(key=f"fit_leave_out_joint_{k64_id}").value
+    left_out = leave_out_choice(at).value
     assert len(left_out) == 1 and "N=500k" in left_out[0] and "D=10k" in left_out[0]
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "15"
     at.selectbox(key="fit_protocol").set_value(protocol.UNRECORDED).run()
-    assert at.multiselect(key=f"fit_leave_out_joint_{protocol.UNRECORDED}").value == []
+    assert leave_out_choice(at).value == []
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "12"
