@@ -187,10 +187,7 @@ def with_references(report: StudyReport, references: pd.DataFrame) -> StudyRepor
 
     found = {}
     for dataset, rows in report.all_rows.groupby("dataset"):
-        fingerprint = fingerprints_of(rows)[0]
-        if fingerprint is not None:
-            fingerprint = {**fingerprint, "metric": "raw"}
-        reference = reference_for(references, dataset, fingerprint)
+        reference = reference_for(references, dataset, fingerprints_of(rows)[0])
         if reference is not None:
             found[dataset] = reference
     return replace(report, lexical=found)
