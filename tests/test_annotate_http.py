@@ -205,6 +205,7 @@ def build_request(marker):
     return f"Passage: {marker} text"
 
 
+@pytest.mark.slow
 def test_annotate_llm_cli_sends_the_key_from_the_named_variable(stub, dataset, tmp_path):
     import os
 

@@ -164,6 +164,7 @@ def test_ict_on_squad_dev(tmp_path):
     print(f"ICT on squad-dev: {len(qrels)} pairs of {human} human in {seconds:.2f} s")
 
 
+@pytest.mark.slow
 def test_annotate_ict_cli_registers_in_the_store(synthetic, tmp_path):
     store_path = tmp_path / "store.duckdb"
     out = tmp_path / "cli-ict"

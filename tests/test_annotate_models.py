@@ -160,6 +160,7 @@ def test_local_llm_uses_the_chat_template_when_there_is_one(gpt2_folder, tmp_pat
     assert chat.render("hi there") == "hi there"
 
 
+@pytest.mark.slow
 def test_annotate_doc2query_cli(dataset, tmp_path, t5_folder):
     out = tmp_path / "cli"
     result = subprocess.run(

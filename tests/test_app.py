@@ -241,6 +241,7 @@ def test_presets_need_no_data():
     assert_clean(at)
 
 
+@pytest.mark.slow
 def test_the_python_export_evaluates_the_law():
     law = preset("paper-joint")
     printed = subprocess.run([sys.executable, "-c", law_snippet(law)], capture_output=True, text=True, check=True)

@@ -1,12 +1,15 @@
 """The Budget planner priced on the user's own device: the store's runs give the
 throughput, every compute spend is shown in device hours too (issue 23 item 3)."""
 
+import pytest
+
 from helpers import tiny_config
 from store import Store
 from test_app import assert_clean, open_page
 from test_data import write_synthetic
 
 
+@pytest.mark.slow
 def test_the_planner_prices_compute_on_the_device_of_the_stores_runs(tmp_path, one_torch_thread):
     from engine.budget import store_hardware
     from engine.train import train

@@ -23,6 +23,8 @@ from store import Store
 from store.demo import DEMO_FILE, read_demo, remove_demo
 from test_app import seeded_rows
 
+pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_COPIES = ROOT / "test-output"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
+
 from test_browser_app import app_url, browser, open_page, page  # noqa: F401 (fixtures; skips without Chromium)
+
+pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 
 
 def download(page, label: str, target):

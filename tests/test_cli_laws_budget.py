@@ -1,18 +1,18 @@
-"""The machine-readable contracts of `laws fit` and `budget`, run as a user would."""
+"""The machine-readable contracts of `laws fit` and `budget`, as a user runs them (in
+this process: tests/in_process.py)."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from engine.cli import main
 from engine.laws import LawFit, preset
-from tests.conftest import ROOT
+from tests.in_process import run_main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True)
+    return run_main(main, *args)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def imported_by(*args: str) -> tuple[str, list[str]]:
     return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [("budget", "--help"), ("budget", "--budget", "20000", "--json"),
                                   ("laws", "presets", "--json")])
 def test_budget_and_laws_import_no_torch(args):
@@ -42,6 +43,7 @@ def test_budget_and_laws_import_no_torch(args):
     assert not other_commands & set(modules)
 
 
+@pytest.mark.slow
 def test_help_lists_every_command_without_importing_them():
     stdout, modules = imported_by("--help")
     for name, (_, help_text) in cli.COMMANDS.items():

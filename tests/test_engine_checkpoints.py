@@ -42,12 +42,14 @@ def interrupted_run(tmp_path):
     return config
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_safetensors_and_json_only(interrupted_run):
     checkpoint = latest_checkpoint(runs_dir() / "crafted")
     assert checkpoint.name == "step-00000010"
     assert {p.suffix for p in checkpoint.iterdir()} == {".safetensors", ".json"}
 
 
+@pytest.mark.slow
 def test_pickle_files_in_a_checkpoint_are_never_loaded(interrupted_run, tmp_path):
     marker = tmp_path / "code-ran"
     checkpoint = latest_checkpoint(runs_dir() / "crafted")
@@ -58,6 +60,7 @@ def test_pickle_files_in_a_checkpoint_are_never_loaded(interrupted_run, tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_pickle_in_place_of_the_weights_is_refused(interrupted_run, tmp_path):
     marker = tmp_path / "code-ran"
     checkpoint = latest_checkpoint(runs_dir() / "crafted")
@@ -70,6 +73,7 @@ def test_a_pickle_in_place_of_the_weights_is_refused(interrupted_run, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_the_pickled_layout_is_refused(interrupted_run, tmp_path):
     marker = tmp_path / "code-ran"
     checkpoint = latest_checkpoint(runs_dir() / "crafted")
@@ -81,6 +85,7 @@ def test_a_checkpoint_of_the_pickled_layout_is_refused(interrupted_run, tmp_path
     assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 10
 
 
+@pytest.mark.slow
 def test_two_processes_save_and_resume(tmp_path):
     """torchrun, 2 CPU processes (gloo): each writes its own generator file, and a run
     stopped after its checkpoint resumes from it."""
@@ -95,6 +100,7 @@ def test_two_processes_save_and_resume(tmp_path):
     assert json.loads(resumed.stdout)["resumed_from_step"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, text", [("scheduler.json", "[1, 2]"), ("trainer_state.json", "[1]"),
                                         ("optimizer.json", "[1]"), ("scheduler.json", "[" * 100_000)])
 def test_a_checkpoint_json_of_the_wrong_shape_is_refused(interrupted_run, name, text):
@@ -104,6 +110,7 @@ def test_a_checkpoint_json_of_the_wrong_shape_is_refused(interrupted_run, name, 
         train(interrupted_run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, problem", [({"stepz": 3}, "has 'stepz', which TrainerState has not"),
                                              ({"step": "10"}, "has step = '10', not of its type int"),
                                              ({"curve": [3]}, "has curve = \\[3\\], not of its type list\\[dict\\]")])

@@ -46,6 +46,7 @@ def sweep_runs(tmp_path, extra="checkpoint_every = 10"):
     return load_sweep(path).runs
 
 
+@pytest.mark.slow
 def test_config_module_does_not_import_torch():
     code = "import sys, engine.config; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)

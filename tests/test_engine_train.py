@@ -35,6 +35,7 @@ def synthetic(tmp_path):
     return write_synthetic(tmp_path / "syn")
 
 
+@pytest.mark.slow
 def test_train_evaluate_store(synthetic, tmp_path):
     store = Store(tmp_path / "results.duckdb")
     result = train(tiny_config(synthetic, run_id="tiny", eval_at_start=True), store=store)
@@ -63,6 +64,7 @@ def test_train_evaluate_store(synthetic, tmp_path):
     assert model.projection_dim == 768
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
     """A run stopped after its step-20 checkpoint and started again ends where an
     uninterrupted run with the same seed ends."""
@@ -137,6 +139,7 @@ def test_bad_configs_are_input_errors(synthetic):
         TrainConfig.from_dict({"dataset": "x", "stepz": 3})
 
 
+@pytest.mark.slow
 def test_pseudo_annotations_train_like_human(synthetic, tmp_path):
     """A generated set (own corpus, ids of the main corpus) trains; evaluation stays
     on the main data set's human test split."""
@@ -165,6 +168,7 @@ def _engine(*args, timeout=300):
     return out.stdout
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate_json_contracts(synthetic, tmp_path):
     db = str(tmp_path / "results.duckdb")
     stdout = _engine("train", "--dataset", str(synthetic), "--model", "scratch-L1-H32", "--train-pairs", "100",
@@ -183,6 +187,7 @@ def test_cli_train_and_evaluate_json_contracts(synthetic, tmp_path):
     assert recorded["source"] == "evaluate" and recorded["train_pairs"] == 100
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "squad-dev").exists(), reason="../shared/data/squad-dev not present")
 def test_squad_dev_small_scratch_model_learns():
     """A small from-scratch model, a few hundred steps on squad-dev: contrastive
@@ -203,6 +208,7 @@ def test_squad_dev_small_scratch_model_learns():
     assert result.final_metrics["mrr@10"] > 0.01  # a random ranking: about 0.0015
 
 
+@pytest.mark.slow
 def test_cli_config_file_with_flags_laid_over(synthetic, tmp_path):
     """`--config FILE` (what sweeps pass) with flags overriding its values."""
     from engine.cli import build_parser
@@ -266,6 +272,7 @@ def two_process_train(dataset, run_id: str, *, steps: int, negatives: int, check
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_gradient(tmp_path):
     """Negatives gathered across processes: the loss and the gradient of a 2-process
     step (torchrun, gloo on the CPU) equal those of one process holding both halves."""
@@ -282,6 +289,7 @@ def test_two_processes_give_the_single_process_gradient(tmp_path):
     assert np.allclose(two["grad"], one["grad"], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_a_run_id_keeps_its_measurement(synthetic, tmp_path, monkeypatch):
     """Reusing a run id with other settings is refused, naming them; rerunning a
     completed run reports it done without training (run options may change)."""
@@ -300,6 +308,7 @@ def test_a_run_id_keeps_its_measurement(synthetic, tmp_path, monkeypatch):
     assert store.run("fixed")["status"] == "completed" and store.points("fixed")["step"].tolist() == [0, 1, 3, 6]
 
 
+@pytest.mark.slow
 def test_the_step_syncs_only_to_log_and_progress_carries_mfu(synthetic, monkeypatch):
     """nanoGPT's habits: no `.item()` inside an optimizer step (a GPU would wait on each),
     the loss read only when it is logged; MFU against the measured matmul peak in the

@@ -101,6 +101,7 @@ def test_a_held_out_pool_changes_the_measurement_digest_the_default_does_not():
         EvalConfig(held_out_negatives=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SQUAD.is_dir(), reason="../shared/data/squad-dev is absent")
 def test_a_squad_dev_run_reports_a_pool_with_no_training_positive(tmp_path, one_torch_thread):
     from store import Store

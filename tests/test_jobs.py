@@ -45,6 +45,7 @@ def write_progress(run_id: str, **fields) -> None:
 
 # --- processes and studies --------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_process_logs_to_its_file_in_a_session_of_its_own(tmp_path):
     log = tmp_path / "logs" / "job.log"
     process = jobs.start_process([sys.executable, "-c", "import os; print('pgid', os.getpgid(0))"], log)
@@ -59,6 +60,7 @@ def test_a_study_states(tmp_path, code, cancelled, state):
     assert jobs.Job("s", tmp_path / "s.toml", tmp_path / "s.log", FakeProcess(code), cancelled).state == state
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_whole_process_group_and_reads_cancelled(tmp_path):
     # the study starts a child in its own group, as a sweep starts its training runs
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
@@ -138,6 +140,7 @@ def test_a_run_on_another_host_is_interrupted_when_its_heartbeat_stops():
     assert jobs.run_state(fresh, now) == "running" and jobs.run_state(stale, now) == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_reads_as_interrupted_in_the_store_listing(tmp_path):
     dataset = write_synthetic(tmp_path / "syn", n_passages=80, n_train=60, n_test=10)
     command = [sys.executable, "-m", "engine", "train", "--dataset", str(dataset), "--model", "scratch-L1-H32",
@@ -221,6 +224,7 @@ def test_the_form_refuses_counts_that_are_no_whole_number(sizes):
         jobs.parse_counts(sizes, "data size", ("all",), 1)
 
 
+@pytest.mark.slow
 def test_writing_and_reading_a_sweep_imports_no_torch(tmp_path):
     """The Runs page builds sweep files in the app's server process: no torch there."""
     script = ("import sys, pathlib; from engine.sweep import load_sweep, sweep_from_spec; from tests.test_jobs import "

@@ -2,15 +2,12 @@
 and against counting the parameters of the built model."""
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
 from engine.ladder import (
     LADDER, MEBI, _named_parameter_sizes, ladder_model, non_embedding_params, strict_non_embedding_params,
 )
-from engine.paths import PROJECT_ROOT
 
 BERT = [m for m in LADDER.values() if m.family == "bert"]
 
@@ -63,8 +60,10 @@ def test_ernie_series_and_scratch_ladder():
 
 
 def test_models_json_contract():
-    out = subprocess.run([sys.executable, "-m", "engine", "models", "--json"], cwd=PROJECT_ROOT,
-                         capture_output=True, text=True, timeout=120)
+    from engine.cli import main
+    from tests.in_process import run_main
+
+    out = run_main(main, "models", "--json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == len(LADDER)

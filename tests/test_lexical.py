@@ -59,6 +59,7 @@ def test_the_store_keeps_one_reference_per_data_set_protocol_and_method(tmp_path
         store.add_reference(dataset="syn", eval_fingerprint=None, method="bm25", metrics={})
 
 
+@pytest.mark.slow
 def test_references_are_measured_once_per_protocol_of_the_stores_runs_and_travel_with_the_demo(
         tmp_path, one_torch_thread):
     from engine.lexical import measure_references

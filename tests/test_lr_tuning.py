@@ -119,6 +119,7 @@ def test_chosen_rates_names_a_model_whose_rates_have_no_trained_entropy():
         chosen_rates(table)
 
 
+@pytest.mark.slow
 def test_cli_tune_lr_refuses_a_sweep_without_an_lr_axis(tmp_path):
     path = write(tmp_path, grid="")
     out = subprocess.run([sys.executable, "-m", "engine", "tune-lr", str(path), "--store", str(tmp_path / "s.duckdb")],

@@ -46,6 +46,7 @@ SHOW = "from engine.progress import CommandProgress\nwith CommandProgress('x', t
        "    [p.advance() for _ in range(4)]\n"
 
 
+@pytest.mark.slow
 def test_bar_on_a_terminal_only():
     piped = subprocess.run([sys.executable, "-c", SHOW], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == "" and piped.stdout == ""
@@ -93,6 +94,7 @@ def test_tracker_import_reports_runs_done(tmp_path):
     assert (state["done"], state["total"], state["status"], state["detail"]) == (2, 2, "completed", "small")
 
 
+@pytest.mark.slow
 def test_evaluate_reports_texts_encoded(tmp_path):
     from engine.evaluate import evaluate_checkpoint
     from engine.paths import runs_dir

@@ -72,6 +72,7 @@ def test_the_fingerprint_comes_from_the_config_and_the_pairs_evaluated():
     assert protocol.protocol_id(more) != protocol.protocol_id(fingerprint)
 
 
+@pytest.mark.slow
 def test_training_records_its_fingerprint_in_the_store(tmp_path):
     from test_data import write_synthetic
     from engine.train import train

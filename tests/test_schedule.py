@@ -72,6 +72,7 @@ def test_the_recipe_is_part_of_the_measurement_and_its_defaults_keep_old_digests
         assert replace(base, **change).measurement_digest() != base.measurement_digest(), change
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_early_says_so_and_decays_to_its_real_end(tmp_path, one_torch_thread):
     """A learning rate so high the model is best early: patience runs out, the decay
     begins, the run ends a decay share later and says where it stopped."""

@@ -47,6 +47,7 @@ def synthetic(tmp_path):
     return write_synthetic(tmp_path / "syn", n_passages=60, n_train=40, n_test=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_id", ["../x", "ABSOLUTE"])
 def test_cli_train_refuses_run_ids_outside_the_runs_folder(tmp_path, synthetic, run_id):
     """Before: `--run-id ../x` trained into runs/../x and `--run-id /abs/path` into
@@ -72,6 +73,7 @@ def _sweep_file(folder: Path, dataset: Path, name: str, annotation: str = "human
     return path
 
 
+@pytest.mark.slow
 def test_sweep_name_that_climbs_out_is_refused(tmp_path, synthetic):
     """Before: the runs of `name = "../../escaped"` got ids "../../escaped-..." and their
     folders (config, log, checkpoints) were made two levels above runs/."""
@@ -86,6 +88,7 @@ def test_sweep_name_that_climbs_out_is_refused(tmp_path, synthetic):
     assert _files_under(tmp_path) - before == set()
 
 
+@pytest.mark.slow
 def test_sweep_annotation_type_that_climbs_out_is_refused(tmp_path, synthetic):
     """A generated annotation type is part of every run id of the sweep (the Runs page
     writes its TYPE = FOLDER lines into the sweep file)."""
@@ -208,6 +211,7 @@ def test_the_app_listens_on_loopback_only_by_default():
     assert ipaddress.ip_address(config["server"]["address"]).is_loopback
 
 
+@pytest.mark.slow
 def test_streamlit_reads_the_address_from_the_project_config(tmp_path):
     """The key is one the installed Streamlit knows, and it takes it from the file."""
     done = subprocess.run([sys.executable, "-c", "from streamlit import config; config.get_config_options(); "

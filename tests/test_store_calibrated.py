@@ -113,6 +113,7 @@ def test_training_tracks_the_best_of_each_metric_apart():
                            "wall_time_s": 1.0}).best_calibrated_entropy is None  # an older checkpoint's state
 
 
+@pytest.mark.slow
 def test_a_training_run_stores_both_at_every_evaluation(tmp_path, capsys):
     from engine.cli import main
     from engine.paths import runs_dir

@@ -1,21 +1,16 @@
-"""`python -m store` as a user runs it: info, import with rejected lines, export, errors."""
+"""`python -m store` as a user runs it (in this process: tests/in_process.py): info,
+import with rejected lines, export, errors."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from store.__main__ import main
+from tests.in_process import run_main
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "store", *map(str, args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_main(main, *args)
 
 
 def test_import_info_export_round_trip(tmp_path):

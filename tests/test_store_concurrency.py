@@ -70,6 +70,8 @@ while True:
 
 HOLDER = """
 import sys, time, duckdb
+
+pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 con = duckdb.connect(sys.argv[1])
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -160,6 +160,7 @@ def _raise_after_quarantine(con, chunks, directory):
     raise RuntimeError("killed before COMMIT")
 
 
+@pytest.mark.slow
 def test_store_info_cli_counts_quarantined_records_and_warns_on_stderr(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     _good_run(store)
@@ -195,6 +196,7 @@ def _fingerprint(store: Store) -> dict:
     return {path: path.read_bytes() for path in files if path.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["store", "wal", "spool", "inside spool", "store via symlink"])
 def test_store_export_refuses_to_overwrite_the_store(tmp_path, target):
     """Before: `--out` naming the store file replaced the database with a CSV, exit 0."""
@@ -213,6 +215,7 @@ def test_store_export_refuses_to_overwrite_the_store(tmp_path, target):
     assert Store(store.path).info()["counts"]["runs"] == 1 and Store(store.path).info()["counts"]["exports"] == 0
 
 
+@pytest.mark.slow
 def test_store_export_to_an_ordinary_path_still_works(tmp_path):
     store = _seeded_store(tmp_path)
     done = _store_cli("export", "--what", "runs", "--format", "csv", "--out", tmp_path / "runs.csv",
@@ -221,6 +224,7 @@ def test_store_export_to_an_ordinary_path_still_works(tmp_path):
     assert (tmp_path / "runs.csv").read_text().count("\n") == 2
 
 
+@pytest.mark.slow
 def test_demo_write_refuses_the_store_and_its_meta_file(tmp_path):
     store = _seeded_store(tmp_path)
     meta = tmp_path / "meta.json"
@@ -231,6 +235,7 @@ def test_demo_write_refuses_the_store_and_its_meta_file(tmp_path):
     assert meta.read_text() == '{"title": "t"}' and Store(store.path).info()["counts"]["runs"] == 1
 
 
+@pytest.mark.slow
 def test_laws_fit_refuses_to_overwrite_its_csv_before_fitting(tmp_path):
     """Before: `laws fit --out` onto its own `--csv` replaced the data with the fit."""
     csv = tmp_path / "points.csv"
@@ -247,6 +252,7 @@ def test_laws_fit_refuses_to_overwrite_its_csv_before_fitting(tmp_path):
     assert time.monotonic() - started < 60  # refused before 100,000 bootstrap refits
 
 
+@pytest.mark.slow
 def test_laws_fit_refuses_to_overwrite_the_store(tmp_path):
     store = _seeded_store(tmp_path)
     csv = tmp_path / "points.csv"
@@ -281,6 +287,7 @@ BAD_DEMO_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(BAD_DEMO_FILES))
 def test_demo_load_of_a_bad_file_keeps_the_loaded_demo(tmp_path, kind):
     """Before: the old demo rows were deleted first, then the new file failed its check
@@ -322,6 +329,7 @@ def test_demo_load_replaces_the_old_demo_in_one_transaction(tmp_path, monkeypatc
     assert len(store.runs()) == 3 and set(store.runs()["source"]) == {"demo"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meta_text", [None, "{", "[1]"])
 def test_demo_write_with_an_unreadable_meta_file_is_one_error_line(tmp_path, meta_text):
     store = _seeded_store(tmp_path)

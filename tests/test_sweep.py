@@ -65,6 +65,7 @@ def test_shards_cover_the_sweep_exactly_once(tmp_path, dataset):
     assert sorted(r.run_id for r in zero + one) == sorted(r.run_id for r in runs)
 
 
+@pytest.mark.slow
 def test_dry_run_lists_runs_with_estimates(tmp_path, dataset):
     path = write_sweep(tmp_path, dataset)
     result = subprocess.run([sys.executable, "-m", "engine", "sweep", str(path), "--dry-run", "--shard", "1/2"],
@@ -101,6 +102,7 @@ def sweep_process(path, store_path):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_completes_every_run_once(tmp_path):
     dataset = write_synthetic(tmp_path / "syn")
     path = write_sweep(tmp_path, dataset, models=('"scratch-L1-H32"', '"scratch-L2-H32"'))

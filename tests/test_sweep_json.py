@@ -4,11 +4,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from engine.sweep import load_sweep
 from store import Store
 from test_data import write_synthetic
 from test_sweep import write_sweep
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 
 
 def sweep_json(*argv):

@@ -59,6 +59,7 @@ def emit(path, *argv):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_array_script_runs_every_shard_once_through_stub_slurm(tmp_path, stub_slurm):
     path = tiny_sweep(tmp_path / "my sweeps $HOME 'q' `x`")
     shared = tmp_path / "shared"
@@ -113,6 +114,7 @@ def test_bad_slurm_options_are_refused(tmp_path, change, message):
         render_sbatch("t", 2, SlurmOptions(**values), ShardCommand(sweep_file=tmp_path / "x.toml"))
 
 
+@pytest.mark.slow
 def test_emit_without_shared_dir_is_one_line_error(tmp_path):
     result = emit(tiny_sweep(tmp_path / "s"))
     assert result.returncode == 2 and "--shared-dir" in result.stderr and "Traceback" not in result.stderr

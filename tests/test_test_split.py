@@ -41,6 +41,7 @@ def test_the_flag_reaches_the_evaluation_protocol_and_the_measurement():
     assert plain.measurement_digest() == "95be5cf4"
 
 
+@pytest.mark.slow
 def test_training_refuses_two_candidates_and_records_the_split_it_used(dev_and_test):
     config = TrainConfig(
         dataset=str(dev_and_test), model="scratch-L1-H32", tokenizer_vocab_size=400, steps=4, batch_size=8,

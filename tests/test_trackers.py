@@ -165,6 +165,7 @@ def store_cli(*argv):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_dry_run_then_import_then_reimport(tmp_path):
     source = write_tensorboard(tmp_path / "tb")
     db = tmp_path / "s.duckdb"

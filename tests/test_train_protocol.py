@@ -26,6 +26,7 @@ def tiny_config(dataset, **changes) -> TrainConfig:
         "eval": EvalConfig(repeats=2, ranking="never", negatives=32), **changes})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU computes no bf16")
 def test_a_bf16_run_evaluates_as_engine_evaluate_does(tmp_path):
     """A bf16 run's training-time evaluation and `engine evaluate` of its saved weights
@@ -59,6 +60,7 @@ def _batches(dataset, cfg, processes=1, rank=0):
     return cfg, TrainingBatches(prepare(cfg), cfg, process_index=rank, num_processes=processes)
 
 
+@pytest.mark.slow
 def test_training_batches_do_not_depend_on_the_test_labels(tmp_path):
     """Two copies of a data set, their test qrels different: the training batches are
     the same (negatives exclude the batch's own positives, never test positives)."""
@@ -73,6 +75,7 @@ def test_training_batches_do_not_depend_on_the_test_labels(tmp_path):
         assert all(torch.equal(one[k], two[k]) for k in one), f"step {step}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 3])
 def test_processes_draw_exactly_k_negatives_together(tmp_path, processes):
     """k = 16 over P processes: each holds ceil(k / P) rows, padding masked; together
@@ -100,6 +103,7 @@ def test_padding_rows_are_no_candidate():
     assert mask.tolist() == [[False, False, False, True], [False, False, False, True]]
 
 
+@pytest.mark.slow
 def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
     from types import SimpleNamespace
 
@@ -118,6 +122,7 @@ def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
             prepared.n_params, config.num_hidden_layers, config.hidden_size, [(16, 16), (16 + share, 32)])
 
 
+@pytest.mark.slow
 def test_two_processes_train_with_an_odd_k(tmp_path):
     """torchrun, 2 CPU processes, k = 15: blocks of 8 rows, one padded, gathered and trained."""
     out = two_process_train(write_synthetic(tmp_path / "syn"), "odd", steps=2, negatives=15, checkpoint_every=0)
@@ -156,6 +161,7 @@ def test_the_schedule_is_step_0_log_spaced_and_every_eval_every():
     assert sorted(evaluation_steps(TrainConfig(dataset="x", eval_every=1000), 10)) == [0, 1, 2, 5, 10]
 
 
+@pytest.mark.slow
 def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
     """An early overfitter: the learning rate so high the model is best early. The
     weights of the best evaluation are in runs/<id>/best (safetensors), best.json names
