@@ -12,21 +12,27 @@ on log L (relative errors, robust to one bad run), the one-variable laws by
 variable projection (the linear part solved exactly for each exponent, so a fit is
 deterministic), the joint law from a grid of starting points, all with tolerances
 tight enough to reach the optimum. Uncertainty comes from a bootstrap that
-resamples whole configurations (all rows of one (N, D) pair together).
+resamples whole configurations (all rows of one (N, D) pair together); its refits
+start from the full-data optimum (`_bootstrap` says what that means for the
+intervals).
+
+Beside this module: engine/fit_optimisers.py solves the fits (scipy, and a batched
+Levenberg-Marquardt for the bootstrap), engine/identifiability.py says what a fit's
+points determine and compares the joint forms, engine/fit_files.py reads a saved fit
+back, checked.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from itertools import product
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, minimize_scalar
 
 from engine.errors import InputError
+from engine.fit_optimisers import fit_theta, refit_resamples
 from engine.protocol import check_one_protocol
 
 LAW_KINDS = ("model", "data", "joint", "additive")
@@ -249,7 +255,7 @@ class FitConfig:
 
     def __post_init__(self):
         check_level(self.level)
-        if not _is_number(self.huber_scale) or not np.isfinite(self.huber_scale) or self.huber_scale <= 0:
+        if not is_number(self.huber_scale) or not np.isfinite(self.huber_scale) or self.huber_scale <= 0:
             raise InputError(f"huber_scale must be a positive number (e.g. 0.05, or 1e-3 as Epoch AI's "
                              f"Chinchilla replication), got {self.huber_scale!r}")
         for name in ("bootstrap", "holdout_largest", "seed"):
@@ -262,12 +268,12 @@ class FitConfig:
 
 def check_level(level) -> float:
     """A confidence level strictly between 0 and 1 (0.95 for 95 %), or InputError."""
-    if not _is_number(level) or not 0 < level < 1:
+    if not is_number(level) or not 0 < level < 1:
         raise InputError(f"the confidence level must lie strictly between 0 and 1 (0.95 for 95%), got {level!r}")
     return float(level)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
@@ -354,33 +360,10 @@ class LawFit:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LawFit":
-        """A fit from its JSON form, checked: InputError names the first field that is wrong."""
-        if not isinstance(data, dict):
-            raise InputError("a fit must be a JSON object with law, params and bootstrap")
-        kind = data.get("law")
-        if kind not in LAW_KINDS:
-            raise InputError(f"field 'law' must be one of {', '.join(LAW_KINDS)}, got {kind!r}")
-        params = _checked_params(kind, data.get("params"))
-        config = data.get("config", {})
-        if not isinstance(config, dict) or set(config) - set(FitConfig.__dataclass_fields__):
-            raise InputError(f"field 'config' must be an object with keys among "
-                             f"{', '.join(FitConfig.__dataclass_fields__)}")
-        r2 = data.get("r2", float("nan"))
-        r2 = float("nan") if r2 is None else r2
-        if not _is_number(r2):
-            raise InputError(f"field 'r2' must be a number, got {r2!r}")
-        return cls(
-            law=ScalingLaw(kind, params),
-            r2=float(r2),
-            intervals=_checked_intervals(data.get("intervals", {})),
-            bootstrap_params=_checked_matrix(data.get("bootstrap", []), "bootstrap", len(PARAM_NAMES[kind])),
-            log_residuals=_checked_matrix(data.get("log_residuals", [0.0]), "log_residuals", None),
-            points=_checked_points(data.get("points", []), kind),
-            config=FitConfig(**config),
-        )
+        """A fit from its JSON form, checked (engine/fit_files.py): InputError names the first field that is wrong."""
+        from engine.fit_files import fit_from_dict
 
-
-JSON_INFINITY = {"inf": np.inf, "-inf": -np.inf}   # JSON has no infinity: a fit writes it as these strings
+        return fit_from_dict(data)
 
 
 def json_numbers(values):
@@ -391,59 +374,6 @@ def json_numbers(values):
     out = array.astype(object)
     out[np.isposinf(array)], out[np.isneginf(array)], out[np.isnan(array)] = "inf", "-inf", None
     return out.tolist()
-
-
-def _checked_params(kind: str, params) -> dict[str, float]:
-    names = PARAM_NAMES[kind]
-    if not isinstance(params, dict) or set(params) != set(names):
-        raise InputError(f"field 'params' of a {kind} law must be an object with exactly {', '.join(names)}")
-    for name, value in params.items():
-        if not _is_number(value) or not np.isfinite(value):
-            raise InputError(f"parameter {name} must be a finite number, got {value!r}")
-        if name in POSITIVE_PARAMS and value <= 0:
-            raise InputError(f"parameter {name} must be > 0 (a law with {name} = {value:g} is not a power law)")
-        if value < 0:
-            raise InputError(f"parameter {name} must be >= 0, got {value:g}")
-    return {name: float(params[name]) for name in names}
-
-
-def _checked_points(points, kind: str) -> pd.DataFrame:
-    """The fitted points of a saved fit: a list of objects whose sizes (those the law
-    uses) and loss are positive numbers."""
-    if not isinstance(points, list) or not all(isinstance(row, dict) for row in points):
-        raise InputError("field 'points' must be a list of objects with n, d and loss")
-    frame = pd.DataFrame(points)
-    used = {"model": ("n", "loss"), "data": ("d", "loss")}.get(kind, ("n", "d", "loss"))
-    for column in used:
-        if column in frame and not all(_is_number(v) and np.isfinite(v) and v > 0 for v in frame[column]):
-            raise InputError(f"field 'points': every {column} must be a positive number")
-    return frame
-
-
-def _checked_intervals(intervals) -> dict[str, tuple[float, float]]:
-    if not isinstance(intervals, dict):
-        raise InputError("field 'intervals' must be an object of [low, high] pairs")
-    for name, pair in intervals.items():
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(
-                _is_number(v) or v is None or v in JSON_INFINITY for v in pair):
-            raise InputError(f"interval of {name} must be a [low, high] pair of numbers, got {pair!r}")
-    return {name: tuple(float("nan") if v is None else float(v) for v in pair) for name, pair in intervals.items()}
-
-
-def _checked_matrix(values, name: str, columns: int | None) -> np.ndarray:
-    """A list of numbers (columns None) or of rows of `columns` numbers, without NaN."""
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"field {name!r} must hold numbers only ({err})") from err
-    shape_ok = array.ndim == 1 if columns is None else (
-        array.size == 0 or (array.ndim == 2 and array.shape[1] == columns))
-    if not shape_ok:
-        what = "a list of numbers" if columns is None else f"a list of rows of {columns} numbers"
-        raise InputError(f"field {name!r} must be {what}; got shape {array.shape}")
-    if np.isnan(array).any():
-        raise InputError(f"field {name!r} contains NaN")
-    return array.reshape(-1, columns) if columns else array
 
 
 def load_law(spec: str) -> LawFit | ScalingLaw:
@@ -469,7 +399,7 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
     points["role"] = _roles(points, kind, config.holdout_largest, config.holdout_axis)
     train = validate_points(points[points["role"] == "fit"], kind)
     x, loss = _design(train, kind), train["loss"].to_numpy()
-    theta = _fit_theta(kind, x, loss, config.huber_scale)
+    theta = fit_theta(kind, x, loss, config.huber_scale)
     law = ScalingLaw(kind, _natural(kind, theta))
     predicted = law.predict(points.get("n"), points.get("d"))
     points["predicted"] = predicted
@@ -483,176 +413,6 @@ def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),
                                     points["d"] if law.uses_d else None)
         points["pi_lo"], points["pi_hi"] = band["pi_lo"], band["pi_hi"]
     return fit
-
-
-# --- what a fit's points determine --------------------------------------------------
-
-DETERMINED_DECADES = {"scale": 1.0, "exponent": 0.3, "floor": 0.3}  # widest interval (decades) still "determined"
-MIN_REFITS_KEPT, MIN_REFITS_SHARE = 10, 0.5   # fewer refits kept (or under half those asked for): nothing determined
-STRONG_CORRELATION = 0.9        # |rank correlation| of two parameters over the bootstrap: they trade off
-FLOOR_PARAMS = ("delta", "E")
-
-
-def _role(name: str) -> str:
-    return "floor" if name in FLOOR_PARAMS else "exponent" if name in ("alpha", "beta") else "scale"
-
-
-@dataclass
-class Identifiability:
-    """Which parameters a fit's points pin down, read from its bootstrap."""
-
-    decades: dict[str, float]             # log10(high / low) of each interval; inf if low <= 0
-    determined: list[str]
-    undetermined: list[str]
-    at_bound: dict[str, str]              # parameter -> the bound its estimate sits on
-    correlated: list[tuple[str, str, float]]   # pairs with |Spearman rho| >= STRONG_CORRELATION
-    support: dict[str, tuple[float, float]]
-    bootstrap: tuple[int, int] = (0, 0)   # refits kept (finite), refits asked for
-
-    @property
-    def too_few_refits(self) -> bool:
-        """Whether the bootstrap kept too few refits to tell anything (MIN_REFITS_KEPT)."""
-        kept, wanted = self.bootstrap
-        return kept < max(MIN_REFITS_KEPT, MIN_REFITS_SHARE * wanted)
-
-    def sentence(self) -> str:
-        """What the Fit page and the report say instead of raw coefficients."""
-        from engine.numbers import format_count
-
-        ranges = [f"{axis.upper()} in [{format_count(lo)}, {format_count(hi)}]"
-                  for axis, (lo, hi) in self.support.items()]
-        if self.too_few_refits:
-            kept, wanted = self.bootstrap
-            return (f"These points do not determine the curve{' for ' + ' and '.join(ranges) if ranges else ''}: "
-                    f"only {kept} of {wanted} bootstrap refits could be made (a resample with too few distinct "
-                    f"sizes cannot be fitted, an overflowing refit is dropped), so no parameter is determined; "
-                    "add runs at other sizes.")
-        parts = [f"These points determine the curve for {' and '.join(ranges)}" if ranges else
-                 "This fit keeps no points, so its range is unknown"]
-        if self.determined:
-            parts.append(f"{_join(self.determined)} {'is' if len(self.determined) == 1 else 'are'} determined")
-        if self.undetermined:
-            spans = ", ".join("unbounded" if not np.isfinite(self.decades[p]) else f"{self.decades[p]:.2g}"
-                              for p in self.undetermined)
-            parts.append(f"{_join(self.undetermined)} {'is' if len(self.undetermined) == 1 else 'are'} not "
-                         f"determined (interval widths in decades: {spans})")
-        sentence = "; ".join(parts) + "."
-        if self.at_bound:
-            sentence += " " + "; ".join(f"{p} sits at its bound {b}" for p, b in self.at_bound.items()) + "."
-        if self.correlated:
-            sentence += " " + "; ".join(
-                f"{a} and {b} move together (rank correlation {rho:+.2f})"
-                + (", so only their combination is measured" if {a, b} & set(self.undetermined) else "")
-                for a, b, rho in self.correlated) + "."
-        return sentence
-
-    def to_dict(self) -> dict:
-        return {"decades": {p: json_numbers(width) for p, width in self.decades.items()}, "determined": self.determined, "undetermined": self.undetermined,
-                "at_bound": self.at_bound, "correlated": [list(c) for c in self.correlated],
-                "bootstrap_kept": self.bootstrap[0], "bootstrap_asked": self.bootstrap[1],
-                "sentence": self.sentence()}
-
-
-def _join(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def identifiability(fit: LawFit) -> Identifiability:
-    """Interval width of each parameter in decades (a parameter is determined when it is
-    within DETERMINED_DECADES for its role), estimates sitting on a fitting bound, and
-    parameter pairs whose bootstrap draws move together (scales compared in log)."""
-    names = PARAM_NAMES[fit.law.kind]
-    diverged = dict(zip(names, ~np.isfinite(fit.bootstrap_params).all(axis=0)))   # some refit ran to infinity
-    decades = {}
-    for name in names:
-        lo, hi = fit.intervals.get(name, (np.nan, np.nan))
-        decades[name] = float(np.log10(hi / lo)) if lo > 0 and hi > 0 and not diverged[name] else float("inf")
-    facts = Identifiability(decades, [], list(names), _at_bounds(fit), _correlated_pairs(fit), fit.support,
-                            (fit.bootstrap_kept, fit.config.bootstrap))
-    if facts.too_few_refits:   # intervals over a handful of refits (or none) say nothing
-        return facts
-    known = [p for p in names if p in fit.intervals]
-    facts.determined = [p for p in known if decades[p] <= DETERMINED_DECADES[_role(p)]]
-    facts.undetermined = [p for p in known if p not in facts.determined]
-    return facts
-
-
-def _at_bounds(fit: LawFit) -> dict[str, str]:
-    params = fit.law.params
-    fitted = fit.points[fit.points["role"] == "fit"] if "role" in fit.points else fit.points
-    ceiling = float(fitted["loss"].max()) if "loss" in fitted and len(fitted) else np.inf
-    out = {}
-    for name, value in params.items():
-        if _role(name) == "exponent":
-            for bound in (*EXPONENT_BOUNDS, 1e-2 if name == "beta" and fit.law.kind == "joint" else None):
-                if bound is not None and abs(value - bound) <= 1e-6 * bound:
-                    out[name] = f"{bound:g}"
-        elif _role(name) == "floor":
-            if value <= 1e-9 * ceiling:
-                out[name] = "0 (no floor)"
-            elif value >= ceiling * (1 - 1e-9):
-                out[name] = f"{ceiling:.4g} (the largest loss fitted)"
-    return out
-
-
-def _correlated_pairs(fit: LawFit) -> list[tuple[str, str, float]]:
-    boot = np.asarray(fit.bootstrap_params, dtype=float)
-    if len(boot) < 10:
-        return []
-    names = PARAM_NAMES[fit.law.kind]
-    with np.errstate(divide="ignore"):
-        values = np.column_stack([np.log(boot[:, i]) if _role(n) == "scale" else boot[:, i]
-                                  for i, n in enumerate(names)])
-    ranks = pd.DataFrame(values, columns=names).rank()          # Spearman: Pearson on ranks
-    rho = ranks.corr().to_numpy()
-    return [(names[i], names[j], float(rho[i, j])) for i in range(len(names)) for j in range(i + 1, len(names))
-            if np.isfinite(rho[i, j]) and abs(rho[i, j]) >= STRONG_CORRELATION]
-
-
-@dataclass
-class LawComparison:
-    """One functional form fitted to shared points, with what tells forms apart: R²,
-    information criteria on the log residuals (lower is better; a difference below
-    about 2 does not separate two forms) and the error on the largest size along N
-    and along D when the form is fitted without it."""
-
-    fit: LawFit
-    aic: float
-    bic: float
-    log_rmse: float
-    leave_largest_out: dict[str, dict | None]   # "n" / "d" -> points, mean and max |relative error|
-
-    def to_dict(self) -> dict:
-        return {"law": self.fit.law.kind, "equation": LAW_EQUATIONS[self.fit.law.kind],
-                "params": dict(self.fit.law.params), "intervals": {k: list(v) for k, v in self.fit.intervals.items()},
-                "r2": self.fit.r2, "aic": self.aic, "bic": self.bic, "log_rmse": self.log_rmse,
-                "leave_largest_out": self.leave_largest_out}
-
-
-def compare_laws(points: pd.DataFrame, kinds: tuple[str, ...] = JOINT_KINDS,
-                 config: FitConfig = FitConfig(bootstrap=0)) -> list[LawComparison]:
-    """Fit every form in `kinds` to the same points the same way (config) and judge
-    each: AIC = k log(SSR/k) + 2p and BIC = k log(SSR/k) + p log k on the k log
-    residuals of a p-parameter form, and its leave-largest-out error along N and D
-    (None where too few sizes remain to fit without the largest)."""
-    compared = []
-    for kind in kinds:
-        fit = fit_law(points, kind, config)
-        k, p = len(fit.log_residuals), len(PARAM_NAMES[kind])
-        ssr = max(float(np.sum(fit.log_residuals ** 2)), 1e-300)
-        held = {}
-        for axis in ("n", "d"):
-            try:
-                out = fit_law(points, kind, replace(config, bootstrap=0, holdout_largest=1, holdout_axis=axis)).heldout
-            except InputError:
-                held[axis] = None
-                continue
-            held[axis] = {"largest": float(out[axis].max()), "points": len(out),
-                          "mean_abs_error": float(out["rel_error"].abs().mean()),
-                          "max_abs_error": float(out["rel_error"].abs().max())}
-        compared.append(LawComparison(fit, k * np.log(ssr / k) + 2 * p, k * np.log(ssr / k) + p * np.log(k),
-                                      float(np.sqrt(ssr / k)), held))
-    return compared
 
 
 def _roles(points: pd.DataFrame, kind: str, k: int, axis: str = "auto") -> list[str]:
@@ -689,107 +449,22 @@ def _r2(observed: np.ndarray, predicted: np.ndarray) -> float:
     return float(1 - np.sum((observed - predicted) ** 2) / total) if total > 0 else float("nan")
 
 
-# Internal parameterisations, all predicting in log space:
-#   one-variable: theta = (log K, p, delta),  L = exp(p (log K - x)) + delta
-#   joint:        theta = (log A, log B, alpha, beta, delta)
-#   additive:     theta = (log A, log B, alpha, beta, E),  L = exp(log A - alpha x_n) + exp(log B - beta x_d) + E
-EXPONENT_BOUNDS = (1e-3, 5.0)
-
-
-def _bounds(kind, loss) -> tuple[np.ndarray, np.ndarray]:
-    """Box bounds of the internal parameters: exponents in EXPONENT_BOUNDS, the floor in [0, max loss]."""
-    lo_exp, hi_exp = EXPONENT_BOUNDS
-    if kind in JOINT_KINDS:   # Eq. 8 divides by beta: keep it off 0
-        return (np.array([-np.inf, -np.inf, lo_exp, 1e-2 if kind == "joint" else lo_exp, 0.0]),
-                np.array([np.inf, np.inf, hi_exp, hi_exp, loss.max()]))
-    return np.array([-np.inf, lo_exp, 0.0]), np.array([np.inf, hi_exp, loss.max()])
-
-
-def _polish(kind, theta0, x, loss, huber_scale):
-    """Huber on log L from theta0, tolerances tight enough to reach the optimum."""
-    fun = lambda theta, x, log_loss: _residuals_and_jacobian(kind, theta[None], x, log_loss)[0][0]  # noqa: E731
-    jac = lambda theta, x, log_loss: _residuals_and_jacobian(kind, theta[None], x, log_loss)[1][0]  # noqa: E731
-    bounds = _bounds(kind, loss)
-    theta0 = np.clip(theta0, np.array(bounds[0]) + 1e-12, np.array(bounds[1]) - 1e-12)
-    result = least_squares(fun, theta0, jac=jac, bounds=bounds, args=(x, np.log(loss)),
-                           loss="huber", f_scale=huber_scale, x_scale="jac",
-                           xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
-    return result.x, result.cost
-
-
-def _profile(exponents, x, loss):
-    """Variable projection for a one-variable law: for each exponent p, the best
-    (c, delta >= 0) of L = c exp(-p x) + delta in relative least squares, solved
-    exactly (2x2 normal equations, vectorised over exponents).
-    Returns log K, delta and the sum of squared relative errors, each (n_exponents,)."""
-    p = np.atleast_1d(exponents)[:, None]                  # (m, 1)
-    w = 1 / loss                                          # relative errors ~ errors in log L
-    a1 = np.exp(-p * (x - x.min())) * w                   # (m, k), scaled so max(basis) = 1
-    g11, g12, g22 = (a1 * a1).sum(1), (a1 * w).sum(1), (w * w).sum()
-    b1, b2 = a1.sum(1), w.sum()
-    det = g11 * g22 - g12 ** 2
-    c = (b1 * g22 - b2 * g12) / det                       # (m,)
-    delta = (g11 * b2 - g12 * b1) / det
-    no_floor = (delta < 0) | (c <= 0)                     # delta must be >= 0: refit without it
-    c = np.where(no_floor, b1 / g11, c)
-    delta = np.where(no_floor, 0.0, delta)
-    sse = ((a1 * c[:, None] + w * delta[:, None] - 1) ** 2).sum(1)
-    log_k = np.log(np.maximum(c, 1e-300)) / p[:, 0] + x.min()   # c exp(-p (x - x_min)) = exp(p (log K - x))
-    return log_k, delta, sse
-
-
-def _fit_one_variable(x, loss, huber_scale):
-    grid = np.geomspace(0.02, EXPONENT_BOUNDS[1], 120)
-    i = int(np.argmin(_profile(grid, x, loss)[2]))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    best = minimize_scalar(lambda p: _profile(p, x, loss)[2][0], bounds=(lo, hi), method="bounded",
-                           options={"xatol": 1e-10})
-    log_k, delta, _ = _profile(best.x, x, loss)
-    theta, _ = _polish("one-variable", np.array([log_k[0], best.x, delta[0]]), x, loss, huber_scale)
-    return theta
-
-
-def _joint_starts(x, loss):
-    log_n_min, log_d_min = x[:, 0].min(), x[:, 1].min()
-    for alpha, beta, da, db in product((0.3, 0.7), (0.5, 1.0, 2.0), (-4.0, 0.0), (-3.0, 0.0)):
-        yield np.array([log_n_min + da, log_d_min + db, alpha, beta, 0.5 * loss.min()])
-
-
-def _additive_starts(x, loss):
-    """A grid over the exponents and the floor E; each scale set so its term is half of
-    what the floor leaves at the median size."""
-    median_n, median_d = np.median(x[:, 0]), np.median(x[:, 1])
-    for alpha, beta, floor in product((0.1, 0.3, 0.6, 1.0), (0.1, 0.3, 0.6, 1.0), (0.0, 0.5, 0.9)):
-        e = floor * loss.min()
-        half = np.log(max(0.5 * (np.median(loss) - e), 1e-3 * loss.min()))
-        yield np.array([half + alpha * median_n, half + beta * median_d, alpha, beta, e])
-
-
-def _fit_multistart(kind, starts, x, loss, huber_scale):
-    """Every start solved at once by `_batched_huber_lm`, the best finished by `_polish`."""
-    starts = np.array(list(starts))
-    ones = np.ones((len(starts), len(loss)))
-    solved = _batched_huber_lm(kind, starts, x, loss, ones, huber_scale)
-    costs = _huber_cost(_residuals_and_jacobian(kind, solved, x, np.log(loss))[0], ones, huber_scale)
-    return _polish(kind, solved[int(np.nanargmin(costs))], x, loss, huber_scale)[0]
-
-
-def _fit_theta(kind, x, loss, huber_scale):
-    if kind == "joint":
-        return _fit_multistart(kind, _joint_starts(x, loss), x, loss, huber_scale)
-    if kind == "additive":
-        return _fit_multistart(kind, _additive_starts(x, loss), x, loss, huber_scale)
-    return _fit_one_variable(x, loss, huber_scale)
-
-
 def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Refit on configurations resampled with replacement; a configuration is one
     (n, d) pair with all its rows (seeds), so repeated seeds are not counted as
     independent evidence. A resample is a weight per row (how often it was drawn),
-    so all refits share one design and are solved together (`_batched_huber_lm`):
-    joint refits start from the full-data optimum, one-variable refits from each
-    resample's best exponent on a profile grid, as the single fits do.
+    so all refits share one design and are solved together by the batched
+    Levenberg-Marquardt (engine.fit_optimisers.refit_resamples).
+
+    Joint and additive refits start from the full-data optimum `theta` and descend
+    from there; they do not search the grid of starts the full fit searches. Where
+    the loss surface has one basin this finds each resample's own optimum (checked
+    against scipy from the same start, tests/test_laws.py). Where it has several (a
+    flat, weakly determined joint law), a resample whose best lies in another basin
+    stays in this one, so the intervals describe the spread around this optimum and
+    may understate the uncertainty. One-variable refits start from each resample's
+    best exponent on a profile grid over every exponent, as the single fits do.
     `progress(done, total)` goes from 0 to total as refits converge."""
     names = PARAM_NAMES[kind]
     if config.bootstrap <= 0:
@@ -809,11 +484,9 @@ def _bootstrap(kind, train: pd.DataFrame, theta, config: FitConfig,
     weights = weights[[_identifiable(kind, x[w > 0], len(names), int(w.sum())) for w in weights]]
     refits = np.empty((0, len(names)))
     if len(weights):
-        starts = (np.broadcast_to(theta, (len(weights), len(theta))) if kind in JOINT_KINDS
-                  else _profile_starts(x, loss, weights))
         report = None if progress is None else (
             lambda converged: progress(total - len(weights) + converged, total))  # skipped draws count as done
-        refits = _natural_rows(kind, _batched_huber_lm(kind, starts, x, loss, weights, config.huber_scale, report))
+        refits = _natural_rows(kind, refit_resamples(kind, theta, x, loss, weights, config.huber_scale, report))
     if progress is not None:
         progress(total, total)
     return refits
@@ -826,145 +499,6 @@ def _natural_rows(kind: str, theta: np.ndarray) -> np.ndarray:
         for i in SCALE_COLUMNS[kind]:
             out[:, i] = np.exp(out[:, i])
     return out
-
-
-def _profile_starts(x, loss, weights) -> np.ndarray:
-    """Starting theta (B, 3) of one-variable refits: each resample's best exponent on
-    the profile grid, with its exactly solved log K and delta."""
-    grid = np.geomspace(0.02, EXPONENT_BOUNDS[1], 120)
-    chunk = max(1, PROFILE_CELLS // (len(grid) * len(loss)))                   # resamples per (chunk, m, k) block
-    starts = []
-    for first in range(0, len(weights), chunk):
-        log_k, delta, sse = _profile_weighted(grid, x, loss, weights[first:first + chunk])  # each (chunk, m)
-        best = np.argmin(sse, axis=1)
-        rows = np.arange(len(best))
-        starts.append(np.column_stack([log_k[rows, best], grid[best], delta[rows, best]]))
-    return np.concatenate(starts)
-
-
-PROFILE_CELLS = 2_000_000   # floats per (resamples, exponents, points) block of the profile grid: ~16 MB
-
-
-def _profile_weighted(exponents, x, loss, weights):
-    """`_profile` for many weightings of the same points at once: (m,) exponents,
-    (B, k) weights -> log K, delta, weighted SSE, each (B, m)."""
-    p = np.atleast_1d(exponents)[None, :, None]                                 # (1, m, 1)
-    w = (1 / loss)[None, None, :]                                               # (1, 1, k)
-    counts = weights[:, None, :]                                                # (B, 1, k)
-    a1 = np.exp(-p * (x - x.min())) * w                                         # (1, m, k)
-    g11, g12 = (counts * a1 * a1).sum(-1), (counts * a1 * w).sum(-1)            # (B, m)
-    g22 = (counts * w * w).sum(-1)                                              # (B, 1)
-    b1, b2 = (counts * a1).sum(-1), (counts * w).sum(-1)
-    det = g11 * g22 - g12 ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = (b1 * g22 - b2 * g12) / det
-        delta = (g11 * b2 - g12 * b1) / det
-    no_floor = ~(delta >= 0) | ~(c > 0)                                         # delta must be >= 0: refit without it
-    c = np.where(no_floor, b1 / g11, c)
-    delta = np.where(no_floor, 0.0, delta)
-    sse = (counts * (a1 * c[..., None] + w * delta[..., None] - 1) ** 2).sum(-1)
-    log_k = np.log(np.maximum(c, 1e-300)) / p[..., 0] + x.min()
-    return log_k, delta, sse
-
-
-# --- batched Levenberg-Marquardt with a Huber loss ---------------------------------
-
-LM_TOLERANCE = 1e-12     # relative change of cost or theta at which a refit has converged (scipy's ftol/xtol)
-LM_MAX_ITERATIONS = 1000 # then the few refits still creeping along a flat valley finish with scipy (`_polish`)
-
-
-def _batched_huber_lm(kind, theta0, x, loss, weights, huber_scale, report=None) -> np.ndarray:
-    """Minimise sum_k w_bk huber(r_k(theta_b)), r = log L_pred - log L, for every row b
-    at once: what `_polish` minimises with scipy, one resample at a time.
-
-    Each iteration solves the (B, P, P) damped normal equations of iteratively
-    reweighted Gauss-Newton (Huber weights: 1 inside the scale, scale/|r| beyond),
-    damped by Marquardt's diagonal (scale-free, like scipy's x_scale='jac'), within
-    the same box bounds: a parameter at a bound whose gradient points outward is held
-    there. A step is kept only if it lowers the cost; a row stops when the cost or
-    theta change by less than LM_TOLERANCE relatively, or when no step lowers it. Rows
-    still running after LM_MAX_ITERATIONS are finished one by one by `_polish`."""
-    lower, upper = _bounds(kind, loss)
-    theta = np.clip(np.array(theta0, dtype=float), lower + 1e-12, upper - 1e-12)    # (B, P)
-    log_loss = np.log(loss)
-    residuals, jac = _residuals_and_jacobian(kind, theta, x, log_loss)          # (B, k), (B, k, P)
-    cost = _huber_cost(residuals, weights, huber_scale)                         # (B,)
-    damping = np.full(len(theta), 1e-3)
-    running = np.isfinite(cost)
-    eye = np.eye(theta.shape[1])
-    for _ in range(LM_MAX_ITERATIONS):
-        rows = np.flatnonzero(running)
-        if rows.size == 0:
-            break
-        r, j, w, t = residuals[rows], jac[rows], weights[rows], theta[rows]
-        irls = w * np.minimum(1.0, huber_scale / np.maximum(np.abs(r), 1e-300))  # (b, k)
-        j_t = j.transpose(0, 2, 1)                                              # (b, P, k)
-        grad = (j_t @ (irls * r)[..., None])[..., 0]                            # (b, P)
-        hess = (j_t * irls[:, None, :]) @ j                                     # (b, P, P)
-        free = ~(((t <= lower) & (grad > 0)) | ((t >= upper) & (grad < 0)))     # held: pressed against a bound
-        hess = hess * free[:, :, None] * free[:, None, :] + eye * ~free[:, :, None]
-        diagonal = np.diagonal(hess, axis1=1, axis2=2)                          # (b, P)
-        diagonal = np.maximum(diagonal, 1e-12 * diagonal.sum(axis=1, keepdims=True) + 1e-300)
-        step = -np.linalg.solve(hess + damping[rows, None, None] * eye * diagonal[:, :, None],
-                                (grad * free)[..., None])[..., 0] * free
-        trial = np.clip(t + step, lower, upper)
-        r_new, j_new = _residuals_and_jacobian(kind, trial, x, log_loss)
-        cost_new = _huber_cost(r_new, w, huber_scale)
-        better = np.isfinite(cost_new) & (cost_new < cost[rows])
-        kept, refused = rows[better], rows[~better]
-        converged = ((cost[kept] - cost_new[better]) <= LM_TOLERANCE * cost[kept]) | (
-            np.abs(trial[better] - t[better]).max(axis=1)
-            <= LM_TOLERANCE * (LM_TOLERANCE + np.abs(t[better]).max(axis=1)))
-        theta[kept], residuals[kept], jac[kept], cost[kept] = trial[better], r_new[better], j_new[better], cost_new[better]
-        damping[kept] = np.maximum(damping[kept] * 0.3, 1e-12)
-        damping[refused] *= 10.0
-        running[kept[converged]] = False
-        running[refused[damping[refused] > 1e16]] = False                       # no step lowers the cost: a minimum
-        if report is not None:
-            report(int((~running).sum()))
-    for row in np.flatnonzero(running):
-        repeats = weights[row].astype(int)
-        theta[row], _ = _polish(kind, theta[row], np.repeat(x, repeats, axis=0), np.repeat(loss, repeats),
-                                huber_scale)
-    return theta
-
-
-def _huber_cost(residuals, weights, scale) -> np.ndarray:
-    """sum_k w_k rho(r_k), rho the Huber loss (quadratic within `scale`, linear beyond); (B,)."""
-    absolute = np.abs(residuals)
-    rho = np.where(absolute <= scale, 0.5 * residuals ** 2, scale * absolute - 0.5 * scale ** 2)
-    return (weights * rho).sum(axis=1)
-
-
-def _residuals_and_jacobian(kind, theta, x, log_loss):
-    """Residuals (B, k) and Jacobian (B, k, P) in log L of every row of theta (B, P)."""
-    cols = [theta[:, i, None] for i in range(theta.shape[1])]                   # each (B, 1)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # handled below: non-finite rows
-        if kind == "joint":
-            log_a, log_b, alpha, beta, delta = cols
-            u = (alpha / beta) * (log_a - x[:, 0])                              # (B, k) log (A/N)^(alpha/beta)
-            v = log_b - x[:, 1]                                                 # log B/D
-            s = np.logaddexp(u, v)
-            term = np.exp(beta * s)
-            pred = term + delta
-            w_u = np.exp(u - s)
-            jac = np.stack([term * alpha * w_u, term * beta * (1 - w_u), term * w_u * (log_a - x[:, 0]),
-                            term * (s - w_u * u), np.ones_like(term)], axis=-1) / pred[..., None]
-        elif kind == "additive":
-            log_a, log_b, alpha, beta, floor = cols
-            model_term, data_term = np.exp(log_a - alpha * x[:, 0]), np.exp(log_b - beta * x[:, 1])  # (B, k)
-            pred = model_term + data_term + floor
-            jac = np.stack([model_term, data_term, -x[:, 0] * model_term, -x[:, 1] * data_term,
-                            np.ones_like(pred)], axis=-1) / pred[..., None]
-        else:
-            log_k, p, delta = cols
-            term = np.exp(p * (log_k - x))
-            pred = term + delta
-            jac = np.stack([p * term, (log_k - x) * term, np.ones_like(term)], axis=-1) / pred[..., None]
-        residuals = np.log(pred) - log_loss
-    residuals[~np.isfinite(residuals)] = np.inf
-    jac[~np.isfinite(jac)] = 0.0
-    return residuals, jac
 
 
 def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:

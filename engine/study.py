@@ -21,7 +21,8 @@ from engine.analysis import (RANKING_METRICS, annotation_curves, entropy_of_metr
 from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
                            format_factor, optimise)
 from engine.errors import InputError
-from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law, identifiability
+from engine.identifiability import identifiability
+from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law
 from engine.protocol import DEFAULT_NEGATIVES, METRICS, fingerprints_of, protocol_id, random_scorer_levels
 
 REFERENCE_ANNOTATION = "human"

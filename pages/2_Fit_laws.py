@@ -21,8 +21,8 @@ import streamlit as st
 
 from engine.charts import fit_record, law_chart, law_curves, law_snippet, padded_range, residual_chart, series_name
 from engine.errors import InputError, in_words
-from engine.laws import (JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw,
-                         compare_laws, fit_law, identifiability)
+from engine.identifiability import compare_laws, identifiability
+from engine.laws import JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
 from engine.lexical import reference_of_points
 from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
 from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels

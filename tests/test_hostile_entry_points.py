@@ -502,7 +502,8 @@ def test_a_fit_the_points_cannot_determine_is_refused(tmp_path, capsys, frame, l
 def test_identifiability_says_not_determined_when_the_bootstrap_kept_too_few(tmp_path):
     """Three distinct sizes for three parameters: a resample holds all three only 6 times
     in 27, so most refits cannot be made; the sentence must not claim the curve."""
-    from engine.laws import FitConfig, fit_law, identifiability
+    from engine.identifiability import identifiability
+    from engine.laws import FitConfig, fit_law
 
     n = np.array([1e6, 1e6, 4e6, 4e6, 1.6e7, 1.6e7])
     fit = fit_law(pd.DataFrame({"n": n, "loss": (2e5 / n) ** 0.5 + 1.0 + np.tile([0.0, 0.01], 3)}), "model",
@@ -515,7 +516,8 @@ def test_identifiability_says_not_determined_when_the_bootstrap_kept_too_few(tmp
 
 
 def test_identifiability_of_a_fit_without_a_bootstrap_claims_nothing(tmp_path):
-    from engine.laws import FitConfig, fit_law, identifiability
+    from engine.identifiability import identifiability
+    from engine.laws import FitConfig, fit_law
 
     n = np.geomspace(1e6, 1e8, 6)
     fit = fit_law(pd.DataFrame({"n": n, "loss": (2e5 / n) ** 0.5 + 1.0}), "model", FitConfig(bootstrap=0))

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from engine.errors import InputError
-from engine.laws import (PRESETS, FitConfig, LawFit, ScalingLaw, compare_laws, fit_law, identifiability, joint_law,
-                         model_size_law, preset)
+from engine.identifiability import compare_laws, identifiability
+from engine.laws import PRESETS, FitConfig, LawFit, ScalingLaw, fit_law, joint_law, model_size_law, preset
 
 N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
 D_GRID = np.geomspace(1e3, 5e5, 10)
@@ -178,16 +178,17 @@ def test_batched_bootstrap_agrees_with_the_old_fitter(kind, make):
 
 def test_batched_refits_reach_the_same_optimum_as_scipy():
     """Each batched refit's Huber cost is no worse than scipy's on the same resample."""
-    from engine.laws import _batched_huber_lm, _design, _huber_cost, _polish, _residuals_and_jacobian
+    from engine.fit_optimisers import batched_huber_lm, huber_cost, polish, residuals_and_jacobian
+    from engine.laws import _design
 
     points = joint_points(np.random.default_rng(12))
     x, loss = _design(points, "joint"), points["loss"].to_numpy()
     weights = np.random.default_rng(0).poisson(1.0, (20, len(loss))).astype(float)
     start = np.array([np.log(3e4), np.log(7e3), 0.5, 1.2, 0.02])
-    batched = _batched_huber_lm("joint", np.tile(start, (20, 1)), x, loss, weights, 0.05)
-    cost = _huber_cost(_residuals_and_jacobian("joint", batched, x, np.log(loss))[0], weights, 0.05)
+    batched = batched_huber_lm("joint", np.tile(start, (20, 1)), x, loss, weights, 0.05)
+    cost = huber_cost(residuals_and_jacobian("joint", batched, x, np.log(loss))[0], weights, 0.05)
     for row, w in enumerate(weights.astype(int)):
-        _, scipy_cost = _polish("joint", start, np.repeat(x, w, axis=0), np.repeat(loss, w), 0.05)
+        _, scipy_cost = polish("joint", start, np.repeat(x, w, axis=0), np.repeat(loss, w), 0.05)
         assert cost[row] <= scipy_cost * (1 + 1e-9)
 
 
@@ -272,9 +273,9 @@ def test_identifiability_reports_an_estimate_at_its_bound():
 
 
 def test_profile_starts_in_chunks_give_the_same_refits(monkeypatch):
-    import engine.laws as laws
+    import engine.fit_optimisers as optimisers
 
     points = model_points(np.random.default_rng(13))
     whole = fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params
-    monkeypatch.setattr(laws, "PROFILE_CELLS", 120 * len(points) * 7)        # 7 resamples per block
+    monkeypatch.setattr(optimisers, "PROFILE_CELLS", 120 * len(points) * 7)        # 7 resamples per block
     assert np.array_equal(fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params, whole)

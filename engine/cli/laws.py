@@ -85,7 +85,8 @@ def check_input_file(path: Path, what: str) -> None:
 
 
 def run_fit(args) -> int:
-    from engine.laws import FitConfig, fit_law, identifiability
+    from engine.identifiability import identifiability
+    from engine.laws import FitConfig, fit_law
 
     config = FitConfig(bootstrap=args.bootstrap, level=args.level, seed=args.seed, huber_scale=args.huber_scale,
                        holdout_largest=args.holdout_largest, holdout_axis=args.holdout_axis)
@@ -149,7 +150,7 @@ def format_fit(fit) -> str:
     for name, value in fit.law.params.items():
         lo, hi = fit.intervals.get(name, (float("nan"), float("nan")))
         lines.append(f"{name:>6}  {value:11.4g}  [{lo:.4g}, {hi:.4g}]")
-    from engine.laws import identifiability
+    from engine.identifiability import identifiability
 
     lines.append(identifiability(fit).sentence())
     if fit.bootstrap_kept < fit.config.bootstrap:
@@ -167,7 +168,8 @@ def format_fit(fit) -> str:
 
 
 def run_compare(args) -> int:
-    from engine.laws import FitConfig, compare_laws
+    from engine.identifiability import compare_laws
+    from engine.laws import FitConfig
 
     config = FitConfig(bootstrap=args.bootstrap, seed=args.seed, huber_scale=args.huber_scale)
     compared = compare_laws(read_points(args.csv), config=config)
