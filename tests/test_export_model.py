@@ -19,6 +19,8 @@ from engine.train import TrainConfig, train
 from test_data import write_synthetic
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # trains a model and starts `python -m engine export-model`
+
 TEXTS = ["w1 w2 w3 w4", "w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23", "w5"]
 
 

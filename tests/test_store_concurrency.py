@@ -18,6 +18,8 @@ import pytest
 import store.ingest as ingest_module
 from store import Store, StoreBusyError
 
+pytestmark = pytest.mark.slow  # starts Python processes: `pytest -m "not slow"` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 
 WRITER = """
@@ -71,7 +73,6 @@ while True:
 HOLDER = """
 import sys, time, duckdb
 
-pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 con = duckdb.connect(sys.argv[1])
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
