@@ -22,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_config(dataset, **changes) -> TrainConfig:
-    return helpers.tiny_config(dataset, steps=12, eval_every=12, **{
-        "eval": EvalConfig(repeats=2, ranking="never", negatives=32), **changes})
+    return helpers.tiny_config(dataset, **{
+        "steps": 12, "eval_every": 12, "eval": EvalConfig(repeats=2, ranking="never", negatives=32), **changes})
 
 
 @pytest.mark.slow
@@ -166,20 +166,21 @@ def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
     """An early overfitter: the learning rate so high the model is best early. The
     weights of the best evaluation are in runs/<id>/best (safetensors), best.json names
     its step, and evaluating them gives the best value again."""
-    from engine import train as train_module
+    from engine import run_recorder
+    from engine.model import BiEncoder
 
     dataset = write_synthetic(tmp_path / "syn")
     cfg = tiny_config(dataset, run_id="early", steps=16, eval_every=1000, precision="no", cpu=True)
     entropies = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7])  # steps 0, 1, 2, 4, 8, 16: best at step 2
-    real_evaluate = train_module.evaluate
+    real_evaluate = run_recorder.evaluate  # the run's evaluations (engine/run_recorder.py)
 
     def scripted(*args, **kwargs):
         return {**real_evaluate(*args, **kwargs), "contrastive_entropy": next(entropies)}
 
     saved = []
-    real_save = train_module.BiEncoder.save
-    monkeypatch.setattr(train_module, "evaluate", scripted)
-    monkeypatch.setattr(train_module.BiEncoder, "save", lambda self, folder, tok: saved.append(
+    real_save = BiEncoder.save
+    monkeypatch.setattr(run_recorder, "evaluate", scripted)
+    monkeypatch.setattr(BiEncoder, "save", lambda self, folder, tok: saved.append(
         (folder.name, {k: v.clone() for k, v in self.state_dict().items()})) or real_save(self, folder, tok))
     result = train(cfg)
     assert result.best_step == 2 and result.best_contrastive_entropy == 3.0
@@ -187,8 +188,6 @@ def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
     assert json.loads((best / "best.json").read_text()) == {"step": 2, "contrastive_entropy": 3.0}
     assert sorted(p.name for p in best.rglob("*.safetensors")) == ["model.safetensors", "projection.safetensors"]
     assert [name.split(".")[0] for name, _ in saved] == ["best", "best", "best", "model"]  # steps 0, 1, 2; final
-    from engine.model import BiEncoder
-
     loaded, _ = BiEncoder.load(best)
     step_2 = saved[2][1]
     assert all(torch.equal(loaded.state_dict()[k], step_2[k]) for k in step_2)
