@@ -92,6 +92,33 @@ def show_demo(store_path: str) -> None:
         st.rerun()
 
 
+def show_plan_check() -> None:
+    """The demo's plan checked by a run: the budget planner's (N*, D*) from the demo's
+    fit, the ladder rung nearest it trained on D*, the prediction against the measurement."""
+    try:
+        check = read_demo()[0].get("plan_check")
+    except InputError:
+        return
+    if not check:
+        return
+    with st.container(border=True):
+        st.markdown(f"**The plan, checked.** {check['question']}")
+        cols = st.columns(4)
+        lo, hi = check["n_star_interval"]
+        cols[0].metric("N* (planned)", format_count(check["n_star"]),
+                       help=f"95% interval over the bootstrap laws {format_count(lo)} – {format_count(hi)}")
+        cols[1].metric("D* (planned)", format_count(check["d_star"]))
+        cols[2].metric(f"Predicted at {check['model']}", format_loss(check["predicted"]),
+                       help="calibrated contrastive entropy predicted by the fit, before the run")
+        cols[3].metric("Measured", format_loss(check["measured"]),
+                       delta=f"prediction off by {format_percent(check['error'])}", delta_color="off")
+        pi_lo, pi_hi = check["prediction_interval"]
+        verdict = "inside" if pi_lo <= check["measured"] <= pi_hi else "outside"
+        st.caption(f"Trained: {check['model']} (N = {format_count(check['n'])}) on {format_count(check['d'])} pairs, a "
+                   f"run the fit never saw; {check['extrapolation']}. The measurement lies {verdict} the 95% "
+                   f"prediction interval {format_loss(pi_lo)} – {format_loss(pi_hi)}. {check.get('why', '')}")
+
+
 def show_laws() -> None:
     st.subheader("The paper's laws at a glance")
     for kind in ("model", "data", "joint"):
@@ -143,6 +170,7 @@ STORE_PATH = str(Store().path)
 first_launch(STORE_PATH)
 show_store(STORE_PATH)
 show_demo(STORE_PATH)
+show_plan_check()
 show_budget_example()
 show_laws()
 show_next_steps()

@@ -284,3 +284,26 @@ def test_first_launch_loads_the_demo_and_one_click_removes_it(tmp_path, monkeypa
     assert metric(at, "Runs") == "0"
     assert any(b.label.startswith("Load the demo study") for b in at.button)
     assert metric(open_page(), "Runs") == "0"  # a later launch leaves it removed
+
+
+def test_the_overview_shows_the_plan_checked_by_a_run(tmp_path, monkeypatch):
+    import json
+
+    import store.demo
+    from tests.test_store_demo import STUDY, _study_store
+
+    check = {"question": "What $1 buys.", "n_star": 3.41e6, "n_star_interval": [1.32e6, 4.89e6], "d_star": 713,
+             "model": "scratch-L4-H256", "n": 3422208, "d": 713, "predicted": 3.171,
+             "prediction_interval": [2.871, 3.495], "measured": 3.40, "error": -0.0674,
+             "extrapolation": "N 1.86x beyond the fitted sizes"}
+    path = store.demo.write_demo(_study_store(tmp_path), {**STUDY, "plan_check": check}, tmp_path / "demo.json")
+    monkeypatch.setattr(store.demo, "DEMO_FILE", path)
+    at = open_page()
+    assert_clean(at)
+    assert any("The plan, checked." in m.value for m in at.markdown)
+    assert metric(at, "Measured") == "3.400" and metric(at, "Predicted at scratch-L4-H256") == "3.171"
+    assert any("lies inside the 95% prediction interval" in c.value for c in at.caption)
+    content = json.loads(path.read_text())
+    content["study"]["plan_check"]["measured"] = 3.6
+    path.write_text(json.dumps(content))
+    assert any("lies outside the 95% prediction interval" in c.value for c in open_page().caption)
