@@ -268,7 +268,8 @@ def _mrr_correlation(report: StudyReport) -> str:
 
 def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, LawFit], str | None]:
     """Eq. 7 per annotation type on the largest model that every type was trained on
-    (the types with at least 3 data sizes there, when two or more have them)."""
+    (the types with at least 3 data sizes and 2 distinct losses there, when two or more
+    have them)."""
     if rows["annotation"].nunique() < 2:
         return {}, None
     shared = set.intersection(*(set(g["n"]) for _, g in rows.groupby("annotation")))
@@ -276,6 +277,7 @@ def _annotation_laws(rows: pd.DataFrame, config: FitConfig) -> tuple[dict[str, L
         return {}, None
     at = rows[rows["n"] == max(shared)]
     at = at[at.groupby("annotation")["d"].transform("nunique") >= 3]   # Eq. 7 has 3 parameters
+    at = at[at.groupby("annotation")["loss"].transform("nunique") >= 2]  # all equal (untrained everywhere): no law
     if at["annotation"].nunique() < 2:
         return {}, None
     model = at["model"].iloc[0] if "model" in at else f"N = {max(shared):,}"

@@ -199,3 +199,13 @@ def test_the_bm25_reference_stands_beside_the_runs_of_its_protocol():
     layers = json.dumps(study_document(report).charts["model-law"].to_dict())
     assert "BM25" in layers and "rule" in layers
     assert "Against word overlap" not in report_markdown(base)
+
+
+def test_an_annotation_type_whose_losses_are_all_equal_is_left_out_of_eq_7_not_the_report():
+    """Every ICT run best untrained (the same loss at every D) has no data law; the report
+    is still built (a law refuses all-equal losses)."""
+    runs = study_runs()
+    ict = runs["annotation"] == "ict"
+    runs.loc[ict, "best_contrastive_entropy"] = 4.5111
+    report = build_report(runs, StudyConfig(bootstrap=20))
+    assert "ict" not in report.annotation_laws
