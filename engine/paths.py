@@ -78,12 +78,15 @@ def validate_text(kind: str, value: str) -> str:
     return value
 
 
+def spool_dir(db_path: Path) -> Path:
+    """The spool folder that belongs to the database at `db_path` (store/spool.py)."""
+    return db_path.with_name(db_path.name + ".spool")
+
+
 def store_files(db_path: str | Path) -> dict[str, Path]:
     """The files of the store at `db_path` that no output may overwrite (what -> path),
     named without opening it (a running sweep may hold it): the database, its
     write-ahead log and its spool folder, as Store.own_files gives them."""
-    from store.spool import spool_dir  # the spool folder's one naming rule
-
     db_path = Path(db_path).expanduser()
     return {"the store": db_path, "the store's write-ahead log": db_path.with_name(db_path.name + ".wal"),
             "the store's spool folder": spool_dir(db_path)}

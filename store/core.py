@@ -25,7 +25,7 @@ from store.connection import connection, transaction
 from store.imports import ImportReport
 from store.ingest import ingest
 from store.schema import current_version, migrate
-from store.spool import QUARANTINE, SpoolWriter, quarantined, spool_dir, spool_files
+from store.spool import QUARANTINE, SpoolWriter, quarantined, spool_files
 from store.values import finite_or_none, from_json, to_json, utc_now
 
 _MAX_COUNT = 2**63 - 1  # BIGINT
@@ -189,7 +189,7 @@ class Store:
             raise InputError(f"the store path {ascii(str(self.path))} is not valid UTF-8 (a Latin-1 file name?), "
                              "which DuckDB cannot open; point --store (or $WORKBENCH_STORE) at another path")
         self.timeout_s = timeout_s
-        self.spool_dir = spool_dir(self.path)
+        self.spool_dir = paths.spool_dir(self.path)
         self._spool = SpoolWriter(self.spool_dir)
 
     def __repr__(self) -> str:

@@ -41,11 +41,6 @@ SUFFIX = ".jsonl"
 QUARANTINE = "quarantine.log"  # rejected lines, one JSON object each; not a spool file
 
 
-def spool_dir(db_path: Path) -> Path:
-    """The spool folder that belongs to the database at `db_path`."""
-    return db_path.with_name(db_path.name + ".spool")
-
-
 def spool_files(directory: Path) -> list[Path]:
     """The spool files waiting in `directory` (none if it does not exist yet); a folder
     or other non-file that happens to end in .jsonl is no spool file."""

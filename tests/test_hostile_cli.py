@@ -184,7 +184,7 @@ def test_export_model_with_a_run_id_too_long_for_a_path_is_one_line(tmp_path, ca
 
 def test_a_folder_named_like_a_spool_file_does_not_stop_the_store(capsys):
     from engine.paths import store_path
-    from store.spool import spool_dir
+    from engine.paths import spool_dir
 
     (spool_dir(store_path()) / "x.jsonl").mkdir(parents=True)  # e.g. an export written there
     assert store_main(["info"]) == 0

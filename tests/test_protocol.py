@@ -25,7 +25,8 @@ from engine.study import StudyConfig, build_report, report_markdown
 from store import Store
 from store.demo import load_demo
 from store.schema import migrate
-from store.spool import RECORD_FIELDS, spool_dir
+from engine.paths import spool_dir
+from store.spool import RECORD_FIELDS
 from tests.in_process import run_main
 from test_study import study_runs
 

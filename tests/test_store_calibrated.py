@@ -16,7 +16,7 @@ from engine.paths import PROJECT_ROOT
 from engine.train import TrainerState, train
 from store import Store
 from store.demo import load_demo
-from store.spool import spool_dir
+from engine.paths import spool_dir
 from test_store import _v1_database, start
 
 FINGERPRINT = {"negatives": 256, "repeats": 10, "pool": 1000, "pool_seed": 0, "test_pairs": 200,
