@@ -34,3 +34,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def demo_store():
+    """The private store with the committed demo study loaded (skipped where it is absent)."""
+    from store import Store
+    from store.demo import PROJECT_ROOT, load_demo
+
+    path = PROJECT_ROOT / "demo" / "cpu-study.json"
+    if not path.exists():
+        pytest.skip(f"no demo study at {path}")
+    store = Store()
+    load_demo(store, path)
+    return store

@@ -19,13 +19,6 @@ from tests.test_app import assert_clean, open_page, table_with
 ANALYSIS = "pages/4_Analysis.py"
 
 
-@pytest.fixture
-def demo_store() -> Store:
-    if not DEMO.exists():
-        pytest.skip(f"no demo study at {DEMO}")
-    store = Store()
-    load_demo(store, DEMO)
-    return store
 
 
 @pytest.fixture

@@ -138,15 +138,6 @@ ANALYSIS = "pages/4_Analysis.py"
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "study" / "report.md"
 
 
-@pytest.fixture
-def demo_store():
-    from store import Store
-    from store.demo import DEMO_FILE, PROJECT_ROOT, load_demo
-
-    path = PROJECT_ROOT / "demo" / "cpu-study.json"
-    if not path.exists():
-        pytest.skip(f"no demo study at {path} ({DEMO_FILE})")
-    load_demo(Store(), path)
 
 
 def report_pearson(dataset: str, annotation: str, runs: str, metric_name: str) -> float:

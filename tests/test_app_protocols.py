@@ -13,7 +13,7 @@ from engine import jobs
 from engine.paths import SHARED_DATA
 from engine.sweep import load_sweep
 from store import Store
-from store.demo import PROJECT_ROOT, load_demo
+from store.demo import PROJECT_ROOT
 from tests.test_app import assert_clean, open_page
 
 DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"
@@ -29,11 +29,6 @@ class Running:
         return None
 
 
-@pytest.fixture
-def demo_store() -> Store:
-    store = Store()
-    load_demo(store, DEMO)
-    return store
 
 
 @pytest.fixture

@@ -10,19 +10,9 @@ import pandas as pd
 import pytest
 
 from store import Store
-from store.demo import PROJECT_ROOT, load_demo
+from store.demo import PROJECT_ROOT
 from tests.test_app import assert_clean, metric, open_page
 
-DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"
-
-
-@pytest.fixture
-def demo_store() -> Store:
-    if not DEMO.exists():
-        pytest.skip(f"no demo study at {DEMO}")
-    store = Store()
-    load_demo(store, DEMO)
-    return store
 
 
 def test_the_overview_counts_the_data_sets_its_runs_are_on(demo_store):
