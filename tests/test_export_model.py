@@ -91,18 +91,26 @@ def test_export_writes_the_documented_layout(trained, tmp_path):
     assert json.loads((out / "config_sentence_transformers.json").read_text())["similarity_fn_name"] == "dot"
 
     # the exported files alone, read as the format says, give the workbench's vectors
-    from transformers import AutoModel, AutoTokenizer
-
-    encoder, tokenizer = AutoModel.from_pretrained(str(transformer)).eval(), AutoTokenizer.from_pretrained(str(transformer))
-    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    with torch.no_grad():
-        hidden = encoder(**batch).last_hidden_state                               # (texts, len, 32)
-    mask = batch["attention_mask"].unsqueeze(-1).float()                          # (texts, len, 1)
-    pooled = (hidden * mask).sum(1) / mask.sum(1)                                 # (texts, 32)
-    vectors = pooled @ weights["linear.weight"].T + weights["linear.bias"]        # (texts, 768)
+    vectors = vectors_from_the_files(out)                                         # (texts, 768)
     expected = workbench_vectors(trained, TEXTS)
     assert expected.abs().max() > 0
     torch.testing.assert_close(vectors, expected, atol=1e-5, rtol=1e-5)
+
+
+def vectors_from_the_files(out) -> torch.Tensor:
+    """(texts, 768): TEXTS through an export's Transformer, mean pooling and Dense layer,
+    read with transformers and safetensors alone, as the format describes them."""
+    from transformers import AutoModel, AutoTokenizer
+
+    transformer = out / "0_Transformer"
+    weights = load_file(str(out / "2_Dense" / "model.safetensors"))
+    encoder, tokenizer = AutoModel.from_pretrained(str(transformer)).eval(), AutoTokenizer.from_pretrained(str(transformer))
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state                               # (texts, len, hidden)
+    mask = batch["attention_mask"].unsqueeze(-1).float()                          # (texts, len, 1)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)                                 # (texts, hidden)
+    return pooled @ weights["linear.weight"].T + weights["linear.bias"]
 
 
 def test_sentence_transformers_loads_the_export_as_it_is(trained, tmp_path):
@@ -145,16 +153,7 @@ def test_a_cosine_model_exports_with_normalize_and_cosine_similarity(trained_cos
     assert "log_scale" in load_file(str(trained_cosine / "projection.safetensors"))
 
     # the exported files alone, read as the format says, give the workbench's unit vectors
-    from transformers import AutoModel, AutoTokenizer
-
-    transformer = out / "0_Transformer"
-    encoder, tokenizer = AutoModel.from_pretrained(str(transformer)).eval(), AutoTokenizer.from_pretrained(str(transformer))
-    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    with torch.no_grad():
-        hidden = encoder(**batch).last_hidden_state                               # (texts, len, 32)
-    mask = batch["attention_mask"].unsqueeze(-1).float()                          # (texts, len, 1)
-    pooled = (hidden * mask).sum(1) / mask.sum(1)                                 # (texts, 32)
-    vectors = torch.nn.functional.normalize(pooled @ weights["linear.weight"].T + weights["linear.bias"], dim=-1)
+    vectors = torch.nn.functional.normalize(vectors_from_the_files(out), dim=-1)  # (texts, 768)
     expected = workbench_vectors(trained_cosine, TEXTS)                           # (texts, 768), scaled unit vectors
     torch.testing.assert_close(vectors, torch.nn.functional.normalize(expected, dim=-1), atol=1e-5, rtol=1e-5)
 
