@@ -141,3 +141,23 @@ def test_app_panel_on_an_empty_store_says_what_is_missing():
     next(b for b in at.button if b.label == "Plan").click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.error and "no completed human runs" in at.error[0].value
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev").is_dir(),
+                    reason="../shared/data/squad-dev is absent")
+def test_plans_draw_d_from_the_pairs_a_held_out_protocol_leaves():
+    """A fit of runs measured on held-out negatives: their pairs are not trainable, so
+    no plan may ask for more D than the rest (squad-dev: 6,286 of 7,719)."""
+    from types import SimpleNamespace
+
+    from engine.cli.plan_runs import available_pairs
+    from engine.data import held_out_passages, load_retrieval_data, training_pairs
+
+    squad = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"
+    held = {"negatives": 256, "pool": 300, "pool_seed": 0, "negative_pool": "held-out"}
+    fit = SimpleNamespace(points=pd.DataFrame({"n": [1, 2], "d": [3, 4], "eval_fingerprint": [held, held]}))
+    data = load_retrieval_data(squad)
+    expected = training_pairs(data, held_out=held_out_passages(data, 300, 0)).n_available
+    assert available_pairs(squad, fit) == expected < len(data.pairs("train"))
+    paper = SimpleNamespace(points=pd.DataFrame({"n": [1], "d": [3], "eval_fingerprint": [{"negatives": 256}]}))
+    assert available_pairs(squad, paper) == len(data.pairs("train"))

@@ -62,7 +62,7 @@ def run(args) -> int:
                  **({"the --law file": args.law} if Path(args.law).is_file() else {})}
     check_output_path(args.out, protected=protected)
     fit = load_fit(args)
-    available = available_pairs(args.dataset)
+    available = available_pairs(args.dataset, fit)
     settings = RunSettings(args.steps, args.batch_size, args.negatives, args.query_tokens, args.passage_tokens)
     hardware = Hardware(args.peak_flops, args.mfu, args.gpu_price_per_hour, args.unit)
     if args.d_min is not None and not 1 <= args.d_min <= available:  # not the default in its place, not clamped
@@ -119,10 +119,18 @@ def load_fit(args):
     return fit
 
 
-def available_pairs(dataset: Path) -> int:
-    from engine.data import load_retrieval_data
+def available_pairs(dataset: Path, fit) -> int:
+    """The training pairs a run of the fit's protocol can draw D from: the train split,
+    less the pairs of the passages its evaluation holds out (eval.held_out_negatives)."""
+    from engine.data import held_out_passages, load_retrieval_data, training_pairs
+    from engine.protocol import fingerprints_of
 
-    return len(load_retrieval_data(dataset).pairs("train"))
+    data = load_retrieval_data(dataset)
+    fingerprint = next((f for f in fingerprints_of(fit.points) if f), None) if len(fit.points) else None
+    if fingerprint and fingerprint.get("negative_pool") == "held-out":
+        held_out = held_out_passages(data, fingerprint["pool"], fingerprint.get("pool_seed", 0))
+        return training_pairs(data, held_out=held_out).n_available
+    return len(data.pairs("train"))
 
 
 def _smallest_d(fit) -> int:
