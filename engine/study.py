@@ -23,7 +23,7 @@ from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decis
 from engine.errors import InputError
 from engine.identifiability import identifiability
 from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law
-from engine.protocol import DEFAULT_NEGATIVES, METRICS, fingerprints_of, protocol_id, random_scorer_levels
+from engine.protocol import DEFAULT_NEGATIVES, METRICS, describe, fingerprints_of, protocol_id, random_scorer_levels
 
 REFERENCE_ANNOTATION = "human"
 RANDOM_SCORER_LOSS = float(np.log(1 + DEFAULT_NEGATIVES))  # Eq. 5 at k = 256 (a run's own: engine.protocol)
@@ -302,7 +302,8 @@ def _correlations(rows: pd.DataFrame) -> pd.DataFrame:
     not_overfit = at_metrics["contrastive_entropy"] - at_metrics["loss"] < OVERFIT_GAP
     for runs, subset in (("all", at_metrics), ("not overfit", at_metrics[not_overfit])):
         for (name, annotation), group in subset.groupby(["dataset", "annotation"]):
-            present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3]
+            present = [m for m in RANKING_METRICS if m in group and group[m].notna().sum() >= 3
+                       and group[m].nunique() > 1]  # Recall@1000 of a sub-corpus under 1,000 is always 1
             if present:
                 frames.append(metric_correlations(group, present).assign(dataset=name, annotation=annotation,
                                                                          runs=runs))
@@ -342,6 +343,7 @@ def report_markdown(report: StudyReport) -> str:
         f"({np.log10(main['d'].max() / main['d'].min()):.2f} decades); {c.metric} contrastive entropy from "
         f"{main['loss'].min():.3f} to {main['loss'].max():.3f} ({_random_level_words(main)}).",
         "",
+        *_protocol_lines(main),
         *_diverged_lines(report),
         "Fitted laws, with 95% bootstrap intervals over configurations:",
         "",
@@ -373,6 +375,19 @@ def report_markdown(report: StudyReport) -> str:
                   "evaluation; negative: lower entropy, better ranking. 'not overfit': runs whose final entropy is "
                   f"within {OVERFIT_GAP} of their best:", "", _table(table)]
     return "\n".join(lines) + "\n"
+
+
+def _protocol_lines(rows: pd.DataFrame) -> list[str]:
+    """The evaluation protocol of the fitted runs, the negatives' pool named."""
+    fingerprints = {protocol_id(f): f for f in fingerprints_of(rows)}
+    if len(fingerprints) != 1 or None in fingerprints:
+        return []
+    (label, fingerprint), = fingerprints.items()
+    pool = fingerprint.get("negative_pool")
+    words = {"held-out": "whole articles kept out of training, so no negative was ever trained on",
+             "unjudged": "passages relevant to no test query (the paper's pool; on a small corpus, training "
+                         "passages)"}.get(pool, "pool not recorded")
+    return [f"Evaluation protocol {label}: {describe(fingerprint)}. Negatives drawn from {words}.", ""]
 
 
 def _comparison_lines(report: StudyReport) -> list[str]:

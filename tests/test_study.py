@@ -209,3 +209,15 @@ def test_an_annotation_type_whose_losses_are_all_equal_is_left_out_of_eq_7_not_t
     runs.loc[ict, "best_contrastive_entropy"] = 4.5111
     report = build_report(runs, StudyConfig(bootstrap=20))
     assert "ict" not in report.annotation_laws
+
+
+def test_the_report_names_the_negatives_pool_and_leaves_constant_metrics_out_of_correlations():
+    fingerprint = {"negatives": 256, "repeats": 3, "pool": 300, "pool_seed": 0, "metric": "raw",
+                   "negative_pool": "held-out", "pool_training_positives": 0}
+    runs = study_runs()
+    runs = runs.assign(eval_fingerprint=[fingerprint] * len(runs), **{"recall@1000": 1.0})
+    report = build_report(runs, StudyConfig(bootstrap=20))
+    text = report_markdown(report)
+    assert "held-out pool 300 (0 training positives)" in text
+    assert "Negatives drawn from whole articles kept out of training" in text
+    assert "recall@1000" not in set(report.correlations["metric"])
