@@ -98,13 +98,17 @@ class MeasuredHardware:
                                **others)
 
 
+NO_MEASURED_RUN = "no completed run with a wall time to measure this device's throughput from"
+TRAIN_HERE = "train a run on this device first (engine sweep, or the Runs page), then price compute on it"
+
+
 def measured_hardware(runs: pd.DataFrame, steps_taken: dict[str, int]) -> MeasuredHardware:
     """The throughput of the largest model's completed runs (`Store.runs()` rows with
     their config, N and wall time; `steps_taken`: run id -> its last step)."""
     runs = runs[runs["run_id"].isin(list(steps_taken)) & (runs["wall_time_s"] > 0)]
     runs = runs[runs["n_params"] == runs["n_params"].max()] if len(runs) else runs
     if runs.empty:
-        raise InputError("no completed run with a wall time to measure this device's throughput from")
+        raise InputError(f"{NO_MEASURED_RUN}: {TRAIN_HERE}")
     configs = list(runs["config"])
     tokens = [c["batch_size"] * c["max_query_length"] + (c["batch_size"] + c["negatives"]) * c["max_passage_length"]
               for c in configs]  # per step: queries, their positives and the shared negatives
@@ -120,11 +124,17 @@ def measured_hardware(runs: pd.DataFrame, steps_taken: dict[str, int]) -> Measur
 
 
 def store_hardware(store) -> MeasuredHardware:
-    """`measured_hardware` of a store's completed engine runs (their last evaluated step)."""
+    """`measured_hardware` of a store's completed engine runs (their last evaluated step);
+    runs from elsewhere (the demo study, imports) carry no step time of this device."""
     runs = store.runs(status="completed")
+    trained_here = runs[runs["source"] == "engine"]
+    if trained_here.empty and len(runs):
+        sources = ", ".join(f"{count} {source}" for source, count in runs["source"].value_counts().items())
+        raise InputError(f"{NO_MEASURED_RUN}: the store's {len(runs)} completed run(s) were not trained here "
+                         f"(by source: {sources}) and carry no step time; {TRAIN_HERE}")
     points = store.points()
     steps = points.groupby("run_id")["step"].max().to_dict() if len(points) else {}
-    return measured_hardware(runs[runs["source"] == "engine"], steps)
+    return measured_hardware(trained_here, steps)
 
 
 def total_cost(n, d, costs: CostAssumptions, with_inference: bool) -> np.ndarray:

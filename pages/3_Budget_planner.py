@@ -21,6 +21,7 @@ PAPER = CostAssumptions()
 BUDGETS = [m * 10 ** e for e in range(2, 8) for m in (1, 2, 5)]   # $100 ... $50M, 1-2-5 steps
 COMPARE_DEFAULT = [5_000, 50_000, 500_000]
 JOINT_PRESETS = [name for name, p in PRESETS.items() if p.law.kind in JOINT_KINDS]
+OWN_DEVICE = "Price compute on the device of this store's runs"
 
 
 @dataclass(frozen=True)
@@ -180,12 +181,15 @@ def device_costs(store_path: str, raw_costs: dict[str, float]) -> CostAssumption
     """With the sidebar's toggle on: compute priced on the device that trained the store's
     runs (its measured throughput and step shape, `engine.budget.store_hardware`); the
     price per hour, per pair and the corpus stay the sidebar's. None with it off."""
-    if not st.sidebar.toggle("Price compute on the device of this store's runs", key="own_device",
+    if not st.sidebar.toggle(OWN_DEVICE, key="own_device",
                              help="Throughput measured from the largest model's completed runs (step time as "
                                   "measured, evaluation included); the GPU price per hour becomes that "
                                   "device's price per hour (1: plan in device hours)."):
         return None
-    hardware = store_hardware(Store(store_path))
+    try:
+        hardware = store_hardware(Store(store_path))
+    except InputError as err:
+        raise InputError(f"{err}; or turn off '{OWN_DEVICE}' to price compute on the sidebar's GPU") from err
     st.sidebar.caption(f"Measured: {hardware.flops_per_s:.3g} FLOP/s (6N per token) over {hardware.runs} run(s) of "
                        f"N = {format_count(hardware.n)}; {hardware.steps} steps of {hardware.batch_size} queries. "
                        "Peak, utilisation, steps, batch and tokens above are replaced by these.")

@@ -33,3 +33,14 @@ def test_without_runs_the_device_toggle_says_why():
     at.sidebar.toggle(key="own_device").set_value(True).run()
     assert not at.exception
     assert any("no completed run with a wall time" in e.value for e in at.error)
+
+
+def test_on_the_demo_the_device_toggle_says_its_runs_were_not_trained_here_and_what_to_do(demo_store):
+    completed = len(demo_store.runs(status="completed"))
+    at = open_page("pages/3_Budget_planner.py")
+    at.sidebar.toggle(key="own_device").set_value(True).run()
+    assert not at.exception
+    message = " ".join(e.value for e in at.error)
+    assert f"{completed} completed run(s) were not trained here (by source: {completed} demo)" in message
+    assert "train a run on this device first (engine sweep, or the Runs page)" in message
+    assert "turn off 'Price compute on the device of this store's runs'" in message
