@@ -111,7 +111,8 @@ def show_plan_check() -> None:
         cols[2].metric(f"Predicted at {check['model']}", format_loss(check["predicted"]),
                        help="calibrated contrastive entropy predicted by the fit, before the run")
         cols[3].metric("Measured", format_loss(check["measured"]),
-                       delta=f"prediction off by {format_percent(check['error'])}", delta_color="off")
+                       delta=f"prediction off by {format_percent(check['error'])}", delta_color="off",
+                       delta_arrow="off")
         pi_lo, pi_hi = check["prediction_interval"]
         verdict = "inside" if pi_lo <= check["measured"] <= pi_hi else "outside"
         st.caption(f"Trained: {check['model']} (N = {format_count(check['n'])}) on {format_count(check['d'])} pairs, a "

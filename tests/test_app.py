@@ -302,6 +302,8 @@ def test_the_overview_shows_the_plan_checked_by_a_run(tmp_path, monkeypatch):
     assert_clean(at)
     assert any("The plan, checked." in m.value for m in at.markdown)
     assert metric(at, "Measured") == "3.400" and metric(at, "Predicted at scratch-L4-H256") == "3.171"
+    measured = next(m for m in at.metric if m.label == "Measured")
+    assert measured.proto.direction == measured.proto.MetricDirection.NONE  # no up arrow beside a minus sign
     assert any("lies inside the 95% prediction interval" in c.value for c in at.caption)
     content = json.loads(path.read_text())
     content["study"]["plan_check"]["measured"] = 3.6
