@@ -317,19 +317,19 @@ def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: Sc
     return curves
 
 
-def show_reference(points: pd.DataFrame, store: Store, metric: str) -> tuple[str, float] | None:
-    """Say where the fitted runs stand against BM25 on their own protocol; the level to draw."""
+def bm25_reference(points: pd.DataFrame, store: Store, metric: str) -> tuple[tuple[str, float] | None, str]:
+    """BM25 on the fitted runs' own protocol: the level to draw (None without one) and
+    the caption under the chart saying where the runs stand against it."""
     found = reference_of_points(store.references(), points, metric)
     if found is None:
-        st.caption("No BM25 reference for these points' data set and protocol yet: `python -m engine references` "
-                   "measures one for every protocol of the store's runs.")
-        return None
+        return None, ("No BM25 reference for these points' data set and protocol yet: `python -m engine references` "
+                      "measures one for every protocol of the store's runs.")
     name, level, metrics = found
     below = int((points["loss"] < level).sum())
-    st.caption(f"Grey: {name} on the same test pairs and negatives, {metric} entropy {format_loss(level)} "
-               f"(MRR@10 {format_loss(metrics.get('mrr@10'))}). {below} of {len(points)} runs here are below it, "
-               f"so {'no dense run beats' if below == 0 else 'these beat'} word overlap.")
-    return name, level
+    return (name, level), (f"Grey: {name} on the same test pairs and negatives, {metric} entropy "
+                           f"{format_loss(level)} (MRR@10 {format_loss(metrics.get('mrr@10'))}). {below} of "
+                           f"{len(points)} runs here are below it, so "
+                           f"{'no dense run beats' if below == 0 else 'these beat'} word overlap.")
 
 
 def parameter_table(law: ScalingLaw, intervals: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -399,9 +399,11 @@ def show_fit(result: dict, store: Store) -> None:
     compare_options = [None] + [n for n, p in PRESETS.items() if p.law.kind == kind]
     compare = st.selectbox("Compare with a published fit", compare_options, key=f"fit_compare_{kind}",
                            format_func=lambda n: "none" if n is None else f"{n} ({PRESETS[n].source})")
-    reference = show_reference(fit.points, store, about.get("metric", "raw")) if about.get("source") == "store" \
-        else None
+    reference, reference_note = bm25_reference(fit.points, store, about.get("metric", "raw")) \
+        if about.get("source") == "store" else (None, "")
     curves = draw_law(fit, fit.points, x, PRESETS[compare].law if compare else None, reference)
+    if reference_note:
+        st.caption(reference_note)
     if len(fit.heldout):
         st.caption("Triangles: held-out points (coloured by their curve in the joint view), predicted from the "
                    "fit on the rest, with the prediction interval for a new run.")

@@ -44,3 +44,15 @@ def test_without_a_reference_the_page_says_how_to_measure_one():
     press_fit(at)
     assert_clean(at)
     assert any("python -m engine references" in c.value for c in at.caption)
+
+
+def test_the_bm25_caption_sits_under_the_law_chart_it_explains(store_with_a_reference):
+    at = open_page("pages/2_Fit_laws.py")
+    at.selectbox(key="fit_annotation").set_value("human")
+    at.radio(key="fit_kind").set_value("joint").run(timeout=TIMEOUT_S)
+    press_fit(at)
+    nodes = list(at.main)
+    law_chart = next(i for i, node in enumerate(nodes) if node.type in ("arrow_vega_lite_chart", "vega_lite_chart"))
+    caption = next(i for i, node in enumerate(nodes)
+                   if node.type == "caption" and "runs here are below it" in node.value)
+    assert law_chart < caption
