@@ -9,7 +9,7 @@ from engine.budget import BudgetQuestion, optimise, preset_extrapolation
 from engine.charts import law_chart, law_curves
 from engine.errors import InputError, in_words
 from engine.laws import LAW_EQUATIONS, PRESETS, preset
-from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
+from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2
 from store import Store, StoreBusyError
 from store.demo import demo_state, ensure_demo, load_demo, read_demo, remove_demo
 

@@ -113,7 +113,7 @@ class ExchangeRate:
         if not self.beyond_warning:
             return None
         from engine.budget import format_factor
-        from engine.numbers import format_count
+        from engine.formatting import format_count
 
         lo, hi = self.d_support
         return (f"{self.other} needs {format_count(self.pairs)} pairs: a projection {format_factor(self.extrapolation)} "

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 
+from engine.checks import check_level, is_positive_number
 from engine.errors import InputError
-from engine.laws import (EXTRAPOLATION_WARNING, JOINT_KINDS, LawFit, ScalingLaw, check_level, extrapolation_factor,
+from engine.laws import (EXTRAPOLATION_WARNING, JOINT_KINDS, LawFit, ScalingLaw, extrapolation_factor,
                          predict_params)
 
 SECONDS_PER_HOUR = 3600
@@ -154,8 +155,7 @@ class BudgetQuestion:
     def __post_init__(self):
         for name in ("n_min", "band_tolerance"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(value) or value <= 0:
+            if not is_positive_number(value):
                 raise InputError(f"{name} must be a positive number, got {value!r}")
 
 
@@ -305,7 +305,7 @@ class Extrapolation:
 
     def describe(self) -> str:
         """One sentence; a plain warning beyond EXTRAPOLATION_WARNING times the support."""
-        from engine.numbers import format_count
+        from engine.formatting import format_count
 
         parts = []
         for axis, factor, (lo, hi), what in (("N", self.n, self.n_support, "parameters"),
@@ -331,7 +331,7 @@ FACTOR_DIGITS_LIMIT = 1e6   # from a million times on, a factor is written as a 
 
 def format_factor(factor: float) -> str:
     """2.11 -> '2.11x', 75.34 -> '75.3x', 11661.4 -> '11,661x', 3.4e6 -> '3.4Mx', 1.7e296 -> '1.7e+296x'."""
-    from engine.numbers import format_count
+    from engine.formatting import format_count
 
     if factor >= FACTOR_DIGITS_LIMIT:
         return f"{format_count(factor)}x"
@@ -439,7 +439,7 @@ class DecisionUncertainty:
         """What the intervals leave out, when some laws' optimum is an end of the search."""
         if not self.at_bound:
             return None
-        from engine.numbers import format_percent
+        from engine.formatting import format_percent
 
         return (f"{format_percent(self.at_bound)} of the bootstrap laws put the optimum at an end of the search "
                 "(the whole budget on the model, leaving 1 pair, or the smallest model): a law that keeps "

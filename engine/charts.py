@@ -15,7 +15,7 @@ import pandas as pd
 
 from engine.budget import BudgetAnswer, DecisionUncertainty
 from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
-from engine.numbers import COUNT_LABEL_EXPR, format_count, format_loss
+from engine.formatting import COUNT_LABEL_EXPR, format_count, format_loss
 
 LOSS_TITLE = "contrastive entropy (nats)"
 AXIS_TITLES = {"n": "non-embedding parameters N", "d": "annotated pairs D"}

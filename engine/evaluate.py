@@ -356,7 +356,7 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, config: EvalConfig, *,
     encoder (folder or hub name, used without projection) on `dataset`'s test split."""
     from engine.data import load_retrieval_data
     from engine.model import BiEncoder
-    from engine.progress import CommandProgress
+    from engine.command_progress import CommandProgress
     from engine.tokenize_cache import tokenize_cached
 
     check_lengths(checkpoint, max_query_length, max_passage_length)

@@ -32,6 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.checks import is_positive_whole
 from engine.errors import InputError
 from engine.paths import check_not_protected, make_output_folder, runs_dir, store_files, store_path, validate_name
 
@@ -91,17 +92,13 @@ def read_model(folder: Path) -> TrainedModel:
     return model
 
 
-def _positive_whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def _inconsistency(model: TrainedModel) -> str | None:
     """What in the model's settings contradicts the rest, or None."""
     if model.pooling not in POOLINGS:
         return f"{MODEL_CONFIG} pooling is {model.pooling!r}, not one of {', '.join(POOLINGS)}"
-    if not _positive_whole(model.hidden_size):
+    if not is_positive_whole(model.hidden_size):
         return f"encoder/config.json hidden_size is {model.hidden_size!r}, not a whole number > 0"
-    if not _positive_whole(model.max_seq_length):
+    if not is_positive_whole(model.max_seq_length):
         return f"the maximum sequence length is {model.max_seq_length!r}, not a whole number > 0"
     if model.similarity not in SIMILARITIES:
         return f"{MODEL_CONFIG} similarity is {model.similarity!r}, not one of {', '.join(SIMILARITIES)}"
@@ -116,7 +113,7 @@ def _inconsistency(model: TrainedModel) -> str | None:
         return f"{MODEL_CONFIG} similarity is dot, but {PROJECTION_WEIGHTS} holds a cosine model's {LOG_SCALE}"
     if model.projection_dim is None or type(model.projection_dim) is int and model.projection_dim == 0:
         return f"{MODEL_CONFIG} says no projection, but {PROJECTION_WEIGHTS} is there with {shapes}" if shapes else None
-    if not _positive_whole(model.projection_dim):
+    if not is_positive_whole(model.projection_dim):
         return f"{MODEL_CONFIG} projection_dim is {model.projection_dim!r}, not a whole number >= 0 or null"
     expected = {"weight": [model.projection_dim, model.hidden_size], "bias": [model.projection_dim]}
     if shapes.get("weight") != expected["weight"] or shapes.get("bias", expected["bias"]) != expected["bias"]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.checks import is_number
 from engine.errors import InputError
-from engine.laws import LAW_KINDS, PARAM_NAMES, POSITIVE_PARAMS, FitConfig, LawFit, ScalingLaw, is_number
+from engine.laws import LAW_KINDS, PARAM_NAMES, POSITIVE_PARAMS, FitConfig, LawFit, ScalingLaw
 
 JSON_INFINITY = {"inf": np.inf, "-inf": -np.inf}   # JSON has no infinity: a fit writes it as these strings
 

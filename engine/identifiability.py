@@ -51,7 +51,7 @@ class Identifiability:
 
     def sentence(self) -> str:
         """What the Fit page and the report say instead of raw coefficients."""
-        from engine.numbers import format_count
+        from engine.formatting import format_count
 
         ranges = [f"{axis.upper()} in [{format_count(lo)}, {format_count(hi)}]"
                   for axis, (lo, hi) in self.support.items()]

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.checks import check_level, is_positive_number, is_whole
 from engine.errors import InputError
 from engine.fit_optimisers import fit_theta, refit_resamples
-from engine.protocol import check_one_protocol
+from engine.eval_protocol import check_one_protocol
 
 LAW_KINDS = ("model", "data", "joint", "additive")
 PARAM_NAMES = {
@@ -184,7 +185,7 @@ def preset(name: str) -> ScalingLaw:
 
 def validate_points(points: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Check the points a `kind` law is fitted to (all of one evaluation protocol,
-    engine.protocol); return them with float columns."""
+    engine.eval_protocol); return them with float columns."""
     if kind not in LAW_KINDS:
         raise InputError(f"unknown law {kind!r}: choose one of {', '.join(LAW_KINDS)}")
     check_one_protocol(points)
@@ -255,26 +256,15 @@ class FitConfig:
 
     def __post_init__(self):
         check_level(self.level)
-        if not is_number(self.huber_scale) or not np.isfinite(self.huber_scale) or self.huber_scale <= 0:
+        if not is_positive_number(self.huber_scale):
             raise InputError(f"huber_scale must be a positive number (e.g. 0.05, or 1e-3 as Epoch AI's "
                              f"Chinchilla replication), got {self.huber_scale!r}")
         for name in ("bootstrap", "holdout_largest", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            if not is_whole(value) or value < 0:
                 raise InputError(f"{name} must be a whole number >= 0, got {value!r}")
         if self.holdout_axis not in ("auto", "n", "d"):
             raise InputError(f"holdout_axis must be n, d or auto, got {self.holdout_axis!r}")
-
-
-def check_level(level) -> float:
-    """A confidence level strictly between 0 and 1 (0.95 for 95 %), or InputError."""
-    if not is_number(level) or not 0 < level < 1:
-        raise InputError(f"the confidence level must lie strictly between 0 and 1 (0.95 for 95%), got {level!r}")
-    return float(level)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclass

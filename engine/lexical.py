@@ -60,7 +60,7 @@ def bm25_reference(data: RetrievalData, eval_set: "EvalSet") -> dict[str, float]
 
 
 def eval_config_of(fingerprint: dict) -> EvalConfig:
-    """The evaluation settings a recorded fingerprint (engine.protocol) was measured with."""
+    """The evaluation settings a recorded fingerprint (engine.eval_protocol) was measured with."""
     held_out = fingerprint.get("negative_pool") == "held-out"
     split = str(fingerprint.get("test_split", "")).rpartition(":")[0] or None
     return EvalConfig(negatives=fingerprint["negatives"], repeats=fingerprint["repeats"],
@@ -72,7 +72,7 @@ def eval_config_of(fingerprint: dict) -> EvalConfig:
 def missing_references(store) -> list[tuple[str, str, dict]]:
     """(data set name, data set folder, fingerprint) of each data set and protocol the
     store's completed engine runs were measured under that has no BM25 reference yet."""
-    from engine.protocol import reference_protocol
+    from engine.eval_protocol import reference_protocol
 
     runs = store.runs(status="completed")
     runs = runs[(runs["source"] == "engine") & runs["eval_fingerprint"].notna()]
@@ -94,7 +94,7 @@ def measure_references(store) -> list[dict]:
     from engine.data import load_retrieval_data
     from engine.errors import InputError
     from engine.evaluate import build_eval_set
-    from engine.protocol import eval_set_pairs, test_split_identity
+    from engine.eval_protocol import eval_set_pairs, test_split_identity
 
     added = []
     for dataset, folder, fingerprint in missing_references(store):
@@ -115,7 +115,7 @@ def measure_references(store) -> list[dict]:
 def reference_for(references, dataset: str, fingerprint: dict | None) -> dict[str, float] | None:
     """The BM25 metrics of `dataset` under the protocol of `fingerprint` from
     `Store.references()` rows; None where none was measured (or no protocol is known)."""
-    from engine.protocol import reference_protocol
+    from engine.eval_protocol import reference_protocol
 
     if fingerprint is None or references is None or len(references) == 0:
         return None
@@ -132,7 +132,7 @@ def metric_column(metric: str) -> str:
 def reference_of_points(references, points, metric: str) -> tuple[str, float, dict] | None:
     """("BM25", its entropy in `metric`, all its metrics) for the points of one fit: one
     data set and one protocol (a fit's `points` with dataset and eval_fingerprint), or None."""
-    from engine.protocol import fingerprints_of
+    from engine.eval_protocol import fingerprints_of
 
     if "dataset" not in points or points["dataset"].nunique() != 1:
         return None

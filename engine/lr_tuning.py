@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from engine.errors import InputError
-from engine.protocol import trained_calibrated
+from engine.eval_protocol import trained_calibrated
 
 TABLE_COLUMNS = ("model", "n_params", "lr", "best_raw_entropy", "best_calibrated_entropy", "trained_calibrated_entropy",
                  "mrr@10", "chosen")

@@ -50,12 +50,13 @@ import numpy as np
 import pandas as pd
 
 from engine.budget import BudgetQuestion, data_for, n_max
+from engine.checks import is_positive_number
 from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.ladder import LADDER, LadderModel, non_embedding_params
 from engine.laws import FitConfig, LawFit, fit_law
-from engine.protocol import better_than_random, describe, fingerprints_of, protocol_labels
-from engine.numbers import format_count
+from engine.eval_protocol import better_than_random, describe, fingerprints_of, protocol_labels
+from engine.formatting import format_count
 
 COST_UNITS = ("gpu-hours", "dollars")
 UNIT_WORDS = {"gpu-hours": "GPU-hours", "dollars": "dollars"}    # a cost unit as a sentence writes it
@@ -86,12 +87,12 @@ class PlanTarget:
 
     def __post_init__(self):
         point = self.n is not None or self.d is not None
-        if point and not (_positive(self.n) and _positive(self.d)):
+        if point and not (is_positive_number(self.n) and is_positive_number(self.d)):
             raise InputError(f"a point target needs both a positive --target-n and --target-d, got {self.n} "
                              f"and {self.d}")
         if not point and self.question is None:
             raise InputError("give a budget (the N* interval) or --target-n and --target-d")
-        if not point and not _positive(self.question.budget):
+        if not point and not is_positive_number(self.question.budget):
             raise InputError(f"--budget must be a positive number of dollars, got {self.question.budget}")
 
     @property
@@ -161,16 +162,11 @@ class PlanConfig:
     def __post_init__(self):
         if not 0 < self.level < 1:
             raise InputError(f"--level is the interval's level strictly between 0 and 1 (0.95), got {self.level}")
-        if self.noise is not None and not _positive(self.noise):
+        if self.noise is not None and not is_positive_number(self.noise):
             raise InputError(f"--noise is the run-to-run scatter of log L, a positive number (e.g. 0.02), "
                              f"got {self.noise}")
         if not 0 <= self.min_gain < 1:
             raise InputError(f"--min-gain is a fraction of the interval's width in [0, 1), got {self.min_gain}")
-
-
-def _positive(value) -> bool:
-    """A finite number above 0 (NaN, inf, None and text are not)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and bool(np.isfinite(value)) and value > 0
 
 
 @dataclass(frozen=True)
@@ -565,7 +561,7 @@ def plan_spec(plan: Plan, dataset: Path, name: str, settings: RunSettings, avail
               annotation: str = "human", inherited: dict | None = None) -> dict:
     """The plan as a sweep file's tables (engine/sweep.py): its models x data sizes
     and the shared [train] settings, over `inherited` (the other [train] settings of
-    the study the plan extends, engine.jobs.inherited_settings). The full data set is
+    the study the plan extends, engine.studies.inherited_settings). The full data set is
     written "all" so run ids match those of a study that used "all"."""
     if not plan.runs:
         raise InputError("the plan has no runs to write: " + plan.message())
@@ -594,7 +590,7 @@ def plan_sweep(plan: Plan, dataset: Path, out: Path, settings: RunSettings, avai
 def store_points(store, dataset: str, annotation: str = "human", metric: str = "raw",
                  protocol: str | None = None) -> pd.DataFrame:
     """The store's completed `annotation` runs of `dataset` as law points of `metric`,
-    those of one evaluation protocol group when `protocol` names one (engine/protocol.py
+    those of one evaluation protocol group when `protocol` names one (engine/eval_protocol.py
     protocol_labels), runs no better than a random scorer left out, as the study does."""
     points, _ = better_than_random(store.law_points(dataset=dataset, annotation=annotation, metric=metric))
     if protocol is not None:
@@ -607,7 +603,7 @@ def store_points(store, dataset: str, annotation: str = "human", metric: str = "
 
 def protocol_groups(points: pd.DataFrame) -> pd.DataFrame:
     """One row per evaluation protocol group of `points`, most points first: protocol
-    (its id, or UNRECORDED), points, description (engine/protocol.py describe)."""
+    (its id, or UNRECORDED), points, description (engine/eval_protocol.py describe)."""
     labels = protocol_labels(points)
     described = dict(zip(labels, (describe(f) for f in fingerprints_of(points))))
     counts = pd.Series(labels, dtype=object).value_counts()
@@ -619,6 +615,6 @@ def protocol_groups(points: pd.DataFrame) -> pd.DataFrame:
 def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human", metric: str = "raw",
                    protocol: str | None = None):
     """Eq. 8 fitted to `store_points`: one protocol group's when `protocol` names one
-    (points of several protocols are refused, engine.protocol.check_one_protocol)."""
+    (points of several protocols are refused, engine.eval_protocol.check_one_protocol)."""
     points = store_points(store, dataset, annotation, metric, protocol)
     return fit_law(points[["n", "d", "loss", "eval_fingerprint"]], "joint", FitConfig(bootstrap=bootstrap))

@@ -145,10 +145,10 @@ def fit_document(fit, title: str, charts: dict[str, object], equation: str | Non
     """The report of one fitted law (engine.laws.LawFit): what was fitted and over which
     N and D, what its points determine, the parameters with their bootstrap intervals,
     R², the held-out points, the charts; numbers written as the app writes them
-    (engine/numbers.py)."""
+    (engine/formatting.py)."""
     from engine.identifiability import identifiability
     from engine.laws import PARAM_NAMES
-    from engine.numbers import format_count, format_percent, format_r2, formatted_table
+    from engine.formatting import format_count, format_percent, format_r2, formatted_table
 
     kind = fit.law.kind
     fitted = fit.points[fit.points["role"] == "fit"]

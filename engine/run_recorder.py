@@ -17,8 +17,8 @@ import torch
 from engine.batches import negatives_per_process
 from engine.evaluate import evaluate
 from engine.flops import device_peak, mfu, train_step_flops
-from engine.jobs import PROGRESS_INTERVAL_S, ProgressFile
-from engine.protocol import eval_set_pairs, evaluation_fingerprint
+from engine.run_status import PROGRESS_INTERVAL_S, ProgressFile
+from engine.eval_protocol import eval_set_pairs, evaluation_fingerprint
 from engine.run_folder import BEST_DIR, code_version
 
 if TYPE_CHECKING:

@@ -23,10 +23,10 @@ from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decis
 from engine.errors import InputError
 from engine.identifiability import identifiability
 from engine.laws import EXTRAPOLATION_WARNING, PARAM_NAMES, FitConfig, LawFit, fit_law
-from engine.protocol import DEFAULT_NEGATIVES, METRICS, describe, fingerprints_of, protocol_id, random_scorer_levels
+from engine.eval_protocol import DEFAULT_NEGATIVES, METRICS, describe, fingerprints_of, protocol_id, random_scorer_levels
 
 REFERENCE_ANNOTATION = "human"
-RANDOM_SCORER_LOSS = float(np.log(1 + DEFAULT_NEGATIVES))  # Eq. 5 at k = 256 (a run's own: engine.protocol)
+RANDOM_SCORER_LOSS = float(np.log(1 + DEFAULT_NEGATIVES))  # Eq. 5 at k = 256 (a run's own: engine.eval_protocol)
 
 
 @dataclass(frozen=True)
@@ -472,7 +472,7 @@ def _joint_chart(fit: LawFit, points: pd.DataFrame, x: str, title: str, referenc
 def _decision_lines(report: StudyReport) -> list[str]:
     """The budget figure's questions answered under the fitted Eq. 8 and under each of
     its bootstrap laws, with how far each N* and D* lies beyond the fitted runs."""
-    from engine.numbers import format_count
+    from engine.formatting import format_count
 
     c = report.config
     costs = replace(CostAssumptions(), corpus_pages=c.budget_corpus_pages)

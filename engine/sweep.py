@@ -41,10 +41,10 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.flops import train_step_flops
-from engine.jobs import outcome_line, start_process
+from engine.processes import outcome_line, start_process
 from engine.ladder import hashed_lr, hashed_similarity
 from engine.paths import resolved, runs_dir, validate_name
-from engine.progress import CommandProgress
+from engine.command_progress import CommandProgress
 from engine.config import MAX_SEED, TrainConfig, without_later_defaults  # not engine.train: reading a sweep imports no torch
 
 GRID_KEYS = ("models", "train_pairs", "annotations", "seeds", "lr")

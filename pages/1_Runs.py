@@ -1,7 +1,7 @@
 """Runs: configure a study (models x data sizes x annotation types x seeds), estimate
 it, launch it as a separate process (`python -m engine sweep FILE`), watch its runs
 learn, cancel it, and manage the runs in the store. Process control lives in
-engine/jobs.py; this page only draws."""
+engine/studies.py, engine/processes.py and engine/run_status.py; this page only draws."""
 from __future__ import annotations
 
 import os
@@ -10,16 +10,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
+from engine import processes, run_status, studies
 from engine.charts import training_curve
 from engine.errors import InputError, in_words
 from engine.ladder import LADDER
-from engine.numbers import format_count, formatted_table
+from engine.formatting import format_count, formatted_table
 from engine.paths import SHARED_DATA, runs_dir
-from engine.progress import active_commands
-from engine.protocol import describe
+from engine.command_progress import active_commands
+from engine.eval_protocol import describe
 from store import Store
-from store.core import RUN_STATUSES
+from store.results_store import RUN_STATUSES
 
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
 TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
@@ -30,21 +30,21 @@ TABLE_FORMAT = {"label": st.column_config.TextColumn("label", width="medium"),  
                 "train_pairs": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
                 "wall_time_s": st.column_config.TextColumn("seconds", help="training wall time; —: not recorded"),
-                "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/protocol.py); "
+                "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/eval_protocol.py); "
                                                              "—: not recorded"),
                 "started_at": st.column_config.DatetimeColumn("started (UTC)"),
                 "run_id": st.column_config.TextColumn("run id")}
 NOT_RECORDED = "—"    # a protocol or wall time the run did not record (the demo study's runs, imports)
-STATUSES = (*RUN_STATUSES, jobs.INTERRUPTED)
+STATUSES = (*RUN_STATUSES, run_status.INTERRUPTED)
 NEW_STUDY = "(a new study)"
 NEW_STUDY_TRAIN = {"steps": 300, "batch_size": 32, "negatives": 64, "eval_every": 100}   # the form's own defaults
 POLL_SECONDS = 2.0
 JOBS_SHOWN = 5
 
 
-def current_launcher() -> jobs.Launcher:
+def current_launcher() -> processes.Launcher:
     """The real launcher, unless a test put another in session state."""
-    return st.session_state.get("run_launcher", jobs.start_process)
+    return st.session_state.get("run_launcher", processes.start_process)
 
 
 @st.cache_data(ttl=POLL_SECONDS, show_spinner=False)
@@ -95,12 +95,12 @@ def show_progress(run_id: str, progress: dict, store_path: str) -> None:
                                    width="stretch")
 
 
-def show_job(job: jobs.Job, runs: dict[str, dict], store_path: str) -> None:
+def show_job(job: processes.Job, runs: dict[str, dict], store_path: str) -> None:
     state = job.state
     st.markdown(f"#### Study {job.name} · {state}")
     st.caption(f"sweep file `{job.sweep_file}` · log `{job.log_path}`")
     if state == "running":
-        st.button("Cancel this study", key=f"cancel_{job.name}", on_click=jobs.cancel, args=(job,))
+        st.button("Cancel this study", key=f"cancel_{job.name}", on_click=processes.cancel, args=(job,))
     elif state.startswith("failed"):
         for run_id, reason in job.failure_reasons():
             st.error(f"{run_id}: {reason}")
@@ -125,7 +125,7 @@ def refresh_when_something_finished(watched: set) -> None:
 
 def running_commands() -> None:
     """Sweeps, annotation, studies, imports and evaluations running now, from their
-    progress files (engine/progress.py)."""
+    progress files (engine/command_progress.py)."""
     commands = active_commands()
     if commands:
         st.markdown(f"#### Commands running now ({len(commands)})")
@@ -140,9 +140,9 @@ def running_commands() -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def live_runs(store_path: str) -> None:
-    registry = jobs.launched_jobs()   # from this page or Plan runs, any session
-    active = jobs.active_runs()
-    groups = {run_id: jobs.process_group(p.get("pid")) for run_id, p in active.items()}
+    registry = studies.launched_jobs()   # from this page or Plan runs, any session
+    active = run_status.active_runs()
+    groups = {run_id: processes.process_group(p.get("pid")) for run_id, p in active.items()}
     refresh_when_something_finished(set(active) | {name for name, job in registry.items() if job.state == "running"})
     st.subheader(f"Training now ({len(active)})")
     for job in reversed(list(registry.values())[-JOBS_SHOWN:]):
@@ -167,12 +167,12 @@ def dataset_options(store_path: str) -> dict[str, str]:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def study_bases(store_path: str) -> dict[str, jobs.StudyBase]:
-    """Studies with runs in the store, most runs first (engine/jobs.py)."""
-    return {base.name: base for base in jobs.study_bases(Store(store_path).runs())}
+def study_bases(store_path: str) -> dict[str, studies.StudyBase]:
+    """Studies with runs in the store, most runs first (engine/studies.py)."""
+    return {base.name: base for base in studies.study_bases(Store(store_path).runs())}
 
 
-def form_values(base: jobs.StudyBase | None, datasets: dict[str, str]) -> dict:
+def form_values(base: studies.StudyBase | None, datasets: dict[str, str]) -> dict:
     """The form's fields for a study extending `base` (None: a new study, the form's
     defaults); its data set in the list when it is one of `datasets`, else as a folder."""
     if base is None:
@@ -193,7 +193,7 @@ def form_values(base: jobs.StudyBase | None, datasets: dict[str, str]) -> dict:
             **{f"run_{key}": train.get(key, value) for key, value in NEW_STUDY_TRAIN.items()}}
 
 
-def chosen_base(store_path: str, datasets: dict[str, str]) -> jobs.StudyBase | None:
+def chosen_base(store_path: str, datasets: dict[str, str]) -> studies.StudyBase | None:
     """The study the form extends (default: the one with most runs in the store); its
     settings go into the form's fields whenever the choice changes."""
     bases = study_bases(store_path)
@@ -210,7 +210,7 @@ def chosen_base(store_path: str, datasets: dict[str, str]) -> jobs.StudyBase | N
         st.caption("A new study with the engine's default evaluation (10 repeats, 180-token passages): its runs "
                    "get a protocol of their own and join no curve already in the store.")
     else:
-        kept = ", ".join(f"{k} = {v}" for k, v in jobs.inherited_settings(base).items()) or "none"
+        kept = ", ".join(f"{k} = {v}" for k, v in studies.inherited_settings(base).items()) or "none"
         joins = "so they are measured as its runs were and join its curves" if base.current else \
             "as its sweep files now say"
         st.caption(f"Extends **{base.describe()}**. New runs keep its other training and evaluation settings "
@@ -253,19 +253,19 @@ def study_form(store: Store) -> None:
     if not (estimate_clicked or launch_clicked):
         return
     try:
-        study = jobs.study_from_form(name, dataset_path.strip() or datasets.get(dataset_name, ""), models, sizes,
+        study = studies.study_from_form(name, dataset_path.strip() or datasets.get(dataset_name, ""), models, sizes,
                                      seeds, with_human, generated, steps, batch_size, negatives, eval_every,
-                                     jobs.inherited_settings(base))
+                                     studies.inherited_settings(base))
         if estimate_clicked:
             with st.spinner("Estimating with `python -m engine sweep --dry-run` (checks the data, "
                             "measures this machine's speed) ..."):
-                st.code(jobs.estimate_spec(study.spec()), language=None)
+                st.code(studies.estimate_spec(study.spec()), language=None)
             return
-        sweep = jobs.new_sweep_file(study.spec())
+        sweep = studies.new_sweep_file(study.spec())
     except InputError as err:
         st.error(in_words(err))
         return
-    job = jobs.launch_sweep(sweep.path, store.path, int(parallel), current_launcher())
+    job = studies.launch_sweep(sweep.path, store.path, int(parallel), current_launcher())
     st.success(f"Launched study {job.name}: {study.runs} run(s), {int(parallel)} at a time. "
                "Progress appears above.")
 
@@ -279,7 +279,7 @@ def delete_runs(store: Store, run_ids: list[str]) -> None:
 
 
 def show_interrupted(runs: pd.DataFrame) -> None:
-    interrupted = jobs.interrupted_runs(runs)
+    interrupted = run_status.interrupted_runs(runs)
     if not interrupted:
         return
     st.warning(f"{len(interrupted)} run(s) interrupted: their process is gone. Launch the same study again (or "
@@ -291,7 +291,7 @@ def show_interrupted(runs: pd.DataFrame) -> None:
 def short_label(label, source, run_id: str) -> str | None:
     """A run's label as the table shows it: a demo row by its id in the demo study (every
     demo label starts with the same title, which the caption names once)."""
-    return jobs.original_run_id(run_id, label, source) if source == "demo" else label
+    return studies.original_run_id(run_id, label, source) if source == "demo" else label
 
 
 def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
@@ -325,7 +325,7 @@ def not_recorded_note(runs: pd.DataFrame) -> str:
 
 def runs_in_store(store: Store) -> None:
     st.subheader("Runs in the store")
-    everything = jobs.with_live_status(runs_table(str(store.path), (), (), ()))
+    everything = run_status.with_live_status(runs_table(str(store.path), (), (), ()))
     if everything.empty:
         st.info("The store holds no runs yet: launch a study above, or import results with "
                 "`python -m store import results.csv` (columns n, d, loss).")
@@ -335,7 +335,7 @@ def runs_in_store(store: Store) -> None:
     annotation = cols[1].multiselect("Annotation", sorted(everything["annotation"].dropna().unique()),
                                      key="runs_annotation")
     status = cols[2].multiselect("Status", list(STATUSES), key="runs_status")
-    runs = jobs.with_live_status(runs_table(str(store.path), tuple(dataset), tuple(annotation), ()))
+    runs = run_status.with_live_status(runs_table(str(store.path), tuple(dataset), tuple(annotation), ()))
     if status:
         runs = runs[runs["status"].isin(status)]
     show_interrupted(runs)

@@ -24,11 +24,11 @@ from engine.errors import InputError, in_words
 from engine.identifiability import compare_laws, identifiability
 from engine.laws import JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
 from engine.lexical import reference_of_points
-from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
-from engine.protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
+from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
+from engine.eval_protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
 from engine.report import chart_png, chart_svg, fit_charts, fit_document, refits_kept
 from store import Store
-from store.imports import DELIMITER_NAMES, check_csv_bytes
+from store.table_import import DELIMITER_NAMES, check_csv_bytes
 
 SOURCES = ("Runs in the store", "Upload a CSV", "Paper presets")
 KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joint, Eq. 8",
@@ -151,7 +151,7 @@ def show_rejected(name: str, rejected: list[tuple[int, str]], good: int) -> None
 
 
 def one_protocol(points: pd.DataFrame, about: dict) -> pd.DataFrame:
-    """The points of one evaluation protocol (engine/protocol.py; by default the most
+    """The points of one evaluation protocol (engine/eval_protocol.py; by default the most
     common): a fit over points measured differently is refused."""
     labels = pd.Series(protocol_labels(points), index=points.index)
     described = {label: describe(fingerprint) for label, fingerprint in zip(labels, fingerprints_of(points))}

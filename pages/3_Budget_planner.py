@@ -14,7 +14,7 @@ from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, Decisi
 from engine.charts import budget_chart, law_fit_from_record, optima_table
 from engine.errors import InputError, in_words
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
-from engine.numbers import format_count, format_loss, format_percent, format_r2
+from engine.formatting import format_count, format_loss, format_percent, format_r2
 from store import Store
 
 PAPER = CostAssumptions()

@@ -12,7 +12,7 @@ from engine.budget import format_factor
 from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
 from engine.errors import InputError, in_words
 from engine.laws import PARAM_NAMES, FitConfig, LawFit
-from engine.numbers import format_coefficient, format_count, format_loss, format_percent, format_r2
+from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2
 from engine.study import OVERFIT_GAP
 from store import Store
 

@@ -1,6 +1,6 @@
 """Plan runs: which runs of the ladder would most narrow the interval of the decision
 (N* at a budget, or the prediction at a target N and D), ranked with their expected
-gain and cost, and a button that launches them as a sweep through engine/jobs.py,
+gain and cost, and a button that launches them as a sweep through engine/studies.py,
 the same job code as the Runs page. The method is engine/plan_runs.py's."""
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
+from engine import processes, studies
 from engine.budget import BudgetQuestion
 from engine.charts import law_fit_from_record
 from engine.errors import InputError, in_words
 from engine.laws import LawFit
-from engine.numbers import formatted_table
+from engine.formatting import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
                               fit_store_runs, ladder_rungs, plan_runs, plan_spec, protocol_groups, store_points,
                               sweep_name)
-from engine.protocol import protocol_labels
+from engine.eval_protocol import protocol_labels
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -31,9 +31,9 @@ TABLE_FORMAT = {"n": st.column_config.TextColumn("N", help="parameters"),
                 "cost": st.column_config.NumberColumn("cost (GPU-hours)", format="%.3g")}
 
 
-def current_launcher() -> jobs.Launcher:
+def current_launcher() -> processes.Launcher:
     """The real launcher, unless a test put another in session state."""
-    return st.session_state.get("run_launcher", jobs.start_process)
+    return st.session_state.get("run_launcher", processes.start_process)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -82,8 +82,8 @@ def points_of(store_path: str, dataset: str, metric: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def study_bases(store_path: str) -> list[jobs.StudyBase]:
-    return jobs.study_bases(Store(store_path).runs())
+def study_bases(store_path: str) -> list[studies.StudyBase]:
+    return studies.study_bases(Store(store_path).runs())
 
 
 def law_choice(store: Store) -> dict:
@@ -98,7 +98,7 @@ def law_choice(store: Store) -> dict:
     if source != FROM_RUNS:
         fit = load_fit(str(store.path), law_sources(str(store.path))[source], dataset, 0, "raw", None)
         run_ids = fit.points["run_id"] if "run_id" in fit.points else []
-        return {**choice, "base": jobs.base_of_runs(study_bases(str(store.path)), run_ids)}
+        return {**choice, "base": studies.base_of_runs(study_bases(str(store.path)), run_ids)}
     left, right = st.columns([1, 2])
     choice["metric"] = left.selectbox("Metric", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="plan_metric")
     points = points_of(str(store.path), dataset, choice["metric"])
@@ -113,7 +113,7 @@ def law_choice(store: Store) -> dict:
         format_func=lambda p: f"{p} ({groups.at[p, 'points']} runs): {groups.at[p, 'description']}",
         help="Runs measured differently are not one curve: Eq. 8 is fitted to one protocol's runs.")
     chosen = points[[label == choice["protocol"] for label in protocol_labels(points)]]
-    base = jobs.base_of_runs(study_bases(str(store.path)), chosen["run_id"])
+    base = studies.base_of_runs(study_bases(str(store.path)), chosen["run_id"])
     st.caption(f"Eq. 8 is fitted to the {len(chosen)} runs of protocol {choice['protocol']} "
                "(runs no better than a random scorer left out). "
                + (f"Planned runs extend **{base.describe()}** and keep its settings"
@@ -177,13 +177,13 @@ def make_plan(store: Store, inputs: dict):
 
 
 def launch(store: Store, plan, settings: RunSettings, available: int, inputs: dict) -> None:
-    """The plan as a sweep, a job of engine/jobs.py: the Runs page shows it and can cancel it."""
+    """The plan as a sweep, a job of engine/processes.py: the Runs page shows it and can cancel it."""
     base = inputs["base"]
     name = base.name if base else sweep_name(Path("plan"))
     spec = plan_spec(plan, Path(inputs["folder"]), name, settings, available,
-                     inherited=jobs.inherited_settings(base))
-    sweep = jobs.new_sweep_file(spec)
-    job = jobs.launch_sweep(sweep.path, store.path, 1, current_launcher())
+                     inherited=studies.inherited_settings(base))
+    sweep = studies.new_sweep_file(spec)
+    job = studies.launch_sweep(sweep.path, store.path, 1, current_launcher())
     st.session_state["plan_job"] = {"sweep": str(sweep.path), "log": str(job.log_path), "name": job.name}
 
 

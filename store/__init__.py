@@ -17,15 +17,15 @@ and a SIGKILL loses at most the record being written. Every other operation open
 short-lived connection (retrying with exponential backoff and jitter while another
 process holds the file, store/connection.py), first moves all waiting spool records
 into the database in one transaction — exactly once, by byte offsets committed with
-the rows (store/ingest.py) — then reads or writes, and closes. No connection outlives
+the rows (store/spool_ingest.py) — then reads or writes, and closes. No connection outlives
 a call, so the lock is held for milliseconds. `ingest()` does the move explicitly.
 
 The schema is a list of additive migration steps recorded in `schema_version`
 (store/schema.py); older files upgrade when opened. Imports check every row and
-report bad ones by line (store/imports.py); `python -m store` is the command line.
+report bad ones by line (store/table_import.py); `python -m store` is the command line.
 """
 from store.connection import StoreBusyError
-from store.core import Store
-from store.imports import ImportReport
+from store.results_store import Store
+from store.table_import import ImportReport
 
 __all__ = ["ImportReport", "Store", "StoreBusyError"]

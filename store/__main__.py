@@ -11,14 +11,14 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.paths import check_output_path
 from store import Store, StoreBusyError
-from store.core import EXPORT_FORMATS, EXPORT_QUERIES
+from store.results_store import EXPORT_FORMATS, EXPORT_QUERIES
 
 
 def _info(store: Store, args: argparse.Namespace) -> int:
-    from engine.jobs import interrupted_runs, with_live_status
+    from engine.run_status import interrupted_runs, with_live_status
 
     info = store.info()
-    # runs the store calls running whose process is gone (engine/jobs.py); rerunning resumes them
+    # runs the store calls running whose process is gone (engine/run_status.py); rerunning resumes them
     info["interrupted_runs"] = interrupted_runs(with_live_status(store.runs(status="running")))
     print(json.dumps(info, indent=2))
     return 0

@@ -19,11 +19,11 @@ import pandas as pd
 
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
-from store.core import Store
-from engine.protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS, check_fingerprint, trained_calibrated
-from store.imports import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
+from store.results_store import Store
+from engine.eval_protocol import COLUMN_PREFIX, PROTOCOL_COLUMNS, check_fingerprint, trained_calibrated
+from store.table_import import (CALIBRATED_LOSS_COLUMN, METRIC_COLUMNS, METRICS_CALIBRATED_COLUMN, METRICS_LOSS_COLUMN,
                            STEP_COLUMNS, TRAINED_CALIBRATED_COLUMN)
-from store.values import utc_now
+from store.json_values import utc_now
 
 DEMO_FILE = PROJECT_ROOT / "demo" / "cpu-study.json"
 SETTING = "demo"  # {"state": "loaded" | "removed", "at": ISO time}

@@ -16,7 +16,7 @@ import duckdb
 
 from engine.errors import InputError
 from store.connection import transaction
-from store.values import utc_now
+from store.json_values import utc_now
 
 # Step 1: the first released schema (v1). Kept verbatim so an old file can be rebuilt
 # in tests and upgraded by the steps after it.
@@ -110,7 +110,7 @@ _V4_SETTINGS = (
     )""",
 )
 
-# Step 5: how each run was evaluated (engine/protocol.py): its evaluation fingerprint and
+# Step 5: how each run was evaluated (engine/eval_protocol.py): its evaluation fingerprint and
 # the fingerprint's 8-hex name, so a fit takes one protocol's runs. Rows from before
 # keep NULL: a group of their own.
 _V5_EVAL_PROTOCOL = (

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.checks import is_number, is_whole
 from engine.errors import InputError
 from engine.paths import WRITE_FAILURES, is_unicode
 
@@ -291,8 +292,8 @@ def _fits(kind: str, value: Any) -> bool:
     if kind in (JSON_TEXT, OPTIONAL_JSON):
         return isinstance(value, str) and is_unicode(value) and _is_json(value)
     if kind == COUNT:
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+        return is_whole(value) and 0 <= value <= _MAX_COUNT
+    return is_number(value) and _finite(value)
 
 
 def _is_json(text: str) -> bool:

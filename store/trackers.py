@@ -35,10 +35,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.checks import is_number, is_whole
 from engine.errors import InputError
 from engine.paths import validate_text
-from engine.progress import CommandProgress
-from store.imports import METRIC_COLUMNS, check_read_table, csv_header
+from engine.command_progress import CommandProgress
+from store.table_import import METRIC_COLUMNS, check_read_table, csv_header
 from store.spool import spool_files
 
 KINDS = ("tensorboard", "mlflow", "wandb")
@@ -222,7 +223,7 @@ def _step(value: object, where: str) -> int:
         number = _parsed(number)
     if isinstance(number, float) and number.is_integer():
         number = int(number)
-    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= _MAX_STEP:
+    if not is_whole(number) or not 0 <= number <= _MAX_STEP:
         raise InputError(f"{where}: step {value!r} is not a whole number from 0 to 2^63 - 1; "
                          "fix the export (a step counts optimizer steps)")
     return number
@@ -268,7 +269,7 @@ def _read_mlflow_sqlite(path: Path) -> list[TrackerRun]:
 
 def _number(value: object, where: str) -> float:
     """A metric's value: a number (an SQLite cell may hold NULL or text); else InputError."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         return float(value)
     raise InputError(f"{where}: value {value!r} is not a number; fix the tracking store (or mark it is_nan)")
 

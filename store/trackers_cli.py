@@ -7,7 +7,7 @@ import argparse
 import json
 
 from engine.errors import InputError
-from store.imports import METRIC_COLUMNS
+from store.table_import import METRIC_COLUMNS
 from store.trackers import KINDS, TrackerMapping, import_runs, preview
 
 

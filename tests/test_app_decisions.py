@@ -96,7 +96,7 @@ def test_planner_on_the_demo_studys_saved_fit():
     """Issue 16's "done when": the demo's joint fit, saved, planned at $20,000, shows the
     engine's answer for it (the answer itself is pinned in tests/golden/demo_summary.json)."""
     from engine.budget import extrapolation
-    from engine.numbers import format_count
+    from engine.formatting import format_count
     from tests.demo_study import demo_points
 
     fit = fit_law(demo_points(), "joint", FitConfig(bootstrap=200))

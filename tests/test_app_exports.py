@@ -8,7 +8,7 @@ import pytest
 from engine.budget import BudgetQuestion, decision_uncertainty, law_identity, optimise, plan_record
 from engine.charts import fit_record
 from engine.laws import FitConfig, fit_law
-from engine.numbers import format_loss, format_percent
+from engine.formatting import format_loss, format_percent
 from store import Store
 from tests.test_app import N_LABEL, assert_clean, metric, open_page, press_fit, seeded_store  # noqa: F401
 

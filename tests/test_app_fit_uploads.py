@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from engine.protocol import random_scorer_loss
+from engine.eval_protocol import random_scorer_loss
 from tests.test_app import assert_clean, open_page
 
 FIT = "pages/2_Fit_laws.py"

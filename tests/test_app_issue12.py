@@ -330,13 +330,13 @@ def test_a_png_renamed_csv_gets_a_clear_message():
                                          (5.422e14, "542T"), (512, "512"), (0.25, "0.25"), (None, "n/a"),
                                          (float("nan"), "n/a")])
 def test_format_count(value, text):
-    from engine.numbers import format_count
+    from engine.formatting import format_count
 
     assert format_count(value) == text
 
 
 def test_coefficients_and_r2_are_never_long_integers_or_none():
-    from engine.numbers import format_coefficient, format_r2
+    from engine.formatting import format_coefficient, format_r2
 
     assert format_coefficient(5.422e14) == "5.422e+14" and format_coefficient(0.5377) == "0.5377"
     assert format_r2(None) == "n/a" and format_r2(float("nan")) == "n/a" and format_r2(0.99123) == "0.9912"
@@ -347,7 +347,7 @@ def test_axis_ticks_use_the_suffixes_of_format_count():
 
     from engine.budget import BudgetQuestion, budget_curves, optimise
     from engine.charts import budget_chart, law_chart, law_curves, optima_table, training_curve
-    from engine.numbers import COUNT_LABEL_EXPR, SUFFIXES
+    from engine.formatting import COUNT_LABEL_EXPR, SUFFIXES
 
     for threshold, suffix in SUFFIXES:
         assert f">= {threshold:g} ? format(datum.value / {threshold:g}, '.3~g') + '{suffix}'" in COUNT_LABEL_EXPR
@@ -369,7 +369,7 @@ def test_the_overview_writes_a_missing_r2_as_n_a():
 
 
 def test_the_fit_tables_write_coefficients_with_four_digits(seeded_store):
-    from engine.numbers import format_coefficient
+    from engine.formatting import format_coefficient
 
     at = open_page(FIT_PAGE)
     table = table_with(at, "parameter")

@@ -1,6 +1,6 @@
 """Runs, Fit laws and Plan runs share a protocol: the Runs form extends a study with its
 settings and says which, Plan runs fits one protocol group and metric of the store's runs,
-and whatever the app launches is a job the Runs page can cancel (engine/jobs.py)."""
+and whatever the app launches is a job the Runs page can cancel (engine/studies.py)."""
 from __future__ import annotations
 
 import tomllib
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine import jobs
+from engine import studies
 from engine.paths import SHARED_DATA
 from engine.sweep import load_sweep
 from store import Store
@@ -45,7 +45,7 @@ def launcher_into(calls: list):
 
 def squad_study():
     """The demo's largest study as the engine reads its sweep files."""
-    return next(b for b in jobs.study_bases(Store().runs()) if b.name == load_sweep(
+    return next(b for b in studies.study_bases(Store().runs()) if b.name == load_sweep(
         PROJECT_ROOT / "sweeps" / "squad-scratch-study.toml").name)
 
 
@@ -109,7 +109,7 @@ def test_a_plan_is_a_job_the_runs_page_can_cancel_and_keeps_the_studys_settings(
     assert_clean(at)
     base = squad_study()
     train = launched_train(launches[0])
-    assert {k: train[k] for k in jobs.inherited_settings(base)} == jobs.inherited_settings(base)
+    assert {k: train[k] for k in studies.inherited_settings(base)} == studies.inherited_settings(base)
     at.switch_page(RUNS).run()
     assert_clean(at)
     heading = next(m.value for m in at.markdown if m.value.startswith("#### Study "))
@@ -125,7 +125,7 @@ def a_study_on(dataset: Path, runs_made: list[str]) -> str:
 
     spec = {"name": "mystudy", "grid": {"models": ["scratch-L1-H32"], "train_pairs": [100, 200]},
             "train": {"dataset": str(dataset), "steps": 20, "max_passage_length": 64, "eval": {"repeats": 2}}}
-    sweep = jobs.new_sweep_file(spec)
+    sweep = studies.new_sweep_file(spec)
     store = Store()
     for run_id in runs_made(sweep):
         store.start_run(run_id=run_id, **RUN_FIELDS)

@@ -1,5 +1,5 @@
 """The Runs page through AppTest: launching, estimating, watching and cancelling a
-study through an injected launcher (engine/jobs.py does the process work), a failed
+study through an injected launcher (engine/studies.py and engine/processes.py do the process work), a failed
 study's logs, the store table after a run finishes, interrupted runs, and the
 estimate's refusals."""
 from __future__ import annotations

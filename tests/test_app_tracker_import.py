@@ -51,7 +51,7 @@ def test_a_bad_path_is_one_message(tmp_path):
 
 
 def test_commands_running_now_show_their_progress(tmp_path):
-    from engine.progress import CommandProgress
+    from engine.command_progress import CommandProgress
 
     with CommandProgress("import", total=4, unit="run") as progress:
         time.sleep(1.05)                                   # the file is rewritten at most once a second

@@ -6,7 +6,7 @@ import pytest
 
 from engine.budget import BudgetQuestion, optimise, preset_support
 from engine.laws import preset
-from engine.numbers import format_count
+from engine.formatting import format_count
 from tests.test_app import N_LABEL, assert_clean, metric, open_page, seeded_store  # noqa: F401 (fixture)
 
 PLANNER = "pages/3_Budget_planner.py"

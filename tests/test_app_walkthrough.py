@@ -33,10 +33,10 @@ def test_store_info_names_registered_and_run_data_sets(tmp_path):
     assert info["dataset_names"] == ["msmarco", "squad-dev"] and info["counts"]["datasets"] == 1
 
 
-# --- N and D as engine/numbers.py writes them, on every page -----------------------------
+# --- N and D as engine/formatting.py writes them, on every page -----------------------------
 
 def test_the_runs_table_writes_n_and_d_as_the_other_pages_do(demo_store):
-    from engine.numbers import format_count
+    from engine.formatting import format_count
 
     at = open_page("pages/1_Runs.py")
     assert_clean(at)
@@ -159,7 +159,7 @@ def test_the_runs_table_writes_a_dash_for_what_a_run_did_not_record_and_says_so(
 @pytest.mark.parametrize("stop_reason", [None, "extrapolation"])
 def test_the_plan_message_writes_n_and_d_as_counts_and_says_gpu_hours(stop_reason):
     from engine.budget import BudgetQuestion
-    from engine.numbers import format_count
+    from engine.formatting import format_count
     from engine.plan_runs import Plan, PlanTarget
 
     probe = {"n": 34_200_000.0, "d": 4_465, "factor": 8.0, "gain": 0.4, "cost": 2.5}

@@ -18,7 +18,7 @@ from engine.ladder import LADDER, non_embedding_params
 from engine.model import BiEncoder
 from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir
 from engine.batches import TrainingBatches
-from engine.jobs import read_progress
+from engine.run_status import read_progress
 from engine.train import TrainConfig, prepare, resolve_config, train
 from helpers import tiny_config
 from store import Store

@@ -11,7 +11,7 @@ from engine.config import EvalConfig, TrainConfig
 from engine.data import held_out_passages, load_retrieval_data, passage_articles, training_pairs
 from engine.errors import InputError
 from engine.evaluate import build_eval_set
-from engine.protocol import describe
+from engine.eval_protocol import describe
 from test_data import write_beir
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"

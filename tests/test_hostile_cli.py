@@ -24,7 +24,7 @@ def engine_main(argv):
 
 def running_run(run_id: str, progress_text: str) -> None:
     """A run the store calls running, with `progress_text` as its progress file."""
-    from store.core import Store
+    from store.results_store import Store
 
     store = Store()
     store.start_run(config={}, model_name="m", n_params=10, n_params_strict=10, train_pairs=10,
@@ -53,7 +53,7 @@ def test_store_info_with_a_broken_progress_file(progress_text, capsys):
 
 
 def test_active_commands_skip_unreadable_progress_files():
-    from engine.progress import active_commands, commands_dir
+    from engine.command_progress import active_commands, commands_dir
 
     commands_dir().mkdir(parents=True)
     (commands_dir() / "list.json").write_text("[]")
@@ -217,7 +217,7 @@ def test_plan_target_budget_must_be_a_positive_number(budget):
 
 def test_a_run_another_sweep_is_training_is_not_started_twice(sweep_file):
     from engine.sweep import _run_lock, load_sweep, run_sweep
-    from store.core import Store
+    from store.results_store import Store
 
     first = load_sweep(sweep_file).runs[0]
     held = _run_lock(first.run_id)  # as the other sweep process holds it while its run trains
@@ -268,7 +268,7 @@ def test_export_model_never_writes_into_the_store_or_the_model(tmp_path, capsys)
 
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
 def test_tracker_import_that_skips_every_run_is_one_line(tmp_path, capsys, dry_run):
-    from store.core import Store
+    from store.results_store import Store
 
     for name in ("run-1", "run-2"):  # a W&B export of two runs
         run = tmp_path / "logs" / name

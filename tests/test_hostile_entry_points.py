@@ -674,7 +674,7 @@ def test_a_commit_the_disk_refuses_is_one_line(tmp_path, capsys, monkeypatch):
 
     import duckdb
 
-    import store.core
+    import store.results_store
 
     @contextlib.contextmanager
     def full_at_commit(con):
@@ -688,7 +688,7 @@ def test_a_commit_the_disk_refuses_is_one_line(tmp_path, capsys, monkeypatch):
     table.write_text("n,d,loss\n1000,100,3.0\n")
     demo.write_text(json.dumps({"study": {"title": "t"}, "runs": [{"run_id": "r", "n": 1000, "d": 10, "loss": 2.0}]}))
     Store().ingest()
-    monkeypatch.setattr(store.core, "transaction", full_at_commit)
+    monkeypatch.setattr(store.results_store, "transaction", full_at_commit)
     for argv in (["import", table], ["demo", "load", "--file", demo]):
         assert store_main(argv) == 2
         assert "the disk ran full while working on the store" in one_error_line(capsys)

@@ -63,7 +63,7 @@ def test_the_store_keeps_one_reference_per_data_set_protocol_and_method(tmp_path
 def test_references_are_measured_once_per_protocol_of_the_stores_runs_and_travel_with_the_demo(
         tmp_path, one_torch_thread):
     from engine.lexical import measure_references
-    from engine.protocol import reference_protocol
+    from engine.eval_protocol import reference_protocol
     from engine.train import train
     from helpers import tiny_config
     from store import Store

@@ -1,4 +1,4 @@
-"""Progress of long commands (engine/progress.py): a progress file with done/total and
+"""Progress of long commands (engine/command_progress.py): a progress file with done/total and
 the outcome, found by `active_commands` while the command runs; a tqdm bar on a
 terminal only; annotate and the tracker import report through it."""
 import fcntl
@@ -13,7 +13,7 @@ import termios
 import pytest
 
 from engine.annotate.cache import OutputCache, cached_outputs
-from engine.progress import CommandProgress, active_commands, commands_dir, read_command_progress
+from engine.command_progress import CommandProgress, active_commands, commands_dir, read_command_progress
 from tests.conftest import ROOT
 
 
@@ -42,7 +42,7 @@ def test_progress_file_named_by_the_environment(tmp_path, monkeypatch):
     assert read_command_progress(tmp_path / "watched.json")["done"] == 2
 
 
-SHOW = "from engine.progress import CommandProgress\nwith CommandProgress('x', total=4, unit='run') as p:\n" \
+SHOW = "from engine.command_progress import CommandProgress\nwith CommandProgress('x', total=4, unit='run') as p:\n" \
        "    [p.advance() for _ in range(4)]\n"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import protocol
+from engine import eval_protocol as protocol
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from engine.train import TrainerState, train

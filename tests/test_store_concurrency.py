@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import store.ingest as ingest_module
+import store.spool_ingest as ingest_module
 from store import Store, StoreBusyError
 
 pytestmark = pytest.mark.slow  # starts Python processes: `pytest -m "not slow"` leaves it out

@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import InputError
 from store import Store
-from store.imports import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
+from store.table_import import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_the_delimiter_is_sniffed_from_the_header(store, tmp_path, text):
 def test_a_semicolon_files_decimal_commas_are_read_as_points(store, tmp_path):
     """European Excel writes 2,5 for 2.5 beside its semicolons. Before: every such row was
     rejected ("loss: '2,5' is not a number")."""
-    from store.imports import check_csv_bytes
+    from store.table_import import check_csv_bytes
 
     text = "n;d;loss;label;mrr@10\n100000;1000;2,5;run 1,5;0,31\n200000;1000;2,25e0;b;\n400000;1000;2.125;c;\n"
     checked = check_csv_bytes("excel.csv", text.encode())

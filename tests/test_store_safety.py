@@ -119,7 +119,7 @@ def test_one_bad_spool_line_is_quarantined_and_the_rest_ingested(tmp_path, kind,
     _spool_line(store, spool_file.name, BAD_LINES[kind])
     store.add_point(run_id, step=2, contrastive_entropy=1.0, wall_time_s=1.0)
 
-    with caplog.at_level(logging.WARNING, logger="store.ingest"):
+    with caplog.at_level(logging.WARNING, logger="store.spool_ingest"):
         assert list(store.points(run_id)["step"]) == [1, 2]
 
     (kept,) = _quarantine(store)
@@ -132,7 +132,7 @@ def test_one_bad_spool_line_is_quarantined_and_the_rest_ingested(tmp_path, kind,
 
 
 def test_a_record_is_quarantined_once_even_when_its_file_is_read_again(tmp_path, monkeypatch, caplog):
-    import store.ingest as ingest_module
+    import store.spool_ingest as ingest_module
 
     store = Store(tmp_path / "s.duckdb")
     run_id = _good_run(store)
@@ -146,7 +146,7 @@ def test_a_record_is_quarantined_once_even_when_its_file_is_read_again(tmp_path,
     monkeypatch.undo()
     assert len(_quarantine(store)) == 1
 
-    with caplog.at_level(logging.WARNING, logger="store.ingest"):
+    with caplog.at_level(logging.WARNING, logger="store.spool_ingest"):
         assert store.ingest() == 3
         assert store.ingest() == 0 and len(store.points(run_id)) == 2
     assert len(_quarantine(store)) == 1 and store.info()["spool_records_quarantined"] == 1
@@ -310,7 +310,7 @@ def test_demo_load_of_a_bad_file_keeps_the_loaded_demo(tmp_path, kind):
 
 def test_demo_load_replaces_the_old_demo_in_one_transaction(tmp_path, monkeypatch):
     """A failure after the old rows were deleted (disk full, a kill) rolls the deletion back."""
-    import store.core as core
+    import store.results_store as core
     from store.demo import load_demo
 
     store = Store(tmp_path / "s.duckdb")

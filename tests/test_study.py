@@ -176,7 +176,7 @@ def test_raw_and_calibrated_side_by_side():
 def test_the_bm25_reference_stands_beside_the_runs_of_its_protocol():
     """With a BM25 reference under the runs' protocol the report counts the runs below it
     and its law charts draw it; one under another protocol is not used."""
-    from engine.protocol import reference_protocol
+    from engine.eval_protocol import reference_protocol
     from engine.study import with_references
 
     fingerprint = {"negatives": 256, "repeats": 3, "pool": 300, "pool_seed": 0, "metric": "raw",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import helpers
-from engine import protocol
+from engine import eval_protocol as protocol
 from engine.evaluate import EvalConfig, evaluate_checkpoint
 from engine.paths import runs_dir
 from engine.train import TrainConfig, train

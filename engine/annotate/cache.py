@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from engine.paths import cache_dir
-from engine.progress import CommandProgress
+from engine.command_progress import CommandProgress
 
 # A generator takes a batch of (passage id, passage text) and yields
 # (passage id, raw outputs) for each passage it finished, in any order; it may

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 
-from engine.numbers import format_count
+from engine.formatting import format_count
 
 FLAG_HELP = {
     "price_per_pair": "$ per annotated pair (Z_data)",
@@ -57,7 +57,8 @@ def measured_costs(store_path: str, args):
 
 def run_budget(args) -> int:
     from engine.budget import BudgetQuestion, CostAssumptions, decision_uncertainty, extrapolation, optimise
-    from engine.laws import LawFit, check_level, load_law
+    from engine.checks import check_level
+    from engine.laws import LawFit, load_law
 
     level = check_level(args.level)
     costs = CostAssumptions(**{f.name: getattr(args, f.name) for f in fields(CostAssumptions)})
@@ -75,7 +76,7 @@ def run_budget(args) -> int:
               "extrapolation": reach.to_dict() if reach else None,
               "measured_hardware": asdict(hardware) if hardware else None}
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(result))
         return 0
     interval = answer.loss_interval

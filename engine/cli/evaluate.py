@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         metrics["run_id"] = _record(args, config, metrics, model, device)
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(metrics))  # strict JSON: NaN is null
     else:
         for name, value in metrics.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.paths import write_output
-from engine.protocol import better_than_random
+from engine.eval_protocol import better_than_random
 
 
 def register(subparsers) -> None:
@@ -65,7 +65,7 @@ def read_points(path: Path):
     """The CSV at `path` as a DataFrame, or InputError."""
     import pandas as pd
 
-    from store.imports import check_read_table, csv_header
+    from store.table_import import check_read_table, csv_header
 
     check_input_file(path, "a CSV file")
     try:
@@ -208,7 +208,7 @@ def run_predict(args) -> int:
     from engine.budget import extrapolation
     from engine.errors import InputError
     from engine.laws import LawFit, load_law
-    from engine.numbers import format_count
+    from engine.formatting import format_count
 
     if not (args.n > 0 and args.d > 0) or (args.measured is not None and not args.measured > 0):
         raise InputError("--n, --d and --measured must be positive numbers")
@@ -225,7 +225,7 @@ def run_predict(args) -> int:
         result.update(measured=args.measured, error=(value - args.measured) / args.measured,
                       inside_prediction_interval=None if pi is None else pi[0] <= args.measured <= pi[1])
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(result))
         return 0
     print(f"at N = {format_count(args.n)}, D = {format_count(args.d)}: predicted {value:.4f}")

@@ -84,7 +84,7 @@ def run(args) -> int:
         written = str(args.out)
     result = {**plan.to_dict(), "sweep_file": written, "dataset": str(args.dataset), "available_pairs": available}
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(result))
         return 0
     print(format_plan(plan, json_records(plan.table())))
@@ -123,7 +123,7 @@ def available_pairs(dataset: Path, fit) -> int:
     """The training pairs a run of the fit's protocol can draw D from: the train split,
     less the pairs of the passages its evaluation holds out (eval.held_out_negatives)."""
     from engine.data import held_out_passages, load_retrieval_data, training_pairs
-    from engine.protocol import fingerprints_of
+    from engine.eval_protocol import fingerprints_of
 
     data = load_retrieval_data(dataset)
     fingerprint = next((f for f in fingerprints_of(fit.points) if f), None) if len(fit.points) else None

@@ -20,7 +20,7 @@ def run(args) -> int:
     added = measure_references(store)
     table = store.references()
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
 
         print(to_json({"added": len(added), "references": table.drop(columns=["recorded_at"]).to_dict("records")}))
         return 0

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 def run_study(args) -> int:
     from engine.errors import InputError
-    from engine.progress import CommandProgress
+    from engine.command_progress import CommandProgress
     from engine.study import StudyConfig, build_report, study_document, with_metric_comparison, with_references
     from engine.paths import check_output_path
     from engine.report import FIGURES_FOLDER
@@ -52,7 +52,7 @@ def run_study(args) -> int:
         if args.out:
             progress.advance(detail="report written")
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(study_summary(report, written)))
     else:
         for path in written:

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if not PartialState().is_main_process:
         return 0  # under `accelerate launch` one process reports
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json(dataclasses.asdict(result)))  # strict JSON: a NaN entropy (a diverged run) is null
     else:
         done = " was already complete (nothing trained)" if result.already_complete else ""

@@ -27,7 +27,7 @@ def run(args) -> int:
     table = rate_table(store.runs(), store.points(), run_ids)
     choices = chosen_rates(table)  # before anything is printed: a model with no chosen rate is an InputError
     if args.json:
-        from store.values import to_json
+        from store.json_values import to_json
         print(to_json({"table": table.to_dict("records"),
                           "chosen": {c.model: {"lr": c.lr, "trained_calibrated_entropy": c.trained_calibrated_entropy,
                                                "best_calibrated_entropy": c.best_calibrated_entropy,

@@ -1,4 +1,4 @@
-"""engine/jobs.py: processes started with their output in a log file and in a
+"""engine/processes.py, engine/run_status.py and engine/studies.py: processes started with their output in a log file and in a
 session of their own, a study's states (a user's cancel reads cancelled), runs whose
 process died read as interrupted (a real training run killed with SIGKILL), and the
 sweep file's writer (`Sweep.to_toml`) read back by `load_sweep`."""
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import jobs
+from engine import processes, run_status, studies
 from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.sweep import load_sweep, sweep_from_spec
@@ -48,7 +48,7 @@ def write_progress(run_id: str, **fields) -> None:
 @pytest.mark.slow
 def test_a_process_logs_to_its_file_in_a_session_of_its_own(tmp_path):
     log = tmp_path / "logs" / "job.log"
-    process = jobs.start_process([sys.executable, "-c", "import os; print('pgid', os.getpgid(0))"], log)
+    process = processes.start_process([sys.executable, "-c", "import os; print('pgid', os.getpgid(0))"], log)
     assert process.wait(timeout=60) == 0
     assert log.read_text().split() == ["pgid", str(process.pid)]
 
@@ -57,20 +57,20 @@ def test_a_process_logs_to_its_file_in_a_session_of_its_own(tmp_path):
                                                     (0, True, "finished"), (3, False, "failed (exit 3)"),
                                                     (-15, True, "cancelled"), (-15, False, "failed (exit -15)")])
 def test_a_study_states(tmp_path, code, cancelled, state):
-    assert jobs.Job("s", tmp_path / "s.toml", tmp_path / "s.log", FakeProcess(code), cancelled).state == state
+    assert processes.Job("s", tmp_path / "s.toml", tmp_path / "s.log", FakeProcess(code), cancelled).state == state
 
 
 @pytest.mark.slow
 def test_cancel_stops_the_whole_process_group_and_reads_cancelled(tmp_path):
     # the study starts a child in its own group, as a sweep starts its training runs
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
-    job = jobs.launch_sweep(tmp_path / "s.toml", tmp_path / "store.duckdb", 1,
-                            lambda argv, log: jobs.start_process([sys.executable, "-c", script], log))
+    job = studies.launch_sweep(tmp_path / "s.toml", tmp_path / "store.duckdb", 1,
+                            lambda argv, log: processes.start_process([sys.executable, "-c", script], log))
     deadline = time.monotonic() + 30
     while len(children := _group_members(job.process.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(children) == 2
-    jobs.cancel(job)
+    processes.cancel(job)
     assert job.process.wait(timeout=10) == -signal.SIGTERM
     assert job.state == "cancelled"
     deadline = time.monotonic() + 10
@@ -93,15 +93,15 @@ def _group_members(pgid: int) -> list[int]:
 
 def test_a_failed_study_reports_its_log_and_each_failed_runs_log(tmp_path):
     log = tmp_path / "s.log"
-    log.write_text("started a\n" + jobs.outcome_line("a", 0) + "\n" + jobs.outcome_line("b", 2) + "\n")
+    log.write_text("started a\n" + processes.outcome_line("a", 0) + "\n" + processes.outcome_line("b", 2) + "\n")
     (runs_dir() / "b").mkdir(parents=True)
     (runs_dir() / "b" / "train.log").write_text("".join(f"line {i}\n" for i in range(40)) + "error: the reason\n")
-    job = jobs.Job("s", tmp_path / "s.toml", log, FakeProcess(1))
+    job = processes.Job("s", tmp_path / "s.toml", log, FakeProcess(1))
     assert job.failed_run_ids() == ["b"]
     [(sweep_log, sweep_tail), (run_log, run_tail)] = job.failure_report()
     assert sweep_log == str(log) and "FAILED (exit 2) b" in sweep_tail
     assert run_log == str(runs_dir() / "b" / "train.log")
-    assert run_tail.splitlines()[-1] == "error: the reason" and len(run_tail.splitlines()) == jobs.LOG_TAIL_LINES
+    assert run_tail.splitlines()[-1] == "error: the reason" and len(run_tail.splitlines()) == processes.LOG_TAIL_LINES
 
 
 # --- interrupted runs -------------------------------------------------------------
@@ -115,10 +115,10 @@ def test_a_live_run_is_running_and_a_dead_one_interrupted():
         write_progress("gone", status="running", pid=gone.pid, host=socket.gethostname(), updated_at=time.time())
         write_progress("old-file", status="running", pid=gone.pid)  # written before pid and host were
         write_progress("done", status="completed", pid=gone.pid)
-        states = {run_id: jobs.run_state(jobs.read_progress(run_id))
+        states = {run_id: run_status.run_state(run_status.read_progress(run_id))
                   for run_id in ("alive", "gone", "old-file", "done")}
         assert states == {"alive": "running", "gone": "interrupted", "old-file": "interrupted", "done": "completed"}
-        assert set(jobs.active_runs()) == {"alive"}
+        assert set(run_status.active_runs()) == {"alive"}
     finally:
         alive.kill()
         alive.wait()
@@ -127,17 +127,17 @@ def test_a_live_run_is_running_and_a_dead_one_interrupted():
 def test_a_zombie_is_not_alive():
     zombie = subprocess.Popen(["true"])
     deadline = time.monotonic() + 10
-    while jobs.process_alive(zombie.pid) and time.monotonic() < deadline:  # exited, not yet reaped
+    while run_status.process_alive(zombie.pid) and time.monotonic() < deadline:  # exited, not yet reaped
         time.sleep(0.05)
-    assert not jobs.process_alive(zombie.pid)
+    assert not run_status.process_alive(zombie.pid)
     zombie.wait()
 
 
 def test_a_run_on_another_host_is_interrupted_when_its_heartbeat_stops():
     now = time.time()
     fresh = {"status": "running", "pid": 1, "host": "elsewhere", "updated_at": now - 60}
-    stale = {**fresh, "updated_at": now - jobs.STALE_AFTER_S - 1}
-    assert jobs.run_state(fresh, now) == "running" and jobs.run_state(stale, now) == "interrupted"
+    stale = {**fresh, "updated_at": now - run_status.STALE_AFTER_S - 1}
+    assert run_status.run_state(fresh, now) == "running" and run_status.run_state(stale, now) == "interrupted"
 
 
 @pytest.mark.slow
@@ -149,22 +149,22 @@ def test_a_killed_training_run_reads_as_interrupted_in_the_store_listing(tmp_pat
                "--eval-every", "100000", "--eval-negatives", "16", "--no-eval-at-start", "--checkpoint-every", "5",
                "--compile", "no"]
     log = tmp_path / "train.log"
-    trainer = jobs.start_process(command, log, env={**os.environ, "OMP_NUM_THREADS": "1"}, own_session=False)
+    trainer = processes.start_process(command, log, env={**os.environ, "OMP_NUM_THREADS": "1"}, own_session=False)
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and jobs.checkpoint_step("victim") < 5:
-            assert trainer.poll() is None, f"the training run stopped by itself:\n{jobs.log_tail(log)}"
+        while time.monotonic() < deadline and run_status.checkpoint_step("victim") < 5:
+            assert trainer.poll() is None, f"the training run stopped by itself:\n{processes.log_tail(log)}"
             time.sleep(0.2)
-        progress = jobs.read_progress("victim")
+        progress = run_status.read_progress("victim")
         assert progress["status"] == "running" and progress["pid"] == trainer.pid
-        assert progress["host"] == socket.gethostname() and jobs.run_state(progress) == "running"
+        assert progress["host"] == socket.gethostname() and run_status.run_state(progress) == "running"
     finally:
         trainer.send_signal(signal.SIGKILL)
         trainer.wait()
-    assert jobs.read_progress("victim")["status"] == "running"          # nobody could write otherwise
+    assert run_status.read_progress("victim")["status"] == "running"          # nobody could write otherwise
     runs = Store().runs()
     assert runs.set_index("run_id").loc["victim", "status"] == "running"  # nor in the store
-    assert jobs.with_live_status(runs).set_index("run_id").loc["victim", "status"] == "interrupted"
+    assert run_status.with_live_status(runs).set_index("run_id").loc["victim", "status"] == "interrupted"
     info = subprocess.run([sys.executable, "-m", "store", "info"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=True)
     [interrupted] = json.loads(info.stdout)["interrupted_runs"]
@@ -199,9 +199,9 @@ def test_a_written_sweep_file_reads_back_into_the_same_runs(tmp_path, text):
 
 def test_the_form_writes_a_sweep_the_engine_reads(tmp_path):
     dataset = write_synthetic(tmp_path / "syn", n_passages=40, n_train=20, n_test=5)
-    study = jobs.study_from_form(" my-study ", str(dataset), ["scratch-L1-H32"], "10, 20", "0, 1", True, "",
+    study = studies.study_from_form(" my-study ", str(dataset), ["scratch-L1-H32"], "10, 20", "0, 1", True, "",
                                  steps=50, batch_size=8, negatives=8, eval_every=25)
-    sweep = jobs.new_sweep_file(study.spec())
+    sweep = studies.new_sweep_file(study.spec())
     assert sweep.path.parent == runs_dir() / "sweeps" and sweep.name == "my-study"
     again = load_sweep(sweep.path)
     assert len(again.runs) == study.runs == 4
@@ -214,20 +214,20 @@ def test_the_form_refuses_a_study_name_that_is_no_safe_name(tmp_path, name):
     (it was silently rewritten, so two different names could write one file)."""
     dataset = write_synthetic(tmp_path / "syn", n_passages=40, n_train=20, n_test=5)
     with pytest.raises(InputError, match="study name .* is not a safe name"):
-        jobs.study_from_form(name, str(dataset), ["scratch-L1-H32"], "10", "0", True, "",
+        studies.study_from_form(name, str(dataset), ["scratch-L1-H32"], "10", "0", True, "",
                              steps=50, batch_size=8, negatives=8, eval_every=25)
 
 
 @pytest.mark.parametrize("sizes", ["nan", "inf", "1e400", "-5", "2.5"])
 def test_the_form_refuses_counts_that_are_no_whole_number(sizes):
     with pytest.raises(InputError, match="whole number"):
-        jobs.parse_counts(sizes, "data size", ("all",), 1)
+        studies.parse_counts(sizes, "data size", ("all",), 1)
 
 
 @pytest.mark.slow
 def test_writing_and_reading_a_sweep_imports_no_torch(tmp_path):
     """The Runs page builds sweep files in the app's server process: no torch there."""
-    script = ("import sys, pathlib; from engine.sweep import load_sweep, sweep_from_spec; from tests.test_jobs import "
+    script = ("import sys, pathlib; from engine.sweep import load_sweep, sweep_from_spec; from tests.test_studies_and_processes import "
               f"sweep_spec; base = pathlib.Path({str(tmp_path)!r}); sweep = sweep_from_spec(sweep_spec(base, 'x'), "
               "base / 'a.toml'); (base / 'a.toml').write_text(sweep.to_toml()); load_sweep(base / 'a.toml'); "
               "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
@@ -240,4 +240,4 @@ def test_an_id_that_could_not_be_a_run_folder_has_no_progress(tmp_path):
     outside = runs_dir().parent / "progress.json"
     outside.parent.mkdir(parents=True, exist_ok=True)
     outside.write_text(json.dumps({"status": "running", "pid": 1}))
-    assert jobs.read_progress("..") is None and jobs.live_status("../", "running") == "running"
+    assert run_status.read_progress("..") is None and run_status.live_status("../", "running") == "running"

@@ -10,7 +10,7 @@ metrics come from, when it is not the (best) `loss`, kept with the metrics as
 metrics' evaluation (engine/evaluate.py), `trained_calibrated_loss`: the best calibrated
 one after step 0, `best_step` and `calibrated_best_step`: the
 evaluation step of each best (0: the untrained model), and the evaluation protocol's columns
-(engine/protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
+(engine/eval_protocol.py: `eval_negatives`, `eval_repeats`, `eval_pool`, `eval_pool_seed`,
 `eval_test_pairs`, `eval_max_query_length`, `eval_max_passage_length`,
 `eval_precision`, `eval_test_split`, `eval_metric`), kept as the run's evaluation
 fingerprint; rows without them form a protocol group of their own. Other columns are
@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.protocol import PROTOCOL_COLUMNS, fingerprint_from_row
+from engine.eval_protocol import PROTOCOL_COLUMNS, fingerprint_from_row
 
 REQUIRED_COLUMNS = ("n", "d", "loss")
 TEXT_COLUMNS = ("label", "dataset", "annotation", "model")

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from store.connection import transaction
 from store.spool import QUARANTINE, RECORD_FIELDS, Chunk, quarantine, read_from, remove_if_done, spool_files
-from store.values import utc_from_epoch, utc_now
+from store.json_values import utc_from_epoch, utc_now
 
 log = logging.getLogger(__name__)
 

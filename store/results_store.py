@@ -18,15 +18,15 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from engine import paths, protocol
+from engine import eval_protocol, paths
 from engine.errors import InputError
-from store import imports
+from store import table_import
 from store.connection import connection, transaction
-from store.imports import ImportReport
-from store.ingest import ingest
+from store.table_import import ImportReport
+from store.spool_ingest import ingest
 from store.schema import current_version, migrate
 from store.spool import QUARANTINE, SpoolWriter, quarantined, spool_files
-from store.values import finite_or_none, from_json, to_json, utc_now
+from store.json_values import finite_or_none, from_json, to_json, utc_now
 
 _MAX_COUNT = 2**63 - 1  # BIGINT
 RUN_STATUSES = ("running", "completed", "failed", "cancelled")
@@ -44,7 +44,7 @@ RUN_COLUMNS = (
     "eval_protocol", "eval_fingerprint", "best_calibrated_entropy",
 )  # fmt: skip
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
-# the runs column each fit metric reads (engine.protocol.METRICS)
+# the runs column each fit metric reads (engine.eval_protocol.METRICS)
 _LOSS_COLUMNS = {"raw": "best_contrastive_entropy", "calibrated": "best_calibrated_entropy"}
 _DATASET_NAMES = "SELECT name FROM datasets UNION SELECT dataset FROM runs WHERE dataset IS NOT NULL ORDER BY 1"
 EXPORT_QUERIES = {
@@ -152,11 +152,11 @@ def _decoded(
 
 
 def _checked_rows(rows: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
-    """Result rows (n, d, loss, ...) checked by store.imports, or InputError."""
-    missing = [column for column in imports.REQUIRED_COLUMNS if column not in rows.columns]
+    """Result rows (n, d, loss, ...) checked by store.table_import, or InputError."""
+    missing = [column for column in table_import.REQUIRED_COLUMNS if column not in rows.columns]
     if missing:
         raise InputError(f"rows lack the column(s) {', '.join(missing)}")
-    return imports.check_frame(rows.to_dict("records"))  # NaN reads as missing
+    return table_import.check_frame(rows.to_dict("records"))  # NaN reads as missing
 
 
 def _delete_source(con: duckdb.DuckDBPyConnection, source: str) -> int:
@@ -265,11 +265,11 @@ class Store:
     ) -> str:
         """Record a run as running; with the id of an existing run (a resume), set it
         back to running instead of adding another. `eval_fingerprint` is how it is
-        evaluated (engine.protocol.evaluation_fingerprint). Returns the run id."""
+        evaluated (engine.eval_protocol.evaluation_fingerprint). Returns the run id."""
         if not isinstance(config, dict):
             raise InputError(f"config must be a dict, got {type(config).__name__}")
         run_id = uuid.uuid4().hex if run_id is None else _name("run_id", run_id)
-        fingerprint = protocol.check_fingerprint(eval_fingerprint)
+        fingerprint = eval_protocol.check_fingerprint(eval_fingerprint)
         self._spool.append("start_run", {
             "run_id": run_id,
             "config": to_json(config),
@@ -285,7 +285,7 @@ class Store:
             "source": _name("source", source),
             "label": None if label is None else _text("label", label),
             "eval_fingerprint": to_json(fingerprint),
-            "eval_protocol": protocol.protocol_id(fingerprint),
+            "eval_protocol": eval_protocol.protocol_id(fingerprint),
         })  # fmt: skip
         return run_id
 
@@ -371,11 +371,11 @@ class Store:
                       source: str = "engine") -> None:
         """Record a lexical reference (engine/lexical.py) of `dataset` under an evaluation
         protocol: one per (data set, protocol, method), a new one replacing it."""
-        fingerprint = protocol.check_fingerprint(eval_fingerprint)
+        fingerprint = eval_protocol.check_fingerprint(eval_fingerprint)
         if fingerprint is None:
             raise InputError("a reference needs the evaluation fingerprint it was measured under")
         self._spool.append("add_reference", {
-            "dataset": _name("dataset", dataset), "eval_protocol": protocol.reference_protocol(fingerprint),
+            "dataset": _name("dataset", dataset), "eval_protocol": eval_protocol.reference_protocol(fingerprint),
             "method": _name("method", method), "eval_fingerprint": to_json(fingerprint),
             "metrics": _metrics_json(metrics), "source": _name("source", source),
         })  # fmt: skip
@@ -426,7 +426,7 @@ class Store:
             return frame
         fingerprints = [None if f is None else {**f, "metric": metric} for f in frame["eval_fingerprint"]]
         return frame.assign(eval_fingerprint=pd.Series(fingerprints, index=frame.index, dtype=object),
-                            eval_protocol=[protocol.protocol_id(f) for f in fingerprints])
+                            eval_protocol=[eval_protocol.protocol_id(f) for f in fingerprints])
 
     def info(self) -> dict[str, Any]:
         """Where the store is, its schema version, how many rows each table holds, the
@@ -561,7 +561,7 @@ class Store:
                 "metrics": to_json(row["metrics"]),
                 "config": to_json({**(origin or {}), "row": line}),
                 "eval_fingerprint": to_json(row.get("eval_fingerprint")),
-                "eval_protocol": protocol.protocol_id(row.get("eval_fingerprint")),
+                "eval_protocol": eval_protocol.protocol_id(row.get("eval_fingerprint")),
                 "best_calibrated_entropy": row.get("calibrated_loss"),
             }
             for line, row in good
@@ -590,14 +590,14 @@ class Store:
         Good rows are imported and bad rows reported by line; a problem with the file
         as a whole raises InputError and imports nothing. `dataset` and `annotation`
         fill rows that lack them; `label` too, else the file's name. Files over
-        `imports.MAX_IMPORT_BYTES` (10 MiB) or `imports.MAX_IMPORT_ROWS` (100,000 rows)
+        `table_import.MAX_IMPORT_BYTES` (10 MiB) or `table_import.MAX_IMPORT_ROWS` (100,000 rows)
         are refused.
         """
         path = Path(path).expanduser()
         label, dataset, annotation = (None if value is None else _text(what, value) for what, value in
                                       (("label", label), ("dataset", dataset), ("annotation", annotation)))
         shown_path = _text("import file path (rename it)", path.absolute())
-        checked = imports.check_file(path)
+        checked = table_import.check_file(path)
         for _, row in checked.good:
             row["dataset"] = row["dataset"] or dataset
             row["annotation"] = row["annotation"] or annotation

@@ -1,265 +1,27 @@
-"""Studies and training runs as processes: start them, watch them, cancel them, and
-tell a live run from one whose process died. The Runs page and the CLI share it.
-
-A training run reports through `runs_dir()/<run_id>/progress.json` (`ProgressFile`):
-rewritten atomically, with the process id, the host and `updated_at`, the heartbeat.
-A run the file calls running is *interrupted* when its process is gone (same host),
-or, on another host sharing the runs folder, when the heartbeat is older than
-`STALE_AFTER_S`. An interrupted run resumes from its last checkpoint when its sweep
-or `engine train` command runs again.
-
-A study is one `python -m engine sweep FILE` process in a session of its own; its
-training runs are its children in its process group, so a cancel (SIGTERM to the
-group) stops the sweep and every run, which record themselves as cancelled.
+"""Studies started from the app: a sweep file written from the Runs page's form or a
+plan, its estimate (`engine sweep --dry-run`), its launch as a background process
+(engine/processes.py), and the earlier studies a new one can extend.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
 
 from engine.errors import InputError
+from engine.eval_protocol import describe, protocol_id
 from engine.paths import PROJECT_ROOT, runs_dir, validate_name
+from engine.processes import Job, Launcher, start_process
+from engine.sweep import load_sweep, sweep_from_spec
 
-PROGRESS_INTERVAL_S = 1.0    # at most one progress write a second, except forced ones
-STALE_AFTER_S = 15 * 60      # a run on another host without a heartbeat this long is interrupted
-INTERRUPTED = "interrupted"  # shown in place of "running" for a run whose process is gone
-LOG_TAIL_LINES = 15
 ESTIMATE_TIMEOUT_S = 300
-_OUTCOME = re.compile(r"^FAILED \(exit (-?\d+)\) (\S+)$")
-_ERROR_LINE = re.compile(r"^(error: |\w+(Error|Exception)\b)")   # how a command or a traceback says why it stopped
-
-
-# --- the progress file ------------------------------------------------------------
-
-class ProgressFile:
-    """`progress.json` of a run, rewritten atomically (temp file + os.replace) so a
-    reader such as the app never sees half a file; it carries the writer's pid and
-    host, and `updated_at` on every write."""
-
-    def __init__(self, path: Path, **fixed):
-        self.path = path
-        self.state = {"pid": os.getpid(), "host": socket.gethostname(), **fixed}
-        self._written = 0.0
-
-    def update(self, force: bool = False, **fields) -> None:
-        self.state.update(fields, updated_at=time.time())
-        if not force and time.monotonic() - self._written < PROGRESS_INTERVAL_S:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump(self.state, handle, indent=1)
-        os.replace(handle.name, self.path)
-        self._written = time.monotonic()
-
-
-def read_progress(run_id: str) -> dict | None:
-    """The run's progress file, None when it has none (or it is unreadable, or the id
-    could not be a run folder: an imported row's id never leads outside runs/), or
-    holds no JSON object."""
-    try:
-        progress = json.loads((runs_dir() / validate_name("run id", run_id) / "progress.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError, RecursionError):  # nested 100k deep
-        return None
-    return progress if isinstance(progress, dict) else None
-
-
-def process_alive(pid: int | None) -> bool:
-    """A process with this id exists on this host and is not a zombie."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: the signal test is all there is
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def run_state(progress: dict, now: float | None = None) -> str:
-    """The progress file's status, with "running" turned into INTERRUPTED when the
-    process is gone (this host) or the heartbeat stopped (another host)."""
-    status = progress.get("status") or "running"
-    if status != "running":
-        return status
-    if progress.get("host", socket.gethostname()) == socket.gethostname():
-        pid = progress.get("pid")
-        return status if isinstance(pid, int) and process_alive(pid) else INTERRUPTED
-    updated_at = progress.get("updated_at")
-    if not isinstance(updated_at, (int, float)) or not math.isfinite(updated_at):
-        return INTERRUPTED  # no heartbeat it could be judged by
-    return status if (now or time.time()) - updated_at <= STALE_AFTER_S else INTERRUPTED
-
-
-def active_runs() -> dict[str, dict]:
-    """run_id -> progress of every run that is training now, launched here or from a shell."""
-    found = {}
-    for run_dir in sorted(runs_dir().glob("*/")):
-        progress = read_progress(run_dir.name)
-        if progress and run_state(progress) == "running":
-            found[run_dir.name] = progress
-    return found
-
-
-def live_status(run_id: str, stored: str) -> str:
-    """A store status corrected by the run's progress file: a run the store calls
-    running whose process is gone reads as INTERRUPTED."""
-    if stored != "running":
-        return stored
-    progress = read_progress(run_id)
-    return INTERRUPTED if progress and run_state(progress) == INTERRUPTED else stored
-
-
-def with_live_status(runs):
-    """A copy of a store's runs table (columns run_id, status) with live statuses."""
-    return runs.assign(status=[live_status(r, s) for r, s in zip(runs["run_id"], runs["status"])])
-
-
-def interrupted_runs(runs) -> list[dict]:
-    """Each INTERRUPTED run of a runs table with live statuses (`with_live_status`):
-    the step it reached and the checkpoint step it resumes from."""
-    found = []
-    for run_id in runs.loc[runs["status"] == INTERRUPTED, "run_id"]:
-        progress = read_progress(run_id) or {}
-        found.append({"run_id": run_id, "step": _count(progress.get("step")),
-                      "total_steps": _count(progress.get("total_steps")), "resumes_from_step": checkpoint_step(run_id)})
-    return found
-
-
-def _count(value) -> int | None:
-    """A step count from a progress file, None when it holds no whole number (NaN, text)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def checkpoint_step(run_id: str) -> int:
-    """The step of the run's latest checkpoint (`checkpoints/step-N`), 0 without one."""
-    steps = [int(p.name.split("-", 1)[1]) for p in (runs_dir() / run_id / "checkpoints").glob("step-*")
-             if p.name.split("-", 1)[1].isdigit()]
-    return max(steps, default=0)
-
-
-# --- processes ----------------------------------------------------------------------
-
-class Process(Protocol):
-    pid: int
-
-    def poll(self) -> int | None: ...
-
-
-Launcher = Callable[[list[str], Path], Process]
-
-
-def start_process(argv: list[str], log_path: Path, env: dict | None = None, own_session: bool = True,
-                  cwd: Path | None = PROJECT_ROOT, keep_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start `argv` (never a shell) with its output appended to `log_path` (never a
-    pipe that could fill up). `own_session`: in a new session and process group, so a
-    cancel can stop it and its children together. `keep_fds`: descriptors the process
-    inherits (a lock it then holds for as long as it lives)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=own_session, pass_fds=keep_fds)
-
-
-def outcome_line(run_id: str, exit_code: int) -> str:
-    """How a sweep logs a finished run (`failed_run_ids` reads it back)."""
-    return f"finished {run_id}" if exit_code == 0 else f"FAILED (exit {exit_code}) {run_id}"
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@dataclass
-class Job:
-    """A study launched from here: one `python -m engine sweep` process."""
-
-    name: str
-    sweep_file: Path
-    log_path: Path
-    process: Process
-    cancelled: bool = False  # a user asked to stop it
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.process.poll()
-
-    @property
-    def state(self) -> str:
-        """running, finished, cancelled (a user's cancel), or failed: with the exit codes of
-        the runs that failed (the sweep itself exits 1 then), else the sweep's own."""
-        code = self.exit_code
-        if code is None:
-            return "running"
-        if code == 0:
-            return "finished"
-        if self.cancelled:
-            return "cancelled"
-        failed = self.failed_runs()
-        if not failed:
-            return f"failed (exit {code})"
-        codes = ", ".join(sorted({str(c) for _, c in failed}))
-        return f"failed ({len(failed)} run{'s' if len(failed) > 1 else ''} failed, exit {codes})"
-
-    def failed_runs(self) -> list[tuple[str, int]]:
-        """(run id, exit code) of each run the sweep's log reports as failed."""
-        return [(m.group(2), int(m.group(1))) for line in log_tail(self.log_path, lines=10_000).splitlines()
-                if (m := _OUTCOME.match(line.strip()))]
-
-    def failed_run_ids(self) -> list[str]:
-        """The runs the sweep's log reports as failed."""
-        return [run_id for run_id, _ in self.failed_runs()]
-
-    def failure_report(self) -> list[tuple[str, str]]:
-        """(log file, its last lines): the sweep's log, then each failed run's train.log."""
-        logs = [self.log_path] + [runs_dir() / run_id / "train.log" for run_id in self.failed_run_ids()]
-        return [(str(path), log_tail(path) or "(empty log)") for path in logs]
-
-    def failure_reasons(self) -> list[tuple[str, str]]:
-        """(run id, the line of its train.log that says why it stopped) for each failed run."""
-        return [(run_id, decisive_line(log_tail(runs_dir() / run_id / "train.log", lines=10_000)))
-                for run_id in self.failed_run_ids()]
-
-
-def decisive_line(log: str) -> str:
-    """The line of a log that says why the command stopped: the last `error: ...` line
-    (engine/cli) or exception line of a traceback, else the last line that says anything."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    return next((line for line in reversed(lines) if _ERROR_LINE.match(line)), lines[-1] if lines else "(empty log)")
-
-
-def cancel(job: Job) -> None:
-    """SIGTERM to the study's process group: the sweep stops, and the training run
-    in progress records itself as cancelled (engine/cli/train.py)."""
-    if job.exit_code is None:
-        job.cancelled = True
-        os.killpg(job.process.pid, signal.SIGTERM)
-
-
-def process_group(pid: int | None) -> int | None:
-    """The process group of a live process, None if it is gone."""
-    try:
-        return os.getpgid(pid) if pid and pid > 0 else None
-    except (ProcessLookupError, PermissionError):
-        return None
 
 
 # --- studies ------------------------------------------------------------------------
@@ -267,8 +29,6 @@ def process_group(pid: int | None) -> int | None:
 def new_sweep_file(spec: dict):
     """Check a sweep's tables as `load_sweep` would, write them to a new file under
     `runs_dir()/sweeps/`; returns the Sweep."""
-    from engine.sweep import sweep_from_spec
-
     path = runs_dir() / "sweeps" / f"{spec.get('name', 'sweep')}-{time.strftime('%Y%m%d-%H%M%S')}.toml"
     sweep = sweep_from_spec(spec, path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,8 +39,6 @@ def new_sweep_file(spec: dict):
 def estimate_spec(spec: dict) -> str:
     """`estimate` of a sweep's tables, from a file in a temporary folder that is gone
     afterwards (an estimate leaves no sweep file behind)."""
-    from engine.sweep import sweep_from_spec
-
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{spec.get('name', 'sweep')}.toml"
         path.write_text(sweep_from_spec(spec, path).to_toml())
@@ -335,7 +93,7 @@ class StudyBase:
     sweep_files: tuple[Path, ...]
     spec: dict                           # Sweep.spec of the first file, grid lists merged over all
     runs: int
-    protocol: str | None                 # engine/protocol.py protocol_id, None: not recorded
+    protocol: str | None                 # engine/eval_protocol.py protocol_id, None: not recorded
     fingerprint: dict | None
     run_ids: frozenset = frozenset()     # its runs' ids in the store
     current: bool = True                 # a sweep file still makes some of those runs (same settings, same ids)
@@ -354,8 +112,6 @@ class StudyBase:
                 "rerun with its sweep files.")
 
     def describe(self) -> str:
-        from engine.protocol import describe
-
         files = ", ".join(_shown_path(f) for f in self.sweep_files)
         protocol = f"protocol {self.protocol} ({describe(self.fingerprint)})" if self.protocol else \
             "no recorded evaluation protocol"
@@ -383,10 +139,6 @@ def study_bases(runs, files: list[Path] | None = None) -> list[StudyBase]:
     ids (which hash every setting that measures) are most often in the store gives
     its [train] settings; `current` says whether any file still makes its stored runs.
     Unreadable sweep files are skipped."""
-    from collections import Counter
-
-    from engine.protocol import protocol_id
-    from engine.sweep import load_sweep
 
     ids = [original_run_id(r, lab, src) for r, lab, src in zip(runs["run_id"], runs["label"], runs["source"])]
     stored = set(ids)
@@ -515,7 +267,6 @@ def parse_counts(text: str, what: str, empty: tuple, minimum: int) -> tuple:
 
 def parse_annotation_folders(text: str) -> dict[str, str]:
     """Lines 'ict = /path/to/pairs' -> {'ict': '/path/to/pairs'}; each folder must exist."""
-    from engine.paths import validate_name
 
     folders = {}
     for number, line in enumerate(text.strip().splitlines(), 1):

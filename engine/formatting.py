@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:                  # engine.numbers stays light enough for a CLI's --help
+if TYPE_CHECKING:                  # engine.formatting stays light enough for a CLI's --help
     import pandas as pd
 
 SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))

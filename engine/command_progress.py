@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.jobs import process_alive
+from engine.run_status import process_alive
 from engine.paths import runs_dir
 
 WRITE_INTERVAL_S = 1.0

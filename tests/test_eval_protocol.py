@@ -1,4 +1,4 @@
-"""Evaluation protocols (engine/protocol.py, issue 14 items 1 and 2): every run carries
+"""Evaluation protocols (engine/eval_protocol.py, issue 14 items 1 and 2): every run carries
 the fingerprint of how it was evaluated; the store keeps it (old stores, old spool
 records, imports without protocol columns and the demo study form a group of their
 own); a fit over more than one protocol is refused naming the fields that differ, on
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import protocol
+from engine import eval_protocol as protocol
 from engine.cli import main as engine_cli
 from engine.config import EvalConfig, TrainConfig
 from engine.errors import InputError
