@@ -19,7 +19,14 @@ def is_number(value) -> bool:
 
 
 def is_finite_number(value) -> bool:
-    return is_number(value) and math.isfinite(value)
+    """A number a float can hold: not NaN or infinite, and no int too large for a double
+    (10**400 would raise OverflowError in math.isfinite)."""
+    if not is_number(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def is_positive_number(value) -> bool:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import time
 import uuid
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.checks import is_number, is_whole
+from engine.checks import is_finite_number, is_whole
 from engine.errors import InputError
 from engine.paths import WRITE_FAILURES, is_unicode
 
@@ -293,7 +292,7 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, str) and is_unicode(value) and _is_json(value)
     if kind == COUNT:
         return is_whole(value) and 0 <= value <= _MAX_COUNT
-    return is_number(value) and _finite(value)
+    return is_finite_number(value)
 
 
 def _is_json(text: str) -> bool:
@@ -302,13 +301,6 @@ def _is_json(text: str) -> bool:
     try:
         return is_unicode(json.dumps(json.loads(text), ensure_ascii=False))
     except (ValueError, RecursionError):
-        return False
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
         return False
 
 

@@ -110,3 +110,10 @@ def test_numbers_are_checked_in_one_module():
     for path in [*ROOT.glob("engine/**/*.py"), *ROOT.glob("store/*.py"), *ROOT.glob("pages/*.py")]:
         if path.name != "checks.py":
             assert not home_made.search(path.read_text()), f"{path}: use engine.checks"
+
+
+def test_a_number_no_double_can_hold_is_not_finite_and_raises_nothing():
+    from engine.checks import is_finite_number, is_positive_number, is_whole
+
+    assert not is_finite_number(10**400) and not is_positive_number(10**400) and is_whole(10**400)
+    assert is_finite_number(3) and not is_finite_number(float("nan")) and not is_finite_number(True)
