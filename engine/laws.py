@@ -314,7 +314,11 @@ class LawFit:
         pred = np.atleast_1d(self.law.predict(n, d))
         if len(self.bootstrap_params) == 0:
             return {"pred": pred, "ci_lo": pred, "ci_hi": pred, "pi_lo": pred, "pi_hi": pred}
-        curves = predict_params(self.law.kind, self.bootstrap_params,                  # (n_boot, points)
+        kept = self.bootstrap_params[np.isfinite(self.bootstrap_params).all(axis=1)]   # bootstrap_kept of them
+        if len(kept) == 0:
+            unknown = np.full_like(pred, np.nan)
+            return {"pred": pred, "ci_lo": unknown, "ci_hi": unknown, "pi_lo": unknown, "pi_hi": unknown}
+        curves = predict_params(self.law.kind, kept,                                   # (n_kept, points)
                                 None if n is None else np.atleast_1d(np.asarray(n, dtype=float)),
                                 None if d is None else np.atleast_1d(np.asarray(d, dtype=float)))
         rng = np.random.default_rng(self.config.seed)

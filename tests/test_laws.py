@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -279,3 +281,39 @@ def test_profile_starts_in_chunks_give_the_same_refits(monkeypatch):
     whole = fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params
     monkeypatch.setattr(optimisers, "PROFILE_CELLS", 120 * len(points) * 7)        # 7 resamples per block
     assert np.array_equal(fit_law(points, "model", FitConfig(bootstrap=60)).bootstrap_params, whole)
+
+
+FLAT_POINTS = pd.DataFrame({"d": [500, 1000, 2000, 3500, 5220.0], "loss": [5.031, 5.012, 4.998, 5.004, 4.987]})
+
+
+def test_a_bootstrap_on_a_flat_loss_finishes_its_valley_refits_on_a_budget(monkeypatch):
+    """Flat points (as ICT gives on squad-dev) leave half the refits creeping along a valley
+    where no parameter is determined: they end on a budget, not after 82k scipy evaluations."""
+    import engine.fit_optimisers as optimisers
+
+    evaluations, scipy_least_squares = [], optimisers.least_squares
+
+    def counted(*args, **kwargs):
+        result = scipy_least_squares(*args, **kwargs)
+        evaluations.append(result.nfev)
+        return result
+
+    monkeypatch.setattr(optimisers, "least_squares", counted)
+    fit = fit_law(FLAT_POINTS, "data", FitConfig(bootstrap=200))
+    assert sum(evaluations) <= 100 * 200, (len(evaluations), sum(evaluations))   # 82,324 before the budget
+    assert fit.bootstrap_kept >= 150
+    band = fit.predict_interval(d=np.array([1e4, 1e6]))
+    assert all(np.isfinite(band[k]).all() for k in ("ci_lo", "ci_hi", "pi_lo", "pi_hi"))
+
+
+def test_intervals_are_taken_over_the_kept_refits_only():
+    fit = fit_law(FLAT_POINTS, "data", FitConfig(bootstrap=100))
+    finite = np.isfinite(fit.bootstrap_params).all(axis=1)
+    with_overflow = fit.bootstrap_params.copy()
+    with_overflow[:10, 0] = np.inf                      # B = K overflows when log K > 709: no curve
+    broken = replace(fit, bootstrap_params=with_overflow)
+    band = broken.predict_interval(d=np.array([1e4, 1e6]))
+    assert all(np.isfinite(band[k]).all() for k in ("ci_lo", "ci_hi", "pi_lo", "pi_hi")), band
+    assert broken.bootstrap_kept == int(finite[10:].sum())
+    none_kept = replace(fit, bootstrap_params=np.full_like(with_overflow, np.inf))
+    assert np.isnan(none_kept.predict_interval(d=np.array([1e4]))["ci_lo"]).all()
