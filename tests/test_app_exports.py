@@ -2,7 +2,6 @@
 says which law it used and how sure it is."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from engine.budget import BudgetQuestion, decision_uncertainty, law_identity, optimise, plan_record

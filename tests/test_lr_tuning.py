@@ -1,7 +1,6 @@
 """Learning rates per rung (issue 15): the sweep grid's lr axis, run ids that follow a
 changed ladder default, and the choice of each rung's rate by calibrated entropy after
 step 0 (engine/lr_tuning.py, `python -m engine tune-lr`)."""
-import json
 import math
 import subprocess
 import sys
