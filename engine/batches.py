@@ -4,7 +4,6 @@ resumed run sees exactly what an uninterrupted one would have."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,9 +12,7 @@ from engine.config import TrainConfig
 from engine.data import TrainingPairs
 from engine.errors import InputError
 from engine.model import PADDING_IDENTITY
-
-if TYPE_CHECKING:
-    from engine.train import PreparedRun
+from engine.run_state import PreparedRun
 
 
 def training_passages(pairs: TrainingPairs, n_corpus: int) -> np.ndarray:
@@ -56,7 +53,7 @@ class TrainingBatches:
     from every query; `negatives_from = "training"` draws from the training set's
     passages instead (`negative_pool`), which reads no test label either."""
 
-    def __init__(self, prepared: "PreparedRun", cfg: TrainConfig, process_index: int, num_processes: int):
+    def __init__(self, prepared: PreparedRun, cfg: TrainConfig, process_index: int, num_processes: int):
         self.pairs = prepared.pairs
         self.query_tokens = prepared.query_tokens
         self.passage_tokens = prepared.passage_tokens

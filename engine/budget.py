@@ -388,8 +388,7 @@ def preset_support(name: str) -> dict[str, tuple[float, float]]:
     (engine/ladder.py counts them as the paper does: 0.5M and 82M), D up to all of
     MS MARCO's training pairs (the paper states no smallest D, so from 0); {} for a
     preset whose sizes the paper does not give."""
-    from engine.ladder import LADDER
-    from engine.plan_runs import rung_size
+    from engine.ladder import LADDER, rung_size
 
     if name not in MSMARCO_PRESETS:
         return {}

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from engine.budget import BudgetAnswer, DecisionUncertainty
+from engine.fit_files import fit_from_dict
 from engine.laws import LAW_EQUATIONS, FitConfig, LawFit, ScalingLaw
 from engine.formatting import COUNT_LABEL_EXPR, format_count, format_loss
 
@@ -389,7 +390,7 @@ def law_fit_from_record(record: dict) -> LawFit:
     config = record.get("config") or {}
     fit_config = config.get("fit") or {}
     r2 = record.get("r2")
-    return LawFit.from_dict({
+    return fit_from_dict({
         "law": record["law"], "params": record["params"],
         "r2": math.nan if r2 is None or not math.isfinite(r2) else float(r2),
         "intervals": record.get("intervals") or {}, "points": record.get("points") or [],

@@ -1,15 +1,19 @@
 """A saved fit read back (`laws fit --out`, the store's saved fits, an upload on the
 Fit page), every field checked before it is trusted: InputError names the first one
-that is wrong. engine.laws.LawFit.to_dict writes the format; `fit_from_dict` reads it.
+that is wrong. engine.laws.LawFit.to_dict writes the format; `fit_from_dict` reads it; `load_law`
+takes a preset name or such a file.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from engine.checks import is_number
 from engine.errors import InputError
-from engine.laws import LAW_KINDS, PARAM_NAMES, POSITIVE_PARAMS, FitConfig, LawFit, ScalingLaw
+from engine.laws import LAW_KINDS, PARAM_NAMES, POSITIVE_PARAMS, PRESETS, FitConfig, LawFit, ScalingLaw, preset
 
 JSON_INFINITY = {"inf": np.inf, "-inf": -np.inf}   # JSON has no infinity: a fit writes it as these strings
 
@@ -92,3 +96,18 @@ def _checked_matrix(values, name: str, columns: int | None) -> np.ndarray:
     if np.isnan(array).any():
         raise InputError(f"field {name!r} contains NaN")
     return array.reshape(-1, columns) if columns else array
+
+
+def load_law(spec: str) -> LawFit | ScalingLaw:
+    """A preset name or the path of a fit saved as JSON (`laws fit --out`)."""
+    if spec in PRESETS:
+        return preset(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a fit JSON file")
+    try:
+        return fit_from_dict(json.loads(path.read_text()))
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as err:
+        raise InputError(f"{path}: not a fit JSON written by `laws fit` ({type(err).__name__}: {err})") from None

@@ -13,6 +13,7 @@ uses (BERT-Base 81.7 x 2^20).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 
 PROJECTION_DIM = 768  # Eq. 2: every model projects to 768 "for consistent comparisons"
 MEBI = 2**20  # the paper's "million" for N
@@ -171,6 +172,14 @@ def _named_parameter_sizes(config) -> list[tuple[str, int]]:
 def non_embedding_params(config, projection_dim: int | None = PROJECTION_DIM) -> int:
     """The paper's N: parameters not named "embedding", pooler and projection included."""
     return _count(config, projection_dim, include_pooler=True)
+
+
+def rung_size(rung: LadderModel) -> int:
+    """N of a rung from its shape alone (the closed form below, no
+    transformers import)."""
+    shape = SimpleNamespace(model_type=rung.model_type, hidden_size=rung.hidden, num_hidden_layers=rung.layers,
+                            intermediate_size=rung.intermediate)
+    return non_embedding_params(shape)
 
 
 def strict_non_embedding_params(config, projection_dim: int | None = PROJECTION_DIM) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -352,37 +351,15 @@ class LawFit:
             out["log_residuals"] = json_numbers(self.log_residuals)
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "LawFit":
-        """A fit from its JSON form, checked (engine/fit_files.py): InputError names the first field that is wrong."""
-        from engine.fit_files import fit_from_dict
-
-        return fit_from_dict(data)
-
 
 def json_numbers(values):
     """A number or array as strict JSON values: inf and -inf as the strings "inf" and
-    "-inf" (a bootstrap refit whose scale overflowed; read back by `LawFit.from_dict`),
+    "-inf" (a bootstrap refit whose scale overflowed; read back by `engine.fit_files.fit_from_dict`),
     NaN as null."""
     array = np.asarray(values, dtype=float)
     out = array.astype(object)
     out[np.isposinf(array)], out[np.isneginf(array)], out[np.isnan(array)] = "inf", "-inf", None
     return out.tolist()
-
-
-def load_law(spec: str) -> LawFit | ScalingLaw:
-    """A preset name or the path of a fit saved as JSON (`laws fit --out`)."""
-    if spec in PRESETS:
-        return preset(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a fit JSON file")
-    try:
-        return LawFit.from_dict(json.loads(path.read_text()))
-    except InputError as err:
-        raise InputError(f"{path}: {err}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as err:
-        raise InputError(f"{path}: not a fit JSON written by `laws fit` ({type(err).__name__}: {err})") from None
 
 
 def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig(),

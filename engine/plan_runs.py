@@ -44,7 +44,6 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -53,7 +52,7 @@ from engine.budget import BudgetQuestion, data_for, n_max
 from engine.checks import is_positive_number
 from engine.errors import InputError
 from engine.flops import train_step_flops
-from engine.ladder import LADDER, LadderModel, non_embedding_params
+from engine.ladder import LADDER, LadderModel, rung_size
 from engine.laws import FitConfig, LawFit, fit_law
 from engine.eval_protocol import better_than_random, describe, fingerprints_of, protocol_labels
 from engine.formatting import format_count
@@ -176,14 +175,6 @@ class Candidate:
     d: int
     flops: float
     cost: float
-
-
-def rung_size(rung: LadderModel) -> int:
-    """N of a rung from its shape alone (the closed form of engine/ladder.py, no
-    transformers import)."""
-    shape = SimpleNamespace(model_type=rung.model_type, hidden_size=rung.hidden, num_hidden_layers=rung.layers,
-                            intermediate_size=rung.intermediate)
-    return non_embedding_params(shape)
 
 
 def run_flops(rung: LadderModel, settings: RunSettings) -> float:

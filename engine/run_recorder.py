@@ -10,7 +10,6 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,9 +19,7 @@ from engine.flops import device_peak, mfu, train_step_flops
 from engine.run_status import PROGRESS_INTERVAL_S, ProgressFile
 from engine.eval_protocol import eval_set_pairs, evaluation_fingerprint
 from engine.run_folder import BEST_DIR, code_version
-
-if TYPE_CHECKING:
-    from engine.train import PreparedRun, TrainerState
+from engine.run_state import PreparedRun, TrainerState
 
 log = logging.getLogger("engine.train")
 POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # a point's own columns, not its metrics
@@ -31,7 +28,7 @@ POINT_COLUMNS = ("contrastive_entropy", "calibrated_entropy", "temperature")  # 
 class RunRecorder:
     """Where a run reports: progress file, log, and store (main process only)."""
 
-    def __init__(self, cfg, prepared: "PreparedRun", accelerator, store, run_dir: Path, resumed_from, end_step: int):
+    def __init__(self, cfg, prepared: PreparedRun, accelerator, store, run_dir: Path, resumed_from, end_step: int):
         self.cfg, self.prepared, self.accelerator, self.store, self.run_dir = cfg, prepared, accelerator, store, run_dir
         self.main = accelerator.is_main_process
         self._logged = time.monotonic()  # the first progress write comes a progress interval in
@@ -81,7 +78,7 @@ class RunRecorder:
         """True on the main process once a progress interval has passed since the last write."""
         return self.main and time.monotonic() - self._logged >= PROGRESS_INTERVAL_S
 
-    def progress(self, state: "TrainerState", loss: float, seconds_per_step: float) -> None:
+    def progress(self, state: TrainerState, loss: float, seconds_per_step: float) -> None:
         if self.main:
             self._logged = time.monotonic()
             peak = device_peak(str(self.accelerator.device), self.cfg.precision)
@@ -93,11 +90,11 @@ class RunRecorder:
                 best_contrastive_entropy=state.best_contrastive_entropy, best_step=state.best_step,
             )
 
-    def stopped_early(self, state: "TrainerState") -> None:
+    def stopped_early(self, state: TrainerState) -> None:
         if self.main:
             self.progress_file.update(force=True, total_steps=state.end_step, stopped_early_at=state.stopped_early_at)
 
-    def evaluate(self, model, state: "TrainerState", final: bool) -> None:
+    def evaluate(self, model, state: TrainerState, final: bool) -> None:
         """Evaluate on the main process while the others wait."""
         if self.main:
             ranking = self.cfg.eval.ranking == "every" or (final and self.cfg.eval.ranking == "final")
@@ -122,7 +119,7 @@ class RunRecorder:
                 )
         self.accelerator.wait_for_everyone()
 
-    def _save_best(self, model, state: "TrainerState") -> None:
+    def _save_best(self, model, state: TrainerState) -> None:
         """The weights of the best evaluation so far, in `run_dir/best` (safetensors, as
         `model/`), with best.json naming its step; written beside, then swapped in."""
         best, partial = self.run_dir / BEST_DIR, self.run_dir / f"{BEST_DIR}.{os.getpid()}.tmp"
@@ -133,7 +130,7 @@ class RunRecorder:
         shutil.rmtree(best, ignore_errors=True)
         os.replace(partial, best)
 
-    def finish(self, state: "TrainerState", status: str, error: str | None = None) -> None:
+    def finish(self, state: TrainerState, status: str, error: str | None = None) -> None:
         if not self.main:
             return
         self.progress_file.update(force=True, status=status, step=state.step, error=error,

@@ -30,59 +30,31 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.batches import TrainingBatches, negative_pool, training_passages
 from engine.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from engine.config import COMPILE_CHOICES, TrainConfig
-from engine.data import (RetrievalData, TrainingPairs, held_out_passages, load_retrieval_data, split_identity,
+from engine.data import (held_out_passages, load_retrieval_data, split_identity,
                          training_pairs)
 from engine.dropout import seed_dropout, use_fast_dropout
 from engine.errors import InputError
-from engine.evaluate import EvalSet, build_eval_set, check_lengths
+from engine.evaluate import build_eval_set, check_lengths
 from engine.ladder import ladder_model, non_embedding_params, strict_non_embedding_params
 from engine.model import BiEncoder, ContrastiveLoss, pretrained_encoder, scratch_encoder
 from engine.paths import runs_dir, validate_name
 from engine.run_folder import CONFIG_FILE, RESULT_FILE, TrainResult, completed_result, write_atomically
 from engine.run_recorder import RunRecorder
+from engine.run_state import PreparedRun, TrainerState
 from engine.schedule import early_end, evaluation_steps, learning_rate_factor, planned_steps
 from engine.tokenize_cache import TokenizedTexts, load_tokenizer, tokenize_cached, trained_wordpiece
 
 log = logging.getLogger(__name__)
 
 COMPILE_MIN_STEPS = 500  # below this, compiling (about a minute on a CPU) costs more than it saves
-BEST_DIR = "best"  # runs/<id>/best/: the weights of the best evaluation (BiEncoder.save) and best.json
-
-
-@dataclass
-class TrainerState:
-    """What a checkpoint adds to accelerate's state: where the run stands."""
-
-    step: int = 0
-    best_contrastive_entropy: float | None = None
-    best_step: int | None = None
-    curve: list[dict] = field(default_factory=list)
-    wall_time_s: float = 0.0
-    best_calibrated_entropy: float | None = None  # the best of each metric is kept on its own
-    best_calibrated_step: int | None = None
-    end_step: int = 0  # the last step: the planned one, or where an early stop's decay ends
-    stopped_early_at: int | None = None
-    evaluations_since_best: int = 0  # evaluations in a row without a new best calibrated (else raw) entropy
-
-    def record(self, step: int, metrics: dict) -> None:
-        self.curve = [p for p in self.curve if p["step"] != step] + [{"step": step, **metrics}]
-        ce = metrics.get("contrastive_entropy")
-        if ce is not None and (self.best_contrastive_entropy is None or ce < self.best_contrastive_entropy):
-            self.best_contrastive_entropy, self.best_step = ce, step
-        calibrated, best = metrics.get("calibrated_entropy"), self.best_calibrated_entropy
-        if calibrated is not None and (best is None or calibrated < best):
-            self.best_calibrated_entropy, self.best_calibrated_step = calibrated, step
-        watched = self.best_calibrated_step if calibrated is not None else self.best_step
-        self.evaluations_since_best = 0 if watched == step else self.evaluations_since_best + 1
 
 
 # ---------------------------------------------------------------- configuration
@@ -142,22 +114,6 @@ def _dropout_masks(cfg: TrainConfig) -> str:
 
 
 # ---------------------------------------------------------------- model and data
-
-
-@dataclass
-class PreparedRun:
-    """Model, tokens and evaluation set of a run, ready for the loop."""
-
-    model: BiEncoder
-    tokenizer: object
-    n_params: int
-    n_params_strict: int
-    data: RetrievalData
-    pairs: TrainingPairs
-    query_tokens: TokenizedTexts  # training queries
-    passage_tokens: TokenizedTexts  # corpus, then the training set's own passages
-    eval_set: EvalSet
-    negative_pool: np.ndarray  # (pool,) corpus rows the k random training negatives are drawn from
 
 
 def build_model(cfg: TrainConfig, corpus: list[str]) -> tuple[BiEncoder, object, int, int]:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from engine.cli import main
+from engine.fit_files import fit_from_dict
 from engine.laws import LawFit, preset
 from tests.in_process import run_main
 
@@ -223,7 +224,7 @@ def test_a_fit_with_diverging_refits_is_strict_json_and_reloads(tmp_path):
     assert 0 < saved["bootstrap_kept"] < 50
     assert f"{saved['bootstrap_kept']} of 50 bootstrap refits" in result.stdout
     assert all(np.isfinite(bound) for pair in saved["intervals"].values() for bound in pair)
-    again = LawFit.from_dict(saved)
+    again = fit_from_dict(saved)
     assert again.bootstrap_params.shape == (len(saved["bootstrap"]), 3) and np.isinf(again.bootstrap_params).any()
     assert again.intervals == {k: tuple(v) for k, v in saved["intervals"].items()}
 
@@ -235,7 +236,7 @@ def test_an_old_fit_file_with_infinity_and_nan_still_loads(joint_csv, tmp_path):
     old = json.loads(out.read_text())
     old["bootstrap"][0][0], old["intervals"]["A"][1] = float("inf"), float("nan")   # as files before strict JSON
     old.pop("bootstrap_kept")
-    fit = LawFit.from_dict(json.loads(json.dumps(old)))
+    fit = fit_from_dict(json.loads(json.dumps(old)))
     assert np.isinf(fit.bootstrap_params[0, 0]) and np.isnan(fit.intervals["A"][1])
     assert strict_json(json.dumps(fit.to_dict(), allow_nan=False))["intervals"]["A"][1] is None
 

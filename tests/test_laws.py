@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from engine.errors import InputError
+from engine.fit_files import fit_from_dict
 from engine.identifiability import compare_laws, identifiability
-from engine.laws import PRESETS, FitConfig, LawFit, ScalingLaw, fit_law, joint_law, model_size_law, preset
+from engine.laws import PRESETS, FitConfig, ScalingLaw, fit_law, joint_law, model_size_law, preset
 
 N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
 D_GRID = np.geomspace(1e3, 5e5, 10)
@@ -104,7 +105,7 @@ def test_holdout_largest_reports_heldout_error():
 
 def test_json_round_trip_keeps_law_and_intervals():
     fit = fit_law(data_points(np.random.default_rng(6)), "data", FitConfig(bootstrap=30))
-    again = LawFit.from_dict(fit.to_dict())
+    again = fit_from_dict(fit.to_dict())
     assert again.law.params == fit.law.params
     assert again.intervals == fit.intervals
     assert again.bootstrap_params.shape == fit.bootstrap_params.shape
@@ -218,7 +219,7 @@ def test_additive_law_is_its_equation_and_round_trips():
     assert set(fit.intervals) == {"A", "B", "alpha", "beta", "E"}
     lo, hi = fit.intervals["alpha"]
     assert lo <= fit.law.params["alpha"] <= hi
-    again = LawFit.from_dict(fit.to_dict())
+    again = fit_from_dict(fit.to_dict())
     assert again.law == fit.law and again.bootstrap_params.shape == (50, 5)
 
 

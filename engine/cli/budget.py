@@ -58,7 +58,8 @@ def measured_costs(store_path: str, args):
 def run_budget(args) -> int:
     from engine.budget import BudgetQuestion, CostAssumptions, decision_uncertainty, extrapolation, optimise
     from engine.checks import check_level
-    from engine.laws import LawFit, load_law
+    from engine.fit_files import load_law
+    from engine.laws import LawFit
 
     level = check_level(args.level)
     costs = CostAssumptions(**{f.name: getattr(args, f.name) for f in fields(CostAssumptions)})

@@ -207,7 +207,8 @@ def run_predict(args) -> int:
     projection beyond them (engine.budget.extrapolation), and a measured value's error."""
     from engine.budget import extrapolation
     from engine.errors import InputError
-    from engine.laws import LawFit, load_law
+    from engine.fit_files import load_law
+    from engine.laws import LawFit
     from engine.formatting import format_count
 
     if not (args.n > 0 and args.d > 0) or (args.measured is not None and not args.measured > 0):

@@ -97,7 +97,8 @@ def load_fit(args):
     """--law as a LawFit: a fit JSON, a saved fit's id, or a fresh fit to the store's runs."""
     from engine.charts import law_fit_from_record
     from engine.errors import InputError
-    from engine.laws import PRESETS, LawFit, load_law
+    from engine.fit_files import load_law
+    from engine.laws import PRESETS, LawFit
 
     if args.law in PRESETS:
         raise InputError(f"--law {args.law} is a published law without bootstrap laws; planning needs a fit "
