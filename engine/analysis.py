@@ -13,7 +13,7 @@ on DataFrames and fitted laws; charts live in the app.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,7 @@ def annotation_curves(fits: dict[str, LawFit], d) -> pd.DataFrame:
     d = np.asarray(d, dtype=float)
     frames = []
     for annotation, fit in fits.items():
-        finite = np.isfinite(fit.bootstrap_params).all(axis=1)    # a diverged refit has no curve
-        band = replace(fit, bootstrap_params=fit.bootstrap_params[finite]).predict_interval(d=d)
+        band = fit.predict_interval(d=d)   # over the finite refits: a diverged refit has no curve
         frames.append(pd.DataFrame({"annotation": annotation, "d": d, "loss": band["pred"],
                                     "ci_lo": band["ci_lo"], "ci_hi": band["ci_hi"]}))
     return pd.concat(frames, ignore_index=True)

@@ -313,7 +313,7 @@ class LawFit:
         pred = np.atleast_1d(self.law.predict(n, d))
         if len(self.bootstrap_params) == 0:
             return {"pred": pred, "ci_lo": pred, "ci_hi": pred, "pi_lo": pred, "pi_hi": pred}
-        kept = self.bootstrap_params[np.isfinite(self.bootstrap_params).all(axis=1)]   # bootstrap_kept of them
+        kept = finite_refits(self.bootstrap_params)
         if len(kept) == 0:
             unknown = np.full_like(pred, np.nan)
             return {"pred": pred, "ci_lo": unknown, "ci_hi": unknown, "pi_lo": unknown, "pi_hi": unknown}
@@ -329,7 +329,7 @@ class LawFit:
     @property
     def bootstrap_kept(self) -> int:
         """How many bootstrap refits are finite: the intervals are computed over these."""
-        return int(np.isfinite(self.bootstrap_params).all(axis=1).sum())
+        return len(finite_refits(self.bootstrap_params))
 
     def to_dict(self, include_bootstrap: bool = True) -> dict:
         """The JSON contract: law, params, r2, intervals (+ points, config, bootstrap), as
@@ -481,10 +481,16 @@ def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
     return _too_few_sizes(kind, xs) is None
 
 
+def finite_refits(boot: np.ndarray) -> np.ndarray:
+    """(kept, params) the bootstrap refits whose every parameter is finite: the ones
+    intervals are taken over (a refit whose scale overflowed has no curve)."""
+    return boot[np.isfinite(boot).all(axis=1)]
+
+
 def _percentile_intervals(kind, boot: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
     """Percentile intervals over the finite refits of `boot` (a refit whose scale
     overflowed says only that the parameter is unbounded); {} when none is finite."""
-    boot = boot[np.isfinite(boot).all(axis=1)]
+    boot = finite_refits(boot)
     if len(boot) == 0:
         return {}
     tail = 100 * (1 - level) / 2

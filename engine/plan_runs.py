@@ -54,7 +54,7 @@ from engine.errors import InputError
 from engine.flops import train_step_flops
 from engine.ladder import LADDER, LadderModel, rung_size
 from engine.laws import FitConfig, LawFit, fit_law
-from engine.eval_protocol import better_than_random, describe, fingerprints_of, protocol_labels
+from engine.eval_protocol import better_than_random, protocol_labels
 from engine.formatting import format_count
 
 COST_UNITS = ("gpu-hours", "dollars")
@@ -590,17 +590,6 @@ def store_points(store, dataset: str, annotation: str = "human", metric: str = "
         chosen = f" under protocol {protocol}" if protocol else ""
         raise InputError(f"the store has no completed {annotation} runs of data set {dataset!r}{chosen} to fit")
     return points
-
-
-def protocol_groups(points: pd.DataFrame) -> pd.DataFrame:
-    """One row per evaluation protocol group of `points`, most points first: protocol
-    (its id, or UNRECORDED), points, description (engine/eval_protocol.py describe)."""
-    labels = protocol_labels(points)
-    described = dict(zip(labels, (describe(f) for f in fingerprints_of(points))))
-    counts = pd.Series(labels, dtype=object).value_counts()
-    rows = [{"protocol": label, "points": int(counts[label]), "description": described[label]}
-            for label in sorted(counts.index, key=lambda label: (-counts[label], label))]
-    return pd.DataFrame(rows, columns=["protocol", "points", "description"])
 
 
 def fit_store_runs(store, dataset: str, bootstrap: int, annotation: str = "human", metric: str = "raw",

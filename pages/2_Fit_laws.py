@@ -25,7 +25,8 @@ from engine.identifiability import compare_laws, identifiability
 from engine.laws import JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitConfig, LawFit, ScalingLaw, fit_law
 from engine.lexical import reference_of_points
 from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
-from engine.eval_protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
+from engine.point_selection import (ALL, Choice, held_fixed, leave_out, no_better_than_random, of_protocol,
+                                    point_names, points_digest, protocol_groups, value_choice, where)
 from engine.report import chart_png, chart_svg, fit_charts, fit_document, refits_kept
 from store import Store
 from store.table_import import DELIMITER_NAMES, check_csv_bytes
@@ -35,7 +36,6 @@ KINDS = {"model": "Model size, Eq. 6", "data": "Data size, Eq. 7", "joint": "Joi
          "additive": "Additive, E + A/N^α + B/D^β"}
 X_OF_KIND = {"model": "n", "data": "d"}
 MAX_JOINT_CURVES = 8
-ALL = "(all)"
 METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 HELDOUT_COLUMNS = ("label", "n", "d", "loss", "predicted", "rel_error", "pi_lo", "pi_hi", "eval_protocol")
 COEFFICIENTS = ("value", "low", "high")
@@ -101,13 +101,9 @@ def store_source(store_path: str) -> tuple[pd.DataFrame, dict] | None:
     about = {"source": "store", "metric": metric}
     cols = st.columns(2)
     for col, column, label in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type")):
-        counts = points[column].value_counts()
-        options = [ALL, *sorted(counts.index)]
-        chosen = col.selectbox(label, options, index=options.index(counts.idxmax()) if len(counts) else 0,
-                               key=f"fit_{column}")
-        about[column] = chosen
-        if chosen != ALL:
-            points = points[points[column] == chosen]
+        choice = value_choice(points, column, with_all=True) or Choice([ALL])
+        about[column] = col.selectbox(label, choice.options, index=choice.default, key=f"fit_{column}")
+        points = where(points, column, about[column])
     return points, about
 
 
@@ -153,49 +149,26 @@ def show_rejected(name: str, rejected: list[tuple[int, str]], good: int) -> None
 def one_protocol(points: pd.DataFrame, about: dict) -> pd.DataFrame:
     """The points of one evaluation protocol (engine/eval_protocol.py; by default the most
     common): a fit over points measured differently is refused."""
-    labels = pd.Series(protocol_labels(points), index=points.index)
-    described = {label: describe(fingerprint) for label, fingerprint in zip(labels, fingerprints_of(points))}
-    counts = labels.value_counts()
-    options = sorted(counts.index, key=lambda label: (-counts[label], label))
-    chosen = st.selectbox("Evaluation protocol", options, key="fit_protocol",
-                          format_func=lambda label: f"{label} ({counts[label]} runs): {described[label]}",
+    groups = protocol_groups(points).set_index("protocol")
+    chosen = st.selectbox("Evaluation protocol", list(groups.index), key="fit_protocol",
+                          format_func=lambda p: f"{p} ({groups.at[p, 'points']} runs): {groups.at[p, 'description']}",
                           help="Runs measured with other negatives, repeats, pool, test pairs, lengths or "
                                "precision are not one curve: fit one protocol at a time.")
     about["protocol"] = chosen
-    kept = labels == chosen  # the fingerprint as JSON text: a table of dicts cannot be hashed (FitRequest.key)
-    text = [json.dumps(f, sort_keys=True) if f else None for f, keep in zip(fingerprints_of(points), kept) if keep]
-    return points[kept].assign(eval_protocol=chosen, eval_fingerprint=text)
+    return of_protocol(points, chosen)
 
 
 def slice_for_kind(points: pd.DataFrame, kind: str, about: dict) -> pd.DataFrame:
-    """A one-variable law holds the other variable fixed (the paper: full data for
-    Eq. 6, the largest model for Eq. 7); let the user pick which value."""
-    if kind in JOINT_KINDS:
+    """A one-variable law holds the other variable fixed; let the user pick which value."""
+    fixed = held_fixed(points, kind)
+    if fixed is None:
         return points
-    other = "d" if kind == "model" else "n"
-    if other not in points or points[other].nunique() < 2:
-        return points
-    values = sorted(points[other].dropna().unique())
-    label = "Data size D held fixed" if other == "d" else "Model size N held fixed"
-    fixed = st.selectbox(label, values, index=len(values) - 1, format_func=format_count,
+    column, choice = fixed
+    label = "Data size D held fixed" if column == "d" else "Model size N held fixed"
+    value = st.selectbox(label, choice.options, index=choice.default, format_func=format_count,
                          key=f"fit_fixed_{kind}")
-    about[f"{other} held fixed"] = int(fixed)
-    return points[points[other] == fixed]
-
-
-def point_names(points: pd.DataFrame) -> pd.Series:
-    labels = points["label"] if "label" in points else pd.Series("", index=points.index)
-    sizes = [" · ".join(f"{c.upper()}={format_count(v)}" for c, v in row.items() if pd.notna(v))
-             for row in points[[c for c in ("n", "d") if c in points]].to_dict("records")]
-    return pd.Series([f"{i}: {label or ''} {size}".replace("  ", " ") for i, label, size
-                      in zip(points.index, labels.fillna(""), sizes)], index=points.index)
-
-
-def points_digest(points: pd.DataFrame) -> str:
-    """Equal for the same points (another upload, protocol or slice is another set): the
-    leave-out choice is kept per set, so a second file starts from its own defaults."""
-    columns = [c for c in ("n", "d", "loss", "label") if c in points]
-    return hashlib.sha256(pd.util.hash_pandas_object(points[columns], index=False).to_numpy().tobytes()).hexdigest()[:12]
+    about[f"{column} held fixed"] = int(value)
+    return where(points, column, value)
 
 
 def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitRequest, bool]:
@@ -203,15 +176,14 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
     the request it describes and whether **Fit** was pressed."""
     points = slice_for_kind(points, kind, about).reset_index(drop=True)
     names = point_names(points)
-    levels = random_scorer_levels(points)
-    random_level = names[points["loss"] >= levels]  # no better than a random scorer: log(1 + k) of the run's k
+    random_level = names[no_better_than_random(points)]
     with st.form("fit_settings"):
         left_out = st.multiselect("Leave points out of the fit", list(names), default=list(random_level),
                                   key=f"fit_leave_out_{kind}_{points_digest(points)}",  # a choice per set of points
                                   help="e.g. a run that diverged; left-out points are not drawn. Runs whose entropy "
                                        "is no better than a random scorer's (>= log(1 + k) of their evaluation's k, "
                                        "log 257 = 5.549 where k is not recorded) start left out.")
-        chosen = points[~names.isin(left_out)]
+        chosen, dropped = leave_out(points, names, left_out)
         size_column = "d" if kind == "data" else "n"
         with st.expander("Held-out check and fit settings"):
             axis = "auto"
@@ -229,7 +201,6 @@ def fit_settings(points: pd.DataFrame, kind: str, about: dict) -> tuple[FitReque
         submitted = st.form_submit_button("Fit", type="primary", key="fit_submit")
     config = FitConfig(bootstrap=int(bootstrap), level=level, seed=int(seed), holdout_largest=int(holdout),
                        holdout_axis=axis)
-    dropped = points.loc[names.isin(left_out), [c for c in ("label", "n", "d", "loss") if c in points]]
     about = {**about, "law": kind, "left_out": json.loads(dropped.to_json(orient="records")),
              "held_out": f"largest {int(holdout)} {size_column}" if holdout else "none"}
     return FitRequest(kind, chosen, config, about), submitted

@@ -11,15 +11,16 @@ from engine.analysis import (RANKING_METRICS, ExchangeRate, annotation_curves, c
 from engine.budget import format_factor
 from engine.charts import CURVE_POINTS, annotation_chart, metric_chart, padded_range
 from engine.errors import InputError, in_words
-from engine.laws import PARAM_NAMES, FitConfig, LawFit
+from engine.laws import FitConfig, LawFit
 from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2
+from engine.point_selection import (MIN_DATA_SIZES, comparison_dataset, comparison_model_size, evaluation_points,
+                                    not_overfit, value_choice, where)
 from engine.study import OVERFIT_GAP
 from store import Store
 
 DOTS = {"runs": "one run (its best contrastive entropy, final metrics)",
         "points": "one evaluation during training"}
 ANNOTATION_CONFIG = FitConfig(bootstrap=200)
-MIN_DATA_SIZES = len(PARAM_NAMES["data"]) + 1    # distinct D a data-size law needs at one N
 NOT_REACHED = "not reached"
 METRIC_NAMES = {"raw": "raw contrastive entropy (the paper's)", "calibrated": "calibrated contrastive entropy"}
 CORRELATION_FORMAT = {**{c: st.column_config.NumberColumn(format="%.3f") for c in ("pearson", "spearman")},
@@ -34,13 +35,9 @@ def runs_with_metrics(store_path: str, metric: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def evaluation_points(store_path: str, metric: str) -> pd.DataFrame:
+def store_evaluation_points(store_path: str, metric: str) -> pd.DataFrame:
     store = Store(store_path)
-    runs = store.runs()[["run_id", "model_name", "label", "dataset", "annotation"]]
-    points = store.points().merge(runs.rename(columns={"model_name": "model"}), on="run_id", how="left")
-    if metric == "calibrated":
-        points = points.assign(contrastive_entropy=points["calibrated_entropy"])
-    return points.dropna(subset=["contrastive_entropy"])
+    return evaluation_points(store.runs(), store.points(), metric)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -66,26 +63,16 @@ def annotation_law(points: pd.DataFrame, progress) -> LawFit:
 
 # --- Figure 2 -----------------------------------------------------------------------
 
-def default_index(options: list[str], counts: pd.Series, preferred: str | None = None) -> int:
-    """`preferred` if it is an option, else the most common value."""
-    if preferred in options:
-        return options.index(preferred)
-    return options.index(counts.idxmax()) if len(counts) else 0
-
-
 def one_kind_of_run(frame: pd.DataFrame) -> pd.DataFrame:
     """Filters for one data set and one annotation type (default: the most common data
     set, human pairs): pooling them mixes relations the study report keeps apart."""
     cols = st.columns(2)
     for col, column, label, preferred in zip(cols, ("dataset", "annotation"), ("Data set", "Annotation type"),
                                              (None, "human")):
-        counts = frame[column].value_counts()
-        options = sorted(counts.index)
-        if not options:
-            continue
-        chosen = col.selectbox(label, options, index=default_index(options, counts, preferred),
-                               key=f"analysis_metrics_{column}")
-        frame = frame[frame[column] == chosen]
+        choice = value_choice(frame, column, preferred)
+        if choice is not None:
+            frame = where(frame, column, col.selectbox(label, choice.options, index=choice.default,
+                                                       key=f"analysis_metrics_{column}"))
     return frame
 
 
@@ -96,14 +83,11 @@ def entropy_metric() -> str:
                     "(the study report compares both).")
 
 
-def not_overfit(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose entropy at the metrics' evaluation is within OVERFIT_GAP of their best,
-    as the study report counts them: an overfit model's entropy climbs while its ranking holds."""
+def only_not_overfit(runs: pd.DataFrame) -> pd.DataFrame:
+    """As the study report counts them: an overfit model's entropy climbs while its ranking holds."""
     keep = st.checkbox(f"Only runs that had not overfit (entropy at the metrics within {OVERFIT_GAP} nats of "
                        "the run's best), as the study report", value=True, key="analysis_not_overfit")
-    if not keep:
-        return runs
-    return runs[runs["contrastive_entropy"] - runs["best_entropy"] < OVERFIT_GAP]
+    return not_overfit(runs, OVERFIT_GAP) if keep else runs
 
 
 def entropy_vs_metrics(store_path: str) -> None:
@@ -114,9 +98,9 @@ def entropy_vs_metrics(store_path: str) -> None:
     with cols[1]:
         metric = entropy_metric()
     frame = one_kind_of_run(runs_with_metrics(store_path, metric) if dots == "runs"
-                            else evaluation_points(store_path, metric))
+                            else store_evaluation_points(store_path, metric))
     if dots == "runs" and len(frame):
-        frame = not_overfit(frame)
+        frame = only_not_overfit(frame)
     try:
         table = metric_correlations(frame).dropna(subset=["pearson"])
     except InputError:
@@ -145,29 +129,14 @@ def entropy_vs_metrics(store_path: str) -> None:
 
 # --- Figure 5 -----------------------------------------------------------------------
 
-def comparable(points: pd.DataFrame) -> pd.Series:
-    """Per (dataset, n): the annotation types with runs at enough data sizes for a law,
-    then the points, as a sortable key (most types, then most points, then largest N)."""
-    sizes = points.groupby(["dataset", "n", "annotation"])["d"].nunique()
-    types = (sizes >= MIN_DATA_SIZES).groupby(["dataset", "n"]).sum()
-    counts = points.groupby(["dataset", "n"]).size()
-    return pd.Series(list(zip(types, counts, types.index.get_level_values("n"))), index=types.index)
+def dataset_choice(points: pd.DataFrame) -> str:
+    choice = comparison_dataset(points)
+    return st.selectbox("Data set", choice.options, index=choice.default, key="analysis_dataset")
 
 
-def dataset_choice(points: pd.DataFrame, best: pd.Series) -> str:
-    """By default the data set where the most annotation types can be compared."""
-    datasets = sorted(points["dataset"].unique())
-    default = best.idxmax()[0]
-    return st.selectbox("Data set", datasets, index=datasets.index(default), key="analysis_dataset")
-
-
-def fixed_model_choice(points: pd.DataFrame, best: pd.Series) -> float:
-    """The model size to compare annotation types at: by default the one with a law for
-    the most annotation types, then the most points, then the largest (the paper uses
-    BERT-Base)."""
-    values = sorted(points["n"].unique())
-    default = best[best.index.get_level_values("n").isin(values)].idxmax()[1]
-    return st.selectbox("Model size N", values, index=values.index(default), format_func=format_count,
+def fixed_model_choice(points: pd.DataFrame) -> float:
+    choice = comparison_model_size(points)
+    return st.selectbox("Model size N", choice.options, index=choice.default, format_func=format_count,
                         key="analysis_model")
 
 
@@ -202,9 +171,8 @@ def annotation_types(store_path: str) -> None:
                 "and with generated ones (`python -m engine annotate ...`, then the Runs page's "
                 "pseudo-annotated pairs folder).")
         return
-    best = comparable(points)
-    points = points[points["dataset"] == dataset_choice(points, best)]
-    at_n = points[points["n"] == fixed_model_choice(points, best)]
+    points = where(points, "dataset", dataset_choice(points))
+    at_n = where(points, "n", fixed_model_choice(points))
     fits = fits_per_annotation(at_n)
     if not fits:
         st.info(f"No annotation type has runs at {MIN_DATA_SIZES} or more data sizes at this model size: "

@@ -17,9 +17,9 @@ from engine.laws import LawFit
 from engine.formatting import formatted_table
 from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
-                              fit_store_runs, ladder_rungs, plan_runs, plan_spec, protocol_groups, store_points,
+                              fit_store_runs, ladder_rungs, plan_runs, plan_spec, store_points,
                               sweep_name)
-from engine.eval_protocol import protocol_labels
+from engine.point_selection import of_protocol, protocol_groups
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -112,7 +112,7 @@ def law_choice(store: Store) -> dict:
         "Evaluation protocol", list(groups.index), key=f"plan_protocol_{dataset}_{choice['metric']}",
         format_func=lambda p: f"{p} ({groups.at[p, 'points']} runs): {groups.at[p, 'description']}",
         help="Runs measured differently are not one curve: Eq. 8 is fitted to one protocol's runs.")
-    chosen = points[[label == choice["protocol"] for label in protocol_labels(points)]]
+    chosen = of_protocol(points, choice["protocol"])
     base = studies.base_of_runs(study_bases(str(store.path)), chosen["run_id"])
     st.caption(f"Eq. 8 is fitted to the {len(chosen)} runs of protocol {choice['protocol']} "
                "(runs no better than a random scorer left out). "

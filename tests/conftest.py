@@ -48,3 +48,27 @@ def demo_store():
     store = Store()
     load_demo(store, path)
     return store
+
+
+@pytest.fixture
+def seeded_store():
+    """The private store with `tests.helpers.seeded_rows` loaded."""
+    from store import Store
+    from tests.helpers import seeded_rows
+    store = Store()
+    store.load_rows(seeded_rows(), source="test")
+    return store
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    """The synthetic set tokenized word by word: (data, tokenizer, queries, passages)."""
+    from engine.data import load_retrieval_data
+    from engine.tokenize_cache import tokenize_cached
+    from tests.helpers import word_tokenizer, write_synthetic
+
+    data = load_retrieval_data(write_synthetic(tmp_path / "syn"))
+    tokenizer = word_tokenizer(data.passages + data.queries)
+    queries = tokenize_cached(data.queries, tokenizer, 16)
+    passages = tokenize_cached(data.passages, tokenizer, 32)
+    return data, tokenizer, queries, passages

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.laws import ScalingLaw
 from engine.eval_protocol import better_than_random
+from engine.laws import ScalingLaw
 from store.demo import PROJECT_ROOT, read_demo
 
 DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"  # tests/conftest.py hides store.demo.DEMO_FILE from the app

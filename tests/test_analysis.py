@@ -3,8 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.analysis import (annotation_curves, crossing_points, exchange_rate, fit_annotation_laws,
-                             metric_correlations, pairs_for_loss)
+from engine.analysis import (
+    annotation_curves,
+    crossing_points,
+    exchange_rate,
+    fit_annotation_laws,
+    metric_correlations,
+    pairs_for_loss,
+)
 from engine.errors import InputError
 from engine.laws import FitConfig, ScalingLaw
 

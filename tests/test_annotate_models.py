@@ -10,8 +10,14 @@ from collections import Counter
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (BertTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, T5Config,
-                          T5ForConditionalGeneration)
+from transformers import (
+    BertTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from engine.annotate import doc2query
 from engine.annotate.doc2query import Doc2QueryConfig, generate_doc2query

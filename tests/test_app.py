@@ -8,78 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from engine.charts import fit_record, law_snippet
 from engine.laws import FitConfig, fit_law, preset
 from store import Store
+from tests.helpers import (
+    N_LABEL,
+    assert_clean,
+    metric,
+    open_page,
+    press_fit,
+    seeded_rows,
+    table_with,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py", "pages/4_Analysis.py")
-N_LABEL = "N* (optimal model size)"
-TIMEOUT_S = 60
-
-
-def seeded_rows() -> pd.DataFrame:
-    """A small study drawn from the paper's joint law with 1 % noise: 5 model sizes x
-    6 data sizes of human pairs with ranking metrics, and at the largest model two
-    generated annotation types worth 1/2 and 1/5 of a human pair."""
-    rng = np.random.default_rng(0)
-    law = preset("paper-joint")
-    n = np.repeat([1e5, 3e5, 1e6, 3e6, 1e7], 6)
-    d = np.tile(np.geomspace(1e4, 1e6, 6).round(), 5)
-    frames = [pd.DataFrame({"n": n.astype(int), "d": d.astype(int), "annotation": "human",
-                            "loss": law.predict(n, d) * np.exp(rng.normal(0, 0.01, n.size))})]
-    for kind, worth in (("doct5query", 0.5), ("ict", 0.2)):
-        frames.append(pd.DataFrame({"n": int(n.max()), "d": d[:6].astype(int), "annotation": kind,
-                                    "loss": law.predict(n.max(), d[:6] * worth) * np.exp(rng.normal(0, 0.01, 6))}))
-    rows = pd.concat(frames, ignore_index=True)
-    for metric, top in (("ndcg@10", 0.8), ("mrr@10", 0.7)):
-        rows[metric] = np.clip(top * np.exp(-2 * rows["loss"]) + rng.normal(0, 0.01, len(rows)), 0, 1)
-    rows["label"] = [f"{a}-N{n:.0e}-D{d:.0e}" for a, n, d in zip(rows["annotation"], rows["n"], rows["d"])]
-    return rows.assign(dataset="msmarco", model=[f"N={n:.0e}" for n in rows["n"]])
-
-
-@pytest.fixture
-def seeded_store() -> Store:
-    store = Store()
-    store.load_rows(seeded_rows(), source="test")
-    return store
-
-
-def open_page(page: str | None = None, query: dict | None = None, state: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT_S)
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    if page:
-        at.query_params.update(query or {})
-        at.switch_page(page).run()
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def table_with(at: AppTest, column: str) -> pd.DataFrame:
-    """The first table on the page that has `column`."""
-    return next(t.value for t in at.dataframe if column in t.value.columns)
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
-
-
-def press_fit(at: AppTest) -> AppTest:
-    """Press the Fit laws page's Fit button (its settings are a form)."""
-    return at.button(key="fit_submit").click().run()
-
-
 # --- every page ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", [None, *PAGES])

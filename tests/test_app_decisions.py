@@ -9,7 +9,7 @@ from engine.budget import BudgetQuestion, budget_curves, decision_uncertainty, o
 from engine.charts import beyond_support, budget_chart, fit_record, optima_table
 from engine.laws import FitConfig, fit_law
 from store import Store
-from tests.test_app import assert_clean, metric, open_page, press_fit, seeded_store, table_with  # noqa: F401
+from tests.helpers import assert_clean, metric, open_page, press_fit, table_with
 
 INTERVAL = "N* 95% interval"
 ROBUST = "Robust N (lowest expected loss)"

@@ -3,10 +3,8 @@ throughput, every compute spend is shown in device hours too (issue 23 item 3)."
 
 import pytest
 
-from helpers import tiny_config
 from store import Store
-from test_app import assert_clean, open_page
-from test_data import write_synthetic
+from tests.helpers import assert_clean, open_page, tiny_config, write_synthetic
 
 
 @pytest.mark.slow

@@ -4,7 +4,10 @@ the measured data sizes, the fits' progress on a first visit, and raw or calibra
 entropy against the ranking metrics."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from scipy.stats import pearsonr
@@ -14,7 +17,7 @@ from engine.laws import FitConfig, fit_law
 from store import Store
 from store.demo import load_demo, read_demo
 from tests.demo_study import DEMO, ICT_SIZES, write_synthetic_demo
-from tests.test_app import assert_clean, open_page, table_with
+from tests.helpers import assert_clean, open_page, table_with
 
 ANALYSIS = "pages/4_Analysis.py"
 
@@ -107,3 +110,66 @@ def test_figure_2_correlates_raw_or_calibrated_entropy(demo_store):
         assert_clean(at)
         shown = table_with(at, "pearson").set_index("metric").at["mrr@10", "pearson"]
         assert shown == pytest.approx(pearsonr(rows[column], rows["mrr@10"])[0], abs=1e-3), metric
+
+
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "study" / "report.md"
+
+
+def report_pearson(dataset: str, annotation: str, runs: str, metric_name: str) -> float:
+    """Pearson r as docs/study/report.md's correlation table gives it."""
+    for line in REPORT.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:4] == [dataset, annotation, runs, metric_name]:
+            return float(cells[5])
+    raise AssertionError(f"no row {dataset} {annotation} {runs} {metric_name} in {REPORT}")
+
+
+def test_figure_5_opens_on_a_comparison_without_error(demo_store):
+    at = open_page(ANALYSIS)
+    assert_clean(at)
+    assert not [c.value for c in at.caption if c.value.startswith("No law for")]
+    assert set(table_with(at, "beta")["annotation"]) == {"human", "ict"}
+    assert at.selectbox(key="analysis_dataset").value == "squad-dev"
+
+
+def test_figure_2_filters_one_data_set_and_annotation_type_as_the_report(demo_store):
+    at = open_page(ANALYSIS)
+    assert at.selectbox(key="analysis_metrics_dataset").value == "squad-dev"
+    assert at.selectbox(key="analysis_metrics_annotation").value == "human"
+    report_metric = "calibrated" if "calibrated contrastive entropy from" in REPORT.read_text() else "raw"
+    at.radio(key="analysis_entropy").set_value(report_metric).run()  # the entropy the report was rendered on
+    correlations = table_with(at, "pearson").set_index("metric")
+    for name in ("mrr@10", "ndcg@10"):
+        assert correlations.at[name, "pearson"] == pytest.approx(
+            report_pearson("squad-dev", "human", "not overfit", name), abs=0.001)
+    at.selectbox(key="analysis_metrics_dataset").set_value("cmrc2018").run()
+    assert_clean(at)
+    assert table_with(at, "pearson").set_index("metric").at["ndcg@10", "pearson"] == pytest.approx(
+        report_pearson("cmrc2018", "human", "not overfit", "ndcg@10"), abs=0.001)
+
+
+def test_the_exchange_table_says_not_reached_in_words(tmp_path):
+    # an annotation type whose data law levels off above what the human pairs reach (its
+    # floor 4 against the ~2.2 of tests/demo_study.py's law at 2,000 pairs): it never reaches their loss
+    from store import Store
+    from store.demo import load_demo
+    from tests.demo_study import PROTOCOL, write_synthetic_demo
+
+    load_demo(Store(), write_synthetic_demo(tmp_path / "synthetic.json"))
+    flat = pd.DataFrame([{"n": 512_128, "d": d, "loss": 4.0 + 50 / d, "dataset": "squad-dev",
+                          "annotation": "flat", "model": "m512128", **PROTOCOL}  # one protocol: they fit together
+                         for d in (500, 1000, 2000, 4000, 8000)])
+    Store().load_rows(flat, source="import")
+    at = open_page(ANALYSIS)
+    rates = table_with(at, "pairs needed")
+    cells = " ".join(str(v) for v in rates.to_numpy().ravel())
+    assert "inf" not in cells.lower(), cells
+    assert rates.set_index("type").at["flat", "pairs needed"] == "not reached"
+    assert not [c.value for c in at.caption if "inf" in c.value.lower().split()]
+
+
+def test_evaluation_dots_without_evaluations_say_what_to_choose(demo_store):
+    at = open_page(ANALYSIS)
+    at.radio(key="analysis_dots").set_value("points").run()
+    assert_clean(at)
+    assert any("Choose *one run* per dot" in i.value for i in at.info)

@@ -14,7 +14,7 @@ from engine.paths import SHARED_DATA
 from engine.sweep import load_sweep
 from store import Store
 from store.demo import PROJECT_ROOT
-from tests.test_app import assert_clean, open_page
+from tests.helpers import assert_clean, open_page
 
 DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"
 SQUAD = SHARED_DATA / "squad-dev"
@@ -135,8 +135,7 @@ def a_study_on(dataset: Path, runs_made: list[str]) -> str:
 
 
 def test_a_study_whose_runs_its_sweep_still_makes_is_extended_without_a_warning(tmp_path):
-    from tests.test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     dataset = write_synthetic(tmp_path / "syn", n_passages=400, n_train=300, n_test=20)
     name = a_study_on(dataset, lambda sweep: [sweep.runs[0].run_id])
     at = open_page(RUNS)
@@ -146,8 +145,7 @@ def test_a_study_whose_runs_its_sweep_still_makes_is_extended_without_a_warning(
 
 
 def test_a_study_whose_settings_changed_since_its_runs_says_new_runs_will_not_join_them(tmp_path):
-    from tests.test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     dataset = write_synthetic(tmp_path / "syn", n_passages=400, n_train=300, n_test=20)
     name = a_study_on(dataset, lambda sweep: [sweep.runs[0].run_id.rsplit("-", 1)[0] + "-0badc0de"])
     at = open_page(RUNS)

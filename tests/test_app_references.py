@@ -4,7 +4,7 @@ import json
 import pytest
 
 from store import Store
-from test_app import TIMEOUT_S, assert_clean, open_page, press_fit, seeded_rows
+from tests.helpers import TIMEOUT_S, assert_clean, open_page, press_fit, seeded_rows
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from engine.paths import runs_dir
 from store import Store
-from tests.test_app import assert_clean, metric, open_page, seeded_store, table_with  # noqa: F401 (fixture)
-from tests.test_data import write_synthetic
+from store.demo import PROJECT_ROOT, load_demo
+from tests.helpers import assert_clean, metric, open_page, table_with, write_synthetic
 
 PAGE = "pages/1_Runs.py"
 RUN_FIELDS = {"config": {}, "model_name": "scratch-L1-H32", "n_params": 39104, "n_params_strict": 30000,
@@ -207,3 +207,64 @@ def test_deleting_a_run_needs_confirmation(seeded_store):
     at.button(key="runs_delete_button").click().run()
     assert_clean(at)
     assert doomed not in set(seeded_store.runs()["run_id"])
+
+
+# --- the runs table reads clearly: a failed run's reason first and whole, newest first, demo runs told apart
+
+DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"
+RETRIES = "".join(f"Retrying in 1s [Retry {i}/15] huggingface.co: connection refused, a long line of noise "
+                  f"that goes on and on past the width of any code box on the page\n" for i in range(1, 16))
+REASON = "error: google/bert_uncased_L-2_H-128_A-2 is not downloaded and the hub cannot be reached"
+
+
+def test_a_failed_run_says_why_first_and_the_header_gives_the_runs_exit_code(dataset):
+    process = FakeProcess()
+    at = open_page(PAGE)
+    [(argv, log_path)] = launched(at, dataset, process)
+    run_log = runs_dir() / "study-bert-run" / "train.log"
+    run_log.parent.mkdir(parents=True)
+    run_log.write_text("loading ...\n" + REASON + "\n" + RETRIES)   # the reason, then retry noise after it
+    log_path.write_text("started study-bert-run\nFAILED (exit 2) study-bert-run\n")
+    process.code = 1
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert study_heading(at).endswith("failed (1 run failed, exit 2)")
+    assert at.error[0].value == f"study-bert-run: {REASON}"
+
+
+def test_an_estimate_leaves_no_sweep_file(dataset):
+    at = open_page(PAGE)
+    fill_study_form(at, dataset)
+    submit(at, "Estimate")
+    assert_clean(at)
+    assert at.code and not list((runs_dir() / "sweeps").glob("*.toml"))
+
+
+@pytest.fixture
+def demo_and_new_runs() -> Store:
+    if not DEMO.exists():
+        pytest.skip(f"no demo study at {DEMO}")
+    store = Store()
+    load_demo(store, DEMO)
+    for run_id in ("older-run", "newer-run"):
+        store.start_run(run_id=run_id, **RUN_FIELDS)
+        store.finish_run(run_id, status="completed", best_contrastive_entropy=4.5)
+    return store
+
+
+def test_the_table_is_newest_first_and_tells_demo_runs_apart(demo_and_new_runs):
+    at = open_page(PAGE)
+    assert_clean(at)
+    table = table_with(at, "run_id")
+    assert list(table["run_id"][:2]) == ["newer-run", "older-run"]
+    demo = table[table["source"] == "demo"]
+    assert demo["label"].is_unique and not demo["label"].str.startswith("demo:").any()
+    assert any("demo runs, labelled by their id in the demo study" in c.value for c in at.caption)
+
+
+def test_runs_to_delete_are_named_by_label_and_size(demo_and_new_runs):
+    at = open_page(PAGE)
+    box = at.multiselect(key="runs_delete")
+    run = demo_and_new_runs.runs().query("source == 'demo'").iloc[0]
+    shown = next(o for o in box.options if o.startswith(run["label"].rsplit(" / ", 1)[-1]))
+    assert run["run_id"] not in " ".join(box.options) and "· N " in shown and "· D " in shown

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from store import Store
-from tests.test_app import assert_clean, open_page
+from tests.helpers import assert_clean, open_page
 from tests.test_trackers import write_wandb
 
 PAGE = "pages/1_Runs.py"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.budget import BudgetQuestion, optimise, preset_support
-from engine.laws import preset
 from engine.formatting import format_count
-from tests.test_app import N_LABEL, assert_clean, metric, open_page, seeded_store  # noqa: F401 (fixture)
+from engine.laws import preset
+from tests.helpers import N_LABEL, assert_clean, metric, open_page
 
 PLANNER = "pages/3_Budget_planner.py"
 
@@ -76,7 +76,12 @@ def test_the_law_chart_holds_its_points_not_a_curve_that_runs_off_left_of_them()
 
 
 def test_the_budget_chart_of_a_weak_law_spreads_its_curves_and_keeps_every_mark_inside():
-    from engine.budget import BudgetQuestion, budget_curves, decision_uncertainty, optimise
+    from engine.budget import (
+        BudgetQuestion,
+        budget_curves,
+        decision_uncertainty,
+        optimise,
+    )
     from engine.charts import budget_chart, optima_table
     from engine.laws import FitConfig, fit_law
     from tests.test_laws import flat_points

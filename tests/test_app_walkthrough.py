@@ -11,8 +11,7 @@ import pytest
 
 from store import Store
 from store.demo import PROJECT_ROOT
-from tests.test_app import assert_clean, metric, open_page
-
+from tests.helpers import assert_clean, metric, open_page
 
 
 def test_the_overview_counts_the_data_sets_its_runs_are_on(demo_store):
@@ -131,8 +130,9 @@ def test_the_planner_counts_a_saved_fits_fitted_and_held_out_points_apart():
 
 
 def test_the_residual_legend_names_its_points_in_words():
+    from tests.test_charts import heldout_fit
+
     from engine.charts import residual_chart
-    from tests.test_app_issue12 import heldout_fit
 
     spec = residual_chart(heldout_fit().points, "n").to_dict()
     color = next(layer["encoding"]["color"] for layer in spec["layer"] if "color" in layer.get("encoding", {}))

@@ -7,6 +7,7 @@ Skips when /usr/bin/chromium or Playwright is missing (`.ci/run` installs Chromi
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -15,13 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from store import Store
 from store.demo import DEMO_FILE, read_demo, remove_demo
-from test_app import seeded_rows
+from tests.helpers import seeded_rows
 
 pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 
@@ -187,3 +189,25 @@ def test_the_demo_study_loads_beside_the_users_runs_and_removes_again(page, app_
         timeout=30_000)
     wait_for_app_run(page)
     assert int(metric_value(page, "Runs")) == len(seeded_rows())
+
+
+# --- the Fit page's report downloads (deferred: rendered on click) -----------------
+
+def download(page, label: str, target):
+    with page.expect_download(timeout=60_000) as pending:
+        page.get_by_role("button", name=label).click()
+    pending.value.save_as(target)
+    return target
+
+
+def test_fit_report_and_charts_download(page, app_url, tmp_path):
+    open_page(page, app_url, "Fit_laws")
+    report = download(page, "Report (HTML)", tmp_path / "fit.html").read_text()
+    assert report.startswith("<!doctype html>") and "| A |" not in report and "<table>" in report
+    assert report.count("<svg") == 2 and "alpha" in report
+    archive = zipfile.ZipFile(io.BytesIO(download(page, "Report (Markdown + figures, zip)", tmp_path / "r.zip")
+                                         .read_bytes()))
+    assert {"report.md", "figures/law.svg", "figures/law.png", "figures/residuals.svg"} <= set(archive.namelist())
+    png = download(page, "Law chart (PNG)", tmp_path / "law.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert download(page, "Residuals chart (SVG)", tmp_path / "r.svg").read_text().startswith("<svg")

@@ -2,8 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.budget import (BudgetQuestion, CostAssumptions, budget_curves, decision_uncertainty, extrapolation,
-                           loss_along_budget, n_max, optimise, total_cost)
+from engine.budget import (
+    BudgetQuestion,
+    CostAssumptions,
+    budget_curves,
+    decision_uncertainty,
+    extrapolation,
+    loss_along_budget,
+    n_max,
+    optimise,
+    total_cost,
+)
 from engine.errors import InputError
 from engine.laws import FitConfig, LawFit, ScalingLaw, fit_law, preset
 

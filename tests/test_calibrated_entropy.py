@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate import (EvalConfig, build_eval_set, calibrated_contrastive_entropy, contrastive_entropy,
-                             evaluate, fit_temperature, pair_entropies, score_margins, split_halves)
-from test_engine_evaluate import ConstantEncoder, synthetic  # noqa: F401 (a fixture)
+from engine.evaluate import (
+    EvalConfig,
+    build_eval_set,
+    calibrated_contrastive_entropy,
+    contrastive_entropy,
+    evaluate,
+    fit_temperature,
+    pair_entropies,
+    score_margins,
+    split_halves,
+)
+from tests.helpers import ConstantEncoder
 
 
 def retrieval_reps(n_queries=300, n_pool=800, dim=32, noise=1.5, seed=0):
@@ -63,7 +72,7 @@ def test_equal_scores_give_log_1_plus_k_raw_and_calibrated(k):
     assert result.entropy == pytest.approx(math.log(1 + k), abs=1e-12)
 
 
-def test_constant_encoder_reports_log_257_for_both(synthetic):  # noqa: F811 (the fixture)
+def test_constant_encoder_reports_log_257_for_both(synthetic):
     data, _, queries, passages = synthetic
     metrics = evaluate(ConstantEncoder(), build_eval_set(data, queries, passages, EvalConfig(repeats=2)), ranking=False)
     assert metrics["contrastive_entropy"] == pytest.approx(math.log(257), abs=1e-12)
@@ -112,7 +121,7 @@ def test_fewer_than_two_pairs_have_no_calibrated_entropy():
     assert calibrated_contrastive_entropy(margins, split_halves(1, 0)) is None
 
 
-def test_evaluate_reports_both_with_the_eval_seed(synthetic):  # noqa: F811 (the fixture)
+def test_evaluate_reports_both_with_the_eval_seed(synthetic):
     from engine.ladder import LADDER
     from engine.model import BiEncoder, scratch_encoder
 

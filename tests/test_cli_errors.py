@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.paths import PROJECT_ROOT
 from store import Store
 from store.connection import connection, store_error
-from test_data import write_beir, write_synthetic
+from tests.helpers import write_beir, write_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -1,46 +1,18 @@
 """Data readers: the three layouts, format detection, pairs and nested subsets,
 pseudo-annotated training sets, and every malformed-input case (file, line, problem)."""
-import json
 import logging
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from engine.data import detect_format, load_retrieval_data, nested_subset, training_pairs
+from engine.data import (
+    detect_format,
+    load_retrieval_data,
+    nested_subset,
+    training_pairs,
+)
 from engine.errors import InputError
 from engine.paths import SHARED_DATA
-
-
-def write_beir(folder: Path, corpus=None, queries=None, qrels=None) -> Path:
-    corpus = corpus if corpus is not None else [
-        {"_id": "p1", "title": "Apples", "text": "apples are red"},
-        {"_id": "p2", "title": "", "text": "bananas are yellow"},
-        {"_id": "p3", "text": "cherries are dark"},
-    ]
-    queries = queries if queries is not None else [
-        {"_id": "q1", "text": "red fruit"}, {"_id": "q2", "text": "yellow fruit"}, {"_id": "q3", "text": "dark"},
-    ]
-    qrels = qrels if qrels is not None else {
-        "train": "query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp2\t1\n",
-        "test": "query-id\tcorpus-id\tscore\nq3\tp3\t2\nq3\tp1\t0\n",
-    }
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus))
-    (folder / "queries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in queries))
-    for split, text in qrels.items():
-        (folder / "qrels" / f"{split}.tsv").write_text(text)
-    return folder
-
-
-def write_msmarco(folder: Path, qrels_name="qrels.dev.tsv", qrels="1 0 p2 1\n", header=False) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "collection.tsv").write_text(("pid\tpara\n" if header else "") + "p1\tfirst passage\np2\tsecond passage\n")
-    (folder / "queries.train.tsv").write_text(("qid\ttext\n" if header else "") + "0\ta train query\n")
-    (folder / "queries.dev.tsv").write_text(("qid\ttext\n" if header else "") + "1\ta dev query\n")
-    (folder / "qrels.train.tsv").write_text("0\t0\tp1\t1\n")
-    (folder / qrels_name).write_text(qrels)
-    return folder
+from tests.helpers import write_beir, write_msmarco, write_synthetic
 
 
 def test_beir_layout(tmp_path):
@@ -284,26 +256,6 @@ def test_a_data_set_path_in_a_link_loop_is_one_input_error(tmp_path):
         load_retrieval_data(loop)
     with pytest.raises(InputError, match=r"data set .*loop: its symbolic links cannot be followed"):
         split_identity(loop, "test")
-
-
-def write_synthetic(folder: Path, n_passages=400, n_train=300, n_test=60, vocab=300, seed=0) -> Path:
-    """A BEIR set a tiny model learns in seconds: passages of 12 pseudo-words, one
-    train query (4 of its words) for each of the first `n_train` passages and one
-    test query (4 other words) for each of the first `n_test`; the rest are the pool
-    of passages relevant to no test query."""
-    rng = np.random.default_rng(seed)
-    words = [f"w{i}" for i in range(vocab)]
-    passages = [list(rng.choice(words, 12, replace=False)) for _ in range(n_passages)]
-    corpus = [{"_id": f"p{i}", "text": " ".join(p)} for i, p in enumerate(passages)]
-    queries, train, test = [], [], []
-    for i in range(n_train):
-        queries.append({"_id": f"tr{i}", "text": " ".join(passages[i][:4])})
-        train.append(f"tr{i}\tp{i}\t1\n")
-    for i in range(n_test):
-        queries.append({"_id": f"te{i}", "text": " ".join(passages[i][6:10])})
-        test.append(f"te{i}\tp{i}\t1\n")
-    header = "query-id\tcorpus-id\tscore\n"
-    return write_beir(folder, corpus, queries, {"train": header + "".join(train), "test": header + "".join(test)})
 
 
 def test_synthetic_set_is_well_formed(tmp_path):

@@ -3,7 +3,7 @@ false-negative mask keeps them from being each other's negatives."""
 import json
 
 from engine.data import load_retrieval_data, training_pairs
-from test_data import write_synthetic
+from tests.helpers import write_synthetic
 
 
 def test_ict_variants_of_one_paragraph_share_its_identity(tmp_path):

@@ -10,9 +10,8 @@ from engine.checkpoints import latest_checkpoint
 from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.train import train
-from test_data import write_synthetic
-from helpers import tiny_config
-from test_engine_train import two_process_train
+from tests.helpers import tiny_config, write_synthetic
+from tests.test_engine_train import two_process_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

@@ -3,11 +3,11 @@ from dataclasses import replace
 
 import pytest
 
+from engine.batches import TrainingBatches
 from engine.errors import InputError
 from engine.evaluate import EvalConfig
-from engine.batches import TrainingBatches
 from engine.train import COMPILE_MIN_STEPS, TrainConfig, prepare, resolve_config
-from test_data import write_synthetic
+from tests.helpers import write_synthetic
 
 
 def config(dataset, **changes) -> TrainConfig:

@@ -7,7 +7,14 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from engine.config import MEASUREMENT_FIELDS, RUN_OPTION_FIELDS, EvalConfig, Measurement, RunOptions, TrainConfig
+from engine.config import (
+    MEASUREMENT_FIELDS,
+    RUN_OPTION_FIELDS,
+    EvalConfig,
+    Measurement,
+    RunOptions,
+    TrainConfig,
+)
 from engine.paths import PROJECT_ROOT
 from engine.sweep import load_sweep, run_sweep
 from store import Store

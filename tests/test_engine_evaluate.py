@@ -9,39 +9,19 @@ import torch
 from torch import nn
 
 from engine.data import load_retrieval_data
-from engine.evaluate import EvalConfig, build_eval_set, contrastive_entropy, evaluate, ranking_metrics
+from engine.evaluate import (
+    EvalConfig,
+    build_eval_set,
+    contrastive_entropy,
+    evaluate,
+    ranking_metrics,
+)
 from engine.ladder import LADDER
 from engine.model import BiEncoder, scratch_encoder
 from engine.tokenize_cache import tokenize_cached
-from test_data import write_beir, write_synthetic
+from tests.helpers import ConstantEncoder, word_tokenizer, write_beir
 
 LOG_257 = math.log(257)
-
-
-def word_tokenizer(texts):
-    """A deterministic word-level BERT tokenizer (WordPiece training breaks ties in
-    hash order, so its vocabulary can differ from run to run)."""
-    from transformers import BertTokenizerFast
-
-    words = sorted({w for text in texts for w in text.lower().split()})
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    return BertTokenizerFast(vocab={w: i for i, w in enumerate(specials + words)})
-
-
-@pytest.fixture()
-def synthetic(tmp_path):
-    data = load_retrieval_data(write_synthetic(tmp_path / "syn"))
-    tokenizer = word_tokenizer(data.passages + data.queries)
-    queries = tokenize_cached(data.queries, tokenizer, 16)
-    passages = tokenize_cached(data.passages, tokenizer, 32)
-    return data, tokenizer, queries, passages
-
-
-class ConstantEncoder(nn.Module):
-    """Every text gets the same vector: every score is equal."""
-
-    def encode(self, input_ids, attention_mask):
-        return torch.ones(len(input_ids), 8)
 
 
 class PerfectEncoder(nn.Module):
@@ -160,7 +140,7 @@ def test_ranking_over_a_small_sub_corpus_reads_the_top_10_and_matches_the_full_r
     from types import SimpleNamespace
 
     import ir_measures
-    from ir_measures import AP, R, RR, nDCG
+    from ir_measures import AP, RR, R, nDCG
 
     from engine.evaluate import _run, dense_scorer
 

@@ -8,9 +8,20 @@ import torch
 
 from engine import tokenize_cache
 from engine.ladder import LADDER, non_embedding_params
-from engine.model import BiEncoder, ContrastiveLoss, false_negative_mask, pretrained_encoder, scratch_encoder
+from engine.model import (
+    BiEncoder,
+    ContrastiveLoss,
+    false_negative_mask,
+    pretrained_encoder,
+    scratch_encoder,
+)
 from engine.paths import SHARED_VOCAB
-from engine.tokenize_cache import TokenizedTexts, tokenize_cached, tokenizer_from_vocab, trained_wordpiece
+from engine.tokenize_cache import (
+    TokenizedTexts,
+    tokenize_cached,
+    tokenizer_from_vocab,
+    trained_wordpiece,
+)
 
 CORPUS = [f"passage {i} about apples bananas cherries and the number {i * 7}" for i in range(60)]
 

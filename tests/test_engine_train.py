@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from engine import train as train_module
+from engine.batches import TrainingBatches
 from engine.errors import InputError
 from engine.evaluate import EvalConfig
 from engine.ladder import LADDER, non_embedding_params
 from engine.model import BiEncoder
 from engine.paths import PROJECT_ROOT, SHARED_DATA, runs_dir
-from engine.batches import TrainingBatches
 from engine.run_status import read_progress
 from engine.train import TrainConfig, prepare, resolve_config, train
-from helpers import tiny_config
 from store import Store
-from test_data import write_synthetic
+from tests.helpers import tiny_config, write_synthetic
 
 LOG_257 = math.log(257)
 

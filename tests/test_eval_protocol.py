@@ -20,15 +20,14 @@ from engine.cli import main as engine_cli
 from engine.config import EvalConfig, TrainConfig
 from engine.errors import InputError
 from engine.laws import FitConfig, fit_law, preset
-from engine.paths import PROJECT_ROOT
+from engine.paths import PROJECT_ROOT, spool_dir
 from engine.study import StudyConfig, build_report, report_markdown
 from store import Store
 from store.demo import load_demo
 from store.schema import migrate
-from engine.paths import spool_dir
 from store.spool import RECORD_FIELDS
 from tests.in_process import run_main
-from test_study import study_runs
+from tests.test_study import study_runs
 
 K64 = {"negatives": 64, "repeats": 10, "pool": 100_000, "pool_seed": 0, "test_pairs": 500,
        "max_query_length": 32, "max_passage_length": 180, "precision": "fp32", "test_split": "test:abc",
@@ -75,8 +74,8 @@ def test_the_fingerprint_comes_from_the_config_and_the_pairs_evaluated():
 
 @pytest.mark.slow
 def test_training_records_its_fingerprint_in_the_store(tmp_path):
-    from test_data import write_synthetic
     from engine.train import train
+    from tests.helpers import write_synthetic
 
     store = Store(tmp_path / "results.duckdb")
     cfg = TrainConfig(dataset=str(write_synthetic(tmp_path / "syn")), model="scratch-L1-H32",
@@ -270,8 +269,7 @@ def leave_out_choice(at):
 
 
 def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65():
-    from test_app import assert_clean, open_page, press_fit
-
+    from tests.helpers import assert_clean, open_page, press_fit
     store = Store()
     k64 = grid_rows(eval_negatives=64)
     k64.loc[0, "loss"] = 4.3  # no better than random at k = 64
@@ -304,8 +302,7 @@ def test_laws_fit_csv_refuses_rows_of_two_protocols(tmp_path):
 
 
 def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
-    from test_app import assert_clean, open_page, press_fit
-
+    from tests.helpers import assert_clean, open_page, press_fit
     data = pd.concat([grid_rows(eval_negatives=64), grid_rows().head(5)]).to_csv(index=False).encode()
     at = open_page("pages/2_Fit_laws.py")
     at.radio(key="fit_source").set_value("Upload a CSV").run()
@@ -318,8 +315,7 @@ def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
 
 
 def test_the_runs_page_shows_each_runs_protocol():
-    from test_app import assert_clean, open_page, table_with
-
+    from tests.helpers import assert_clean, open_page, table_with
     store = Store()
     start(store, "measured", K64)
     start(store, "older", None)
@@ -334,8 +330,7 @@ def test_the_runs_page_shows_each_runs_protocol():
 @pytest.mark.parametrize("page", [None, "pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py",
                                   "pages/4_Analysis.py", "pages/5_Plan_runs.py"])
 def test_every_page_works_with_runs_that_carry_fingerprints(page):
-    from test_app import assert_clean, open_page
-
+    from tests.helpers import assert_clean, open_page
     store = Store()
     store.load_rows(grid_rows(eval_negatives=64, eval_precision="bf16"), source="import")
     store.load_rows(grid_rows(annotation="ict"), source="import")

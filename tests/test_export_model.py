@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from engine.config import EvalConfig
 from engine.errors import InputError
 from engine.export_model import export_sentence_transformers
 from engine.model import BiEncoder
-from engine.config import EvalConfig
 from engine.train import TrainConfig, train
-from test_data import write_synthetic
 from tests.conftest import ROOT
+from tests.helpers import write_synthetic
 
 pytestmark = pytest.mark.slow  # trains a model and starts `python -m engine export-model`
 

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from engine.config import EvalConfig, TrainConfig
-from engine.data import held_out_passages, load_retrieval_data, passage_articles, training_pairs
+from engine.data import (
+    held_out_passages,
+    load_retrieval_data,
+    passage_articles,
+    training_pairs,
+)
 from engine.errors import InputError
-from engine.evaluate import build_eval_set
 from engine.eval_protocol import describe
-from test_data import write_beir
+from engine.evaluate import build_eval_set
+from tests.helpers import write_beir
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"
 ARTICLES, PER_ARTICLE, TEST_ARTICLES = 20, 10, 6
@@ -104,8 +109,8 @@ def test_a_held_out_pool_changes_the_measurement_digest_the_default_does_not():
 @pytest.mark.slow
 @pytest.mark.skipif(not SQUAD.is_dir(), reason="../shared/data/squad-dev is absent")
 def test_a_squad_dev_run_reports_a_pool_with_no_training_positive(tmp_path, one_torch_thread):
-    from store import Store
     from engine.train import train
+    from store import Store
 
     store = Store(tmp_path / "store.duckdb")
     cfg = TrainConfig(dataset=str(SQUAD), model="scratch-L1-H32", tokenizer_vocab_size=500, steps=2, batch_size=8,

@@ -72,8 +72,8 @@ def one_error_line(capsys) -> str:
 
 @pytest.fixture()
 def sweep_file(tmp_path):
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     return write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
 
@@ -183,8 +183,7 @@ def test_export_model_with_a_run_id_too_long_for_a_path_is_one_line(tmp_path, ca
 
 
 def test_a_folder_named_like_a_spool_file_does_not_stop_the_store(capsys):
-    from engine.paths import store_path
-    from engine.paths import spool_dir
+    from engine.paths import spool_dir, store_path
 
     (spool_dir(store_path()) / "x.jsonl").mkdir(parents=True)  # e.g. an export written there
     assert store_main(["info"]) == 0

@@ -89,8 +89,7 @@ def test_store_import_refuses_a_label_not_in_utf8(tmp_path, capsys):
 
 
 def test_annotate_refuses_a_name_not_in_utf8_before_generating(tmp_path, capsys):
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data, out = write_synthetic(tmp_path / "syn"), tmp_path / "ict"
     assert engine_main(["annotate", "ict", "--dataset", data, "--out", out, "--store", Store().path,
                         "--name", NOT_UTF8]) == 2
@@ -100,8 +99,7 @@ def test_annotate_refuses_a_name_not_in_utf8_before_generating(tmp_path, capsys)
 
 
 def test_train_refuses_a_label_not_in_utf8_before_training(tmp_path, capsys):
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data = write_synthetic(tmp_path / "syn")
     assert engine_main(["train", "--dataset", data, "--model", "scratch-L1-H32", "--steps", "1",
                         "--label", NOT_UTF8]) == 2
@@ -232,7 +230,7 @@ def test_import_tracker_latin1_run_folder_is_imported_under_a_readable_name(tmp_
 
 
 def test_import_tracker_mlflow_files_not_in_utf8(tmp_path, capsys):
-    from test_trackers import write_mlruns
+    from tests.test_trackers import write_mlruns
 
     mlruns = write_mlruns(tmp_path / "m")
     first = sorted(p for p in mlruns.glob("1/*") if p.is_dir())[0]
@@ -252,7 +250,7 @@ def test_import_tracker_mlflow_files_not_in_utf8(tmp_path, capsys):
 def test_import_tracker_mlflow_sqlite_cells_of_the_wrong_kind(tmp_path, capsys, column, value):
     import sqlite3
 
-    from test_trackers import write_mlflow_sqlite
+    from tests.test_trackers import write_mlflow_sqlite
 
     database = write_mlflow_sqlite(tmp_path / "mlflow.db")
     with sqlite3.connect(database) as con:
@@ -273,7 +271,7 @@ def test_import_tracker_dry_run_makes_no_store(tmp_path, capsys):
 
 def demo_runs_in_store() -> Store:
     """The study test's 6 x 5 runs as demo rows of the private store."""
-    from test_study import study_runs
+    from tests.test_study import study_runs
 
     rows = study_runs().rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
                                         "model_name": "model"})
@@ -301,7 +299,11 @@ def test_study_out_replaces_links_and_never_writes_through_them(tmp_path, capsys
     assert not list(out.rglob("*.tmp"))
 
 
-def test_study_out_link_to_the_store_is_refused(tmp_path, capsys):
+def test_study_out_link_to_the_store_is_refused(tmp_path, capsys, monkeypatch):
+    """Refused before the laws are fitted (before: after a fit and every figure, 13 s)."""
+    import engine.study
+
+    monkeypatch.setattr(engine.study, "build_report", lambda *a, **k: pytest.fail("fitted before refusing"))
     store = demo_runs_in_store()
     store.ingest()
     before = store.path.read_bytes()
@@ -391,8 +393,7 @@ def test_export_model_on_a_full_disk_leaves_nothing(tmp_path, capsys, monkeypatc
 def test_annotate_out_into_the_store_spool_or_the_data_set_is_refused(tmp_path, capsys):
     """Before: ICT wrote corpus.jsonl and queries.jsonl into the (empty) spool folder,
     where the store read them as spool files."""
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data = write_synthetic(tmp_path / "syn")
     store = Store()
     store.register_dataset("x", language="en", format="beir", path="/d", n_passages=1, n_queries=1,
@@ -407,8 +408,8 @@ def test_annotate_out_into_the_store_spool_or_the_data_set_is_refused(tmp_path, 
 
 
 def test_emit_slurm_never_overwrites_the_sweeps_data_set(tmp_path, capsys):
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     data = write_synthetic(tmp_path / "syn")
     sweep = write_sweep(tmp_path, data)
@@ -422,8 +423,8 @@ def test_emit_slurm_never_overwrites_the_sweeps_data_set(tmp_path, capsys):
 
 def test_sweep_dry_run_refuses_a_sweep_whose_tokenizer_is_missing(tmp_path, capsys):
     """Before: the dry run listed the runs, and every one of them then failed."""
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), extra="")
     sweep.write_text(sweep.read_text().replace("[train]\n", '[train]\ntokenizer = "no-such-vocab.txt"\n'))
@@ -528,7 +529,7 @@ def test_a_study_whose_second_annotation_has_two_data_sizes_still_reports():
     """Eq. 7 per annotation needs 3 data sizes: a type with 2 is left out of that
     comparison (before: fitted, and called determined), the study is still made."""
     from engine.study import StudyConfig, build_report
-    from test_study import study_runs
+    from tests.test_study import study_runs
 
     runs = study_runs()
     ict = runs["annotation"] == "ict"
@@ -546,8 +547,8 @@ def test_a_sweep_killed_with_9_leaves_its_run_locked_by_the_still_running_traine
     import signal
 
     from engine.sweep import _run_lock, load_sweep, run_sweep
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
     run = load_sweep(sweep).runs[0]
@@ -584,7 +585,7 @@ def test_a_sweep_killed_with_9_leaves_its_run_locked_by_the_still_running_traine
 @pytest.fixture()
 def joint_fit_file(tmp_path):
     from engine.laws import FitConfig, fit_law
-    from test_laws import joint_points
+    from tests.test_laws import joint_points
 
     fit = fit_law(joint_points(np.random.default_rng(8)), "joint", FitConfig(bootstrap=60))
     path = tmp_path / "fit.json"
@@ -597,8 +598,7 @@ def joint_fit_file(tmp_path):
     (["--d-min", "100000000"], "got 100,000,000"),                                            # before: clamped
 ])
 def test_plan_runs_d_min_outside_the_data_is_refused(tmp_path, capsys, joint_fit_file, flags, message):
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data, out = write_synthetic(tmp_path / "syn"), tmp_path / "plan.toml"
     assert engine_main(["plan-runs", "--law", joint_fit_file, "--dataset", data, "--out", out, *flags]) == 2
     assert message in one_error_line(capsys) and not out.exists()
@@ -607,7 +607,13 @@ def test_plan_runs_d_min_outside_the_data_is_refused(tmp_path, capsys, joint_fit
 def test_plan_runs_refuses_more_candidates_than_it_can_hold():
     """Before: --d-points 100000 on a large data set tried to allocate 194 GiB."""
     from engine.errors import InputError
-    from engine.plan_runs import Hardware, RunSettings, candidates, data_sizes, ladder_rungs
+    from engine.plan_runs import (
+        Hardware,
+        RunSettings,
+        candidates,
+        data_sizes,
+        ladder_rungs,
+    )
 
     rungs = ladder_rungs("scratch", None)
     sizes = data_sizes(10_000_000, 500, 100_000)
@@ -622,8 +628,7 @@ def test_plan_runs_refuses_more_candidates_than_it_can_hold():
     ("--timeout", "nan", "--timeout is the seconds a request may take"),
 ])
 def test_annotate_llm_numbers_that_are_no_setting(tmp_path, capsys, flag, value, message):
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data = write_synthetic(tmp_path / "syn")
     assert engine_main(["annotate", "llm", "--dataset", data, "--out", tmp_path / "llm", "--model", "m",
                         "--base-url", "http://127.0.0.1:9/v1", flag, value]) == 2
@@ -634,8 +639,7 @@ def test_train_json_is_strict_json_when_an_entropy_is_nan(tmp_path, capsys, monk
     """Before: `NaN` in stdout, which no strict JSON reader accepts."""
     import engine.train
     from engine.train import TrainResult
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     result = TrainResult("r", str(tmp_path), "completed", 10, 10, 10, 1, None, float("nan"), 0, {"ndcg@10": float("inf")},
                          1.0)
     monkeypatch.setattr(engine.train, "train", lambda cfg, store=None: result)
@@ -702,8 +706,8 @@ def test_every_writer_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, ca
     import errno
     import os
 
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     data = write_synthetic(tmp_path / "syn")
     points = tmp_path / "points.csv"
@@ -754,8 +758,7 @@ DEEP_JSON = "[" * 100_000 + "]" * 100_000
                                      "sweep-toml", "mlflow-meta", "model-config", "csv-fingerprint"])
 def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
     """Before: RecursionError from json, tomllib or yaml."""
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     deep = tmp_path / "deep.json"
     deep.write_text(DEEP_JSON)
     data = write_synthetic(tmp_path / "syn") if command in ("plan-runs", "train-config", "model-config") else None
@@ -788,7 +791,7 @@ def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
         (source / "a" / "config.json").write_text(DEEP_JSON)
         assert store_main(["import-tracker", source, *TRACKER_FLAGS]) == 2
     else:
-        from test_trackers import write_mlruns
+        from tests.test_trackers import write_mlruns
 
         mlruns = write_mlruns(tmp_path / "m")
         run = sorted(p for p in mlruns.glob("1/*") if p.is_dir())[0]
@@ -800,8 +803,8 @@ def test_files_nested_100k_deep_are_one_line(tmp_path, capsys, command):
 def test_tune_lr_on_runs_with_only_step_0_is_one_line(tmp_path, capsys):
     """Before: IndexError in choosing a rate among rates that all lack an entropy after step 0."""
     from engine.sweep import load_sweep
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), pairs="[100]", extra="lr = [1e-3, 3e-3]\n")
     sweep.write_text(sweep.read_text().replace("lr = 0.003\n", ""))
@@ -823,8 +826,7 @@ def test_tune_lr_on_runs_with_only_step_0_is_one_line(tmp_path, capsys):
     (["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
 ])
 def test_evaluate_settings_this_machine_cannot_run(tmp_path, capsys, flags, message):
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     data = write_synthetic(tmp_path / "syn")
     assert engine_main(["evaluate", "--dataset", data, "--checkpoint", tmp_path / "none", *flags]) == 2
     assert message in one_error_line(capsys)
@@ -834,8 +836,8 @@ def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(tmp_path, capsys):
     """Before: torch's UnpicklingError, many lines of advice to unpickle it anyway."""
     import torch
     from transformers import BertConfig
-    from test_data import write_synthetic
 
+    from tests.helpers import write_synthetic
     class Payload:
         def __reduce__(self):
             return print, ("code ran",)
@@ -854,7 +856,7 @@ def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["train", "evaluate", "annotate", "plan-runs", "sweep"])
 def test_a_data_set_that_is_a_symlink_loop_is_one_line(tmp_path, capsys, command):
     """Before: RuntimeError("Symlink loop from ...") from Path.resolve."""
-    from test_sweep import write_sweep
+    from tests.test_sweep import write_sweep
 
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
@@ -908,8 +910,8 @@ def test_a_path_not_in_utf8_is_printed_under_a_strict_utf8_stdout(tmp_path):
 
 
 def test_emit_slurm_shared_dir_inside_the_store_spool_is_refused(tmp_path, capsys):
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"))
     spool = Store().spool_dir
@@ -920,8 +922,8 @@ def test_emit_slurm_shared_dir_inside_the_store_spool_is_refused(tmp_path, capsy
 
 def test_sweep_seeds_numpy_cannot_take_are_refused_by_the_dry_run(tmp_path, capsys):
     """Before: listed by the dry run; every run then failed in set_seed (numpy: seed < 2^32)."""
-    from test_data import write_synthetic
-    from test_sweep import write_sweep
+    from tests.helpers import write_synthetic
+    from tests.test_sweep import write_sweep
 
     sweep = write_sweep(tmp_path, write_synthetic(tmp_path / "syn"), extra=f"seeds = [0, {2**32}]\n")
     assert engine_main(["sweep", sweep, "--dry-run"]) == 2
@@ -930,8 +932,7 @@ def test_sweep_seeds_numpy_cannot_take_are_refused_by_the_dry_run(tmp_path, caps
 
 def test_annotate_an_empty_name_is_refused(tmp_path, capsys):
     """Before: --name '' registered the set under the --out folder's name without a word."""
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     assert engine_main(["annotate", "ict", "--dataset", write_synthetic(tmp_path / "syn"), "--out", tmp_path / "ict",
                         "--name", " "]) == 2
     assert "--name must not be empty" in one_error_line(capsys)
@@ -939,8 +940,7 @@ def test_annotate_an_empty_name_is_refused(tmp_path, capsys):
 
 def test_evaluate_record_refuses_a_label_not_in_utf8_before_evaluating(tmp_path, capsys, monkeypatch):
     import engine.evaluate
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     monkeypatch.setattr(engine.evaluate, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated"))
     assert engine_main(["evaluate", "--dataset", write_synthetic(tmp_path / "syn"), "--checkpoint", tmp_path / "m",
                         "--record", "--label", NOT_UTF8]) == 2

@@ -6,7 +6,12 @@ import math
 import pytest
 
 from engine.ladder import (
-    LADDER, MEBI, _named_parameter_sizes, ladder_model, non_embedding_params, strict_non_embedding_params,
+    LADDER,
+    MEBI,
+    _named_parameter_sizes,
+    ladder_model,
+    non_embedding_params,
+    strict_non_embedding_params,
 )
 
 BERT = [m for m in LADDER.values() if m.family == "bert"]

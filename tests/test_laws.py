@@ -7,7 +7,15 @@ import pytest
 from engine.errors import InputError
 from engine.fit_files import fit_from_dict
 from engine.identifiability import compare_laws, identifiability
-from engine.laws import PRESETS, FitConfig, ScalingLaw, fit_law, joint_law, model_size_law, preset
+from engine.laws import (
+    PRESETS,
+    FitConfig,
+    ScalingLaw,
+    fit_law,
+    joint_law,
+    model_size_law,
+    preset,
+)
 
 N_GRID = np.geomspace(5e5, 9e7, 12)          # the paper's BERT range
 D_GRID = np.geomspace(1e3, 5e5, 10)
@@ -181,7 +189,12 @@ def test_batched_bootstrap_agrees_with_the_old_fitter(kind, make):
 
 def test_batched_refits_reach_the_same_optimum_as_scipy():
     """Each batched refit's Huber cost is no worse than scipy's on the same resample."""
-    from engine.fit_optimisers import batched_huber_lm, huber_cost, polish, residuals_and_jacobian
+    from engine.fit_optimisers import (
+        batched_huber_lm,
+        huber_cost,
+        polish,
+        residuals_and_jacobian,
+    )
     from engine.laws import _design
 
     points = joint_points(np.random.default_rng(12))

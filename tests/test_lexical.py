@@ -8,7 +8,7 @@ from engine.config import EvalConfig
 from engine.data import load_retrieval_data
 from engine.evaluate import build_eval_set
 from engine.lexical import bm25_reference, lexical_tokens
-from test_data import write_synthetic
+from tests.helpers import write_synthetic
 
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-dev"
 
@@ -62,12 +62,12 @@ def test_the_store_keeps_one_reference_per_data_set_protocol_and_method(tmp_path
 @pytest.mark.slow
 def test_references_are_measured_once_per_protocol_of_the_stores_runs_and_travel_with_the_demo(
         tmp_path, one_torch_thread):
-    from engine.lexical import measure_references
     from engine.eval_protocol import reference_protocol
+    from engine.lexical import measure_references
     from engine.train import train
-    from helpers import tiny_config
     from store import Store
     from store.demo import load_demo, write_demo
+    from tests.helpers import tiny_config
 
     store = Store(tmp_path / "s.duckdb")
     dataset = write_synthetic(tmp_path / "syn")

@@ -1,7 +1,12 @@
 """The README's "The paper, reproduced" section rests on these numbers."""
 import pytest
 
-from engine.paper_check import all_numbers, cost_factors, inference_optimum, twenty_thousand_dollar_example
+from engine.paper_check import (
+    all_numbers,
+    cost_factors,
+    inference_optimum,
+    twenty_thousand_dollar_example,
+)
 
 
 def test_cost_factors_match_eq_13_and_14():

@@ -12,8 +12,16 @@ from engine.budget import BudgetQuestion
 from engine.cli import main
 from engine.errors import InputError
 from engine.paths import PROJECT_ROOT, SHARED_DATA
-from engine.plan_runs import (Hardware, PlanConfig, PlanTarget, RunSettings, candidates, ladder_rungs, plan_runs,
-                              run_flops)
+from engine.plan_runs import (
+    Hardware,
+    PlanConfig,
+    PlanTarget,
+    RunSettings,
+    candidates,
+    ladder_rungs,
+    plan_runs,
+    run_flops,
+)
 from store import Store
 from store.demo import load_demo
 

@@ -13,7 +13,12 @@ import termios
 import pytest
 
 from engine.annotate.cache import OutputCache, cached_outputs
-from engine.command_progress import CommandProgress, active_commands, commands_dir, read_command_progress
+from engine.command_progress import (
+    CommandProgress,
+    active_commands,
+    commands_dir,
+    read_command_progress,
+)
 from tests.conftest import ROOT
 
 
@@ -85,7 +90,7 @@ def test_annotate_reports_passages_done(tmp_path):
 def test_tracker_import_reports_runs_done(tmp_path):
     from store import Store
     from store.trackers import TrackerMapping, import_runs
-    from test_trackers import write_wandb
+    from tests.test_trackers import write_wandb
 
     import_runs(Store(tmp_path / "s.duckdb"), write_wandb(tmp_path / "w"),
                 TrackerMapping(loss="eval/ce", n="model_params", d="train_pairs"))
@@ -96,12 +101,11 @@ def test_tracker_import_reports_runs_done(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_reports_texts_encoded(tmp_path):
+    from engine.config import EvalConfig
     from engine.evaluate import evaluate_checkpoint
     from engine.paths import runs_dir
-    from engine.config import EvalConfig
     from engine.train import TrainConfig, train
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     dataset = write_synthetic(tmp_path / "syn")
     config = TrainConfig(dataset=str(dataset), model="scratch-L1-H32", run_id="tiny", tokenizer_vocab_size=400,
                          steps=2, batch_size=16, negatives=16, max_query_length=16, max_passage_length=32,

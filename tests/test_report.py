@@ -8,8 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from engine.laws import FitConfig, fit_law, joint_law
 from engine.formatting import format_percent, format_r2
+from engine.laws import FitConfig, fit_law, joint_law
 from engine.report import ReportDocument, chart_png, chart_svg, fit_charts, fit_document
 
 POINTS = pd.DataFrame({"x": [1, 2, 3], "y": [3.0, 2.0, 1.5]})

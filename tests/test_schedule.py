@@ -7,7 +7,13 @@ import pytest
 
 from engine.config import EvalConfig, TrainConfig
 from engine.errors import InputError
-from engine.schedule import decay_start_step, early_end, evaluation_steps, learning_rate_factor, planned_steps
+from engine.schedule import (
+    decay_start_step,
+    early_end,
+    evaluation_steps,
+    learning_rate_factor,
+    planned_steps,
+)
 
 
 def config(**changes) -> TrainConfig:
@@ -76,9 +82,8 @@ def test_the_recipe_is_part_of_the_measurement_and_its_defaults_keep_old_digests
 def test_a_run_that_stops_early_says_so_and_decays_to_its_real_end(tmp_path, one_torch_thread):
     """A learning rate so high the model is best early: patience runs out, the decay
     begins, the run ends a decay share later and says where it stopped."""
-    from test_data import write_synthetic
-
     from engine.train import train
+    from tests.helpers import write_synthetic
 
     dataset = write_synthetic(tmp_path / "syn")
     cfg = TrainConfig(dataset=str(dataset), model="scratch-L1-H32", tokenizer_vocab_size=400, steps=400,

@@ -14,8 +14,8 @@ import pytest
 from engine.errors import InputError
 from engine.paths import validate_name
 from engine.sweep import load_sweep
-from test_data import write_synthetic
 from tests.conftest import ROOT
+from tests.helpers import write_synthetic
 
 
 def _files_under(folder: Path) -> set[Path]:

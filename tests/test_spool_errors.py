@@ -71,8 +71,7 @@ def test_other_os_errors_are_not_reworded(tmp_path, monkeypatch):
 
 def test_engine_train_on_a_full_disk_is_one_error_line_and_status_2(tmp_path, monkeypatch, capsys):
     from engine.cli import main
-    from test_data import write_synthetic
-
+    from tests.helpers import write_synthetic
     dataset = write_synthetic(tmp_path / "syn", n_passages=80, n_train=40, n_test=20)
     refuse_writes(monkeypatch, errno.ENOSPC)
     code = main(["train", "--dataset", str(dataset), "--model", "scratch-L1-H32", "--tokenizer-vocab-size", "400",

@@ -12,12 +12,11 @@ import torch
 
 from engine import eval_protocol as protocol
 from engine.errors import InputError
-from engine.paths import PROJECT_ROOT
+from engine.paths import PROJECT_ROOT, spool_dir
 from engine.train import TrainerState, train
 from store import Store
 from store.demo import load_demo
-from engine.paths import spool_dir
-from test_store import _v1_database, start
+from tests.test_store import _v1_database, start
 
 FINGERPRINT = {"negatives": 256, "repeats": 10, "pool": 1000, "pool_seed": 0, "test_pairs": 200,
                "max_query_length": 32, "max_passage_length": 96, "precision": "fp32",
@@ -117,9 +116,7 @@ def test_training_tracks_the_best_of_each_metric_apart():
 def test_a_training_run_stores_both_at_every_evaluation(tmp_path, capsys):
     from engine.cli import main
     from engine.paths import runs_dir
-    from test_data import write_synthetic
-    from helpers import tiny_config
-
+    from tests.helpers import tiny_config, write_synthetic
     store = Store(tmp_path / "results.duckdb")
     data = write_synthetic(tmp_path / "syn")
     threads = torch.get_num_threads()
@@ -186,8 +183,7 @@ def test_laws_fit_store_fits_the_chosen_metric(tmp_path, capsys):
 
 def test_the_fit_page_fits_the_chosen_metric():
     from engine.laws import preset
-    from test_app import assert_clean, open_page, press_fit, table_with
-
+    from tests.helpers import assert_clean, open_page, press_fit, table_with
     law_grid(Store())
     alphas = {}
     for metric in ("raw", "calibrated"):
@@ -202,8 +198,7 @@ def test_the_fit_page_fits_the_chosen_metric():
 
 
 def test_the_fit_page_says_when_no_run_has_a_calibrated_entropy():
-    from test_app import assert_clean, open_page
-
+    from tests.helpers import assert_clean, open_page
     start(Store(), "raw-only", eval_fingerprint=FINGERPRINT)
     Store().finish_run("raw-only", status="completed", best_contrastive_entropy=5.0)
     at = open_page("pages/2_Fit_laws.py")
@@ -215,7 +210,7 @@ def test_the_fit_page_says_when_no_run_has_a_calibrated_entropy():
 def test_the_study_reports_the_chosen_metric(tmp_path, capsys):
     from engine.cli import main
     from engine.study import StudyConfig, build_report, report_markdown
-    from test_study import TRUE, study_runs
+    from tests.test_study import TRUE, study_runs
 
     runs = study_runs()
     runs["best_calibrated_entropy"] = runs["best_contrastive_entropy"]  # the law, as calibrated entropy

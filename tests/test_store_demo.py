@@ -11,7 +11,15 @@ import pytest
 from engine.errors import InputError
 from store import Store
 from store.__main__ import main as store_cli
-from store.demo import DEMO_FILE, demo_state, ensure_demo, load_demo, read_demo, remove_demo, write_demo
+from store.demo import (
+    DEMO_FILE,
+    demo_state,
+    ensure_demo,
+    load_demo,
+    read_demo,
+    remove_demo,
+    write_demo,
+)
 from tests.demo_study import main_study
 
 STUDY = {"title": "toy study", "datasets": ["toy"], "hardware": "test", "date": "2026-11-24",

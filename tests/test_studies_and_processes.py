@@ -21,7 +21,7 @@ from engine.paths import runs_dir
 from engine.sweep import load_sweep, sweep_from_spec
 from store import Store
 from tests.conftest import ROOT
-from tests.test_data import write_synthetic
+from tests.helpers import write_synthetic
 
 HOSTILE = ['quote " and \' both', "back\\slash \\n not a newline", "new\nline\ttab", "emoji \U0001F600 ü ß 中文",
            '"""triple""" and \'\'\'', "] [table] = x # not a comment", "nul-ish \x1f \x7f", "  spaces  "]

@@ -13,8 +13,8 @@ from engine.errors import InputError
 from engine.paths import runs_dir
 from engine.sweep import load_sweep, parse_shard, shard
 from store import Store
-from test_data import write_synthetic
 from tests.conftest import ROOT
+from tests.helpers import write_synthetic
 
 TINY_TRAIN = """
 [train]

@@ -8,9 +8,9 @@ import pytest
 
 from engine.sweep import load_sweep
 from store import Store
-from test_data import write_synthetic
-from test_sweep import write_sweep
 from tests.conftest import ROOT
+from tests.helpers import write_synthetic
+from tests.test_sweep import write_sweep
 
 pytestmark = pytest.mark.slow  # starts processes or a browser: `pytest -m "not slow"` leaves it out
 

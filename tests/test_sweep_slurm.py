@@ -14,9 +14,9 @@ from engine.errors import InputError
 from engine.slurm import ShardCommand, SlurmOptions, render_sbatch
 from engine.sweep import load_sweep
 from store import Store
-from test_data import write_synthetic
-from test_sweep import write_sweep
 from tests.conftest import ROOT
+from tests.helpers import write_synthetic
+from tests.test_sweep import write_sweep
 
 # sbatch: run each index of the --array directive as its own task, sequentially, output to
 # the --output pattern (%x job name, %A job id, %a task index); srun: drop its options.

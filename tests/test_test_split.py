@@ -13,8 +13,7 @@ from engine.data import split_identity
 from engine.errors import InputError
 from engine.sweep import check_data, load_sweep
 from engine.train import train
-from test_data import write_synthetic
-
+from tests.helpers import write_synthetic
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

@@ -8,20 +8,18 @@ import math
 import pytest
 import torch
 
-import helpers
 from engine import eval_protocol as protocol
 from engine.evaluate import EvalConfig, evaluate_checkpoint
 from engine.paths import runs_dir
 from engine.train import TrainConfig, train
-from test_data import write_synthetic
-from test_engine_train import two_process_train
-
+from tests.helpers import tiny_config, write_synthetic
+from tests.test_engine_train import two_process_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
-def tiny_config(dataset, **changes) -> TrainConfig:
-    return helpers.tiny_config(dataset, **{
+def protocol_config(dataset, **changes) -> TrainConfig:
+    return tiny_config(dataset, **{
         "steps": 12, "eval_every": 12, "eval": EvalConfig(repeats=2, ranking="never", negatives=32), **changes})
 
 
@@ -31,7 +29,7 @@ def test_a_bf16_run_evaluates_as_engine_evaluate_does(tmp_path):
     """A bf16 run's training-time evaluation and `engine evaluate` of its saved weights
     agree to 1e-4: both score in fp32 (Eq. 5), and the fingerprint says fp32."""
     dataset = write_synthetic(tmp_path / "syn")
-    cfg = tiny_config(dataset, run_id="bf16", precision="bf16", cpu=True)
+    cfg = protocol_config(dataset, run_id="bf16", precision="bf16", cpu=True)
     result = train(cfg)
     metrics, _ = evaluate_checkpoint(str(runs_dir() / "bf16" / "model"), str(dataset), cfg.eval,
                                      max_query_length=cfg.max_query_length,
@@ -67,8 +65,8 @@ def test_training_batches_do_not_depend_on_the_test_labels(tmp_path):
     other = write_synthetic(tmp_path / "b")
     header = "query-id\tcorpus-id\tscore\n"
     (other / "qrels" / "test.tsv").write_text(header + "".join(f"te{i}\tp{i + 300}\t1\n" for i in range(60)))
-    _, first = _batches(same, tiny_config(same, negatives=64))
-    _, second = _batches(other, tiny_config(other, negatives=64))
+    _, first = _batches(same, protocol_config(same, negatives=64))
+    _, second = _batches(other, protocol_config(other, negatives=64))
     for step in range(6):
         one, two = first(step), second(step)
         assert all(torch.equal(one[k], two[k]) for k in one), f"step {step}"
@@ -82,12 +80,12 @@ def test_processes_draw_exactly_k_negatives_together(tmp_path, processes):
     from engine.model import PADDING_IDENTITY
 
     dataset = write_synthetic(tmp_path / "syn")
-    cfg, whole = _batches(dataset, tiny_config(dataset, batch_size=4 * processes, negatives=16))
+    cfg, whole = _batches(dataset, protocol_config(dataset, batch_size=4 * processes, negatives=16))
     for step in range(3):
         expected = whole(step)["passage_identity"][cfg.batch_size:]  # (16,)
         parts = []
         for rank in range(processes):
-            part_cfg, part = _batches(dataset, tiny_config(dataset, batch_size=4, negatives=16), processes, rank)
+            part_cfg, part = _batches(dataset, protocol_config(dataset, batch_size=4, negatives=16), processes, rank)
             identity = part(step)["passage_identity"]  # (4 + ceil(16 / P),)
             assert len(identity) == 4 + -(-16 // processes)
             parts.append(identity[4:][identity[4:] != PADDING_IDENTITY])
@@ -111,7 +109,7 @@ def test_step_flops_count_this_process_share_of_the_negatives(tmp_path):
     from engine.train import prepare, resolve_config
 
     dataset = write_synthetic(tmp_path / "syn")
-    cfg = resolve_config(tiny_config(dataset, negatives=15, grad_accum=2))
+    cfg = resolve_config(protocol_config(dataset, negatives=15, grad_accum=2))
     prepared = prepare(cfg)
     config = prepared.model.encoder.config
     for processes, share in ((1, 15), (4, 4)):
@@ -169,7 +167,7 @@ def test_the_best_evaluation_keeps_its_weights(tmp_path, monkeypatch):
     from engine.model import BiEncoder
 
     dataset = write_synthetic(tmp_path / "syn")
-    cfg = tiny_config(dataset, run_id="early", steps=16, eval_every=1000, precision="no", cpu=True)
+    cfg = protocol_config(dataset, run_id="early", steps=16, eval_every=1000, precision="no", cpu=True)
     entropies = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7])  # steps 0, 1, 2, 4, 8, 16: best at step 2
     real_evaluate = run_recorder.evaluate  # the run's evaluations (engine/run_recorder.py)
 

@@ -34,8 +34,10 @@ def run_study(args) -> int:
 
     store = Store(args.store)
     if args.out:  # before the fits: an output that cannot be made, or would overwrite the store, fails now
-        for name in ("report.md", "report.html", f"{FIGURES_FOLDER}/model-law.svg"):
-            check_output_path(args.out / name, protected=store.own_files())
+        figures = args.out / FIGURES_FOLDER
+        existing = sorted(figures.iterdir()) if figures.is_dir() else []   # an earlier report's figures, or links
+        for path in [args.out / "report.md", args.out / "report.html", figures / "model-law.svg", *existing]:
+            check_output_path(path, protected=store.own_files())
     runs = store.runs(status="completed")
     if args.source != "any":
         runs = runs[runs["source"] == args.source]
