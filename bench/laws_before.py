@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from itertools import product
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -245,19 +244,6 @@ class LawFit:
             points=pd.DataFrame(data.get("points", [])),
             config=config,
         )
-
-
-def load_law(spec: str) -> LawFit | ScalingLaw:
-    """A preset name or the path of a fit saved as JSON (`laws fit --out`)."""
-    if spec in PRESETS:
-        return preset(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a fit JSON file")
-    try:
-        return LawFit.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise InputError(f"{path}: not a fit JSON written by `laws fit` ({err})") from err
 
 
 def fit_law(points: pd.DataFrame, kind: str, config: FitConfig = FitConfig()) -> LawFit:

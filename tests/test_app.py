@@ -23,8 +23,12 @@ from tests.helpers import (
     table_with,
 )
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py", "pages/4_Analysis.py")
+
+
 # --- every page ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", [None, *PAGES])

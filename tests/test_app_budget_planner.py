@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import N_LABEL, assert_clean, metric, open_page
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 PLANNER = "pages/3_Budget_planner.py"
 
 

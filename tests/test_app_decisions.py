@@ -21,6 +21,7 @@ def saved(store: Store, kind: str, bootstrap: int = 200) -> tuple[str, object]:
     return store.save_fit(**fit_record(fit, f"seeded {kind}", {"source": "test"})), fit
 
 
+@pytest.mark.slow
 def test_planner_shows_the_n_star_interval_robust_choice_regret_and_a_warning(seeded_store):
     fit_id, fit = saved(seeded_store, "joint")
     at = open_page("pages/3_Budget_planner.py")
@@ -38,6 +39,7 @@ def test_planner_shows_the_n_star_interval_robust_choice_regret_and_a_warning(se
     assert any("Grey: model sizes outside the fitted points" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_planner_plans_with_the_additive_form(seeded_store):
     fit_id, _ = saved(seeded_store, "additive", bootstrap=60)
     at = open_page("pages/3_Budget_planner.py")
@@ -46,6 +48,7 @@ def test_planner_plans_with_the_additive_form(seeded_store):
     assert metric(at, INTERVAL) and metric(at, "N* (optimal model size)")
 
 
+@pytest.mark.slow
 def test_a_preset_has_no_decision_panel():
     at = open_page("pages/3_Budget_planner.py")
     assert_clean(at)
@@ -67,6 +70,7 @@ def test_budget_chart_draws_the_spread_and_shades_beyond_the_support(seeded_stor
     assert beyond_support((1e3, 1e9), (1e4, 1e8)).empty
 
 
+@pytest.mark.slow
 def test_fit_page_says_what_the_points_determine_and_compares_the_forms(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.selectbox(key="fit_annotation").set_value("human")
@@ -82,6 +86,7 @@ def test_fit_page_says_what_the_points_determine_and_compares_the_forms(seeded_s
     assert aic["Joint, Eq. 8"] < aic["Additive, E + A/N^α + B/D^β"]    # the runs came from Eq. 8
 
 
+@pytest.mark.slow
 def test_fit_page_fits_the_additive_form(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.selectbox(key="fit_annotation").set_value("human")
@@ -92,6 +97,7 @@ def test_fit_page_fits_the_additive_form(seeded_store):
     assert list(params["parameter"]) == ["A", "B", "alpha", "beta", "E"]
 
 
+@pytest.mark.slow
 def test_planner_on_the_demo_studys_saved_fit():
     """Issue 16's "done when": the demo's joint fit, saved, planned at $20,000, shows the
     engine's answer for it (the answer itself is pinned in tests/golden/demo_summary.json)."""

@@ -6,6 +6,8 @@ import pytest
 from store import Store
 from tests.helpers import assert_clean, open_page, tiny_config, write_synthetic
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 
 @pytest.mark.slow
 def test_the_planner_prices_compute_on_the_device_of_the_stores_runs(tmp_path, one_torch_thread):

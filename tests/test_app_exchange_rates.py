@@ -63,6 +63,7 @@ def demo_sizes() -> list[float]:
     return sorted(rows["n"].unique())
 
 
+@pytest.mark.slow
 def test_a_rate_most_draws_reach_has_an_interval_not_not_reached(demo_store):
     at = open_page(ANALYSIS)
     for n in demo_sizes():
@@ -72,6 +73,7 @@ def test_a_rate_most_draws_reach_has_an_interval_not_not_reached(demo_store):
             assert rates.at["ict", "low"] not in ("not reached", "n/a"), (n, rates.to_dict())
 
 
+@pytest.mark.slow
 def test_a_rate_far_beyond_the_measured_data_sizes_is_called_a_projection(synthetic_store):
     at = open_page(ANALYSIS)
     warned = []
@@ -87,6 +89,7 @@ def test_a_rate_far_beyond_the_measured_data_sizes_is_called_a_projection(synthe
     assert warned            # ICT worth 1/100 of a human pair: 2,000 human pairs take ~200k, 25x its 8,000
 
 
+@pytest.mark.slow
 def test_a_first_visit_shows_the_fits_progress(demo_store, monkeypatch):
     import engine.analysis
 
@@ -101,6 +104,7 @@ def test_a_first_visit_shows_the_fits_progress(demo_store, monkeypatch):
     assert not reported                                  # a later visit finds the fits kept
 
 
+@pytest.mark.slow
 def test_figure_2_correlates_raw_or_calibrated_entropy(demo_store):
     at = open_page(ANALYSIS)
     at.checkbox(key="analysis_not_overfit").uncheck().run()
@@ -124,6 +128,7 @@ def report_pearson(dataset: str, annotation: str, runs: str, metric_name: str) -
     raise AssertionError(f"no row {dataset} {annotation} {runs} {metric_name} in {REPORT}")
 
 
+@pytest.mark.slow
 def test_figure_5_opens_on_a_comparison_without_error(demo_store):
     at = open_page(ANALYSIS)
     assert_clean(at)
@@ -132,6 +137,7 @@ def test_figure_5_opens_on_a_comparison_without_error(demo_store):
     assert at.selectbox(key="analysis_dataset").value == "squad-dev"
 
 
+@pytest.mark.slow
 def test_figure_2_filters_one_data_set_and_annotation_type_as_the_report(demo_store):
     at = open_page(ANALYSIS)
     assert at.selectbox(key="analysis_metrics_dataset").value == "squad-dev"
@@ -148,6 +154,7 @@ def test_figure_2_filters_one_data_set_and_annotation_type_as_the_report(demo_st
         report_pearson("cmrc2018", "human", "not overfit", "ndcg@10"), abs=0.001)
 
 
+@pytest.mark.slow
 def test_the_exchange_table_says_not_reached_in_words(tmp_path):
     # an annotation type whose data law levels off above what the human pairs reach (its
     # floor 4 against the ~2.2 of tests/demo_study.py's law at 2,000 pairs): it never reaches their loss
@@ -168,6 +175,7 @@ def test_the_exchange_table_says_not_reached_in_words(tmp_path):
     assert not [c.value for c in at.caption if "inf" in c.value.lower().split()]
 
 
+@pytest.mark.slow
 def test_evaluation_dots_without_evaluations_say_what_to_choose(demo_store):
     at = open_page(ANALYSIS)
     at.radio(key="analysis_dots").set_value("points").run()

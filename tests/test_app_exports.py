@@ -37,6 +37,7 @@ def saved_joint(store: Store, origin: dict) -> tuple[str, object]:
     return store.save_fit(**fit_record(fit, "seeded joint", origin)), fit
 
 
+@pytest.mark.slow
 def test_the_planner_writes_losses_and_shares_as_everywhere_else(seeded_store):
     fit_id, fit = saved_joint(seeded_store, {"source": "test"})
     at = open_page(PLANNER)
@@ -50,6 +51,7 @@ def test_the_planner_writes_losses_and_shares_as_everywhere_else(seeded_store):
     assert f"Near-optimal N (loss within {format_percent(0.01)})" in labels
 
 
+@pytest.mark.slow
 def test_the_fit_page_writes_held_out_errors_and_refits_kept(seeded_store):
     at = open_page("pages/2_Fit_laws.py")
     at.selectbox(key="fit_annotation").set_value("human")
@@ -130,6 +132,7 @@ def test_axis_ticks_use_the_suffixes_of_format_count():
         assert '"~s"' not in spec and '".3s"' not in spec, "SI suffixes (G) would disagree with B"
 
 
+@pytest.mark.slow
 def test_the_overview_writes_a_missing_r2_as_n_a():
     at = open_page()
     presets = table_with(at, "preset").set_index("preset")
@@ -139,6 +142,7 @@ def test_the_overview_writes_a_missing_r2_as_n_a():
 FIT_PAGE = "pages/2_Fit_laws.py"
 
 
+@pytest.mark.slow
 def test_the_fit_tables_write_coefficients_with_four_digits(seeded_store):
     from engine.formatting import format_coefficient
 
@@ -164,6 +168,7 @@ def downloads(monkeypatch):
     return drawn
 
 
+@pytest.mark.slow
 def test_exports_name_the_fit_and_get_distinct_file_names(seeded_store, downloads):
     import io
     import json
@@ -188,6 +193,7 @@ def test_exports_name_the_fit_and_get_distinct_file_names(seeded_store, download
     assert set(pd.read_csv(io.StringIO(exported["doct5query"]["Export CSV"][0]))["fit"]) == {payload["fit"]}
 
 
+@pytest.mark.slow
 def test_a_saved_fit_exported_from_the_store_says_where_it_came_from(seeded_store, tmp_path):
     import json
 

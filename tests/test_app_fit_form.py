@@ -46,6 +46,7 @@ def counted_fits(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_a_settings_change_fits_nothing_until_fit_is_pressed(seeded_store, counted_fits):
     at = open_page(FIT_PAGE)
     assert_clean(at)
@@ -63,6 +64,7 @@ def test_a_settings_change_fits_nothing_until_fit_is_pressed(seeded_store, count
     assert len(counted_fits) == 2
 
 
+@pytest.mark.slow
 def test_the_bootstrap_reports_progress_to_the_page(seeded_store, counted_fits):
     at = open_page(FIT_PAGE)
     assert_clean(at)
@@ -70,6 +72,7 @@ def test_the_bootstrap_reports_progress_to_the_page(seeded_store, counted_fits):
     assert call["reports"][-1] == (call["bootstrap"], call["bootstrap"]) and call["bootstrap"] > 0
 
 
+@pytest.mark.slow
 def test_the_last_fit_stays_when_a_new_one_fails(seeded_store, monkeypatch):
     import engine.laws
     from engine.errors import InputError

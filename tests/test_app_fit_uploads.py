@@ -31,6 +31,7 @@ def upload(at, name: str, data: bytes):
     return next(m for m in at.multiselect if m.label == "Leave points out of the fit").value
 
 
+@pytest.mark.slow
 def test_a_files_default_left_out_points_survive_another_upload():
     at = open_page(FIT)
     at.radio(key="fit_source").set_value("Upload a CSV")
@@ -41,6 +42,7 @@ def test_a_files_default_left_out_points_survive_another_upload():
     assert len(upload(at, "first.csv", first)) == 3
 
 
+@pytest.mark.slow
 def test_a_european_excel_upload_is_read_and_the_page_says_how():
     """n;d;loss rows with decimal commas (100000;1000;2,5). Before: every row rejected as not a number."""
     at = open_page(FIT)
@@ -100,6 +102,7 @@ def upload_csv(at, name: str, data: bytes):
     return at
 
 
+@pytest.mark.slow
 def test_an_upload_fits_its_good_rows_and_lists_the_bad_ones_by_line():
     at = upload_csv(open_page(FIT), "mixed.csv", csv_bytes(GOOD_ROWS, bad_line="abc,-4,x,bad"))
     at.button(key="fit_submit").click().run()
@@ -110,6 +113,7 @@ def test_an_upload_fits_its_good_rows_and_lists_the_bad_ones_by_line():
     assert metric(at, "Points fitted") == str(len(GOOD_ROWS))
 
 
+@pytest.mark.slow
 def test_a_semicolon_upload_is_read_and_said_so():
     at = upload_csv(open_page(FIT), "excel.csv", csv_bytes(GOOD_ROWS, ";"))
     at.button(key="fit_submit").click().run()
@@ -118,6 +122,7 @@ def test_a_semicolon_upload_is_read_and_said_so():
     assert metric(at, "Points fitted") == str(len(GOOD_ROWS))
 
 
+@pytest.mark.slow
 def test_a_png_renamed_csv_gets_a_clear_message():
     at = upload_csv(open_page(FIT), "figure.csv", PNG)
     assert not at.exception

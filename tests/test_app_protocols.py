@@ -16,6 +16,8 @@ from store import Store
 from store.demo import PROJECT_ROOT
 from tests.helpers import assert_clean, open_page
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 DEMO = PROJECT_ROOT / "demo" / "cpu-study.json"
 SQUAD = SHARED_DATA / "squad-dev"
 RUNS, PLAN = "pages/1_Runs.py", "pages/5_Plan_runs.py"

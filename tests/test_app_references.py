@@ -6,6 +6,8 @@ import pytest
 from store import Store
 from tests.helpers import TIMEOUT_S, assert_clean, open_page, press_fit, seeded_rows
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 
 @pytest.fixture
 def store_with_a_reference():

@@ -19,6 +19,8 @@ from store import Store
 from store.demo import PROJECT_ROOT, load_demo
 from tests.helpers import assert_clean, metric, open_page, table_with, write_synthetic
 
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
+
 PAGE = "pages/1_Runs.py"
 RUN_FIELDS = {"config": {}, "model_name": "scratch-L1-H32", "n_params": 39104, "n_params_strict": 30000,
               "train_pairs": 100, "annotation": "human", "dataset": "syn", "seed": 0, "device": "cpu",
@@ -146,17 +148,22 @@ def test_a_running_study_shows_progress_and_a_cancel_reads_cancelled(dataset):
         trainer.wait()
 
 
-def test_a_failed_study_shows_the_last_lines_of_its_runs_logs(dataset):
+def failed_study(dataset, run: str, run_log: str, study_log: str) -> AppTest:
+    """The Runs page after a launched study exited 1 with these logs of its run and itself."""
     process = FakeProcess()
     at = open_page(PAGE)
     [(argv, log_path)] = launched(at, dataset, process)
-    run_log = runs_dir() / "study-bad-run" / "train.log"
-    run_log.parent.mkdir(parents=True)
-    run_log.write_text("loading ...\nerror: --max-passage-length 4096 is beyond the model's 512 positions\n")
-    log_path.write_text("0 of 1 runs already complete; 1 to run\nstarted study-bad-run\n"
-                        "FAILED (exit 2) study-bad-run\n")
+    (runs_dir() / run).mkdir(parents=True)
+    (runs_dir() / run / "train.log").write_text(run_log)
+    log_path.write_text(study_log)
     process.code = 1
-    at.run()
+    return at.run()
+
+
+def test_a_failed_study_shows_the_last_lines_of_its_runs_logs(dataset):
+    at = failed_study(dataset, "study-bad-run",
+                      "loading ...\nerror: --max-passage-length 4096 is beyond the model's 512 positions\n",
+                      "0 of 1 runs already complete; 1 to run\nstarted study-bad-run\nFAILED (exit 2) study-bad-run\n")
     assert not at.exception, [e.message for e in at.exception]     # the run's reason is an error box
     assert study_heading(at).endswith("· failed (1 run failed, exit 2)")   # the run's code, not the sweep's 1
     logs = "\n".join(c.value for c in at.code)
@@ -218,15 +225,8 @@ REASON = "error: google/bert_uncased_L-2_H-128_A-2 is not downloaded and the hub
 
 
 def test_a_failed_run_says_why_first_and_the_header_gives_the_runs_exit_code(dataset):
-    process = FakeProcess()
-    at = open_page(PAGE)
-    [(argv, log_path)] = launched(at, dataset, process)
-    run_log = runs_dir() / "study-bert-run" / "train.log"
-    run_log.parent.mkdir(parents=True)
-    run_log.write_text("loading ...\n" + REASON + "\n" + RETRIES)   # the reason, then retry noise after it
-    log_path.write_text("started study-bert-run\nFAILED (exit 2) study-bert-run\n")
-    process.code = 1
-    at.run()
+    at = failed_study(dataset, "study-bert-run", "loading ...\n" + REASON + "\n" + RETRIES,   # the reason, then noise
+                      "started study-bert-run\nFAILED (exit 2) study-bert-run\n")
     assert not at.exception, [e.message for e in at.exception]
     assert study_heading(at).endswith("failed (1 run failed, exit 2)")
     assert at.error[0].value == f"study-bert-run: {REASON}"

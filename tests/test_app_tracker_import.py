@@ -3,11 +3,15 @@ and writes nothing, Import adds the runs, importing again updates them, a bad pa
 one message) and the progress of commands running now."""
 from __future__ import annotations
 
+import pytest
+
 import time
 
 from store import Store
 from tests.helpers import assert_clean, open_page
 from tests.test_trackers import write_wandb
+
+pytestmark = pytest.mark.slow  # runs pages through AppTest: `pytest -m "not slow"` leaves it out
 
 PAGE = "pages/1_Runs.py"
 

@@ -12,6 +12,7 @@ from tests.helpers import N_LABEL, assert_clean, metric, open_page
 PLANNER = "pages/3_Budget_planner.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query", [{}, {"inference": "true", "budget": "10k"}])
 def test_the_paper_preset_warns_when_n_star_lies_beyond_its_ladder(query):
     at = open_page(PLANNER, query=query)
@@ -25,6 +26,7 @@ def test_the_paper_preset_warns_when_n_star_lies_beyond_its_ladder(query):
     assert "projection" in warning and f"the paper's {format_count(lo)} to {format_count(hi)} parameters" in warning
 
 
+@pytest.mark.slow
 def test_the_overviews_paper_answer_carries_the_same_warning():
     at = open_page()
     assert_clean(at)
@@ -35,6 +37,7 @@ def link_warnings(at) -> list[str]:
     return [w.value for w in at.warning if w.value.startswith("This link asks for")]
 
 
+@pytest.mark.slow
 def test_a_link_naming_a_law_this_store_lacks_says_so():
     at = open_page(PLANNER, query={"law": "their joint fit [1a2b3c]", "budget": "50k"})
     assert_clean(at)
@@ -43,6 +46,7 @@ def test_a_link_naming_a_law_this_store_lacks_says_so():
     assert at.select_slider(key="budget").value == 50_000     # the rest of the link still holds
 
 
+@pytest.mark.slow
 def test_every_value_a_link_loses_is_named_and_a_good_link_gives_no_warning():
     at = open_page(PLANNER, query={"tolerance": "50", "inference": "maybe", "price_per_pair": "0.60"})
     assert_clean(at)
@@ -104,6 +108,7 @@ def test_the_budget_chart_of_a_weak_law_spreads_its_curves_and_keeps_every_mark_
         assert x_lo < n < x_hi                                    # no diamond or band end on the edge
 
 
+@pytest.mark.slow
 def test_errors_on_a_page_name_settings_not_command_line_flags(seeded_store):
     from engine.charts import fit_record
     from engine.laws import FitConfig, fit_law

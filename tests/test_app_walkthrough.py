@@ -14,6 +14,7 @@ from store.demo import PROJECT_ROOT
 from tests.helpers import assert_clean, metric, open_page
 
 
+@pytest.mark.slow
 def test_the_overview_counts_the_data_sets_its_runs_are_on(demo_store):
     datasets = sorted(set(demo_store.runs()["dataset"]))
     at = open_page()
@@ -34,6 +35,7 @@ def test_store_info_names_registered_and_run_data_sets(tmp_path):
 
 # --- N and D as engine/formatting.py writes them, on every page -----------------------------
 
+@pytest.mark.slow
 def test_the_runs_table_writes_n_and_d_as_the_other_pages_do(demo_store):
     from engine.formatting import format_count
 
@@ -47,6 +49,7 @@ def test_the_runs_table_writes_n_and_d_as_the_other_pages_do(demo_store):
     assert format_count(smallest) in set(table["n_params"]) and format_count(smallest) != f"{smallest:.0f}"  # 39.1k
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (PROJECT_ROOT.parent / "shared" / "data" / "squad-dev").is_dir(),
                     reason="../shared/data/squad-dev is absent")
 def test_the_plan_table_writes_n_and_d_as_the_other_pages_do(demo_store):
@@ -64,6 +67,7 @@ def test_the_plan_table_writes_n_and_d_as_the_other_pages_do(demo_store):
 
 # --- what the walk found ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_overview_points_to_every_page(demo_store):
     at = open_page()
     linked = {link.proto.page for link in at.get("page_link")}     # a page's URL name: 5_Plan_runs.py -> Plan_runs
@@ -71,6 +75,7 @@ def test_the_overview_points_to_every_page(demo_store):
     assert pages <= linked, pages - linked
 
 
+@pytest.mark.slow
 def test_every_page_is_wide_and_named_in_the_browser_tab(monkeypatch):
     import streamlit
 
@@ -84,6 +89,7 @@ def test_every_page_is_wide_and_named_in_the_browser_tab(monkeypatch):
         assert configs[-1]["page_title"].endswith("· Scaling-law workbench"), path.name
 
 
+@pytest.mark.slow
 def test_the_runs_table_has_worded_headers_and_a_label_column_that_leaves_room(demo_store):
     at = open_page("pages/1_Runs.py")
     frame = next(t for t in at.dataframe if "run_id" in t.value.columns)
@@ -101,6 +107,7 @@ def _titles(spec) -> list:
     return [t for value in spec for t in _titles(value)] if isinstance(spec, list) else []
 
 
+@pytest.mark.slow
 def test_the_residual_axis_title_fits_its_chart(demo_store):
     at = open_page("pages/2_Fit_laws.py")
     at.number_input(key="fit_bootstrap").set_value(0)
@@ -113,6 +120,7 @@ def test_the_residual_axis_title_fits_its_chart(demo_store):
     assert all(isinstance(t, list) and max(map(len, t)) <= 22 for t in residual), residual
 
 
+@pytest.mark.slow
 def test_the_planner_counts_a_saved_fits_fitted_and_held_out_points_apart():
     from engine.charts import fit_record
     from engine.laws import FitConfig, fit_law
@@ -141,6 +149,7 @@ def test_the_residual_legend_names_its_points_in_words():
     assert {row[color["field"]] for row in rows} == legend == {"fitted", "held out"}, legend
 
 
+@pytest.mark.slow
 def test_the_runs_table_writes_a_dash_for_what_a_run_did_not_record_and_says_so(demo_store):
     imported = pd.DataFrame([{"n": 1000, "d": 10, "loss": 5.0, "dataset": "squad-dev", "annotation": "human"}])
     demo_store.load_rows(imported, source="import")  # an import records neither protocol nor training time

@@ -86,6 +86,7 @@ def test_store_cli_names_a_broken_store_in_one_line(tmp_path, capsys, kind):
     assert_one_error_line(in_process(main, capsys, "info", "--store", path), str(path), STORE_FAULTS[kind])
 
 
+@pytest.mark.slow
 def test_store_cli_subprocess_on_a_text_file(tmp_path):
     path = _broken_store(tmp_path, "text")
     assert_one_error_line(run_cli("store", "info", "--store", path), str(path), "not a DuckDB database", "--store")
@@ -345,6 +346,7 @@ def test_a_config_file_with_wrong_types_is_refused(tmp_path, dataset, capsys, co
     assert_one_error_line(in_process(main, capsys, "train", "--config", config, "--no-store"), message)
 
 
+@pytest.mark.slow
 def test_train_cli_subprocess_on_steps_abc(tmp_path, dataset):
     config = tmp_path / "config.json"
     config.write_text(f'{{"dataset": "{dataset}", "steps": "abc"}}')

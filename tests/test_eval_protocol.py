@@ -268,6 +268,7 @@ def leave_out_choice(at):
     return next(box for box in at.multiselect if box.key.startswith("fit_leave_out_joint_"))
 
 
+@pytest.mark.slow
 def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65():
     from tests.helpers import assert_clean, open_page, press_fit
     store = Store()
@@ -301,6 +302,7 @@ def test_laws_fit_csv_refuses_rows_of_two_protocols(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
     from tests.helpers import assert_clean, open_page, press_fit
     data = pd.concat([grid_rows(eval_negatives=64), grid_rows().head(5)]).to_csv(index=False).encode()
@@ -314,6 +316,7 @@ def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "16"
 
 
+@pytest.mark.slow
 def test_the_runs_page_shows_each_runs_protocol():
     from tests.helpers import assert_clean, open_page, table_with
     store = Store()
@@ -327,6 +330,7 @@ def test_the_runs_page_shows_each_runs_protocol():
     assert any(f"{protocol.protocol_id(K64)}: k=64, 10 repeats, pool 100,000 (seed 0)" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [None, "pages/1_Runs.py", "pages/2_Fit_laws.py", "pages/3_Budget_planner.py",
                                   "pages/4_Analysis.py", "pages/5_Plan_runs.py"])
 def test_every_page_works_with_runs_that_carry_fingerprints(page):

@@ -111,6 +111,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "bootstrap" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_squad
 def test_app_panel_ranks_runs_and_launches_them_through_the_job_code(demo_store):
     from streamlit.testing.v1 import AppTest
@@ -141,6 +142,7 @@ def test_app_panel_ranks_runs_and_launches_them_through_the_job_code(demo_store)
     assert Path(calls[0][4]).is_file()
 
 
+@pytest.mark.slow
 def test_app_panel_on_an_empty_store_says_what_is_missing():
     from streamlit.testing.v1 import AppTest
 

@@ -97,6 +97,7 @@ def test_sweep_annotation_type_that_climbs_out_is_refused(tmp_path, synthetic):
         load_sweep(path)
 
 
+@pytest.mark.slow
 def test_runs_page_refuses_an_annotation_type_that_is_no_safe_name(tmp_path, synthetic):
     """Before: the line `a/../../../../x = FOLDER` was accepted, written into the sweep
     file and launched; its runs' folders were made at /."""

@@ -181,6 +181,7 @@ def test_laws_fit_store_fits_the_chosen_metric(tmp_path, capsys):
     assert "with a calibrated entropy" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_fit_page_fits_the_chosen_metric():
     from engine.laws import preset
     from tests.helpers import assert_clean, open_page, press_fit, table_with
@@ -197,6 +198,7 @@ def test_the_fit_page_fits_the_chosen_metric():
     assert alphas["raw"] != pytest.approx(alphas["calibrated"], rel=0.05)
 
 
+@pytest.mark.slow
 def test_the_fit_page_says_when_no_run_has_a_calibrated_entropy():
     from tests.helpers import assert_clean, open_page
     start(Store(), "raw-only", eval_fingerprint=FINGERPRINT)

@@ -72,6 +72,7 @@ def test_annotations_other_data_sets_and_correlations(report):
         assert needle in text, needle
 
 
+@pytest.mark.slow
 def test_every_figure_renders_to_svg_and_png(report, tmp_path):
     written = study_document(report).write(tmp_path)
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
@@ -110,6 +111,7 @@ def test_too_small_a_study_is_refused():
         build_report(runs.drop(columns="dataset"))
 
 
+@pytest.mark.slow
 def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
     from store import Store
 
@@ -126,6 +128,7 @@ def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
     assert engine_cli(["study", "--source", "engine", "--out", str(tmp_path / "x")]) == 2  # no such runs
 
 
+@pytest.mark.slow
 def test_cli_json_is_one_object(tmp_path, capsys):
     from store import Store
 
