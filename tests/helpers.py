@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from streamlit.testing.v1 import AppTest
-from torch import nn
 
 from engine.config import EvalConfig, TrainConfig
 from engine.laws import preset
@@ -136,7 +134,7 @@ def press_fit(at: AppTest) -> AppTest:
     return at.button(key="fit_submit").click().run()
 
 
-# --- scorers ---------------------------------------------------------------------
+# --- a tokenizer -------------------------------------------------------------------
 
 def word_tokenizer(texts):
     """A deterministic word-level BERT tokenizer (WordPiece training breaks ties in
@@ -146,10 +144,3 @@ def word_tokenizer(texts):
     words = sorted({w for text in texts for w in text.lower().split()})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     return BertTokenizerFast(vocab={w: i for i, w in enumerate(specials + words)})
-
-
-class ConstantEncoder(nn.Module):
-    """Every text gets the same vector: every score is equal."""
-
-    def encode(self, input_ids, attention_mask):
-        return torch.ones(len(input_ids), 8)

@@ -17,7 +17,7 @@ from engine.evaluate import (
     score_margins,
     split_halves,
 )
-from tests.helpers import ConstantEncoder
+from tests.test_engine_evaluate import ConstantEncoder
 
 
 def retrieval_reps(n_queries=300, n_pool=800, dim=32, noise=1.5, seed=0):
