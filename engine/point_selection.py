@@ -66,6 +66,13 @@ def where(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
     return frame if value == ALL else frame[frame[column] == value]
 
 
+def where_any(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
+    """The rows whose `column` is one of `values`; every row when none is chosen (an
+    empty multiselect) or the frame is empty."""
+    values = list(values)
+    return frame if frame.empty or not values else frame[frame[column].isin(values)]
+
+
 def held_fixed(points: pd.DataFrame, kind: str) -> tuple[str, Choice] | None:
     """A one-variable law holds the other size fixed (the paper: full data for Eq. 6,
     the largest model for Eq. 7): that column and its values, the largest by default;

@@ -16,6 +16,7 @@ from engine.errors import InputError, in_words
 from engine.ladder import LADDER
 from engine.formatting import format_count, formatted_table
 from engine.paths import SHARED_DATA, runs_dir
+from engine.point_selection import where_any
 from engine.command_progress import active_commands
 from engine.eval_protocol import describe
 from store import Store
@@ -336,8 +337,7 @@ def runs_in_store(store: Store) -> None:
                                      key="runs_annotation")
     status = cols[2].multiselect("Status", list(STATUSES), key="runs_status")
     runs = run_status.with_live_status(runs_table(str(store.path), tuple(dataset), tuple(annotation), ()))
-    if status:
-        runs = runs[runs["status"].isin(status)]
+    runs = where_any(runs, "status", status)
     show_interrupted(runs)
     st.dataframe(runs_display(runs), hide_index=True, column_config=TABLE_FORMAT)
     st.caption(f"{len(runs)} of {len(everything)} runs, newest first." + demo_note(runs))

@@ -26,7 +26,7 @@ from engine.laws import JOINT_KINDS, LAW_EQUATIONS, PARAM_NAMES, PRESETS, FitCon
 from engine.lexical import reference_of_points
 from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2, formatted_table
 from engine.point_selection import (ALL, Choice, held_fixed, leave_out, no_better_than_random, of_protocol,
-                                    point_names, points_digest, protocol_groups, value_choice, where)
+                                    point_names, points_digest, protocol_groups, value_choice, where, where_any)
 from engine.report import chart_png, chart_svg, fit_charts, fit_document, refits_kept
 from store import Store
 from store.table_import import DELIMITER_NAMES, check_csv_bytes
@@ -282,7 +282,7 @@ def draw_law(law: LawFit | ScalingLaw, points: pd.DataFrame, x: str, compare: Sc
         curves = pd.concat([curves, paper.assign(series="paper: " + paper["series"])], ignore_index=True)
     if kind in JOINT_KINDS and len(points):
         other = "d" if x == "n" else "n"
-        points = points[points[other].isin(fixed)].assign(
+        points = where_any(points, other, fixed).assign(
             series=lambda p: [series_name(x, v) for v in p[other]])
     st.altair_chart(law_chart(points, curves, x, reference=reference), width="stretch")
     return curves
@@ -433,7 +433,7 @@ def show_comparison(fit: LawFit, x: str, key: str) -> None:
     at = float(fit.points[other].max())
     curves = pd.concat([law_curves(c.fit.law, x, padded_range(fit.points[x]), [at]).assign(
         series=KINDS[c.fit.law.kind]) for c in compared], ignore_index=True)
-    points = fit.points[fit.points[other] == at].drop(columns="series", errors="ignore")
+    points = where(fit.points, other, at).drop(columns="series", errors="ignore")
     st.altair_chart(law_chart(points, curves, x, f"both forms at {other.upper()} = {format_count(at)}"),
                     width="stretch")
     st.caption("Lower AIC or BIC is better; a difference under about 2 does not tell the forms apart. "

@@ -12,6 +12,7 @@ from engine.budget import (BudgetAnswer, BudgetQuestion, CostAssumptions, Decisi
                            budget_curves, decision_uncertainty, extrapolation, law_identity, optimise, plan_record,
                            preset_extrapolation, preset_support, store_hardware)
 from engine.charts import budget_chart, law_fit_from_record, optima_table
+from engine.point_selection import where_any
 from engine.errors import InputError, in_words
 from engine.laws import JOINT_KINDS, PRESETS, LawFit, ScalingLaw
 from engine.formatting import format_count, format_loss, format_percent, format_r2
@@ -82,7 +83,7 @@ COST_CONTROLS = (
 def saved_joint_fits(store_path: str) -> dict[str, str]:
     """fit_id -> how the law selector (and so the URL) names every saved joint fit."""
     fits = Store(store_path).fits()
-    joint = fits[fits["law"].isin(JOINT_KINDS)] if len(fits) else fits   # Eq. 8 or the additive form
+    joint = where_any(fits, "law", JOINT_KINDS)   # Eq. 8 or the additive form
     return {row.fit_id: f"{row.name or 'fit'} [{row.fit_id[:6]}]" for row in joint.itertuples()}
 
 

@@ -14,7 +14,7 @@ from engine.errors import InputError, in_words
 from engine.laws import FitConfig, LawFit
 from engine.formatting import format_coefficient, format_count, format_loss, format_percent, format_r2
 from engine.point_selection import (MIN_DATA_SIZES, comparison_dataset, comparison_model_size, evaluation_points,
-                                    not_overfit, value_choice, where)
+                                    not_overfit, value_choice, where, where_any)
 from engine.study import OVERFIT_GAP
 from store import Store
 
@@ -179,7 +179,7 @@ def annotation_types(store_path: str) -> None:
                 "choose another model size or data set, or train at more data sizes.")
         return
     d_grid = np.geomspace(*padded_range(at_n["d"]), CURVE_POINTS)
-    st.altair_chart(annotation_chart(at_n[at_n["annotation"].isin(list(fits))], annotation_curves(fits, d_grid)),
+    st.altair_chart(annotation_chart(where_any(at_n, "annotation", fits), annotation_curves(fits, d_grid)),
                     width="stretch")
     st.dataframe(annotation_table(fits), hide_index=True)
     if len(fits) > 1:
@@ -215,7 +215,7 @@ def exchange_rates(fits: dict[str, LawFit], points: pd.DataFrame) -> None:
     cols = st.columns(2)
     reference = cols[0].selectbox("Reference type", types, index=types.index("human") if "human" in types else 0,
                                   key="analysis_reference")
-    typical = points.loc[points["annotation"] == reference, "d"].median()   # inside the measured range
+    typical = where(points, "annotation", reference)["d"].median()   # inside the measured range
     n_reference = cols[1].number_input(f"{reference} pairs", 1, 10**12, int(typical), step=1000,
                                        key="analysis_reference_pairs")
     d_min, d_max = padded_range(points["d"], factor=10)

@@ -19,7 +19,7 @@ from engine.paths import SHARED_DATA
 from engine.plan_runs import (FAMILIES, Hardware, PlanConfig, PlanTarget, RunSettings, candidates, data_sizes,
                               fit_store_runs, ladder_rungs, plan_runs, plan_spec, store_points,
                               sweep_name)
-from engine.point_selection import of_protocol, protocol_groups
+from engine.point_selection import of_protocol, protocol_groups, where_any
 from store import Store
 
 FROM_RUNS = "fit Eq. 8 to the store's runs now"
@@ -40,7 +40,7 @@ def current_launcher() -> processes.Launcher:
 def law_sources(store_path: str) -> dict[str, str]:
     """Choice label -> saved joint fit id ('' for a fresh fit to the store's runs)."""
     fits = Store(store_path).fits()
-    joint = fits[fits["law"] == "joint"] if len(fits) else fits
+    joint = where_any(fits, "law", ["joint"])
     return {FROM_RUNS: "", **{f"{row.name or 'fit'} [{row.fit_id[:6]}]": row.fit_id for row in joint.itertuples()}}
 
 

@@ -12,7 +12,8 @@ import pytest
 from engine.eval_protocol import UNRECORDED, protocol_id
 from engine.point_selection import (ALL, MIN_DATA_SIZES, comparison_dataset, comparison_model_size,
                                     evaluation_points, held_fixed, leave_out, no_better_than_random, not_overfit,
-                                    of_protocol, point_names, points_digest, protocol_groups, value_choice, where)
+                                    of_protocol, point_names, points_digest, protocol_groups, value_choice, where,
+                                    where_any)
 
 K16 = {"negatives": 16, "repeats": 2}
 K256 = {"negatives": 256, "repeats": 3}
@@ -118,3 +119,10 @@ def test_runs_within_the_gap_of_their_best_have_not_overfit():
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "contrastive_entropy": [3.0, 3.2, 3.05],
                          "best_entropy": [3.0, 3.0, 3.0]})
     assert list(not_overfit(runs, gap=0.1)["run_id"]) == ["a", "c"]
+
+
+def test_where_any_keeps_the_chosen_values_and_everything_when_none_is_chosen():
+    runs = pd.DataFrame({"status": ["completed", "failed", "running"]})
+    assert list(where_any(runs, "status", ["failed", "running"])["status"]) == ["failed", "running"]
+    assert len(where_any(runs, "status", [])) == 3
+    assert where_any(pd.DataFrame(), "law", ["joint"]).empty          # an empty store's fits: no column at all
