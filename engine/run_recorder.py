@@ -139,7 +139,7 @@ class RunRecorder:
             final = state.curve[-1] if state.curve else {}
             self.store.finish_run(
                 self.cfg.run_id, status=status, best_contrastive_entropy=state.best_contrastive_entropy,
-                best_calibrated_entropy=state.best_calibrated_entropy,
+                best_calibrated_entropy=state.best_calibrated_entropy, stopped_early_at=state.stopped_early_at,
                 metrics={k: v for k, v in final.items() if k != "step"} or None,  # with the entropy they go with
                 wall_time_s=state.wall_time_s,
             )

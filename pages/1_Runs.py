@@ -24,13 +24,17 @@ from store.results_store import RUN_STATUSES
 
 DEFAULT_MODELS = ["scratch-L1-H32", "scratch-L2-H64"]
 TABLE_COLUMNS = ["label", "status", "dataset", "annotation", "model_name", "n_params", "train_pairs",
-                 "best_contrastive_entropy", "eval_protocol", "wall_time_s", "started_at", "source", "run_id"]
+                 "best_contrastive_entropy", "stopped_early_at", "eval_protocol", "wall_time_s", "started_at", "source",
+                 "run_id"]
 TABLE_FORMAT = {"label": st.column_config.TextColumn("label", width="medium"),   # long demo labels hid N, D, loss
                 "model_name": st.column_config.TextColumn("model"),
                 "n_params": st.column_config.TextColumn("N", help="non-embedding parameters"),
                 "train_pairs": st.column_config.TextColumn("D", help="annotated training pairs"),
                 "best_contrastive_entropy": st.column_config.NumberColumn("best contrastive entropy", format="%.4f"),
                 "wall_time_s": st.column_config.TextColumn("seconds", help="training wall time; —: not recorded"),
+                "stopped_early_at": st.column_config.TextColumn("stopped early at", help="the evaluation step whose "
+                                                                "patience ran out, where the decay began; blank: "
+                                                                "trained its planned steps (or not recorded)"),
                 "eval_protocol": st.column_config.TextColumn("protocol", help="evaluation protocol (engine/eval_protocol.py); "
                                                              "—: not recorded"),
                 "started_at": st.column_config.DatetimeColumn("started (UTC)"),
@@ -303,8 +307,12 @@ def runs_display(runs: pd.DataFrame) -> pd.DataFrame:
                                                                                runs["run_id"])])
     table = formatted_table(runs[[c for c in TABLE_COLUMNS if c in runs]], counts=("n_params", "train_pairs"))
     writers = {"eval_protocol": str, "wall_time_s": lambda seconds: f"{seconds:,.0f}"}
-    return table.assign(**{c: [NOT_RECORDED if pd.isna(v) else write(v) for v in table[c]]
-                           for c, write in writers.items() if c in table})
+    table = table.assign(**{c: [NOT_RECORDED if pd.isna(v) else write(v) for v in table[c]]
+                            for c, write in writers.items() if c in table})
+    if "stopped_early_at" in table:
+        table = table.assign(stopped_early_at=["" if pd.isna(step) else f"step {step:,.0f}"
+                                               for step in table["stopped_early_at"]])
+    return table
 
 
 def demo_note(runs: pd.DataFrame) -> str:

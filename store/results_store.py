@@ -41,7 +41,7 @@ RUN_COLUMNS = (
     "run_id", "label", "source", "status", "dataset", "annotation", "model_name",
     "n_params", "n_params_strict", "train_pairs", "seed", "device", "code_version",
     "started_at", "ended_at", "wall_time_s", "best_contrastive_entropy", "metrics", "config",
-    "eval_protocol", "eval_fingerprint", "best_calibrated_entropy",
+    "eval_protocol", "eval_fingerprint", "best_calibrated_entropy", "stopped_early_at",
 )  # fmt: skip
 _SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 # the runs column each fit metric reads (engine.eval_protocol.METRICS)
@@ -321,9 +321,11 @@ class Store:
         metrics: dict | None = None,
         wall_time_s: float | None = None,
         best_calibrated_entropy: float | None = None,
+        stopped_early_at: int | None = None,
     ) -> None:
         """Mark a run completed, failed or cancelled with its best result: the best raw
-        and the best calibrated entropy over training, each tracked on its own."""
+        and the best calibrated entropy over training, each tracked on its own, and the
+        step where an early stop began the decay (None: it trained its planned steps)."""
         self._spool.append("finish_run", {
             "run_id": _name("run_id", run_id),
             "status": _choice("status", status, FINISH_STATUSES),
@@ -331,6 +333,7 @@ class Store:
             "metrics": _metrics_json(metrics),
             "wall_time_s": finite_or_none(wall_time_s),
             "best_calibrated_entropy": finite_or_none(best_calibrated_entropy),
+            "stopped_early_at": None if stopped_early_at is None else _count("stopped_early_at", stopped_early_at),
         })  # fmt: skip
 
     # -- readers: ingest the spool first, so they see every finished write ---------

@@ -141,9 +141,16 @@ _V7_REFERENCES = (
     )""",
 )
 
+# Step 8: where a run's early stop began its decay (engine/schedule.py early_end): the
+# evaluation step whose patience ran out. NULL for a run that trained its planned steps,
+# and for rows from before (their result.json may still say).
+_V8_EARLY_STOP = (
+    "ALTER TABLE runs ADD COLUMN stopped_early_at BIGINT",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1_CORE, _V2_EXPORTS_AND_SPOOL, _V3_RUN_SOURCE, _V4_SETTINGS, _V5_EVAL_PROTOCOL, _V6_CALIBRATED_ENTROPY,
-    _V7_REFERENCES,
+    _V7_REFERENCES, _V8_EARLY_STOP,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -246,6 +246,7 @@ class Chunk:
 # ingester builds from these names can never be steered by a spool file's keys.
 TEXT, JSON_TEXT, COUNT, NUMBER = "UTF-8 text", "JSON text (its strings UTF-8)", "whole number", "number"
 OPTIONAL_TEXT, OPTIONAL_JSON, OPTIONAL_NUMBER = "UTF-8 text or null", "JSON text (its strings UTF-8) or null", "number or null"
+OPTIONAL_COUNT = "whole number or null"
 RECORD_FIELDS: dict[str, dict[str, str]] = {
     "register_dataset": {
         "name": TEXT, "language": TEXT, "format": TEXT, "path": TEXT, "n_passages": COUNT,
@@ -266,6 +267,7 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
     "finish_run": {
         "run_id": TEXT, "status": TEXT, "best_contrastive_entropy": OPTIONAL_NUMBER,
         "metrics": OPTIONAL_JSON, "wall_time_s": OPTIONAL_NUMBER, "best_calibrated_entropy": OPTIONAL_NUMBER,
+        "stopped_early_at": OPTIONAL_COUNT,
     },
     "add_reference": {
         "dataset": TEXT, "eval_protocol": TEXT, "method": TEXT, "eval_fingerprint": OPTIONAL_JSON,
@@ -277,7 +279,7 @@ RECORD_FIELDS: dict[str, dict[str, str]] = {
 ADDED_FIELDS: dict[str, frozenset[str]] = {
     "start_run": frozenset({"eval_fingerprint", "eval_protocol"}),
     "add_point": frozenset({"calibrated_entropy", "temperature"}),
-    "finish_run": frozenset({"best_calibrated_entropy"}),
+    "finish_run": frozenset({"best_calibrated_entropy", "stopped_early_at"}),
 }
 _MAX_COUNT = 2**63 - 1  # BIGINT
 _LAST_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a timestamp column holds
@@ -290,7 +292,7 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, str) and is_unicode(value)
     if kind in (JSON_TEXT, OPTIONAL_JSON):
         return isinstance(value, str) and is_unicode(value) and _is_json(value)
-    if kind == COUNT:
+    if kind in (COUNT, OPTIONAL_COUNT):
         return is_whole(value) and 0 <= value <= _MAX_COUNT
     return is_finite_number(value)
 

@@ -86,13 +86,14 @@ def _start_run(con: duckdb.DuckDBPyConnection, record: Record) -> None:
 def _finish_run(con: duckdb.DuckDBPyConnection, record: Record) -> None:
     args = record["args"]
     con.execute(
-        """UPDATE runs SET status = ?, best_contrastive_entropy = ?, best_calibrated_entropy = ?, ended_at = ?,
-               metrics = coalesce(?, metrics), wall_time_s = coalesce(?, wall_time_s)
+        """UPDATE runs SET status = ?, best_contrastive_entropy = ?, best_calibrated_entropy = ?,
+               stopped_early_at = ?, ended_at = ?, metrics = coalesce(?, metrics), wall_time_s = coalesce(?, wall_time_s)
            WHERE run_id = ?""",
         [
             args["status"],
             args["best_contrastive_entropy"],
             args.get("best_calibrated_entropy"),  # absent from records written before it existed
+            args.get("stopped_early_at"),  # likewise
             utc_from_epoch(record["ts"]),
             args["metrics"],
             args["wall_time_s"],

@@ -179,12 +179,13 @@ def test_the_store_table_refreshes_when_a_run_finishes(dataset):
     assert not any("run_id" in t.value.columns for t in at.dataframe)   # the store is empty
     store = Store()
     store.start_run(run_id="fresh-run", **RUN_FIELDS)
-    store.finish_run("fresh-run", status="completed", best_contrastive_entropy=4.5)
+    store.finish_run("fresh-run", status="completed", best_contrastive_entropy=4.5, stopped_early_at=1200)
     process.code = 0
     at.run()
     assert_clean(at)
     assert study_heading(at).endswith("· finished")
-    assert table_with(at, "run_id")["run_id"].tolist() == ["fresh-run"]
+    table = table_with(at, "run_id")
+    assert table["run_id"].tolist() == ["fresh-run"] and table["stopped_early_at"].tolist() == ["step 1,200"]
 
 
 def test_a_run_whose_process_is_gone_reads_as_interrupted():

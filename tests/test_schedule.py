@@ -83,6 +83,7 @@ def test_a_run_that_stops_early_says_so_and_decays_to_its_real_end(tmp_path, one
     """A learning rate so high the model is best early: patience runs out, the decay
     begins, the run ends a decay share later and says where it stopped."""
     from engine.train import train
+    from store import Store
     from tests.helpers import write_synthetic
 
     dataset = write_synthetic(tmp_path / "syn")
@@ -90,7 +91,9 @@ def test_a_run_that_stops_early_says_so_and_decays_to_its_real_end(tmp_path, one
                       batch_size=16, negatives=16, lr=0.3, max_query_length=16, max_passage_length=32,
                       lr_schedule="wsd", patience=2, decay_share=0.25, eval_every=8, evals_per_doubling=2,
                       checkpoint_every=0, run_id="early", eval=EvalConfig(repeats=1, ranking="never"))
-    result = train(cfg)
+    store = Store()
+    result = train(cfg, store=store)
     assert result.stopped_early_at is not None and result.planned_steps == 400
+    assert store.run("early")["stopped_early_at"] == result.stopped_early_at   # the Runs page's column
     assert result.steps == -(-result.stopped_early_at * 4 // 3) < 400  # ceil(s / (1 - 0.25))
     assert result.final_metrics["step"] == result.steps  # the real end is evaluated

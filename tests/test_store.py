@@ -269,3 +269,16 @@ def test_add_points_writes_many_points_at_once_and_checks_them_all_first(tmp_pat
     with pytest.raises(InputError):
         store.add_points("many", [{"step": 60, "contrastive_entropy": 1.0}, {"step": -1, "contrastive_entropy": 1.0}])
     assert len(store.points("many")) == 50  # the good point before the bad one was not written either
+
+
+def test_a_run_keeps_the_step_where_its_early_stop_began_the_decay():
+    store = Store()
+    early, planned = start(store, "early"), start(store, "planned")
+    store.finish_run(early, status="completed", best_contrastive_entropy=3.0, stopped_early_at=120)
+    store.finish_run(planned, status="completed", best_contrastive_entropy=3.1)
+    stopped = store.runs().set_index("run_id")["stopped_early_at"]
+    assert stopped["early"] == 120 and pd.isna(stopped["planned"])
+    for bad in (-1, 2.5, "120", True):
+        with pytest.raises(InputError, match="stopped_early_at must"):
+            store.finish_run(early, status="completed", best_contrastive_entropy=3.0, stopped_early_at=bad)
+

@@ -92,6 +92,7 @@ def test_spool_records_written_before_calibration_still_ingest(tmp_path):
     points = store.points("old")
     assert points["contrastive_entropy"].tolist() == [5.0] and math.isnan(points["calibrated_entropy"].iloc[0])
     assert store.run("old")["status"] == "completed" and store.info()["spool_records_quarantined"] == 0
+    assert math.isnan(store.run("old")["stopped_early_at"] or math.nan)   # nor where it stopped early
     assert store.law_points()["loss"].tolist() == [5.0] and store.law_points(metric="calibrated").empty
 
 
