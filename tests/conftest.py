@@ -72,3 +72,13 @@ def synthetic(tmp_path):
     queries = tokenize_cached(data.queries, tokenizer, 16)
     passages = tokenize_cached(data.passages, tokenizer, 32)
     return data, tokenizer, queries, passages
+
+
+@pytest.fixture()
+def stub_figures(monkeypatch):
+    """Reports written with placeholder figures: for tests of what a report's files are and
+    where they go, not of how charts render (vl-convert: about 0.8 s a figure here)."""
+    import engine.report
+
+    monkeypatch.setattr(engine.report, "chart_svg", lambda chart: "<svg></svg>")
+    monkeypatch.setattr(engine.report, "chart_png", lambda chart, scale=engine.report.PNG_SCALE: b"\x89PNG")

@@ -280,8 +280,7 @@ def demo_runs_in_store() -> Store:
     return store
 
 
-@pytest.mark.slow
-def test_study_out_replaces_links_and_never_writes_through_them(tmp_path, capsys):
+def test_study_out_replaces_links_and_never_writes_through_them(tmp_path, capsys, stub_figures):
     """Before: report.html and figures/*.svg were written through the links (the
     DuckDB file and another file overwritten)."""
     store = demo_runs_in_store()
@@ -700,10 +699,9 @@ def test_a_commit_the_disk_refuses_is_one_line(tmp_path, capsys, monkeypatch):
     assert len(Store().runs()) == 0
 
 
-@pytest.mark.parametrize("writer", ["laws fit --out", "plan-runs", pytest.param("study --out", marks=pytest.mark.slow),
-                                    "emit slurm", "annotate ict"])
+@pytest.mark.parametrize("writer", ["laws fit --out", "plan-runs", "study --out", "emit slurm", "annotate ict"])
 def test_every_writer_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch, writer,
-                                                                    joint_fit_file):
+                                                                    joint_fit_file, stub_figures):
     """Before: OSError (ENOSPC) tracebacks, and half-written files under the final name."""
     import errno
     import os

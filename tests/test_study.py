@@ -128,8 +128,7 @@ def test_cli_reads_the_store_and_writes_report_and_figures(tmp_path, capsys):
     assert engine_cli(["study", "--source", "engine", "--out", str(tmp_path / "x")]) == 2  # no such runs
 
 
-@pytest.mark.slow
-def test_cli_json_is_one_object(tmp_path, capsys):
+def test_cli_json_is_one_object(tmp_path, capsys, stub_figures):
     from store import Store
 
     rows = study_runs().rename(columns={"n_params": "n", "train_pairs": "d", "best_contrastive_entropy": "loss",
