@@ -75,15 +75,18 @@ def where_any(frame: pd.DataFrame, column: str, values) -> pd.DataFrame:
 
 def held_fixed(points: pd.DataFrame, kind: str) -> tuple[str, Choice] | None:
     """A one-variable law holds the other size fixed (the paper: full data for Eq. 6,
-    the largest model for Eq. 7): that column and its values, the largest by default;
-    None for a joint law or where the column has fewer than two values."""
+    the largest model for Eq. 7): that column and its values, by default the largest at
+    which the law has enough sizes to be fitted (the largest where none has); None for a
+    joint law or where the column has fewer than two values."""
     if kind in JOINT_KINDS:
         return None
-    other = "d" if kind == "model" else "n"
+    other, fitted = ("d", "n") if kind == "model" else ("n", "d")
     if other not in points or points[other].nunique() < 2:
         return None
     values = sorted(points[other].dropna().unique())
-    return other, Choice(values, len(values) - 1)
+    sizes = points.groupby(other)[fitted].nunique() if fitted in points else pd.Series(0, index=values)
+    enough = [i for i, value in enumerate(values) if sizes.get(value, 0) > len(PARAM_NAMES[kind])]
+    return other, Choice(values, enough[-1] if enough else len(values) - 1)
 
 
 # --- points by name ---------------------------------------------------------------------

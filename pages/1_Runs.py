@@ -324,12 +324,14 @@ def demo_note(runs: pd.DataFrame) -> str:
 
 
 def not_recorded_note(runs: pd.DataFrame) -> str:
-    missing = runs[[c for c in ("eval_protocol", "wall_time_s") if c in runs]].isna().any(axis=1)
-    if not missing.any():
-        return ""
-    sources = ", ".join(sorted(runs.loc[missing, "source"].dropna().astype(str).unique())) or "unknown"
-    return (f"{NOT_RECORDED}: not recorded. {int(missing.sum())} run(s) carry no evaluation protocol or "
-            f"training time (source: {sources}).")
+    """Which of the table's recorded-or-not columns are missing, for how many runs, from where."""
+    parts = []
+    for column, what in (("eval_protocol", "no evaluation protocol"), ("wall_time_s", "no training time")):
+        missing = runs[column].isna() if column in runs else pd.Series(False, index=runs.index)
+        if missing.any():
+            sources = ", ".join(sorted(runs.loc[missing, "source"].dropna().astype(str).unique())) or "unknown"
+            parts.append(f"{int(missing.sum())} run(s) carry {what} (source: {sources})")
+    return f"{NOT_RECORDED}: not recorded. " + "; ".join(parts) + "." if parts else ""
 
 
 def runs_in_store(store: Store) -> None:

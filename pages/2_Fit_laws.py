@@ -150,7 +150,8 @@ def one_protocol(points: pd.DataFrame, about: dict) -> pd.DataFrame:
     """The points of one evaluation protocol (engine/eval_protocol.py; by default the most
     common): a fit over points measured differently is refused."""
     groups = protocol_groups(points).set_index("protocol")
-    chosen = st.selectbox("Evaluation protocol", list(groups.index), key="fit_protocol",
+    chosen = st.selectbox("Evaluation protocol", list(groups.index),
+                          key="fit_protocol_" + "_".join(groups.index),  # other data, other protocols: their default
                           format_func=lambda p: f"{p} ({groups.at[p, 'points']} runs): {groups.at[p, 'description']}",
                           help="Runs measured with other negatives, repeats, pool, test pairs, lengths or "
                                "precision are not one curve: fit one protocol at a time.")
@@ -234,9 +235,10 @@ def show_current_fit(request: FitRequest, submitted: bool, store: Store) -> None
     fresh = last is not None and last["key"] == request.key
     working = st.container()
     needs_fit = not fresh and (submitted or last is None)
+    notice = st.empty()
     if last is not None and not fresh:
-        st.info("The result below is for earlier settings: " +
-                ("it stays here until the new fit is ready." if needs_fit else "press **Fit** to refit."))
+        notice.info("The result below is for earlier settings: " +
+                    ("it stays here until the new fit is ready." if needs_fit else "press **Fit** to refit."))
     if last is not None:
         show_fit(last, store)
     if not needs_fit:
@@ -246,6 +248,8 @@ def show_current_fit(request: FitRequest, submitted: bool, store: Store) -> None
             st.session_state[LAST_FIT] = fit_with_progress(request)
         except InputError as err:
             st.error(f"Cannot fit the {request.kind} law: {in_words(err)}")
+            if last is not None:
+                notice.info("The result below is for earlier settings: the new fit failed (see above).")
             return
     st.rerun()
 

@@ -89,3 +89,5 @@ def test_the_last_fit_stays_when_a_new_one_fails(seeded_store, monkeypatch):
     assert not at.exception
     assert "the new fit failed" in at.error[0].value
     pd.testing.assert_frame_equal(table_with(at, "parameter"), before)
+    notices = [i.value for i in at.info if i.value.startswith("The result below is for earlier settings")]
+    assert notices == ["The result below is for earlier settings: the new fit failed (see above)."]  # no fit to wait for

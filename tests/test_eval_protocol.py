@@ -35,6 +35,11 @@ K64 = {"negatives": 64, "repeats": 10, "pool": 100_000, "pool_seed": 0, "test_pa
 K256 = {**K64, "negatives": 256}
 
 
+def protocol_box(at):
+    """The Fit laws page's protocol choice (its key follows the protocols it offers)."""
+    return next(box for box in at.selectbox if box.label == "Evaluation protocol")
+
+
 def grid_rows(**columns) -> pd.DataFrame:
     """4 model sizes x 4 data sizes from the paper's joint law (no noise; losses below 1.1)."""
     n, d = (a.ravel() for a in np.meshgrid(np.geomspace(5e5, 5e7, 4), np.geomspace(1e4, 1e6, 4)))
@@ -278,7 +283,7 @@ def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65(
     store.load_rows(grid_rows().head(12), source="import")  # protocol not recorded
     at = open_page("pages/2_Fit_laws.py")
     at.radio(key="fit_kind").set_value("joint").run()
-    protocols = at.selectbox(key="fit_protocol")
+    protocols = protocol_box(at)
     assert protocols.options[0].startswith(f"{protocol.protocol_id({'negatives': 64})} (16 runs): k=64")
     assert at.selectbox(key="fit_annotation").value == "human"
     assert protocols.options[1].startswith(f"{protocol.UNRECORDED} (12 runs)")
@@ -287,7 +292,7 @@ def test_the_fit_page_offers_one_protocol_and_leaves_out_a_k64_run_above_log_65(
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "15"
-    at.selectbox(key="fit_protocol").set_value(protocol.UNRECORDED).run()
+    protocol_box(at).set_value(protocol.UNRECORDED).run()
     assert leave_out_choice(at).value == []
     press_fit(at)
     assert_clean(at)
@@ -310,7 +315,7 @@ def test_an_uploaded_csv_is_fitted_one_protocol_at_a_time():
     at.radio(key="fit_source").set_value("Upload a CSV").run()
     at.radio(key="fit_kind").set_value("joint").run()
     at.file_uploader(key="fit_upload").set_value(("mixed.csv", data, "text/csv")).run()
-    assert at.selectbox(key="fit_protocol").value == protocol.protocol_id({"negatives": 64})
+    assert protocol_box(at).value == protocol.protocol_id({"negatives": 64})
     press_fit(at)
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Points fitted") == "16"

@@ -50,6 +50,16 @@ def test_a_one_variable_law_holds_the_other_size_at_its_largest_by_default():
     assert held_fixed(points[points["d"] == 100], "model") is None      # one D: nothing to choose
 
 
+def test_the_size_held_fixed_defaults_to_the_largest_a_law_can_be_fitted_at():
+    """Eq. 7 has 3 parameters, so it needs 4 data sizes: at the largest N there are 2."""
+    d = [100, 200, 400, 800]
+    points = pd.DataFrame({"n": [1e5] * 4 + [1e6] * 4 + [1e7] * 2, "d": d + d + d[:2], "loss": 1.0})
+    column, choice = held_fixed(points, "data")
+    assert column == "n" and choice.options == [1e5, 1e6, 1e7] and choice.options[choice.default] == 1e6
+    column, choice = held_fixed(points[points["n"] != 1e6].assign(d=[1, 2, 3, 4, 1, 2]), "model")
+    assert choice.options[choice.default] == 4      # no D has 4 sizes of N: the largest, as before
+
+
 def test_a_value_choice_prefers_the_asked_value_then_the_most_common():
     frame = pd.DataFrame({"annotation": ["ict", "ict", "human", "llm"]})
     chosen = value_choice(frame, "annotation", preferred="human")
