@@ -225,7 +225,7 @@ def main() -> None:
     try:
         plan, settings, available = make_plan(store, inputs)
     except InputError as err:
-        st.error(in_words(err))
+        st.error(f"Cannot plan runs: {in_words(err)}")
         return
     show_plan(store, plan, settings, available, inputs)
 
