@@ -472,6 +472,12 @@ def _natural_rows(kind: str, theta: np.ndarray) -> np.ndarray:
     return out
 
 
+def sizes_determine(kind: str, xs) -> bool:
+    """Whether points at the sizes `xs` (one row per point) can determine a `kind` law:
+    the rule validate_points applies to a fit (engine/point_selection.py offers slices by it)."""
+    return _identifiable(kind, np.asarray(xs, dtype=float), len(PARAM_NAMES[kind]))
+
+
 def _identifiable(kind, xs, n_params, rows: int | None = None) -> bool:
     """Whether a resample can determine the law: enough rows (`rows`, counting repeats;
     default len(xs)) and enough distinct sizes among the distinct rows xs (the rule

@@ -12,7 +12,7 @@ import pandas as pd
 
 from engine.eval_protocol import describe, fingerprints_of, protocol_labels, random_scorer_levels
 from engine.formatting import format_count
-from engine.laws import JOINT_KINDS, PARAM_NAMES
+from engine.laws import JOINT_KINDS, PARAM_NAMES, sizes_determine
 
 ALL = "(all)"   # the option that keeps every value of a column
 MIN_DATA_SIZES = len(PARAM_NAMES["data"]) + 1    # distinct D a data-size law (Eq. 7) needs at one N
@@ -84,8 +84,8 @@ def held_fixed(points: pd.DataFrame, kind: str) -> tuple[str, Choice] | None:
     if other not in points or points[other].nunique() < 2:
         return None
     values = sorted(points[other].dropna().unique())
-    sizes = points.groupby(other)[fitted].nunique() if fitted in points else pd.Series(0, index=values)
-    enough = [i for i, value in enumerate(values) if sizes.get(value, 0) > len(PARAM_NAMES[kind])]
+    enough = [i for i, value in enumerate(values) if fitted in points
+              and sizes_determine(kind, points.loc[points[other] == value, fitted].dropna())]
     return other, Choice(values, enough[-1] if enough else len(values) - 1)
 
 

@@ -58,6 +58,9 @@ def test_the_size_held_fixed_defaults_to_the_largest_a_law_can_be_fitted_at():
     assert column == "n" and choice.options == [1e5, 1e6, 1e7] and choice.options[choice.default] == 1e6
     column, choice = held_fixed(points[points["n"] != 1e6].assign(d=[1, 2, 3, 4, 1, 2]), "model")
     assert choice.options[choice.default] == 4      # no D has 4 sizes of N: the largest, as before
+    three_sizes = pd.DataFrame({"n": [1e5, 1e6, 1e7, 1e7, 1e5, 1e6], "d": [100] * 4 + [200] * 2, "loss": 1.0})
+    column, choice = held_fixed(three_sizes, "model")
+    assert choice.options[choice.default] == 100    # 3 sizes in 4 points: enough, as the fit itself accepts
 
 
 def test_a_value_choice_prefers_the_asked_value_then_the_most_common():
